@@ -122,7 +122,13 @@ class SqlEventStore:
         clock: Clock | None = None,
         codec: Codec = DEFAULT_CODEC,
         poll_interval: float = 0.2,
+        create: bool = True,
     ) -> None:
+        """Open the log at ``url``; ``create`` makes the ``events`` table if missing.
+
+        A reader that must not change a database (the command line) passes
+        ``create=False``. The writer thread starts with the first append.
+        """
         self.codec = codec
         self._clock = clock or SystemClock()
         self._poll_interval = poll_interval
@@ -132,17 +138,15 @@ class SqlEventStore:
         self._insert_sql = (
             f"INSERT INTO events (seq, stream, version, type, recorded_at, data) VALUES ({marks})"
         )
-        metadata.create_all(self._write_engine)
+        if create:
+            metadata.create_all(self._write_engine)
         self._queue: queue.SimpleQueue[PendingAppend | object] = queue.SimpleQueue()
         self._versions: dict[str, int] = {}  # writer thread only: cache, verified by the unique key
         self._appended = threading.Condition()
         self._known_last_seq = 0
         self._closed = False
         self._close_lock = threading.Lock()
-        self._writer = threading.Thread(
-            target=self._write_loop, name="event-store-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer: threading.Thread | None = None
 
     # --- appending -------------------------------------------------------------------
 
@@ -159,6 +163,11 @@ class SqlEventStore:
         with self._close_lock:
             if self._closed:
                 raise StoreClosedError("the event store is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="event-store-writer", daemon=True
+                )
+                self._writer.start()
             self._queue.put(request)
         return request
 
@@ -347,7 +356,9 @@ class SqlEventStore:
                 return
             self._closed = True
             self._queue.put(_STOP)
-        self._writer.join()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
         self._read_engine.dispose()
         self._write_engine.dispose()
 

@@ -98,7 +98,10 @@ def fold(view: ServiceView, records: Iterable[Recorded]) -> ServiceView:
         if db is None:
             service = _apply_service(service, r)
         else:
-            health[db] = apply_health(health.get(db, HEALTH_INITIAL), r)
+            before = health.get(db, HEALTH_INITIAL)
+            after = apply_health(before, r)
+            if after is not before:
+                health[db] = after
             if type(r.event) in tree_types:
                 tree[db] = apply_tree(tree.get(db, TREE_INITIAL), r)
         last_seq, last_at = r.seq, r.recorded_at

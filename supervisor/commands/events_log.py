@@ -1,0 +1,366 @@
+"""``email-service events tail | replay | stats``: the event log, for support and diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from config import Settings
+from events.describe import as_json, describe, plain, where
+from events.projections.health import DbHealth
+from events.projections.service_view import ServiceView
+from events.projections.tree import TreeEntry
+from events.recorded import Recorded, from_micros
+from events.replay import replay_store
+from events.sql_store import SqlEventStore
+from events.store import read_all
+from events.types import stream_for
+from supervisor import exit_codes
+from supervisor.commands.common import (
+    CliError,
+    masked,
+    open_event_log,
+    parse_time,
+    print_json,
+    print_table,
+)
+
+PROGRESS_FROM = 50_000
+"""Logs at least this long show a progress bar (on a terminal) while replaying."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``events`` command and its three subcommands."""
+    parser = subparsers.add_parser(
+        "events",
+        help="the event log: follow it, replay it into past state, count it",
+        description="Read the service's event log (service.event_store). Nothing is written.",
+    )
+    sub = parser.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
+
+    tail = sub.add_parser(
+        "tail",
+        help="print the newest events and follow new ones",
+        description="Print the last N events, then every new one as it is appended "
+        "(Ctrl-C to stop).",
+    )
+    tail.add_argument("-n", "--lines", type=_count, default=10, help="events to show first (10)")
+    tail.add_argument("--db", metavar="NAME", help="only this practice database's events")
+    tail.add_argument("--no-follow", action="store_true", help="print and exit, do not follow")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.set_defaults(handler=run_tail)
+
+    rp = sub.add_parser(
+        "replay",
+        help="rebuild the state the service held (optionally at a past time)",
+        description="Fold the log into the state the service held after its last event, or "
+        "at --until; print each database's health, why databases have no mailbox, and the "
+        "timeline that led there.",
+    )
+    rp.add_argument("--db", metavar="NAME", help="only this practice database")
+    rp.add_argument(
+        "--until", metavar="TIME", type=parse_time, help="stop at this time (ISO 8601, UTC)"
+    )
+    rp.add_argument(
+        "--timeline", metavar="N", type=_count, default=30, help="timeline events to show (30)"
+    )
+    rp.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="skip records that do not decode, and count them, instead of stopping",
+    )
+    rp.add_argument(
+        "--window",
+        metavar="SECONDS",
+        type=float,
+        help="restart window (supervision.within_seconds)",
+    )
+    rp.add_argument("--json", action="store_true", help="print JSON for programs")
+    rp.set_defaults(handler=run_replay)
+
+    stats = sub.add_parser(
+        "stats",
+        help="count events by type and by database",
+        description="Count the log's events by type and by stream.",
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON for programs")
+    stats.set_defaults(handler=run_stats)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+# --- replay --------------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(total: int | None, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=True) as progress:  # rich draws on stderr's console
+        task = progress.add_task("replay", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_event_log(settings)
+    try:
+        stream = stream_for(args.db) if args.db else None
+        total = store.last_seq()
+        show_bar = sys.stderr.isatty() and not args.json and total >= PROGRESS_FROM
+        with _progress(None if stream else total, show_bar) as on_progress:
+            view, report = replay_store(
+                store,
+                stream=stream,
+                until=args.until,
+                skip_corrupt=args.skip_corrupt,
+                on_progress=on_progress,
+            )
+        timeline = _timeline(store, view, stream, args.until, args.timeline)
+    finally:
+        store.close()
+    window = args.window or settings.supervision.within_seconds
+    at = args.until or view.last_at
+    if args.db and report.events == 0:
+        raise CliError(f"no events for database {args.db!r} in the log", exit_codes.NO_INPUT)
+    if args.json:
+        print_json(
+            {
+                "event_log": masked(settings.service.event_store),
+                "events": report.events,
+                "last_seq": view.last_seq,
+                "at": at.isoformat() if at else None,
+                "skipped": [{"seq": e.seq, "reason": e.reason} for e in report.skipped],
+                "service": view.service._asdict(),
+                "databases": [
+                    _db_json(name, view.health.get(name), view.tree.get(name), window, at)
+                    for name in _names(view)
+                ],
+                "timeline": [as_json(r) for r in timeline],
+            }
+        )
+        return exit_codes.OK
+    _print_replay(settings, view, report.events, report.skipped, timeline, window, at, args)
+    return exit_codes.OK
+
+
+def _names(view: ServiceView) -> list[str]:
+    return sorted(set(view.health) | set(view.tree), key=str.casefold)
+
+
+def _timeline(
+    store: SqlEventStore, view: ServiceView, stream: str | None, until: datetime | None, n: int
+) -> list[Recorded]:
+    """Return the last ``n`` events up to the view's position (decoding only those)."""
+    if n == 0 or view.last_seq == 0:
+        return []
+    if stream is None:  # seq has no gaps: the last n events start right here
+        after = max(0, view.last_seq - n)
+        chunks = store.read_chunks(after, until=until, limit=n)
+    else:
+        chunks = store.read_chunks(0, stream=stream, until=until)
+    kept: deque[Recorded] = deque(maxlen=n)
+    kept.extend(store.codec.decode_chunks(chunks, on_corrupt=lambda _e: None))
+    return list(kept)
+
+
+def _db_json(
+    name: str, h: DbHealth | None, t: TreeEntry | None, window: float, at: datetime | None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "status": h.status.value if h else None,
+        "incarnation": h.incarnation if h else None,
+        "status_since": h.since.isoformat() if h and h.since else None,
+        "last_selftest_at": h.last_selftest_at.isoformat() if h and h.last_selftest_at else None,
+        "last_selftest_ok": h.last_selftest_ok if h else None,
+        "last_failure": [plain(d) for d in h.last_failure] if h else [],
+        "last_failure_at": h.last_failure_at.isoformat() if h and h.last_failure_at else None,
+        "restarts_in_window": h.restarts_within(window, at) if h and at else 0,
+        "restarts_total": h.restarts_total if h else 0,
+        "crashes_total": h.crashes_total if h else 0,
+        "served": t.served if t else None,
+        "reason": t.reason if t else None,
+        "mailbox_incarnation": t.mailbox_incarnation if t else None,
+        "why_no_mailbox": t.why_no_mailbox if t else None,
+    }
+
+
+def _when(t: datetime | None) -> str:
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_replay(
+    settings: Settings,
+    view: ServiceView,
+    events: int,
+    skipped: list[Any],
+    timeline: list[Recorded],
+    window: float,
+    at: datetime | None,
+    args: argparse.Namespace,
+) -> None:
+    scope = f" of database {args.db!r}" if args.db else ""
+    until = f" up to {_when(args.until)}" if args.until else ""
+    print(f"Replayed {events:,} events{scope}{until} from {masked(settings.service.event_store)}")
+    print(f"State after seq {view.last_seq} ({_when(view.last_at)})")
+    if skipped:
+        seqs = ", ".join(str(e.seq) for e in skipped)
+        print(f"Skipped {len(skipped)} corrupt record(s): seq {seqs}")
+    s = view.service
+    if s.starts:
+        state = "running" if s.running else f"stopping/stopped ({s.stop_reason})"
+        print(
+            f"Service: {state}; server {s.server_id!r}, version {s.service_version}, "
+            f"pid {s.pid}, started {_when(s.started_at)}; {s.starts} start(s) in the log"
+        )
+    print()
+    rows = []
+    for name in _names(view):
+        h, t = view.health.get(name), view.tree.get(name)
+        mailbox = "-"
+        if t is not None:
+            mailbox = (
+                f"incarnation {t.mailbox_incarnation}"
+                if t.mailbox_incarnation
+                else t.why_no_mailbox
+            )
+        selftest = "-"
+        if h is not None and h.last_selftest_at is not None:
+            selftest = f"{_when(h.last_selftest_at)} {'ok' if h.last_selftest_ok else 'FAILED'}"
+        rows.append(
+            [
+                name,
+                h.status.value if h else "-",
+                h.incarnation if h else "-",
+                selftest,
+                h.restarts_within(window, at) if h and at else 0,
+                mailbox,
+            ]
+        )
+    if rows:
+        print_table(
+            [
+                "Database",
+                "Status",
+                "Incarnation",
+                "Last self-test",
+                f"Restarts ({window:g} s)",
+                "Mailbox",
+            ],
+            rows,
+        )
+    else:
+        print("No databases in the log.")
+    for name in _names(view):
+        h = view.health.get(name)
+        if h is not None and h.last_failure:
+            print(f"\nLast failure of {name} at {_when(h.last_failure_at)}:")
+            for d in h.last_failure:
+                print(f"  [{d.component}] {d.level}: {d.message}")
+    if timeline:
+        print(f"\nTimeline (last {len(timeline)} events{scope}):")
+        for r in timeline:
+            print("  " + describe(r))
+
+
+# --- tail ----------------------------------------------------------------------------
+
+
+def run_tail(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_event_log(settings)
+    stream = stream_for(args.db) if args.db else None
+    show: Callable[[Recorded], None] = (
+        (lambda r: print_json_line(as_json(r))) if args.json else (lambda r: print(describe(r)))
+    )
+    try:
+        last = store.last_seq()
+        if stream is None:
+            first = list(read_all(store, max(0, last - args.lines)))
+        else:
+            kept: deque[Recorded] = deque(maxlen=args.lines)
+            kept.extend(store.codec.decode_chunks(store.read_chunks(0, stream=stream)))
+            first = list(kept) if args.lines else []
+        for r in first:
+            show(r)
+        sys.stdout.flush()
+        if args.no_follow:
+            return exit_codes.OK
+        try:
+            while True:
+                if not store.wait_for_append(last, timeout=1.0):
+                    continue
+                for chunk in store.read_chunks(last):
+                    for r in store.codec.decode_chunks([chunk]):
+                        if stream is None or r.stream == stream:
+                            show(r)
+                    last = chunk[-1][0]
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return exit_codes.OK
+    finally:
+        store.close()
+
+
+def print_json_line(value: dict[str, Any]) -> None:
+    print(json.dumps(value, default=str, ensure_ascii=False))
+
+
+# --- stats ---------------------------------------------------------------------------
+
+
+def run_stats(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_event_log(settings)
+    by_type: Counter[str] = Counter()
+    by_stream: Counter[str] = Counter()
+    first_us = last_us = None
+    try:
+        for chunk in store.read_chunks():
+            for _seq, stream, _version, type_, _at_us, _data in chunk:
+                by_type[type_] += 1
+                by_stream[stream] += 1
+            if first_us is None:
+                first_us = chunk[0][4]
+            last_us = chunk[-1][4]
+        last_seq = store.last_seq()
+    finally:
+        store.close()
+    total = sum(by_type.values())
+    first = from_micros(first_us) if first_us is not None else None
+    last = from_micros(last_us) if last_us is not None else None
+    if args.json:
+        print_json(
+            {
+                "event_log": masked(settings.service.event_store),
+                "events": total,
+                "last_seq": last_seq,
+                "first_at": first.isoformat() if first else None,
+                "last_at": last.isoformat() if last else None,
+                "by_type": dict(by_type.most_common()),
+                "by_database": {where(s): n for s, n in by_stream.most_common()},
+            }
+        )
+        return exit_codes.OK
+    print(f"Event log {masked(settings.service.event_store)}")
+    print(f"{total:,} events, last seq {last_seq}, from {_when(first)} to {_when(last)}\n")
+    print_table(["Event type", "Count"], [[t, f"{n:,}"] for t, n in by_type.most_common()])
+    print()
+    print_table(["Database", "Events"], [[where(s), f"{n:,}"] for s, n in by_stream.most_common()])
+    return exit_codes.OK
