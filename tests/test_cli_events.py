@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +33,7 @@ SMTP_DOWN = Diagnostic("smtp", "error", "535 5.7.8 authentication failed")
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[tuple[Path, FakeClock]]:
+def log(tmp_path: Path) -> tuple[Path, FakeClock]:
     """A config file whose event log holds a short, known history."""
     db_file = tmp_path / "events.sqlite3"
     config = tmp_path / "service.toml"
@@ -53,7 +52,7 @@ def log(tmp_path: Path) -> Iterator[tuple[Path, FakeClock]]:
     store.append(smile, 5, [MailboxCrashed(1, "TimeoutError: timed out", "tb")])
     store.append(smile, 6, [RestartScheduled(0.0, "crashed", 1), MailboxStarted(2)])
     store.close()
-    yield config, clock
+    return config, clock
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -67,7 +66,8 @@ def test_replay_prints_each_databases_state(capsys: pytest.CaptureFixture[str], 
     assert code == exit_codes.OK
     assert "Replayed 10 events" in out
     smile = next(line for line in out.splitlines() if line.startswith("Smile Dental"))
-    assert "starting" in smile and "incarnation 2" in smile
+    assert "starting" in smile
+    assert "incarnation 2" in smile
     demo = next(line for line in out.splitlines() if line.startswith("Demo Practice"))
     assert "not served: name contains 'demo'" in demo
 
@@ -112,7 +112,7 @@ def test_a_corrupt_record_stops_replay_naming_its_seq(
     capsys: pytest.CaptureFixture[str], log
 ) -> None:  # type: ignore[no-untyped-def]
     _corrupt(log[0], 4)
-    code, out, err = run(capsys, "--config", str(log[0]), "events", "replay")
+    code, _, err = run(capsys, "--config", str(log[0]), "events", "replay")
     assert code == exit_codes.DATA_ERROR
     assert err.startswith("email-service: event seq 4: not a valid record")
     assert err.count("\n") == 1
@@ -151,7 +151,8 @@ def test_a_missing_log_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
     config.write_text(f'[service]\nevent_store = "sqlite:///{tmp_path / "none.sqlite3"}"\n')
     code, _, err = run(capsys, "--config", str(config), "events", "stats")
     assert code == exit_codes.NO_INPUT
-    assert err.count("\n") == 1 and "no event log at" in err
+    assert err.count("\n") == 1
+    assert "no event log at" in err
 
 
 def test_tail_follows_new_events_in_a_real_process(log) -> None:  # type: ignore[no-untyped-def]
