@@ -72,6 +72,25 @@ def _dataclass_codec(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], A
     return encode, decode
 
 
+def _is_plain_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return (
+        typing.get_origin(tp) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and args[0] in _PRIMITIVES
+    )
+
+
+def _tuple_decoder(cls: type[Event], positions: list[int]) -> _Decoder:
+    def decode(values: list[Any]) -> Event:
+        for i in positions:
+            values[i] = tuple(values[i])
+        return cls(*values)
+
+    return decode
+
+
 class Codec:
     """Encodes and decodes events of a fixed set of types; safe to share between threads."""
 
@@ -99,6 +118,14 @@ class Codec:
             # The hot path: every field passes through msgpack unchanged.
             self._encoders[cls] = lambda e: [getattr(e, n) for n in names]
             self._decoders[(name, cls.VERSION)] = lambda values: cls(*values)
+        elif all(
+            _is_plain_tuple(hints[n]) or dec is None
+            for n, (_, dec) in zip(names, codecs, strict=True)
+        ):
+            # Next hottest: some fields are tuples of plain values (SelfTestPassed).
+            tuples = [i for i, n in enumerate(names) if _is_plain_tuple(hints[n])]
+            self._encoders[cls] = lambda e: [getattr(e, n) for n in names]
+            self._decoders[(name, cls.VERSION)] = _tuple_decoder(cls, tuples)
         else:
             encode, decode = _dataclass_codec(cls)
             self._encoders[cls] = encode

@@ -28,7 +28,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -65,7 +64,6 @@ events_table = Table(
     Column("data", LargeBinary, nullable=False),
     UniqueConstraint("stream", "version", name="uq_events_stream_version"),
 )
-Index("ix_events_type", events_table.c.type)
 
 _MAX_BATCH_EVENTS = 10_000
 _READ_CHUNK = 5_000

@@ -1,0 +1,171 @@
+"""Timers for actors (pykka has none): run a callable after a delay.
+
+Actors never sleep; they ask a scheduler to tell them a message later. The service
+uses ``ThreadScheduler`` (one thread, real monotonic time); tests use
+``FakeScheduler``, which fires what is due when the test moves its fake clock.
+Callbacks run on the scheduler's thread (or the test's), so they must be quick:
+in practice they are ``actor_ref.tell(message)``, made safe by ``tell_later``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pykka
+
+from events.clock import FakeClock
+
+log = logging.getLogger(__name__)
+
+
+class Timer:
+    """A scheduled call; ``cancel()`` stops it from running if it has not yet."""
+
+    __slots__ = ("cancelled", "due", "fn")
+
+    def __init__(self, due: float, fn: Callable[[], None]) -> None:
+        self.due = due
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler(Protocol):
+    """What actors ask of time."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        """Run ``fn`` once, ``delay`` seconds from now (0: as soon as possible)."""
+        ...
+
+    def close(self) -> None:
+        """Drop every pending call and stop."""
+        ...
+
+
+def tell_later(scheduler: Scheduler, delay: float, ref: pykka.ActorRef[Any], message: Any) -> Timer:
+    """Tell ``ref`` the ``message`` after ``delay`` s; a dead actor is not an error."""
+
+    def deliver() -> None:
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            pass  # the actor stopped or crashed meanwhile: its successor has its own timers
+
+    return scheduler.call_later(delay, deliver)
+
+
+class _Heap:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+
+    def push(self, timer: Timer) -> None:
+        heapq.heappush(self._heap, (timer.due, next(self._order), timer))
+
+    def pop_due(self, now: float) -> Timer | None:
+        while self._heap and self._heap[0][0] <= now:
+            timer = heapq.heappop(self._heap)[2]
+            if not timer.cancelled:
+                return timer
+        return None
+
+    def next_due(self) -> float | None:
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+
+def _run(timer: Timer) -> None:
+    try:
+        timer.fn()
+    except Exception:  # a timer must never take the scheduler down with it
+        log.exception("a scheduled call failed")
+
+
+class ThreadScheduler:
+    """One daemon thread that runs calls when they are due (``time.monotonic``)."""
+
+    def __init__(self) -> None:
+        self._heap = _Heap()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        timer = Timer(time.monotonic() + max(0.0, delay), fn)
+        with self._cond:
+            if not self._closed:
+                self._heap.push(timer)
+                self._cond.notify()
+        return timer
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                timer = self._heap.pop_due(time.monotonic())
+                if timer is None:
+                    due = self._heap.next_due()
+                    self._cond.wait(None if due is None else max(0.0, due - time.monotonic()))
+                    continue
+            _run(timer)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+
+class FakeScheduler:
+    """Fires due calls when ``advance`` moves the fake clock; for tests."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._heap = _Heap()
+        self._lock = threading.Lock()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        timer = Timer(self.clock.monotonic() + max(0.0, delay), fn)
+        with self._lock:
+            self._heap.push(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward, running every call that falls due, in order."""
+        end = self.clock.monotonic() + seconds
+        while True:
+            with self._lock:
+                due = self._heap.next_due()
+                if due is None or due > end:
+                    break
+                timer = self._heap.pop_due(due)
+            if due > self.clock.monotonic():
+                self.clock.advance(due - self.clock.monotonic())
+            if timer is not None:
+                _run(timer)
+        if end > self.clock.monotonic():
+            self.clock.advance(end - self.clock.monotonic())
+
+    def pending(self) -> int:
+        """Return how many calls wait to run."""
+        with self._lock:
+            return sum(1 for _, _, t in self._heap._heap if not t.cancelled)
+
+    def close(self) -> None:
+        with self._lock:
+            self._heap.clear()
