@@ -9,6 +9,7 @@ in practice they are ``actor_ref.tell(message)``, made safe by ``tell_later``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -54,10 +55,9 @@ def tell_later(scheduler: Scheduler, delay: float, ref: pykka.ActorRef[Any], mes
     """Tell ``ref`` the ``message`` after ``delay`` s; a dead actor is not an error."""
 
     def deliver() -> None:
-        try:
+        # A dead actor is fine: it stopped or crashed, and its successor has its own timers.
+        with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(message)
-        except pykka.ActorDeadError:
-            pass  # the actor stopped or crashed meanwhile: its successor has its own timers
 
     return scheduler.call_later(delay, deliver)
 

@@ -155,3 +155,13 @@ def read_all(
 ) -> Iterator[Recorded]:
     """Yield every decoded event past ``after_seq`` in global order."""
     return store.codec.decode_chunks(store.read_chunks(after_seq, until=until))
+
+
+def read_types(
+    store: EventStore, type_names: frozenset[str], after_seq: int = 0
+) -> Iterator[Recorded]:
+    """Yield the events of the named types only, decoding nothing else."""
+    for chunk in store.read_chunks(after_seq):
+        wanted = [row for row in chunk if row[3] in type_names]
+        if wanted:
+            yield from store.codec.decode_chunks([wanted])

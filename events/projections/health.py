@@ -105,11 +105,12 @@ def _failed(s: DbHealth, r: Recorded, e: SelfTestFailed) -> DbHealth:
 
 
 def _crashed(s: DbHealth, r: Recorded, e: MailboxCrashed) -> DbHealth:
+    if e.incarnation != s.incarnation:
+        return s  # an abandoned incarnation died late: already replaced
     return _moved(
         s,
         HealthStatus.CRASHED,
         r,
-        incarnation=e.incarnation,
         last_failure=_failure(f"the mailbox crashed: {e.error}"),
         last_failure_at=r.recorded_at,
         crashes_total=s.crashes_total + 1,

@@ -1,0 +1,92 @@
+"""The watchdog actor: notices mailboxes whose self-test is overdue.
+
+It follows the event log (it does not ask the mailboxes: a hung mailbox cannot
+answer), folds each database's liveness (``events.projections.liveness``) and,
+every tick, appends ``CheckInMissed`` for a mailbox silent for longer than
+``hang_after_seconds`` and tells the supervisor, which replaces that incarnation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.messages import Init, MailboxFailed, Ping, Tick
+from actors.scheduler import Scheduler, Timer, tell_later
+from events.clock import Clock
+from events.projections.liveness import LIVENESS_TYPES, Liveness, apply_liveness, overdue
+from events.store import ANY, EventStore
+from events.types import CheckInMissed, db_of, stream_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchdogDeps:
+    """What the watchdog is given."""
+
+    store: EventStore
+    clock: Clock
+    scheduler: Scheduler
+    tick_seconds: float
+    hang_after_seconds: float
+    supervisor: pykka.ActorRef[Any]
+
+
+class WatchdogActor(pykka.ThreadingActor):
+    """Follows the log; reports hung mailboxes."""
+
+    def __init__(self, deps: WatchdogDeps, after_seq: int = 0) -> None:
+        super().__init__()
+        self._deps = deps
+        self._after = after_seq
+        self._live: dict[str, Liveness] = {}
+        self._timer: Timer | None = None
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(Init())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return True
+        if isinstance(message, Init | Tick):
+            self._check()
+            self._timer = tell_later(
+                self._deps.scheduler, self._deps.tick_seconds, self.actor_ref, Tick()
+            )
+            return None
+        return super().on_receive(message)
+
+    def _follow(self) -> None:
+        store = self._deps.store
+        for chunk in store.read_chunks(self._after):
+            wanted = [row for row in chunk if row[3] in LIVENESS_TYPES]
+            for r in store.codec.decode_chunks([wanted]):
+                db = db_of(r.stream)
+                if db is None:
+                    continue
+                state = apply_liveness(self._live.get(db), r)
+                if state is None:
+                    self._live.pop(db, None)
+                else:
+                    self._live[db] = state
+            self._after = chunk[-1][0]
+
+    def _check(self) -> None:
+        """Read what is new in the log, then report each silent mailbox once."""
+        self._follow()
+        now = self._deps.clock.now()
+        for db, incarnation, silent in overdue(self._live, now, self._deps.hang_after_seconds):
+            log.warning("%s incarnation %d silent for %.0f s: hung", db, incarnation, silent)
+            self._deps.store.append(stream_for(db), ANY, [CheckInMissed(incarnation, silent)])
+            self._live[db] = self._live[db]._replace(reported=True)
+            self._deps.supervisor.tell(
+                MailboxFailed(db, incarnation, "hung", f"no self-test for {silent:.0f} s")
+            )
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -1,0 +1,383 @@
+"""The supervisor actor: the root of the tree.
+
+It starts the watchdog, the command reader and one mailbox per eligible database;
+rescans the database server every ``databases.rescan_seconds``; and decides every
+restart from the database's events (``supervisor.restart_policy``), appending each
+decision before acting on it. Messages arrive by ``tell`` from timers, mailboxes
+(``on_failure``), the watchdog and the command reader; ``ask`` is only for ``Ping``
+and queries. If the supervisor itself fails, or most mailboxes crash at once, it
+calls ``on_fatal`` and the process exits non-zero for the service manager to restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from actors.fence import IncarnationRegistry
+from actors.mailbox import MailboxActor, MailboxDeps, describe_error
+from actors.messages import (
+    Init,
+    MailboxFailed,
+    Ping,
+    Rescan,
+    RestartCommand,
+    StartMailbox,
+)
+from actors.scheduler import Scheduler, Timer, tell_later
+from actors.selftest import SelfTest
+from events.clock import Clock
+from events.projections.service_view import ServiceView
+from events.recorded import Recorded
+from events.replay import replay_store
+from events.store import ANY, EventStore, read_types
+from events.types import (
+    DatabaseDiscovered,
+    DatabaseIgnored,
+    DatabaseLost,
+    Event,
+    MailboxGaveUp,
+    MailboxStarted,
+    MailboxStopped,
+    RestartRequested,
+    RestartScheduled,
+    ServiceStarted,
+    ServiceStopping,
+    db_of,
+    stream_for,
+)
+from supervisor.escalation import crash_burst
+from supervisor.restart_policy import GiveUp, RestartPolicy, decide, decide_requested
+
+log = logging.getLogger(__name__)
+
+HISTORY_KEPT = 200
+"""Lifecycle events kept per database for restart decisions (far more than any window needs)."""
+
+_HISTORY_TYPES = frozenset(
+    t.__name__
+    for t in (
+        RestartScheduled,
+        MailboxGaveUp,
+        MailboxStarted,
+        MailboxStopped,
+        RestartRequested,
+        DatabaseLost,
+    )
+)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A database the discovery found: what the supervisor needs of it."""
+
+    name: str
+    practice_name: str
+    eligible: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SupervisorDeps:
+    """What the supervisor is given; tests pass fakes for clock, scheduler and discovery."""
+
+    store: EventStore
+    registry: IncarnationRegistry
+    clock: Clock
+    scheduler: Scheduler
+    policy: RestartPolicy
+    server_id: str
+    service_version: str
+    rescan_seconds: float
+    checkin_seconds: float
+    hang_after_seconds: float
+    discover: Callable[[], Sequence[Served]]
+    make_selftest: Callable[[str, int], SelfTest]
+    jitter: Callable[[], float]
+    on_fatal: Callable[[str], None]
+    start_children: Callable[[pykka.ActorRef[Any], int], list[pykka.ActorRef[Any]]] = field(
+        default=lambda _ref, _seq: []
+    )  # the watchdog and command reader, given the supervisor and the log position
+
+
+@dataclass
+class _Db:
+    """The supervisor's own bookkeeping for one served database."""
+
+    practice_name: str = ""
+    incarnation: int = 0  # the newest incarnation ever started (from the log)
+    mailbox: pykka.ActorRef[Any] | None = None
+    started_at: datetime | None = None
+    pending: Timer | None = None  # a scheduled (re)start
+    gave_up: bool = False
+    history: list[Recorded] = field(default_factory=list)
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    """The root of the supervision tree."""
+
+    def __init__(self, deps: SupervisorDeps) -> None:
+        super().__init__()
+        self._deps = deps
+        self._dbs: dict[str, _Db] = {}  # served databases
+        self._ignored: dict[str, str] = {}  # not served: reason, as last logged
+        self._children: list[pykka.ActorRef[Any]] = []
+        self._rescan: Timer | None = None
+        self._last_crash: dict[str, datetime] = {}
+        self._stopping = False
+        self._known_incarnations: dict[str, int] = {}  # from the log at start
+        self._known_histories: dict[str, list[Recorded]] = {}
+        self._served_reason: dict[str, str] = {}  # served databases' reason, as last logged
+
+    # --- life ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(Init())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return True
+        if isinstance(message, Init):
+            self._init()
+        elif isinstance(message, Rescan):
+            self._scan()
+            self._schedule_rescan()
+        elif isinstance(message, MailboxFailed):
+            self._failed(message)
+        elif isinstance(message, StartMailbox):
+            self._scheduled_start(message.db)
+        elif isinstance(message, RestartCommand):
+            self._restart_command(message)
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _init(self) -> None:
+        d = self._deps
+        view, _ = replay_store(d.store)
+        self._learn(view)
+        position = view.last_seq
+        d.store.append(
+            "service", ANY, [ServiceStarted(d.server_id, d.service_version, os.getpid())]
+        )
+        self._children = d.start_children(self.actor_ref, position)
+        self._scan()
+        self._schedule_rescan()
+
+    def _learn(self, view: ServiceView) -> None:
+        """Take from the log what survives a restart of the process."""
+        for db, entry in view.tree.items():
+            if entry.served:
+                self._served_reason[db] = entry.reason
+            else:
+                self._ignored[db] = entry.reason
+        incarnations = {db: h.incarnation for db, h in view.health.items()}
+        histories: dict[str, list[Recorded]] = {}
+        for r in read_types(self._deps.store, _HISTORY_TYPES):
+            name = db_of(r.stream)
+            if name is not None:
+                kept = histories.setdefault(name, [])
+                kept.append(r)
+                if len(kept) > 2 * HISTORY_KEPT:
+                    del kept[:HISTORY_KEPT]
+        self._known_incarnations = incarnations
+        self._known_histories = histories
+
+    def stop_tree(self, reason: str) -> None:
+        """Stop every mailbox and child in order and log why; called by ``ask`` at shutdown."""
+        self._stopping = True
+        if self._rescan is not None:
+            self._rescan.cancel()
+        for child in self._children:
+            _stop(child)
+        for name, db in self._dbs.items():
+            if db.pending is not None:
+                db.pending.cancel()
+            self._stop_mailbox(name, db, reason)
+        self._deps.store.append("service", ANY, [ServiceStopping(reason)])
+
+    def on_failure(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._deps.on_fatal(f"the supervisor failed: {describe_error(exc)}")
+
+    # --- discovery -------------------------------------------------------------------
+
+    def _schedule_rescan(self) -> None:
+        if not self._stopping:
+            self._rescan = tell_later(
+                self._deps.scheduler, self._deps.rescan_seconds, self.actor_ref, Rescan()
+            )
+
+    def _scan(self) -> None:
+        found = {s.name: s for s in self._deps.discover()}
+        for name, s in sorted(found.items()):
+            if s.eligible:
+                if name not in self._dbs:
+                    self._serve(s)
+            else:
+                if name in self._dbs:
+                    self._unserve(name, s.reason)
+                if self._ignored.get(name) != s.reason:
+                    self._append(name, [DatabaseIgnored(s.reason)])
+                    self._ignored[name] = s.reason
+        for name in [n for n in self._dbs if n not in found]:
+            self._unserve(name, "the database is no longer on the server")
+
+    def _serve(self, s: Served) -> None:
+        db = _Db(
+            practice_name=s.practice_name,
+            incarnation=self._known_incarnations.get(s.name, 0),
+            history=self._known_histories.get(s.name, []),
+        )
+        self._dbs[s.name] = db
+        self._ignored.pop(s.name, None)
+        if self._served_reason.get(s.name) != s.reason:
+            self._append(s.name, [DatabaseDiscovered(s.practice_name, s.reason)])
+            self._served_reason[s.name] = s.reason
+        self._start_mailbox(s.name, db)
+
+    def _unserve(self, name: str, reason: str) -> None:
+        db = self._dbs.pop(name)
+        if db.pending is not None:
+            db.pending.cancel()
+        self._stop_mailbox(name, db, reason)
+        self._append(name, [DatabaseLost(reason)])
+        self._served_reason.pop(name, None)
+        self._ignored[name] = reason
+
+    # --- mailboxes -------------------------------------------------------------------
+
+    def _start_mailbox(self, name: str, db: _Db) -> None:
+        d = self._deps
+        db.pending = None
+        db.incarnation += 1
+        recorded = d.registry.begin(name, db.incarnation, [MailboxStarted(db.incarnation)])
+        db.history.extend(recorded)
+        db.started_at = d.clock.now()
+        deps = MailboxDeps(
+            d.registry, d.scheduler, d.checkin_seconds, self.actor_ref, d.make_selftest
+        )
+        db.mailbox = MailboxActor.start(name, db.incarnation, deps)
+
+    def _stop_mailbox(self, name: str, db: _Db, reason: str) -> None:
+        if db.mailbox is None:
+            return
+        ref, db.mailbox = db.mailbox, None
+        self._deps.registry.abandon(name, db.incarnation, [MailboxStopped(db.incarnation, reason)])
+        _stop(ref)
+
+    def _scheduled_start(self, name: str) -> None:
+        db = self._dbs.get(name)
+        if db is not None and db.mailbox is None and not self._stopping:
+            self._start_mailbox(name, db)
+
+    def _failed(self, msg: MailboxFailed) -> None:
+        db = self._dbs.get(msg.db)
+        if db is None or msg.incarnation != db.incarnation or self._stopping:
+            return  # an abandoned incarnation, a database no longer served, or shutting down
+        now = self._deps.clock.now()
+        if db.mailbox is not None:
+            ref, db.mailbox = db.mailbox, None
+            # Fence the old incarnation out before anything else (a hung one may wake).
+            self._deps.registry.abandon(msg.db, msg.incarnation)
+            if msg.cause == "hung":
+                ref.stop(block=False)  # it may never read this; the fence is what counts
+        self._last_crash[msg.db] = now
+        if crash_burst(self._last_crash, len(self._dbs), now):
+            self._deps.on_fatal(
+                f"{len(self._last_crash)} mailboxes failed at once; the process must restart"
+            )
+            return
+        if db.gave_up and db.started_at is not None:
+            survived = (now - db.started_at).total_seconds()
+            if survived < self._deps.policy.within_seconds:
+                self._give_up(
+                    msg.db,
+                    db,
+                    GiveUp(
+                        0, self._deps.policy.within_seconds, self._deps.policy.backoff_max_seconds
+                    ),
+                )
+                return
+            db.gave_up = False
+        decision = decide(self._deps.policy, db.history, now, self._deps.jitter(), msg.cause)
+        if isinstance(decision, GiveUp):
+            self._give_up(msg.db, db, decision)
+            return
+        self._schedule(msg.db, db, RestartScheduled(decision.delay, msg.cause, decision.attempt))
+
+    def _schedule(self, name: str, db: _Db, event: RestartScheduled) -> None:
+        db.history.extend(self._append(name, [event]))
+        db.pending = tell_later(
+            self._deps.scheduler, event.delay, self.actor_ref, StartMailbox(name)
+        )
+
+    def _give_up(self, name: str, db: _Db, decision: GiveUp) -> None:
+        db.gave_up = True
+        event = MailboxGaveUp(decision.restarts, decision.within_seconds, decision.retry_in)
+        db.history.extend(self._append(name, [event]))
+        log.error(
+            "%s: gave up after %d restarts; retrying in %.0f s",
+            name,
+            decision.restarts,
+            decision.retry_in,
+        )
+        db.pending = tell_later(
+            self._deps.scheduler, decision.retry_in, self.actor_ref, StartMailbox(name)
+        )
+
+    # --- commands --------------------------------------------------------------------
+
+    def _restart_command(self, msg: RestartCommand) -> None:
+        db = self._dbs.get(msg.db)
+        if db is None or self._stopping:
+            return
+        command_id = msg.command_ids[0] if msg.command_ids else None
+        requested = RestartRequested(msg.source, msg.requested_by, command_id)
+        db.history.extend(self._append(msg.db, [requested]))
+        if db.pending is not None:
+            db.pending.cancel()
+        self._stop_mailbox(msg.db, db, "restart requested")
+        decision = decide_requested(self._deps.policy, db.history, self._deps.clock.now())
+        db.gave_up = False
+        db.history.extend(
+            self._append(
+                msg.db, [RestartScheduled(decision.delay, decision.cause, decision.attempt)]
+            )
+        )
+        self._start_mailbox(msg.db, db)
+
+    # --- queries (ask) ---------------------------------------------------------------
+
+    def mailboxes(self) -> dict[str, int | None]:
+        """Return each served database's live incarnation (None: none running now)."""
+        return {
+            n: (db.incarnation if db.mailbox is not None else None) for n, db in self._dbs.items()
+        }
+
+    def ignored(self) -> dict[str, str]:
+        """Return the databases not served, and why."""
+        return dict(self._ignored)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _append(self, name: str, events: list[Event]) -> list[Recorded]:
+        return self._deps.store.append(stream_for(name), ANY, events)
+
+
+def _stop(ref: pykka.ActorRef[Any]) -> None:
+    """Stop an actor, waiting briefly; a hung one is left behind (its fence holds)."""
+    with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+        ref.stop(block=True, timeout=2.0)

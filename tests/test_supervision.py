@@ -1,0 +1,205 @@
+"""The supervision tree: start, let it crash, back off, give up, hangs, rescans, commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from actors.fence import StaleIncarnationError
+from actors.messages import RestartCommand
+from events.types import (
+    CheckInMissed,
+    DatabaseDiscovered,
+    DatabaseIgnored,
+    DatabaseLost,
+    MailboxCrashed,
+    MailboxGaveUp,
+    MailboxStarted,
+    MailboxStopped,
+    RestartRequested,
+    RestartScheduled,
+    SelfTestPassed,
+    ServiceStarted,
+)
+from tests.tree_harness import CHECKIN, HANG_AFTER, Harness
+
+
+@pytest.fixture
+def tree() -> Iterator[Harness]:
+    h = Harness()
+    yield h
+    h.stop()
+
+
+def test_it_starts_one_mailbox_per_eligible_database(tree: Harness) -> None:
+    tree.add("Smile Dental")
+    tree.add("Harbour Dental")
+    tree.add("Demo Practice", eligible=False, reason="name contains 'demo'")
+    tree.start()
+    tree.wait_event("Harbour Dental", SelfTestPassed, incarnation=1)
+    tree.wait_event("Smile Dental", SelfTestPassed, incarnation=1)
+    assert tree.ask("mailboxes") == {"Smile Dental": 1, "Harbour Dental": 1}
+    assert tree.events("Demo Practice", DatabaseIgnored) == [
+        DatabaseIgnored("name contains 'demo'")
+    ]
+    assert tree.events("Smile Dental", DatabaseDiscovered) == [
+        DatabaseDiscovered("Smile Dental", "eligible")
+    ]
+
+
+def test_the_service_start_is_logged(tree: Harness) -> None:
+    tree.start()
+    assert isinstance(tree.wait_event("service", ServiceStarted).event, ServiceStarted)
+
+
+def test_self_tests_repeat_every_checkin_interval(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    tree.advance(CHECKIN)
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    assert len(tree.events("Smile", SelfTestPassed)) == 2
+
+
+def test_a_crash_restarts_the_mailbox_at_once_as_the_next_incarnation(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    tree.modes["Smile"] = "raise"
+    tree.advance(CHECKIN)
+    crash = tree.wait_event("Smile", MailboxCrashed, incarnation=1).event
+    assert crash.error == "RuntimeError: scripted crash of Smile"
+    assert "Traceback" in crash.traceback
+    tree.modes["Smile"] = "ok"
+    assert tree.wait_event("Smile", RestartScheduled).event == RestartScheduled(0.0, "crashed", 1)
+    tree.advance(0)
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+
+
+def test_repeated_crashes_back_off_then_give_up_then_retry_slowly(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.modes["Smile"] = "raise"
+    tree.start()
+    delays = []
+    for attempt in range(1, 4):
+        delays.append(tree.wait_event("Smile", RestartScheduled, attempt=attempt).event.delay)
+        tree.advance(delays[-1])
+    assert delays == [0.0, 0.5, 1.0]  # policy: min 1 s doubling, jitter 0 halves each base
+    gave_up = tree.wait_event("Smile", MailboxGaveUp).event
+    assert gave_up == MailboxGaveUp(3, 60.0, 8.0)
+    tree.advance(7.9)
+    assert tree.ask("mailboxes") == {"Smile": None}
+    tree.modes["Smile"] = "ok"
+    tree.advance(0.1)
+    tree.wait_event("Smile", SelfTestPassed, incarnation=5)
+
+
+def test_a_failed_retry_after_giving_up_gives_up_again(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.modes["Smile"] = "raise"
+    tree.start()
+    for attempt in range(1, 4):
+        tree.advance(tree.wait_event("Smile", RestartScheduled, attempt=attempt).event.delay)
+    tree.wait_event("Smile", MailboxGaveUp)
+    tree.advance(8.0)
+    tree.wait_event("Smile", MailboxCrashed, incarnation=5)
+    tree.wait_event("Smile", MailboxGaveUp)
+    assert tree.events("Smile", RestartScheduled)[-1].attempt == 3
+
+
+def test_restart_counts_survive_a_restart_of_the_process(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.modes["Smile"] = "raise"
+    tree.start()
+    tree.advance(tree.wait_event("Smile", RestartScheduled, attempt=1).event.delay)
+    tree.wait_event("Smile", RestartScheduled, attempt=2)
+    tree.stop()
+    tree.hanging.clear()
+    tree.advance(1.0)
+    tree.start()  # a new process: same log, fresh actors
+    tree.wait_event("Smile", MailboxStarted, incarnation=3)  # the old process never started 3
+    scheduled = tree.wait_event("Smile", RestartScheduled)
+    assert scheduled.event.attempt == 3
+
+
+def test_a_hung_mailbox_is_replaced_and_its_late_writes_refused(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    tree.modes["Smile#1"] = "hang"
+    tree.advance(CHECKIN)  # incarnation 1 starts its next self-test and hangs
+    tree.advance(HANG_AFTER)
+    missed = tree.wait_event("Smile", CheckInMissed, incarnation=1).event
+    assert missed.overdue_seconds > HANG_AFTER
+    tree.wait_event("Smile", RestartScheduled, cause="hung")
+    tree.advance(0)
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    with pytest.raises(StaleIncarnationError, match="incarnation 1 of 'Smile' was abandoned"):
+        tree.registry.append("Smile", 1, [SelfTestPassed(1, ())])
+
+
+def test_a_rescan_starts_new_databases_and_stops_vanished_ones(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    del tree.databases["Smile"]
+    tree.add("Harbour")
+    tree.advance(60.0)
+    tree.wait_event("Harbour", SelfTestPassed, incarnation=1)
+    tree.wait_event("Smile", DatabaseLost)
+    assert (
+        tree.events("Smile", MailboxStopped)[-1].reason == "the database is no longer on the server"
+    )
+    assert tree.ask("mailboxes") == {"Harbour": 1}
+
+
+def test_a_database_that_becomes_ineligible_is_stopped(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    tree.add("Smile", eligible=False, reason="name contains 'test'")
+    tree.advance(60.0)
+    assert tree.wait_event("Smile", DatabaseLost).event == DatabaseLost("name contains 'test'")
+
+
+def test_an_unchanged_rescan_appends_nothing(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.add("Demo", eligible=False, reason="name contains 'demo'")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    before = len(tree.events("Demo", DatabaseIgnored)) + len(
+        tree.events("Smile", DatabaseDiscovered)
+    )
+    tree.advance(60.0)
+    tree.wait_event("Smile", SelfTestPassed)  # the tree has turned over since the rescan
+    tree.ask("mailboxes")
+    after = len(tree.events("Demo", DatabaseIgnored)) + len(
+        tree.events("Smile", DatabaseDiscovered)
+    )
+    assert after == before
+
+
+def test_a_restart_command_restarts_once_for_many_rows(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    assert tree.supervisor is not None
+    tree.supervisor.tell(RestartCommand("Smile", "workstation", "RECEPTION", (7, 8, 9)))
+    assert tree.wait_event("Smile", RestartRequested).event == RestartRequested(
+        "workstation", "RECEPTION", 7
+    )
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    assert len(tree.events("Smile", MailboxStarted)) == 2
+    assert tree.events("Smile", MailboxStopped) == [MailboxStopped(1, "restart requested")]
+
+
+def test_most_mailboxes_crashing_at_once_stops_the_process(tree: Harness) -> None:
+    for n in range(4):
+        tree.add(f"P{n}")
+    tree.start()
+    tree.settle()
+    for n in range(4):
+        tree.modes[f"P{n}"] = "raise"
+    tree.advance(CHECKIN)
+    assert tree.fatal[:1] == ["3 mailboxes failed at once; the process must restart"]
