@@ -17,7 +17,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from config import ConfigError, load_settings, mask_url
 from events.errors import CorruptEventError, EventLogError
 from supervisor import exit_codes
-from supervisor.commands import events_log
+from supervisor.commands import (
+    databases,
+    db_init,
+    demo,
+    events_log,
+    login_check,
+    restart,
+    serve,
+)
 from supervisor.commands.common import CliError
 
 PROG = "email-service"
@@ -43,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (events_log,):
+    for module in (serve, demo, databases, db_init, login_check, restart, events_log):
         module.register(sub)
     return parser
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import Any
 
 import pykka
 
+from actors.command_reader import Unwatch, Watch
 from actors.fence import IncarnationRegistry
 from actors.mailbox import MailboxActor, MailboxDeps, describe_error
 from actors.messages import (
@@ -83,6 +85,8 @@ class Served:
     practice_name: str
     eligible: bool
     reason: str
+    url: str = ""
+    error: str | None = None  # it could not be opened this time: leave it as it was
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,13 @@ class SupervisorDeps:
     rescan_seconds: float
     checkin_seconds: float
     hang_after_seconds: float
-    discover: Callable[[], Sequence[Served]]
+    discover: Callable[[], Sequence[Served] | None]  # None: the server did not answer
     make_selftest: Callable[[str, int], SelfTest]
     jitter: Callable[[], float]
     on_fatal: Callable[[str], None]
-    start_children: Callable[[pykka.ActorRef[Any], int], list[pykka.ActorRef[Any]]] = field(
-        default=lambda _ref, _seq: []
-    )  # the watchdog and command reader, given the supervisor and the log position
+    start_children: Callable[[pykka.ActorRef[Any], int], dict[str, pykka.ActorRef[Any]]] = field(
+        default=lambda _ref, _seq: {}
+    )  # "watchdog" and "commands" (the reader), given the supervisor and the log position
 
 
 @dataclass
@@ -129,7 +133,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._deps = deps
         self._dbs: dict[str, _Db] = {}  # served databases
         self._ignored: dict[str, str] = {}  # not served: reason, as last logged
-        self._children: list[pykka.ActorRef[Any]] = []
+        self._children: dict[str, pykka.ActorRef[Any]] = {}
         self._rescan: Timer | None = None
         self._last_crash: dict[str, datetime] = {}
         self._stopping = False
@@ -191,18 +195,33 @@ class SupervisorActor(pykka.ThreadingActor):
         self._known_incarnations = incarnations
         self._known_histories = histories
 
-    def stop_tree(self, reason: str) -> None:
-        """Stop every mailbox and child in order and log why; called by ``ask`` at shutdown."""
+    def stop_tree(self, reason: str, timeout: float = 5.0) -> None:
+        """Stop the children, then every mailbox at once, and log why (asked at shutdown).
+
+        Mailboxes are fenced and told to stop together; the wait for them shares one
+        ``timeout``, so a thousand mailboxes (or a hung one) cannot delay the exit.
+        """
         self._stopping = True
+        self._deps.store.append("service", ANY, [ServiceStopping(reason)])
         if self._rescan is not None:
             self._rescan.cancel()
-        for child in self._children:
+        for child in self._children.values():
             _stop(child)
+        futures = []
         for name, db in self._dbs.items():
             if db.pending is not None:
                 db.pending.cancel()
-            self._stop_mailbox(name, db, reason)
-        self._deps.store.append("service", ANY, [ServiceStopping(reason)])
+            if db.mailbox is not None:
+                ref, db.mailbox = db.mailbox, None
+                self._deps.registry.abandon(
+                    name, db.incarnation, [MailboxStopped(db.incarnation, reason)]
+                )
+                with contextlib.suppress(pykka.ActorDeadError):
+                    futures.append(ref.stop(block=False))
+        deadline = time.monotonic() + timeout
+        for future in futures:
+            with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
 
     def on_failure(
         self,
@@ -221,8 +240,17 @@ class SupervisorActor(pykka.ThreadingActor):
             )
 
     def _scan(self) -> None:
-        found = {s.name: s for s in self._deps.discover()}
+        listing = self._deps.discover()
+        if listing is None:
+            return  # the database server did not answer: keep serving what we serve
+        found = {s.name: s for s in listing}
         for name, s in sorted(found.items()):
+            if s.error is not None:
+                reason = f"cannot be opened: {s.error}"
+                if name not in self._dbs and self._ignored.get(name) != reason:
+                    self._append(name, [DatabaseIgnored(reason)])
+                    self._ignored[name] = reason
+                continue
             if s.eligible:
                 if name not in self._dbs:
                     self._serve(s)
@@ -246,10 +274,12 @@ class SupervisorActor(pykka.ThreadingActor):
         if self._served_reason.get(s.name) != s.reason:
             self._append(s.name, [DatabaseDiscovered(s.practice_name, s.reason)])
             self._served_reason[s.name] = s.reason
+        self._tell_child("commands", Watch(s.name, s.url))
         self._start_mailbox(s.name, db)
 
     def _unserve(self, name: str, reason: str) -> None:
         db = self._dbs.pop(name)
+        self._tell_child("commands", Unwatch(name))
         if db.pending is not None:
             db.pending.cancel()
         self._stop_mailbox(name, db, reason)
@@ -372,6 +402,12 @@ class SupervisorActor(pykka.ThreadingActor):
         return dict(self._ignored)
 
     # --- helpers ---------------------------------------------------------------------
+
+    def _tell_child(self, name: str, message: Any) -> None:
+        child = self._children.get(name)
+        if child is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                child.tell(message)
 
     def _append(self, name: str, events: list[Event]) -> list[Recorded]:
         return self._deps.store.append(stream_for(name), ANY, events)

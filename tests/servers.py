@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -40,3 +41,61 @@ def fresh_postgres_database(prefix: str = "pes_test") -> Iterator[str]:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+MARIADB_ODBC_DRIVER = "MariaDB Unicode"
+"""The unixODBC driver name ``scripts/odbc-setup.sh`` makes sure is registered."""
+
+MARIADB_ODBC_SERVER_URL = os.environ.get(
+    "PES_TEST_MARIADB_ODBC_URL",
+    "mysql+pyodbc://root@127.0.0.1:3306/?driver=" + MARIADB_ODBC_DRIVER.replace(" ", "+"),
+)
+"""The same MariaDB server through pyodbc and unixODBC, as a server URL (no database)."""
+
+
+def server_url(admin_url: str) -> str:
+    """Return ``admin_url`` without its database: the form ``databases.server_url`` takes."""
+    # _replace, not set(): URL.set() ignores None.
+    return make_url(admin_url)._replace(database=None).render_as_string(hide_password=False)
+
+
+def _drop_sql(admin: Engine, quoted: str) -> str:
+    if admin.dialect.name == "postgresql":
+        return f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
+    return f"DROP DATABASE IF EXISTS {quoted}"
+
+
+@contextmanager
+def named_databases(admin_url: str, names: Iterable[str]) -> Iterator[dict[str, str]]:
+    """Create empty databases with exactly these ``names`` on the server of ``admin_url``
+    (PostgreSQL or MariaDB), yield ``{name: url}``, drop them all afterwards.
+
+    Names may hold spaces, quotes, brackets, semicolons and non-ASCII letters: they are
+    quoted by the server's dialect, never pasted. Callers give them a unique prefix so
+    parallel tests never meet.
+    """
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    quote = admin.dialect.identifier_preparer.quote_identifier
+    created: list[str] = []
+    try:
+        with admin.connect() as conn:
+            for name in names:
+                conn.execute(text(f"CREATE DATABASE {quote(name)}"))
+                created.append(name)
+        base = make_url(admin_url)
+        yield {
+            name: base.set(database=name).render_as_string(hide_password=False) for name in created
+        }
+    finally:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(text(_drop_sql(admin, quote(name))))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_mariadb_database(prefix: str = "pes_test") -> Iterator[str]:
+    """Create an empty MariaDB database, yield its URL (PyMySQL), drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with named_databases(MARIADB_ADMIN_URL, [name]) as urls:
+        yield urls[name]

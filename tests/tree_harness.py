@@ -80,9 +80,9 @@ class Harness:
     def start(self) -> None:
         self.registry = IncarnationRegistry(self.store)
 
-        def children(sup: pykka.ActorRef[Any], position: int) -> list[pykka.ActorRef[Any]]:
+        def children(sup: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
             deps = WatchdogDeps(self.store, self.clock, self.scheduler, 5.0, HANG_AFTER, sup)
-            return [WatchdogActor.start(deps, position)]
+            return {"watchdog": WatchdogActor.start(deps, position)}
 
         deps = SupervisorDeps(
             store=self.store,

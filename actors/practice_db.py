@@ -1,0 +1,252 @@
+"""A small adapter over one practice database: opening it, reading its ``practice`` row,
+and the incarnation fence.
+
+The tables are ``actors.practice_schema``'s. Nothing here creates a table in a database
+that lacks ``practice`` (the contract's promise): ``has_practice_table`` and
+``read_practice`` only read, and ``claim_incarnation`` refuses a database without it.
+
+The fence (``docs/databases.md``, DESIGN decision 3): each start of a database's mailbox
+gets a higher incarnation number. ``claim_incarnation`` records it in the service-owned
+``email_service_mailbox`` row; every later write transaction calls ``check_incarnation``
+first, so a hung thread of an older incarnation, waking up, is refused
+(``StaleIncarnationError``) instead of writing over its successor's work.
+
+Every function runs on the calling thread and blocks on the database; none keeps a
+connection open after it returns except through the caller's engine pool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite connection waits for another writer's lock before failing."""
+
+_CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
+
+
+class PracticeDbError(Exception):
+    """Raised when a practice database cannot be used the way the service needs."""
+
+
+class StaleIncarnationError(PracticeDbError):
+    """Raised when an incarnation may not write: a newer one (or none) holds the fence.
+
+    ``incarnation`` is the caller's number, ``stored`` the one in ``email_service_mailbox``
+    (None when no incarnation has claimed the database yet).
+    """
+
+    def __init__(self, incarnation: int, stored: int | None) -> None:
+        held = "no incarnation" if stored is None else f"incarnation {stored}"
+        super().__init__(
+            f"incarnation {incarnation} may not write: {held} holds this practice database"
+        )
+        self.incarnation = incarnation
+        self.stored = stored
+
+
+@dataclass(frozen=True, slots=True)
+class PracticeRow:
+    """The ``practice`` row (id 1): what the practice software says this database is."""
+
+    practice_name: str
+    registered_server: str | None
+
+
+def connect_args(url: str | URL, timeout: float | None) -> dict[str, Any]:
+    """Return the driver's connect arguments that bound connecting to ``timeout`` seconds.
+
+    PostgreSQL (psycopg) and pyodbc get a login timeout (whole seconds, at least 1);
+    PyMySQL a connect, read and write timeout; SQLite its lock wait. Other drivers, or
+    ``timeout`` None: no arguments. Pure.
+    """
+    if timeout is None:
+        return {}
+    parsed = make_url(url)
+    whole = max(1, math.ceil(timeout))
+    driver = parsed.get_driver_name()
+    if parsed.get_backend_name() == "sqlite":
+        return {"timeout": timeout}
+    if driver in ("psycopg", "psycopg2"):
+        return {"connect_timeout": whole}
+    if driver == "pymysql":
+        return {"connect_timeout": whole, "read_timeout": whole, "write_timeout": whole}
+    if driver == "pyodbc":
+        return {"timeout": whole}
+    return {}
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Driver-level autocommit, so that SQLAlchemy's "begin" event below starts every
+    # transaction, reads included (the pysqlite recipe in SQLAlchemy's SQLite docs):
+    # otherwise a SELECT runs outside the transaction and check_incarnation would not
+    # fence the write that follows it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (workstations, the status page) never block the service's writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _mariadb_odbc_port(url: URL) -> URL:
+    """Move a ``mysql+pyodbc`` URL's port into ``?port=``.
+
+    SQLAlchemy's pyodbc connector writes the port SQL Server's way (``Server=host,port``),
+    which the MariaDB ODBC driver ignores (it connects to 3306 whatever the URL says);
+    given as a query parameter it becomes the ``PORT=`` attribute the driver reads.
+    """
+    if (
+        url.get_backend_name() in ("mysql", "mariadb")
+        and url.get_driver_name() == "pyodbc"
+        and url.port is not None
+        and "port" not in url.query
+        and "odbc_connect" not in url.query
+    ):
+        return url.set(port=None).update_query_dict({"port": str(url.port)})
+    return url
+
+
+def make_engine(url: str | URL, *, timeout: float | None = None, pooled: bool = True) -> Engine:
+    """Return an engine for the one practice database at ``url``.
+
+    SQLite: every connection is put in WAL mode with a busy timeout, and transactions are
+    real (``BEGIN`` on ``Connection.begin()``). Servers: ``pool_pre_ping``, so a connection
+    the server dropped is replaced instead of failing the next query; a ``mysql+pyodbc``
+    port is passed the way the MariaDB ODBC driver reads it. ``timeout`` bounds
+    connecting (see ``connect_args``); ``pooled=False`` opens a connection per use (for
+    short visits such as discovery). Connects lazily: nothing is opened until first use.
+    Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
+    """
+    parsed = _mariadb_odbc_port(make_url(url))
+    kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, timeout)}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def has_practice_table(engine: Engine) -> bool:
+    """Return whether the database has a ``practice`` table (or view) in its default schema.
+
+    Read-only: reflection queries only; creates nothing, not even on SQLite (the caller's
+    engine decides how the file is opened).
+    """
+    with engine.connect() as conn:
+        return inspect(conn).has_table(practice.name)
+
+
+def read_practice(engine: Engine) -> PracticeRow | None:
+    """Return the ``practice`` row with id 1, or None when the table has no such row.
+
+    Read-only. A database without the ``practice`` table raises the database's own error
+    (call ``has_practice_table`` first). A NULL ``practice_name`` reads as "".
+    """
+    query = select(practice.c.practice_name, practice.c.registered_server).where(
+        practice.c.id == SINGLE_ROW_ID
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    return PracticeRow(
+        practice_name=row.practice_name or "", registered_server=row.registered_server
+    )
+
+
+def _naive_utc(now: datetime) -> datetime:
+    """Times are stored as naive UTC (see ``actors.practice_schema``)."""
+    return now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
+
+
+def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: datetime) -> None:
+    """Record ``incarnation`` as the one allowed to write to this practice database.
+
+    Upserts the ``email_service_mailbox`` row (id 1) with ``incarnation``, ``server_name``
+    and ``started_at`` = ``now`` (aware, or naive meaning UTC), creating that service-owned
+    table first if this practice database lacks it. Claiming the stored number again is
+    allowed (idempotent); a lower one is refused.
+
+    The update is a compare-and-swap (``WHERE incarnation <= :n``), so two services or two
+    incarnations racing can never both win with the lower number. Raises
+    ``StaleIncarnationError`` when the stored incarnation is already higher,
+    ``PracticeDbError`` when the database has no ``practice`` table, and the database's
+    own errors when it cannot be reached.
+    """
+    if not has_practice_table(engine):
+        raise PracticeDbError("not a practice database (no practice table): nothing claimed")
+    with engine.begin() as conn:
+        email_service_mailbox.create(conn, checkfirst=True)
+    values = {"incarnation": incarnation, "server_name": server_name, "started_at": _naive_utc(now)}
+    table = email_service_mailbox
+    for _attempt in range(_CLAIM_ATTEMPTS):
+        with engine.begin() as conn:
+            changed = conn.execute(
+                update(table)
+                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation <= incarnation)
+                .values(**values)
+            ).rowcount
+            if changed == 1:
+                return
+            stored = conn.execute(
+                select(table.c.incarnation).where(table.c.id == SINGLE_ROW_ID)
+            ).scalar_one_or_none()
+        if stored is not None:
+            if stored > incarnation:
+                raise StaleIncarnationError(incarnation, stored)
+            if stored == incarnation:
+                # A driver that reports matched-but-unchanged rows as 0 (MySQL without
+                # FOUND_ROWS) and a claim with identical values: already ours.
+                return
+            continue  # a lower claim committed between our UPDATE and SELECT: swap again
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(table).values(id=SINGLE_ROW_ID, **values))
+            return
+        except IntegrityError:
+            continue  # another claim inserted the row first: compare with it
+    raise PracticeDbError(
+        f"could not claim incarnation {incarnation}: {_CLAIM_ATTEMPTS} concurrent claims won first"
+    )
+
+
+def check_incarnation(conn: Connection, incarnation: int) -> None:
+    """Raise ``StaleIncarnationError`` unless ``incarnation`` holds this database's fence.
+
+    Call it first inside the write transaction it guards, on that transaction's
+    connection. It reads the ``email_service_mailbox`` row with a shared row lock where
+    the database has one (``FOR SHARE``, ``LOCK IN SHARE MODE``, SQL Server's
+    ``HOLDLOCK``), so a concurrent claim
+    waits until this transaction ends; on SQLite a claim committed after this read makes
+    the transaction's first write fail with "database is locked" (its snapshot is stale),
+    so a stale write never lands either way. A missing row means nobody has claimed the
+    database: refused too.
+    """
+    table = email_service_mailbox
+    stored = conn.execute(
+        select(table.c.incarnation)
+        .where(table.c.id == SINGLE_ROW_ID)
+        .with_for_update(read=True)
+        # SQL Server ignores FOR UPDATE/SHARE: its table hint holds the shared lock instead.
+        .with_hint(table, "WITH (HOLDLOCK, ROWLOCK)", dialect_name="mssql")
+    ).scalar_one_or_none()
+    if stored != incarnation:
+        raise StaleIncarnationError(incarnation, stored)

@@ -1,0 +1,363 @@
+"""The tables the service shares with the practice software, in every practice database.
+
+``METADATA`` holds the contract's tables (``CONTRACT.md``, "Tables in every practice
+database") with exactly its column names, plus one table the service owns,
+``email_service_mailbox`` (the contract lets the project add tables and columns, never drop
+or rename the contract's). ``init_practice_database`` creates them for ``email-service db
+init``; the service itself never creates tables (see ``docs/databases.md``).
+
+Type choices, the same on every backend SQLAlchemy supports here:
+
+- Times are **naive UTC** (``DateTime`` without a time zone; microseconds on MySQL/MariaDB
+  and SQL Server through dialect variants). A value read back has no ``tzinfo`` and means
+  UTC; ``utcnow()`` is the database server's own clock in UTC, used for server defaults,
+  so rows the practice software inserts without a time get the server's UTC time.
+- Free text people write or read (names, addresses, subjects) is ``Unicode``/``UnicodeText``
+  (``NVARCHAR`` on SQL Server); fixed ASCII words (``folder``, ``status``, ...) and
+  ``message_id`` are ``String``. Every indexed string has a length that fits MySQL's
+  3072-byte and SQL Server's 900-byte index keys.
+- Mail bodies and ``raw`` use the long variants on MySQL/MariaDB (``LONGTEXT``/``LONGBLOB``),
+  whose plain ``TEXT``/``BLOB`` stop at 64 KiB.
+- Booleans are ``Boolean`` without a CHECK constraint (``BIT`` on SQL Server, ``BOOL`` on
+  PostgreSQL, an integer 0/1 elsewhere).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Unicode,
+    UnicodeText,
+    false,
+    insert,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import mssql, mysql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeEngine
+
+# Deterministic constraint and index names on every backend, so a later migration can
+# name what it changes.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+"""Every table of a practice database: the contract's seven and ``email_service_mailbox``."""
+
+SINGLE_ROW_ID = 1
+"""The ``id`` of the one row of ``practice``, ``email_settings`` and ``email_service_mailbox``."""
+
+
+class utcnow(FunctionElement[Any]):  # lower case: it reads like the SQL function it renders
+    """The database server's current time in UTC, as a naive timestamp.
+
+    Rendered per dialect: ``SYSUTCDATETIME()`` on SQL Server, ``UTC_TIMESTAMP(6)`` on
+    MySQL/MariaDB, ``CURRENT_TIMESTAMP AT TIME ZONE 'UTC'`` on PostgreSQL, and a
+    microsecond ``strftime`` on SQLite (whose ``CURRENT_TIMESTAMP`` is UTC but whole seconds).
+    Usable in queries and as a ``server_default``.
+    """
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(utcnow)
+def _utcnow_default(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(utcnow, "sqlite")
+def _utcnow_sqlite(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    # %f is "SS.SSS"; three more zeros give the six fraction digits SQLAlchemy's SQLite
+    # DateTime stores, so server-written and Python-written times sort together as text.
+    return "(strftime('%Y-%m-%d %H:%M:%f000', 'now'))"
+
+
+@compiles(utcnow, "postgresql")
+def _utcnow_postgresql(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+
+
+@compiles(utcnow, "mysql")
+@compiles(utcnow, "mariadb")
+def _utcnow_mysql(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    # Parenthesised: MySQL 8 accepts an expression DEFAULT only in parentheses.
+    return "(UTC_TIMESTAMP(6))"
+
+
+@compiles(utcnow, "mssql")
+def _utcnow_mssql(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "SYSUTCDATETIME()"
+
+
+# --- portable types --------------------------------------------------------------------
+
+# BIGINT identity everywhere except SQLite, where only INTEGER PRIMARY KEY autoincrements.
+_Id: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+_Ref: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+UtcDateTime: TypeEngine[Any] = (
+    DateTime(timezone=False)
+    .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    .with_variant(mssql.DATETIME2(precision=6), "mssql")  # type: ignore[no-untyped-call]
+)
+"""Naive UTC time with microseconds where the backend's default type has fewer."""
+# SQL Server: NVARCHAR(max)/VARBINARY(max) named outright, since the dialect falls back to
+# the deprecated NTEXT/IMAGE when it has not yet seen the server's version.
+_Text: TypeEngine[str] = UnicodeText().with_variant(mssql.NVARCHAR(), "mssql")
+_LongText: TypeEngine[str] = _Text.with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+_Raw: TypeEngine[bytes] = (
+    LargeBinary()
+    .with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+    .with_variant(mssql.VARBINARY(), "mssql")  # type: ignore[no-untyped-call]
+)
+_Name = Unicode(200)  # a person's, practice's or server's name
+_Address = Unicode(320)  # RFC 5321's longest address: 64 + "@" + 255
+_Host = Unicode(255)
+_Secret = Unicode(500)
+_Word = String(20)  # one of a few ASCII words: folder, status, level, ...
+
+# utf8mb4 so every name fits on MySQL/MariaDB; ignored by every other dialect.
+_MYSQL: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+def _int(value: int) -> Any:
+    return text(str(value))
+
+
+practice = Table(
+    "practice",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("practice_name", _Name, nullable=False),
+    Column("registered_server", _Name, nullable=True),
+    **_MYSQL,
+)
+
+email_settings = Table(
+    "email_settings",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("sending_enabled", Boolean, nullable=False, server_default=true()),
+    Column("send_window", Unicode(200), nullable=False, server_default=""),
+    Column("max_per_minute", Integer, nullable=False, server_default=_int(30)),
+    Column("from_address", _Address),
+    Column("from_name", _Name),
+    Column("smtp_host", _Host),
+    Column("smtp_port", Integer, nullable=False, server_default=_int(587)),
+    Column("smtp_security", _Word, nullable=False, server_default="starttls"),
+    Column("smtp_username", _Address),
+    Column("smtp_password", _Secret),
+    Column("imap_enabled", Boolean, nullable=False, server_default=false()),
+    Column("imap_host", _Host),
+    Column("imap_port", Integer, nullable=False, server_default=_int(993)),
+    Column("imap_security", _Word, nullable=False, server_default="tls"),
+    Column("imap_username", _Address),
+    Column("imap_password", _Secret),
+    Column("imap_folder", Unicode(255), nullable=False, server_default="INBOX"),
+    Column("imap_after_import", Unicode(300), nullable=False, server_default="keep"),
+    Column("sms_enabled", Boolean, nullable=False, server_default=false()),
+    Column("sms_gateway", Unicode(1000)),
+    **_MYSQL,
+)
+
+email_messages = Table(
+    "email_messages",
+    METADATA,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("folder", _Word, nullable=False, server_default="outbox"),
+    Column("channel", _Word, nullable=False, server_default="email"),
+    Column("status", _Word, nullable=False, server_default="queued"),
+    # Nullable: the practice software queues rows; the service fixes the Message-ID
+    # before the first attempt. 255 ASCII characters keep the unique index small.
+    Column("message_id", String(255)),
+    Column("from_addr", Unicode(1000)),
+    Column("to_addrs", _Text),
+    Column("cc_addrs", _Text),
+    Column("subject", _Text),
+    Column("body_text", _LongText),
+    Column("body_html", _LongText),
+    Column("raw", _Raw),
+    Column("patient_id", _Ref),
+    Column("actioned_at", UtcDateTime),
+    Column("actioned_by", _Name),
+    Column("attempts", Integer, nullable=False, server_default=_int(0)),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_error", _Text),
+    Column("created_at", UtcDateTime, nullable=False, server_default=utcnow()),
+    Column("sent_at", UtcDateTime),
+    Column("received_at", UtcDateTime),
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: BIGINT holds every value.
+    Column("imap_uidvalidity", BigInteger),
+    Column("imap_uid", BigInteger),
+    Column("deleted_from", _Word),
+    **_MYSQL,
+)
+# Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a
+# UNIQUE constraint, and most rows have no Message-ID yet or no IMAP UID. The filtered
+# index (mssql_where) allows many NULLs there; elsewhere NULLs are distinct anyway.
+Index(
+    "uq_email_messages_message_id",
+    email_messages.c.message_id,
+    unique=True,
+    mssql_where=email_messages.c.message_id.is_not(None),
+)
+Index(
+    "uq_email_messages_imap_uidvalidity_imap_uid",
+    email_messages.c.imap_uidvalidity,
+    email_messages.c.imap_uid,
+    unique=True,
+    mssql_where=email_messages.c.imap_uid.is_not(None),
+)
+Index(
+    "ix_email_messages_outbox",  # the sender's query: folder='outbox', status, due time
+    email_messages.c.folder,
+    email_messages.c.status,
+    email_messages.c.next_attempt_at,
+)
+Index("ix_email_messages_patient_id", email_messages.c.patient_id)
+
+patients = Table(
+    "patients",
+    METADATA,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("email", _Address),
+    Column("mobile_phone", Unicode(50)),
+    **_MYSQL,
+)
+Index("ix_patients_email", patients.c.email)
+
+email_service_checkins = Table(
+    "email_service_checkins",
+    METADATA,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("checked_in_at", UtcDateTime, nullable=False, server_default=utcnow()),
+    Column("next_checkin_due_at", UtcDateTime, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("summary", _Text),
+    Column("server_name", _Name, nullable=False),
+    Column("service_version", String(50), nullable=False),
+    **_MYSQL,
+)
+Index("ix_email_service_checkins_checked_in_at", email_service_checkins.c.checked_in_at)
+
+email_service_diagnostics = Table(
+    "email_service_diagnostics",
+    METADATA,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column(
+        "checkin_id",
+        _Ref,
+        # Deleting old check-ins (retention) takes their diagnostic lines with them.
+        ForeignKey("email_service_checkins.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("logged_at", UtcDateTime, nullable=False, server_default=utcnow()),
+    Column("level", _Word, nullable=False),
+    Column("component", _Word, nullable=False),
+    Column("message", _Text, nullable=False),
+    **_MYSQL,
+)
+Index("ix_email_service_diagnostics_checkin_id", email_service_diagnostics.c.checkin_id)
+
+email_service_commands = Table(
+    "email_service_commands",
+    METADATA,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("command", _Word, nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False, server_default=utcnow()),
+    Column("requested_by", _Name),
+    Column("handled_at", UtcDateTime),
+    Column("outcome", _Text),
+    **_MYSQL,
+)
+Index("ix_email_service_commands_handled_at", email_service_commands.c.handled_at)
+
+email_service_mailbox = Table(
+    "email_service_mailbox",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("incarnation", BigInteger, nullable=False),
+    Column("server_name", _Name, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    comment="Owned by the email service: the incarnation allowed to write (a fence).",
+    **_MYSQL,
+)
+"""Service-owned, one row (``id`` = 1): the mailbox incarnation allowed to write here.
+
+An addition the contract allows. ``actors.practice_db.claim_incarnation`` raises the number
+when a mailbox starts; every later write checks it (``check_incarnation``), so a hung
+older incarnation can never write again. Created by ``db init``; for an existing practice
+database that lacks it, the first claim creates it (see ``actors.practice_db``).
+"""
+
+CONTRACT_TABLES: tuple[str, ...] = (
+    "practice",
+    "email_settings",
+    "email_messages",
+    "patients",
+    "email_service_checkins",
+    "email_service_diagnostics",
+    "email_service_commands",
+)
+"""The contract's tables, by name, in creation order."""
+
+SERVICE_TABLES: tuple[str, ...] = ("email_service_mailbox",)
+"""Tables only the service uses: additions the contract allows."""
+
+
+def init_practice_database(
+    url: str, *, practice_name: str, registered_server: str | None = None
+) -> None:
+    """Make the database at ``url`` a practice database: create every table of ``METADATA``
+    that is missing, then the ``practice`` row (id 1) and the default ``email_settings`` row
+    (id 1) if they are absent.
+
+    Idempotent: existing tables and rows are left exactly as they are (an existing
+    ``practice`` row keeps its name and registered server). Opens only the database named
+    in ``url`` (a SQLite URL creates the file; its folder must exist) and disposes of the
+    engine before returning. Raises SQLAlchemy's errors (``OperationalError`` for an
+    unreachable server, ``ArgumentError`` for a URL it cannot use) as they are.
+    """
+    # Imported here: practice_db imports this module for its tables.
+    from actors.practice_db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            METADATA.create_all(conn, checkfirst=True)
+        with engine.begin() as conn:
+            practice_row = select(practice.c.id).where(practice.c.id == SINGLE_ROW_ID)
+            if conn.execute(practice_row).first() is None:
+                conn.execute(
+                    insert(practice).values(
+                        id=SINGLE_ROW_ID,
+                        practice_name=practice_name,
+                        registered_server=registered_server,
+                    )
+                )
+            settings_row = select(email_settings.c.id).where(email_settings.c.id == SINGLE_ROW_ID)
+            if conn.execute(settings_row).first() is None:
+                conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID))
+    finally:
+        engine.dispose()

@@ -1,0 +1,52 @@
+"""``email-service serve``: run the server process until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from config import Settings, mask_url
+from supervisor.service import run_service
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the service until SIGTERM/SIGINT",
+        description="Run the server process: one mailbox per eligible practice database, a "
+        "watchdog and the command reader, under one supervisor. Stops cleanly on SIGTERM or "
+        "SIGINT. Speaks the systemd notify protocol when NOTIFY_SOCKET is set.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what to log on standard error (INFO)",
+    )
+    parser.set_defaults(handler=run_serve)
+
+
+def configure_logging(level: str) -> None:
+    """Log one line per record to standard error (the journal adds the time)."""
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # pykka logs every crash with its traceback at ERROR; the event log already holds it.
+    logging.getLogger("pykka").setLevel(logging.CRITICAL)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(args.log_level)
+    logging.getLogger(__name__).info(
+        "serving %s for server %r; event log %s",
+        mask_url(settings.databases.server_url),
+        settings.service.server_id,
+        mask_url(settings.service.event_store),
+    )
+    return run_service(settings)

@@ -1,0 +1,234 @@
+"""The server process: builds the supervision tree from the settings and runs it.
+
+``run_service`` returns only when asked to stop (SIGTERM, SIGINT, or ``stop``) or
+when the tree has failed; it returns the exit code. Order at start: open the event
+log, start the tree, tell systemd READY. While running it tells systemd's watchdog
+only while the supervisor and the watchdog actor both answer. Order at stop: tell
+systemd STOPPING, stop the tree (children, then all mailboxes at once), stop the
+timers, flush and close the log — within ``STOP_BUDGET_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pykka
+from sqlalchemy.engine import make_url
+
+from actors.command_reader import CommandReaderActor, CommandReaderDeps
+from actors.database_selftest import DatabaseSelfTest
+from actors.fence import IncarnationRegistry
+from actors.messages import Ping
+from actors.scheduler import ThreadScheduler
+from actors.selftest import SelfTest
+from actors.watchdog import WatchdogActor, WatchdogDeps
+from config import Settings
+from events.clock import SystemClock
+from events.sql_store import SqlEventStore
+from supervisor import discovery, exit_codes
+from supervisor.restart_policy import RestartPolicy
+from supervisor.sd_notify import Notifier
+from supervisor.supervisor_actor import Served, SupervisorActor, SupervisorDeps
+
+log = logging.getLogger(__name__)
+
+SERVICE_VERSION = "0.1.0"
+STOP_BUDGET_SECONDS = 8.0
+"""Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
+COMMAND_POLL_SECONDS = 5.0
+PING_TIMEOUT_SECONDS = 5.0
+
+
+def hang_after(settings: Settings) -> float:
+    """Seconds of silence after which a mailbox is taken to hang: two check-in intervals."""
+    return 2 * settings.health.checkin_seconds
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file URL (the event log's ``var/``) if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+
+
+def discover_served(settings: Settings) -> Sequence[Served] | None:
+    """List the server's databases for the supervisor; None if the server does not answer."""
+    try:
+        infos = discovery.discover(
+            settings.databases.server_url,
+            server_id=settings.service.server_id,
+            genuine_server_check=settings.service.genuine_server_check,
+        )
+    except discovery.DiscoveryError as exc:
+        log.error("cannot list the databases: %s", exc)
+        return None
+    return [
+        Served(
+            i.name,
+            i.practice_name or "",
+            i.eligibility.eligible,
+            i.eligibility.reason,
+            i.url,
+            i.error,
+        )
+        for i in infos
+    ]
+
+
+@dataclass
+class Tree:
+    """A running tree and what it runs on."""
+
+    store: SqlEventStore
+    scheduler: ThreadScheduler
+    supervisor: pykka.ActorRef[Any]
+    children: dict[str, pykka.ActorRef[Any]] = field(default_factory=dict)
+    fatal: list[str] = field(default_factory=list)
+    fatal_event: threading.Event = field(default_factory=threading.Event)
+
+
+def start_tree(
+    settings: Settings,
+    *,
+    make_selftest: Callable[[str, int], SelfTest] | None = None,
+) -> Tree:
+    """Open the event log and start the supervisor (which starts everything else)."""
+    ensure_sqlite_folder(settings.service.event_store)
+    store = SqlEventStore(settings.service.event_store)
+    scheduler = ThreadScheduler()
+    clock = SystemClock()
+    registry = IncarnationRegistry(store)
+    sup = settings.supervision
+    policy = RestartPolicy(
+        sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
+    )
+    children: dict[str, pykka.ActorRef[Any]] = {}
+    fatal: list[str] = []
+    fatal_event = threading.Event()
+    urls: dict[str, str] = {}
+
+    def on_fatal(reason: str) -> None:
+        log.critical("%s", reason)
+        fatal.append(reason)
+        fatal_event.set()
+
+    def discover() -> Sequence[Served] | None:
+        found = discover_served(settings)
+        if found is not None:
+            urls.update({s.name: s.url for s in found})
+        return found
+
+    def default_selftest(db: str, incarnation: int) -> SelfTest:
+        return DatabaseSelfTest(db, urls[db], incarnation, settings.service.server_id, clock)
+
+    def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
+        watchdog = WatchdogDeps(
+            store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
+            hang_after(settings), ref,
+        )  # fmt: skip
+        reader = CommandReaderDeps(clock, scheduler, COMMAND_POLL_SECONDS, ref)
+        children["watchdog"] = WatchdogActor.start(watchdog, position)
+        children["commands"] = CommandReaderActor.start(reader)
+        return children
+
+    rng = random.Random()
+    deps = SupervisorDeps(
+        store=store,
+        registry=registry,
+        clock=clock,
+        scheduler=scheduler,
+        policy=policy,
+        server_id=settings.service.server_id,
+        service_version=SERVICE_VERSION,
+        rescan_seconds=settings.databases.rescan_seconds,
+        checkin_seconds=settings.health.checkin_seconds,
+        hang_after_seconds=hang_after(settings),
+        discover=discover,
+        make_selftest=make_selftest or default_selftest,
+        jitter=rng.random,
+        on_fatal=on_fatal,
+        start_children=start_children,
+    )
+    supervisor = SupervisorActor.start(deps)
+    return Tree(store, scheduler, supervisor, children, fatal, fatal_event)
+
+
+def tree_answers(tree: Tree) -> bool:
+    """Return whether the supervisor and the watchdog both answer a ping in time."""
+    try:
+        # The supervisor first: once it answers, it has built its children.
+        if tree.supervisor.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is not True:
+            return False
+        watchdog = tree.children.get("watchdog")
+        return watchdog is not None and watchdog.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is True
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return False
+
+
+def stop_tree(tree: Tree, reason: str) -> None:
+    """Stop the tree in order and close the log; never raises."""
+    try:
+        tree.supervisor.proxy().stop_tree(reason, STOP_BUDGET_SECONDS - 2).get(
+            timeout=STOP_BUDGET_SECONDS
+        )
+    except (pykka.Timeout, pykka.ActorDeadError) as exc:
+        log.error("the supervisor did not stop in order: %r", exc)
+    pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    tree.scheduler.close()
+    tree.store.close()  # flushes every pending append
+
+
+def run_service(
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the service until stopped or failed; return the process's exit code."""
+    notifier = notifier or Notifier()
+    stop = stop or threading.Event()
+    reason = ["stop requested"]
+    if install_signals:
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            reason[0] = signal.Signals(signum).name
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    tree = start_tree(settings)
+    if not tree_answers(tree):
+        stop_tree(tree, "the tree did not start")
+        return exit_codes.TREE_FAILED
+    notifier.ready("serving")
+    if on_ready is not None:
+        on_ready()
+    interval = notifier.watchdog_interval or 5.0
+    code = exit_codes.OK
+    next_ping = time.monotonic()
+    while not stop.is_set():
+        # Short waits, so a signal is acted on within a second.
+        if tree.fatal_event.wait(timeout=1.0):
+            reason[0] = tree.fatal[0] if tree.fatal else "the tree failed"
+            code = exit_codes.TREE_FAILED
+            break
+        if stop.is_set() or time.monotonic() < next_ping:
+            continue
+        next_ping = time.monotonic() + interval
+        if tree_answers(tree):
+            notifier.watchdog()
+        else:
+            log.error("the supervision tree does not answer: no watchdog ping")
+    notifier.stopping()
+    stop_tree(tree, reason[0])
+    return code
