@@ -43,8 +43,12 @@ log = logging.getLogger(__name__)
 SERVICE_VERSION = "0.1.0"
 STOP_BUDGET_SECONDS = 8.0
 """Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
-COMMAND_POLL_SECONDS = 5.0
 PING_TIMEOUT_SECONDS = 5.0
+
+
+def command_poll_seconds(settings: Settings) -> float:
+    """How often the command tables are read: a third of a check-in, between 1 and 5 s."""
+    return max(1.0, min(5.0, settings.health.checkin_seconds / 3))
 
 
 def hang_after(settings: Settings) -> float:
@@ -134,7 +138,7 @@ def start_tree(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
             hang_after(settings), ref,
         )  # fmt: skip
-        reader = CommandReaderDeps(clock, scheduler, COMMAND_POLL_SECONDS, ref)
+        reader = CommandReaderDeps(clock, scheduler, command_poll_seconds(settings), ref)
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
         return children

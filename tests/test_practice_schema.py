@@ -4,6 +4,7 @@ PostgreSQL and real MariaDB."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -125,7 +126,7 @@ def test_sql_server_ddl_allows_many_null_message_ids_and_uses_max_types() -> Non
     dialect = mssql.dialect()
     ddl = str(CreateTable(email_messages).compile(dialect=dialect))
     indexes = {
-        ix.name: str(CreateIndex(ix).compile(dialect=dialect)) for ix in email_messages.indexes
+        str(ix.name): str(CreateIndex(ix).compile(dialect=dialect)) for ix in email_messages.indexes
     }
     assert "NVARCHAR(max)" in ddl
     assert "VARBINARY(max)" in ddl
@@ -181,6 +182,21 @@ def test_init_twice_keeps_tables_and_rows(practice_url: str, engine: Engine) -> 
     with engine.connect() as conn:
         assert conn.scalar(select(email_settings.c.max_per_minute)) == 5
         assert conn.scalar(select(email_messages.c.subject)) == "kept"
+
+
+def test_init_leaves_a_patients_view_alone(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE pats (id INTEGER, mail TEXT, phone TEXT)")
+        conn.execute(
+            "CREATE VIEW patients AS SELECT id, mail AS email, phone AS mobile_phone FROM pats"
+        )
+    init_practice_database(f"sqlite:///{path}", practice_name="Smile Dental")
+    with sqlite3.connect(path) as conn:
+        kinds = conn.execute(
+            "SELECT type FROM sqlite_master WHERE tbl_name = 'patients'"
+        ).fetchall()
+    assert kinds == [("view",)]
 
 
 def test_a_queued_row_gets_the_contract_defaults_and_a_utc_created_at(engine: Engine) -> None:
