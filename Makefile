@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 services:
 	bash scripts/test-services.sh
+	bash scripts/odbc-setup.sh
 
 ## bench: the benchmarks in bench/, each printing its figure beside its baseline
 bench: $(STAMP) services
