@@ -201,11 +201,6 @@ class Codec:
             version += 1
         return self.decode(msgpack.packb([name, version, values], datetime=True), seq)
 
-    def decode_record(self, raw: RawRecord) -> Recorded:
-        """Return the decoded envelope of a stored row."""
-        event = self.decode(raw.data, raw.seq)
-        return Recorded(raw.seq, raw.stream, raw.version, from_micros(raw.recorded_at_us), event)
-
     def decode_chunks(
         self,
         chunks: Iterable[Sequence[RawRecord]],

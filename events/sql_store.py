@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -38,8 +39,8 @@ from sqlalchemy import (
     event,
     func,
     select,
-    text,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from events.clock import Clock, SystemClock
@@ -361,11 +362,9 @@ class SqlEventStore:
         self._write_engine.dispose()
 
 
-def sqlite_integrity_check(url: str) -> str:
-    """Return SQLite's own integrity verdict for an event store file ("ok" if sound)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return str(conn.execute(text("PRAGMA integrity_check")).scalar())
-    finally:
-        engine.dispose()
+def sqlite_file_of(url: str) -> Path | None:
+    """Return the file of a SQLite URL, or None for another backend or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")

@@ -12,7 +12,7 @@ happened is the store's ``recorded_at``, taken from the store's injected clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 SERVICE_STREAM = "service"
@@ -257,8 +257,3 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageReceived,
     InboxSynced,
 )
-
-
-def field_names(cls: type[Event]) -> tuple[str, ...]:
-    """Return the field names of an event type in their wire order."""
-    return tuple(f.name for f in fields(cls))

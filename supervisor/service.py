@@ -17,11 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pykka
-from sqlalchemy.engine import make_url
 
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
@@ -32,7 +30,7 @@ from actors.selftest import SelfTest
 from actors.watchdog import WatchdogActor, WatchdogDeps
 from config import Settings
 from events.clock import SystemClock
-from events.sql_store import SqlEventStore
+from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import discovery, exit_codes
 from supervisor.restart_policy import RestartPolicy
 from supervisor.sd_notify import Notifier
@@ -58,9 +56,9 @@ def hang_after(settings: Settings) -> float:
 
 def ensure_sqlite_folder(url: str) -> None:
     """Create the folder of a SQLite file URL (the event log's ``var/``) if missing."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file_of(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def discover_served(settings: Settings) -> Sequence[Served] | None:

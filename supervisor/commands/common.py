@@ -7,13 +7,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from config import Settings, mask_url
-from events.sql_store import SqlEventStore
+from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import exit_codes
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -30,14 +27,12 @@ class CliError(Exception):
 def open_event_log(settings: Settings) -> SqlEventStore:
     """Open the configured event log for reading, without creating anything."""
     url = settings.service.event_store
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database or "")
-        if not path.exists():
-            raise CliError(
-                f"no event log at {path} (has the service run here? see service.event_store)",
-                exit_codes.NO_INPUT,
-            )
+    path = sqlite_file_of(url)
+    if path is not None and not path.exists():
+        raise CliError(
+            f"no event log at {path} (has the service run here? see service.event_store)",
+            exit_codes.NO_INPUT,
+        )
     return SqlEventStore(url, create=False)
 
 
