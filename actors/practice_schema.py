@@ -178,6 +178,13 @@ email_settings = Table(
     Column("imap_after_import", Unicode(300), nullable=False, server_default="keep"),
     Column("sms_enabled", Boolean, nullable=False, server_default=false()),
     Column("sms_gateway", Unicode(1000)),
+    # Service additions for the HTTP SMS gateway (the contract allows added columns):
+    # its account name and secret, the sender number, and the region numbers without a
+    # country code belong to (ISO 3166 alpha-2, e.g. "GB"; empty: numbers must carry one).
+    Column("sms_username", _Address),
+    Column("sms_password", _Secret),
+    Column("sms_from", Unicode(50)),
+    Column("sms_region", String(2), nullable=False, server_default=""),
     **_MYSQL,
 )
 
@@ -211,6 +218,14 @@ email_messages = Table(
     Column("imap_uidvalidity", BigInteger),
     Column("imap_uid", BigInteger),
     Column("deleted_from", _Word),
+    # Service-owned additions (the contract allows columns, never drops or renames):
+    # the incarnation that claimed the row for sending (the fence for outbox writes),
+    Column("claimed_incarnation", BigInteger),
+    # the moment the final "." of DATA went on the wire (set durably before it is sent:
+    # a row in "sending" with wire_at set may have reached the server, DESIGN decision 7),
+    Column("wire_at", UtcDateTime),
+    # and the recipients the server refused while accepting the others.
+    Column("refused_recipients", _Text),
     **_MYSQL,
 )
 # Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a
@@ -311,6 +326,24 @@ older incarnation can never write again. Created by ``db init``; for an existing
 database that lacks it, the first claim creates it (see ``actors.practice_db``).
 """
 
+email_service_inbox = Table(
+    "email_service_inbox",
+    METADATA,
+    Column("folder", Unicode(255), primary_key=True),
+    Column("uidvalidity", BigInteger),
+    Column("last_uid", BigInteger, nullable=False, server_default=_int(0)),
+    Column("incarnation", BigInteger, nullable=False, server_default=_int(0)),
+    Column("updated_at", UtcDateTime),
+    # Poison tracking: the UID being imported and how many incarnations died on it.
+    Column("pending_uid", BigInteger),
+    Column("pending_attempts", Integer, nullable=False, server_default=_int(0)),
+    comment="Owned by the email service: how far the IMAP import got, per folder.",
+    **_MYSQL,
+)
+"""Service-owned, one row per IMAP folder: ``(uidvalidity, last_uid)`` advanced in the same
+transaction as the rows it imported (DESIGN decision 7), plus what is needed to park a
+message that keeps crashing the importer."""
+
 CONTRACT_TABLES: tuple[str, ...] = (
     "practice",
     "email_settings",
@@ -322,7 +355,7 @@ CONTRACT_TABLES: tuple[str, ...] = (
 )
 """The contract's tables, by name, in creation order."""
 
-SERVICE_TABLES: tuple[str, ...] = ("email_service_mailbox",)
+SERVICE_TABLES: tuple[str, ...] = ("email_service_mailbox", "email_service_inbox")
 """Tables only the service uses: additions the contract allows."""
 
 

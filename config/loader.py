@@ -234,6 +234,12 @@ _RULES: dict[str, _Rule] = {
     "supervision.within_seconds": _number(0, inclusive=False),
     "supervision.backoff_min_seconds": _number(0, inclusive=False),
     "supervision.backoff_max_seconds": _number(0, inclusive=False),
+    "mail.outbox_poll_seconds": _number(0, inclusive=False),
+    "mail.outbox_batch": _count(1),
+    "mail.inbox_poll_seconds": _number(0, inclusive=False),
+    "mail.io_timeout_seconds": _number(0, inclusive=False),
+    "mail.ca_file": _text("a file path (empty for the system's certificate store)", strip=True),
+    "mail.poison_limit": _count(1),
     "http.listen": _listen(),
 }
 

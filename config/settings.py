@@ -93,6 +93,26 @@ class SupervisionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailSettings:
+    """``[mail]``: how each mailbox works its outbox and inbox.
+
+    The outbox is looked at every ``outbox_poll_seconds`` and sent ``outbox_batch`` rows
+    per SMTP connection; the inbox is polled every ``inbox_poll_seconds`` where the server
+    has no IDLE (and IDLE is checked that often where it has); every network operation
+    times out after ``io_timeout_seconds``; ``ca_file`` adds certificate authorities to
+    the system's (certificates are always verified); a message that crashed the importer
+    ``poison_limit`` times is parked.
+    """
+
+    outbox_poll_seconds: float
+    outbox_batch: int
+    inbox_poll_seconds: float
+    io_timeout_seconds: float
+    ca_file: str
+    poison_limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     """``[http]``: where the status page and API listen.
 
@@ -122,6 +142,7 @@ class Settings:
     databases: DatabasesSettings
     health: HealthSettings
     supervision: SupervisionSettings
+    mail: MailSettings
     http: HttpSettings
 
 

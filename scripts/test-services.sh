@@ -19,6 +19,14 @@ apt_install() {
 need_packages=()
 command -v pg_ctlcluster >/dev/null || need_packages+=(postgresql)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_packages+=(mariadb-server)
+# Mail servers: the tests start their own Dovecot and smtp-sink on free loopback ports from
+# temporary configs; the packages' system instances are never used.
+[ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-imapd)
+if ! [ -x /usr/sbin/smtp-sink ]; then
+  # Postfix asks how to configure itself; "No configuration" installs it without questions.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  need_packages+=(postfix)
+fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]}"
   apt_install "${need_packages[@]}"

@@ -68,6 +68,14 @@ def test_defaults_are_the_documented_values() -> None:
         },
         "databases": {"server_url": "sqlite:///var/practices", "rescan_seconds": 60.0},
         "health": {"checkin_seconds": 15.0, "probe_seconds": 60.0, "grace_seconds": 15.0},
+        "mail": {
+            "outbox_poll_seconds": 5.0,
+            "outbox_batch": 50,
+            "inbox_poll_seconds": 30.0,
+            "io_timeout_seconds": 30.0,
+            "ca_file": "",
+            "poison_limit": 3,
+        },
         "supervision": {
             "max_restarts": 5,
             "within_seconds": 60.0,
