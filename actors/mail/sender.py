@@ -1,0 +1,67 @@
+"""What the outbox needs from a way of sending (SMTP for email; the SMS gateways).
+
+The outbox claims a row, turns it into an ``OutgoingMessage`` and gives it to the
+``Sender`` of the row's channel. The sender calls ``on_wire`` exactly once, at the last
+moment before which the message certainly has not reached the other side (SMTP: just
+before the final ``.`` of DATA; HTTP: just before the request is written). The outbox
+records that moment durably in ``email_messages.wire_at`` before ``on_wire`` returns, so
+after a crash it knows exactly which rows may have been delivered (DESIGN decision 7).
+
+Delivery failures are results, not exceptions: only a bug raises (and crashes the
+mailbox). ``detail`` carries the server's own words with every secret removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+OutcomeKind = Literal["sent", "retry", "failed", "uncertain"]
+"""``sent``: accepted. ``retry``: a temporary failure before ``on_wire`` (4xx, connection
+refused or dropped, timeout): safe to send again later. ``failed``: permanent (5xx, an
+address that can never work). ``uncertain``: the connection failed after ``on_wire`` and
+before the answer, so the message may or may not have been delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One claimed outbox row, as the sender sees it. ``message_id`` is already fixed."""
+
+    row_id: int
+    channel: str  # "email" or "sms"
+    message_id: str  # with angle brackets, e.g. "<abc@practice.example>"
+    from_addr: str
+    to_addrs: tuple[str, ...]
+    cc_addrs: tuple[str, ...]
+    subject: str
+    body_text: str
+    body_html: str
+    raw: bytes | None  # a complete RFC 5322 message to send as it is, or None
+    attempts: int  # earlier attempts (0 on the first)
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What became of one message."""
+
+    kind: OutcomeKind
+    detail: str = ""  # the server's words (secrets removed); "" when sent cleanly
+    refused: tuple[str, ...] = ()  # recipients refused while the others were accepted
+
+
+class Sender(Protocol):
+    """Delivers messages of one channel; used from one mailbox thread at a time."""
+
+    resend_uncertain: bool
+    """Whether an ``uncertain`` message is sent again automatically. True for email (the
+    same Message-ID lets the receiving side and people recognise the duplicate); False for
+    SMS, which is recorded as uncertain and left for a person (``mail retry-failed``)."""
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        """Deliver ``message``; call ``on_wire()`` once just before the point of no return."""
+        ...
+
+    def close(self) -> None:
+        """Release any open connection (a batch may reuse one connection)."""
+        ...
