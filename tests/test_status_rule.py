@@ -1,0 +1,110 @@
+"""The workstation status rule: one pure function, every case of the contract."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.status_rule import (
+    FAULT_TOOLTIP,
+    NEVER_TOOLTIP,
+    RUNNING_TOOLTIP,
+    CheckIn,
+    describe_duration,
+    status_of,
+)
+
+T0 = datetime(2026, 11, 27, 9, 0, 0)
+INTERVAL = timedelta(seconds=15)
+GRACE = timedelta(seconds=15)
+
+
+def checkin(at: datetime, *, ok: bool = True, summary: str = "", server: str = "SRV1") -> CheckIn:
+    return CheckIn(at, at + INTERVAL, ok, summary, server)
+
+
+def test_no_checkin_is_not_available() -> None:
+    status = status_of([], T0, GRACE)
+    assert (status.status, status.tooltip, status.last_checkin_at) == (
+        "not_available",
+        NEVER_TOOLTIP,
+        None,
+    )
+
+
+def test_a_fresh_ok_checkin_is_running() -> None:
+    status = status_of([checkin(T0)], T0 + timedelta(seconds=5), GRACE)
+    assert (status.status, status.tooltip, status.last_checkin_at) == (
+        "running",
+        RUNNING_TOOLTIP,
+        T0,
+    )
+
+
+def test_running_until_due_time_plus_grace_inclusive() -> None:
+    assert status_of([checkin(T0)], T0 + INTERVAL + GRACE, GRACE).running
+
+
+def test_late_checkin_is_not_available_and_says_since_when() -> None:
+    now = T0 + timedelta(hours=1, minutes=12)
+    status = status_of([checkin(T0)], now, GRACE)
+    assert status.status == "not_available"
+    assert status.tooltip == (
+        "Nothing heard from the email service since 2026-11-27 09:00:00 UTC (1 h 12 min ago)"
+    )
+
+
+def test_failed_checkin_shows_its_summary() -> None:
+    failed = checkin(T0, ok=False, summary="SMTP: 535 authentication failed")
+    status = status_of([failed], T0, GRACE)
+    assert (status.status, status.tooltip) == ("not_available", "SMTP: 535 authentication failed")
+
+
+def test_failed_checkin_without_summary_gets_a_general_tooltip() -> None:
+    assert status_of([checkin(T0, ok=False)], T0, GRACE).tooltip == FAULT_TOOLTIP
+
+
+def test_only_the_newest_checkin_decides() -> None:
+    older_failure = checkin(T0 - INTERVAL, ok=False, summary="broken")
+    assert status_of([checkin(T0), older_failure], T0, GRACE).running
+
+
+def test_two_servers_within_one_interval_are_reported() -> None:
+    rows = [checkin(T0, server="SRV2"), checkin(T0 - timedelta(seconds=7), server="SRV1")]
+    status = status_of(rows, T0, GRACE)
+    assert status.status == "not_available"
+    assert status.two_services == ("SRV1", "SRV2")
+    assert status.tooltip == "Two email services are serving this database: SRV1 and SRV2"
+
+
+def test_a_server_change_longer_ago_than_one_interval_is_not_two_services() -> None:
+    rows = [checkin(T0, server="NEW"), checkin(T0 - 2 * INTERVAL, server="OLD")]
+    assert status_of(rows, T0, GRACE).running
+
+
+def test_the_workstation_clock_is_not_used_only_the_given_now() -> None:
+    # A check-in written "in the future" by the server's clock is still judged by that clock.
+    future = datetime(2030, 1, 1)
+    assert status_of([checkin(future)], future, GRACE).running
+
+
+@given(
+    offset=st.integers(min_value=0, max_value=10_000),
+    ok=st.booleans(),
+    grace=st.integers(min_value=0, max_value=600),
+)
+def test_running_exactly_when_ok_and_not_late(offset: int, ok: bool, grace: int) -> None:
+    now = T0 + timedelta(seconds=offset)
+    status = status_of([checkin(T0, ok=ok, summary="x")], now, timedelta(seconds=grace))
+    late = now > T0 + INTERVAL + timedelta(seconds=grace)
+    assert status.running == (ok and not late)
+
+
+def test_durations_read_like_people_write_them() -> None:
+    assert describe_duration(timedelta(seconds=40)) == "40 s"
+    assert describe_duration(timedelta(minutes=3, seconds=5)) == "3 min 5 s"
+    assert describe_duration(timedelta(hours=1, minutes=12, seconds=9)) == "1 h 12 min"
+    assert describe_duration(timedelta(days=2, hours=3)) == "2 d 3 h"
+    assert describe_duration(timedelta(0)) == "0 s"
