@@ -25,6 +25,7 @@ from supervisor.commands import (
     login_check,
     restart,
     serve,
+    status,
 )
 from supervisor.commands.common import CliError
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, demo, databases, db_init, login_check, restart, events_log):
+    for module in (serve, demo, databases, db_init, login_check, status, restart, events_log):
         module.register(sub)
     return parser
 

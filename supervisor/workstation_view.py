@@ -1,0 +1,70 @@
+"""What a workstation sees of one practice database, read from that database's own tables.
+
+The command line (`status`, `diagnostics`) and the HTTP interface read through here. They
+read only what a workstation can read (the check-in tables and the database server's
+clock), never the service's memory, so they tell the truth when the service process is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from actors import checkins_table, practice_db
+from actors.checkins_table import DiagnosticRow
+from supervisor.discovery import error_line
+from supervisor.status_rule import Status, status_of
+
+READ_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """One database's name and status, as every view shows it."""
+
+    name: str
+    status: Status
+
+    def as_json(self) -> dict[str, str | None]:
+        """The contract's JSON object: ``name``, ``status``, ``tooltip``, ``last_checkin_at``."""
+        last = self.status.last_checkin_at
+        return {
+            "name": self.name,
+            "status": self.status.status,
+            "tooltip": self.status.tooltip,
+            "last_checkin_at": None if last is None else last.isoformat() + "Z",
+        }
+
+
+def read_status(name: str, url: str, grace: timedelta) -> DatabaseStatus:
+    """Return the status of the practice database at ``url``.
+
+    A database that does not answer is "not available", with a tooltip that says so: a
+    workstation that cannot read its database cannot see check-ins either.
+    """
+    engine = practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False)
+    try:
+        with engine.connect() as conn:
+            now = checkins_table.server_now(conn)
+            newest = checkins_table.newest_checkins(conn)
+    except SQLAlchemyError as exc:
+        tooltip = f"The practice database does not answer: {error_line(exc, url)}"
+        return DatabaseStatus(name, Status("not_available", tooltip, None))
+    finally:
+        engine.dispose()
+    return DatabaseStatus(name, status_of(newest, now, grace))
+
+
+def read_diagnostics(url: str) -> list[DiagnosticRow]:
+    """Return the diagnostic log a workstation shows on click (newest failing check-in).
+
+    Raises SQLAlchemy's error when the database does not answer.
+    """
+    engine = practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return checkins_table.diagnostic_log(conn)
+    finally:
+        engine.dispose()
