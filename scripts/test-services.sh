@@ -27,6 +27,8 @@ if ! [ -x /usr/sbin/smtp-sink ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   need_packages+=(postfix)
 fi
+# The status page test drives Debian's Chromium through Playwright (never a downloaded browser).
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]}"
   apt_install "${need_packages[@]}"

@@ -9,6 +9,10 @@ import pytest
 from events.clock import FakeClock
 from tests.servers import fresh_postgres_database
 
+# Fixture modules shared by several test files (registered here, so pytest rewrites their
+# asserts before any test module imports them).
+pytest_plugins = ["tests.http_fixtures"]
+
 
 @pytest.fixture
 def clock() -> FakeClock:
