@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 from events.recorded import Recorded
@@ -59,3 +60,17 @@ def as_json(recorded: Recorded) -> dict[str, Any]:
         "type": type(recorded.event).__name__,
         "data": event_fields(recorded.event),
     }
+
+
+def describe_duration(span: timedelta) -> str:
+    """``1 h 12 min``, ``3 min 5 s``, ``40 s``: the two largest non-zero units (also used by
+    the recovery diagnostic, "Email was not available for 1 h 12 min, ...")."""
+    seconds = max(0, int(span.total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min"), (secs, "s"))
+    ]
+    nonzero = [p for p in parts if not p.startswith("0 ")]
+    return " ".join(nonzero[:2]) if nonzero else "0 s"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from events.describe import describe_duration
+
 RUNNING_TOOLTIP = "The email service is operating normally"
 NEVER_TOOLTIP = "The email service has not checked in to this database yet"
 FAULT_TOOLTIP = "The email service reported a fault"
@@ -99,17 +101,3 @@ def _servers_within(newest_first: Sequence[CheckIn], since: datetime) -> tuple[s
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def describe_duration(span: timedelta) -> str:
-    """``1 h 12 min``, ``3 min 5 s``, ``40 s``: the two largest non-zero units (also used by
-    the recovery diagnostic, "Email was not available for 1 h 12 min, ...")."""
-    seconds = max(0, int(span.total_seconds()))
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min"), (secs, "s"))
-    ]
-    nonzero = [p for p in parts if not p.startswith("0 ")]
-    return " ".join(nonzero[:2]) if nonzero else "0 s"

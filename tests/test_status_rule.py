@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from events.describe import describe_duration
 from supervisor.status_rule import (
     FAULT_TOOLTIP,
     NEVER_TOOLTIP,
     RUNNING_TOOLTIP,
     CheckIn,
-    describe_duration,
     status_of,
 )
 
