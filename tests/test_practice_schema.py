@@ -111,9 +111,9 @@ def test_the_contract_tables_have_every_contract_column() -> None:
         assert columns <= set(METADATA.tables[name].columns.keys()), name
 
 
-def test_the_only_added_table_is_the_service_owned_mailbox_fence() -> None:
+def test_the_only_added_tables_are_the_service_owned_fence_and_inbox_mark() -> None:
     assert set(METADATA.tables) - set(CONTRACT_TABLES) == set(SERVICE_TABLES)
-    assert SERVICE_TABLES == ("email_service_mailbox",)
+    assert SERVICE_TABLES == ("email_service_mailbox", "email_service_inbox")
     assert set(email_service_mailbox.columns.keys()) == {
         "id",
         "incarnation",
