@@ -235,6 +235,19 @@ class InboxSynced(Event):
     last_uid: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageParked(Event):
+    """A message that stopped the importer ``poison_limit`` times was parked: stored raw
+    as row ``row_id`` with the reason in its ``last_error``, or, when even that failed,
+    skipped (``row_id`` None) and left on the server. The import moved past it."""
+
+    incarnation: int
+    uidvalidity: int
+    uid: int
+    row_id: int | None
+    reason: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -256,4 +269,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageDeliveryUncertain,
     MessageReceived,
     InboxSynced,
+    MessageParked,
 )

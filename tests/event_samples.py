@@ -25,6 +25,7 @@ from events.types import (
     MailboxStarted,
     MailboxStopped,
     MessageDeliveryUncertain,
+    MessageParked,
     MessageReceived,
     MessageSendFailed,
     MessageSent,
@@ -57,6 +58,7 @@ SAMPLES: list[Event] = [
     MessageDeliveryUncertain(3, 103, "<20260105.abe@smile.example>"),
     MessageReceived(3, 55, "<x@gmail.example>", 1700000000, 12),
     InboxSynced(3, 1700000000, 12),
+    MessageParked(3, 1700000000, 13, 56, "parked: importing UID 13 stopped the importer 3 times"),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

@@ -1,0 +1,463 @@
+"""One IMAP connection to a practice's mail folder, for the inbox import and the self-test.
+
+``ImapSession.open`` connects (``imap_security`` ``none``/``starttls``/``tls``; certificates
+always verified against the system's store plus ``mail.ca_file``; every socket operation
+times out after ``mail.io_timeout_seconds``), logs in and selects ``imap_folder``. The
+session then lists new UIDs, fetches messages in batches with ``BODY.PEEK[]`` (so nothing
+is marked read), applies the after-import action (``keep``, ``delete``, ``move:FOLDER``)
+and waits for new mail: in IDLE where the server offers it, with a keep-alive check
+(``dead_after``), otherwise with one NOOP.
+
+imapclient 4.x facts this relies on (``NOTES.md``): ``fetch`` takes explicit ids only;
+``UID n:*`` always returns the last message, so UIDs are filtered here; ``select_folder``
+answers with bytes keys; ``idle_check`` does not notice a dead connection.
+
+Every failure of the server or the network is raised as ``ImapError`` whose message is
+one line in plain words, never a password (``plain_reason``); after one the session is
+unusable and should be closed. ``probe`` is the self-test's and setup wizard's check.
+Everything runs on the calling thread and blocks at most about ``io_timeout_seconds`` per
+operation (``wait`` for the time it is given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import math
+import select
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import CapabilityError, LoginError
+
+from actors.mail.settings import EmailSettings
+from config.settings import MailSettings
+from events.clock import Clock, SystemClock
+
+DOVECOT_IDLE_NOTIFY_SECONDS = 120.0
+"""Dovecot's default ``imap_idle_notify_interval``: it says "Still here" that often."""
+DEAD_AFTER_SECONDS = 2 * DOVECOT_IDLE_NOTIFY_SECONDS + 30.0
+"""Silence in IDLE beyond this means the connection is dead (a dead one looks silent)."""
+REIDLE_SECONDS = 10 * 60.0
+"""IDLE is re-issued after this long; RFC 2177 servers may drop it after 29 minutes."""
+IDLE_SLICE_SECONDS = 1.0
+"""How often, at most, a wait looks at the clock between server responses."""
+ACTION_CHUNK = 500
+"""UIDs per STORE/MOVE/COPY/EXPUNGE command."""
+_EMPTY_BUT_READABLE_LIMIT = 3  # idle_check hides EOF as "no responses"; see _wait_idle
+
+
+class ImapError(Exception):
+    """Raised when the IMAP server cannot be used; the message says why in plain words."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """One message as the server holds it."""
+
+    uid: int
+    raw: bytes
+    internaldate: datetime | None  # naive UTC; when the server received it
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The self-test's answer: ``ok``, or a one-line ``reason`` without secrets."""
+
+    ok: bool
+    reason: str = ""
+
+
+def plain_reason(exc: BaseException, settings: EmailSettings, *, connected: bool = False) -> str:
+    """Return what went wrong, in plain words on one line, for ``exc`` raised while talking
+    to ``settings``' IMAP server (``connected``: after the connection was made). Pure.
+    Never contains the password."""
+    where = f"{settings.imap_host}:{settings.imap_port}"
+    if isinstance(exc, ImapError):
+        return str(exc)
+    if isinstance(exc, LoginError):
+        return f"wrong user name or password for {settings.imap_username!r} on {where}"
+    if isinstance(exc, CapabilityError):
+        return f"the IMAP server at {where} does not offer {_first_line(exc)}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or _first_line(exc)
+        return f"the certificate of {where} is not trusted ({detail})"
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"the TLS handshake with {where} failed ({exc.reason or _first_line(exc)}); "
+            f"is imap_security ({settings.imap_security}) right for this port?"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return f"port {settings.imap_port} on {settings.imap_host} is closed (connection refused)"
+    if isinstance(exc, socket.gaierror):
+        return f"the host {settings.imap_host!r} was not found"
+    if isinstance(exc, TimeoutError) and connected:
+        return f"the connection to {where} was lost (no answer in time)"
+    if isinstance(exc, TimeoutError):
+        return f"host unreachable: {where} did not answer in time"
+    if isinstance(exc, OSError) and exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+        return f"host unreachable: {where} ({exc.strerror})"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError, imaplib.IMAP4.abort)):
+        return f"the connection to {where} was lost ({_first_line(exc)})"
+    if isinstance(exc, imaplib.IMAP4.error):
+        text = _first_line(exc)
+        if "NONEXISTENT" in text or "doesn't exist" in text.lower():
+            return f"the folder {settings.imap_folder!r} does not exist on {where}"
+        return f"the IMAP server at {where} refused: {text}"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where} ({exc.strerror or _first_line(exc)})"
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc.args[0] if exc.args else None, bytes):
+        text = exc.args[0].decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _naive_utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _is_news(response: tuple[Any, ...]) -> bool:
+    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _is_bye(response: tuple[Any, ...]) -> bool:
+    return len(response) >= 1 and response[0] == b"BYE"
+
+
+def _readable_now(sock: Any) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a closed socket: let the caller find out
+
+
+def ssl_context(mail: MailSettings) -> ssl.SSLContext:
+    """Return a verifying client context: the system's authorities plus ``mail.ca_file``."""
+    context = ssl.create_default_context()
+    if mail.ca_file:
+        try:
+            context.load_verify_locations(cafile=mail.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ImapError(f"the CA file {mail.ca_file!r} cannot be read ({exc})") from None
+    return context
+
+
+class ImapSession:
+    """A logged-in connection with the practice's folder selected. One thread at a time."""
+
+    def __init__(
+        self,
+        client: IMAPClient,
+        settings: EmailSettings,
+        clock: Clock,
+        *,
+        uidvalidity: int,
+        dead_after: float = DEAD_AFTER_SECONDS,
+        reidle_after: float = REIDLE_SECONDS,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self.uidvalidity = uidvalidity
+        self.dead_after = dead_after
+        self.reidle_after = reidle_after
+        self._last_heard = clock.monotonic()
+        self._broken = False
+
+    # --- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        settings: EmailSettings,
+        mail: MailSettings,
+        clock: Clock | None = None,
+        *,
+        readonly: bool = False,
+        dead_after: float = DEAD_AFTER_SECONDS,
+        reidle_after: float = REIDLE_SECONDS,
+    ) -> ImapSession:
+        """Connect, log in and select ``settings.imap_folder``; raise ``ImapError`` if any
+        step fails. With ``readonly`` the folder is examined (nothing can change it)."""
+        client = connect(settings, mail)
+        try:
+            with _translating(settings, connected=True):
+                client.login(settings.imap_username, settings.imap_password)
+                selected = client.select_folder(settings.imap_folder, readonly=readonly)
+        except BaseException:
+            _shutdown(client)
+            raise
+        uidvalidity = selected.get(b"UIDVALIDITY")
+        if not isinstance(uidvalidity, int):
+            _shutdown(client)
+            raise ImapError(
+                f"the IMAP server at {settings.imap_host}:{settings.imap_port} "
+                "gave no UIDVALIDITY for the folder; it cannot be imported safely"
+            )
+        return cls(
+            client,
+            settings,
+            clock or SystemClock(),
+            uidvalidity=uidvalidity,
+            dead_after=dead_after,
+            reidle_after=reidle_after,
+        )
+
+    def close(self) -> None:
+        """Log out (or just drop the connection when it is broken). Never raises."""
+        if self._broken:
+            _shutdown(self._client)
+            return
+        try:
+            self._client.logout()
+        except Exception:  # already gone: nothing to log out of
+            _shutdown(self._client)
+
+    @property
+    def idle_supported(self) -> bool:
+        """Whether the server offers IDLE."""
+        return self._has("IDLE")
+
+    def _has(self, capability: str) -> bool:
+        with self._io():
+            return bool(self._client.has_capability(capability))
+
+    @contextlib.contextmanager
+    def _io(self) -> Iterator[None]:
+        if self._broken:
+            raise ImapError("the IMAP connection was lost earlier; open a new session")
+        try:
+            with _translating(self._settings, connected=True):
+                yield
+        except ImapError:
+            self._broken = True
+            raise
+        self._last_heard = self._clock.monotonic()
+
+    # --- reading ------------------------------------------------------------------------
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """Return the folder's UIDs above ``last_uid``, ascending.
+
+        Starts with a NOOP: the server shows a session mail that arrived since its last
+        command only at a command boundary, and SEARCH alone may not be one.
+        """
+        with self._io():
+            self._client.noop()
+            found = self._client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def uids_up_to(self, last_uid: int) -> list[int]:
+        """Return the folder's UIDs from 1 to ``last_uid``, ascending ([] when 0)."""
+        if last_uid < 1:
+            return []
+        with self._io():
+            found = self._client.search(["UID", f"1:{last_uid}"])
+        return sorted(uid for uid in found if uid <= last_uid)
+
+    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """Return the messages with these UIDs (ascending), without marking them read.
+
+        A UID the server no longer has (expunged meanwhile) is simply absent.
+        """
+        if not uids:
+            return []
+        with self._io():
+            self._client.normalise_times = False
+            answer = self._client.fetch(list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
+        out: list[FetchedMessage] = []
+        for uid in sorted(answer):
+            data = answer[uid]
+            raw = data.get(b"BODY[]")
+            if isinstance(raw, bytes):
+                out.append(FetchedMessage(uid, raw, _naive_utc(data.get(b"INTERNALDATE"))))
+        return out
+
+    # --- acting -------------------------------------------------------------------------
+
+    def apply_after_import(self, uids: Sequence[int], action: str) -> None:
+        """Apply ``imap_after_import`` to these UIDs: ``keep`` does nothing, ``delete``
+        flags them ``\\Deleted`` and expunges them (only them, where UIDPLUS allows),
+        ``move:FOLDER`` moves them (MOVE, or COPY then delete), creating FOLDER first if
+        it is missing. The folder must have been opened read-write."""
+        if not uids or action == "keep":
+            return
+        verb, _, target = action.partition(":")
+        for start in range(0, len(uids), ACTION_CHUNK):
+            chunk = list(uids[start : start + ACTION_CHUNK])
+            if verb == "delete":
+                self._delete(chunk)
+            elif verb == "move":
+                self._move(chunk, target)
+            else:
+                raise ValueError(f"unknown after-import action {action!r}")
+
+    def _delete(self, uids: list[int]) -> None:
+        with self._io():
+            self._client.delete_messages(uids, silent=True)
+            if self._client.has_capability("UIDPLUS"):
+                self._client.uid_expunge(uids)
+            else:
+                self._client.expunge()
+
+    def _move(self, uids: list[int], target: str) -> None:
+        self.ensure_folder(target)
+        with self._io():
+            if self._client.has_capability("MOVE"):
+                self._client.move(uids, target)
+                return
+            self._client.copy(uids, target)
+        self._delete(uids)
+
+    def ensure_folder(self, folder: str) -> None:
+        """Create ``folder`` on the server unless it exists."""
+        with self._io():
+            if not self._client.folder_exists(folder):
+                self._client.create_folder(folder)
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the server to report new mail; True when it did.
+
+        With IDLE: returns early on ``EXISTS``/``RECENT``; re-issues IDLE every
+        ``reidle_after`` seconds; raises ``ImapError`` when the server was silent for more
+        than ``dead_after`` seconds (Dovecot says "Still here" every 2 minutes, so silence
+        means a dead connection) or closed the connection. Deadlines are read from the
+        session's clock; with a clock that does not move, the wait still ends after about
+        ``seconds`` of real time. Without IDLE: one NOOP, no waiting; the caller polls
+        again after its own interval.
+        """
+        if not self.idle_supported:
+            with self._io():
+                _text, responses = self._client.noop()
+            return any(_is_news(r) for r in responses)
+        return self._wait_idle(seconds)
+
+    def _wait_idle(self, seconds: float) -> bool:
+        clock = self._clock
+        deadline = clock.monotonic() + max(0.0, seconds)
+        rounds = math.ceil(max(0.0, seconds) / IDLE_SLICE_SECONDS) * 2 + 2
+        news = False
+        with self._io():
+            self._client.idle()
+            idle_since = clock.monotonic()
+            empty_but_readable = 0
+            for _ in range(rounds):
+                now = clock.monotonic()
+                remaining = deadline - now
+                if remaining <= 0:
+                    break
+                if now - idle_since >= self.reidle_after:
+                    _text, responses = self._client.idle_done()
+                    if any(_is_news(r) for r in responses):
+                        return True
+                    self._client.idle()
+                    idle_since = clock.monotonic()
+                responses = self._client.idle_check(timeout=min(remaining, IDLE_SLICE_SECONDS))
+                now = clock.monotonic()
+                if responses:
+                    self._last_heard = now
+                    empty_but_readable = 0
+                    if any(_is_bye(r) for r in responses):
+                        raise ImapError(self._lost("the server closed the connection"))
+                    if any(_is_news(r) for r in responses):
+                        news = True
+                        break
+                elif _readable_now(self._client.socket()):
+                    # idle_check swallows EOF and resets as "no responses"; a socket that
+                    # stays readable with nothing to read is closed.
+                    empty_but_readable += 1
+                    if empty_but_readable >= _EMPTY_BUT_READABLE_LIMIT:
+                        raise ImapError(self._lost("the server closed the connection"))
+                if now - self._last_heard > self.dead_after:
+                    raise ImapError(
+                        self._lost(f"no sign of life for over {self.dead_after:.0f} s in IDLE")
+                    )
+            _text, responses = self._client.idle_done()
+        return news or any(_is_news(r) for r in responses)
+
+    def _lost(self, why: str) -> str:
+        return (
+            f"the connection to {self._settings.imap_host}:{self._settings.imap_port} "
+            f"was lost ({why})"
+        )
+
+
+@contextlib.contextmanager
+def _translating(settings: EmailSettings, *, connected: bool = False) -> Iterator[None]:
+    """Turn network and server failures into ``ImapError`` with a plain reason."""
+    try:
+        yield
+    except ImapError:
+        raise
+    except (imaplib.IMAP4.error, OSError, EOFError) as exc:
+        raise ImapError(plain_reason(exc, settings, connected=connected)) from exc
+
+
+def _shutdown(client: IMAPClient) -> None:
+    with contextlib.suppress(Exception):
+        client.shutdown()
+
+
+def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
+    """Return a client connected to ``settings``' IMAP server, TLS set up, not logged in.
+
+    Raises ``ImapError`` (plain reason) when the server cannot be reached or its
+    certificate is not trusted, or STARTTLS is asked for and not offered.
+    """
+    context = ssl_context(mail)
+    with _translating(settings):
+        client = IMAPClient(
+            settings.imap_host,
+            settings.imap_port,
+            ssl=settings.imap_security == "tls",
+            ssl_context=context,
+            timeout=mail.io_timeout_seconds,
+        )
+    if settings.imap_security == "starttls":
+        try:
+            with _translating(settings):
+                try:
+                    client.starttls(context)
+                except CapabilityError:
+                    raise ImapError(
+                        f"the IMAP server at {settings.imap_host}:{settings.imap_port} "
+                        "does not offer STARTTLS (imap_security is starttls)"
+                    ) from None
+        except BaseException:
+            _shutdown(client)
+            raise
+    return client
+
+
+def probe(settings: EmailSettings, mail: MailSettings) -> ProbeResult:
+    """Check that the practice's IMAP set-up works: connect, log in, select the folder
+    (read-only), NOOP, log out. Returns ``ProbeResult(True)`` or the reason it failed in
+    plain words (wrong password, certificate not trusted, host unreachable, port closed,
+    folder missing), one line, without the password. Never raises for a server fault."""
+    if not settings.imap_host:
+        return ProbeResult(False, "no IMAP server is set (imap_host is empty)")
+    try:
+        session = ImapSession.open(settings, mail, readonly=True)
+    except ImapError as exc:
+        return ProbeResult(False, str(exc))
+    try:
+        with session._io():
+            session._client.noop()
+    except ImapError as exc:
+        return ProbeResult(False, str(exc))
+    finally:
+        session.close()
+    return ProbeResult(True)

@@ -1,0 +1,539 @@
+"""The inbox: new mail from the practice's IMAP folder into ``email_messages`` (DESIGN 7).
+
+``Inbox.poll`` imports every new message in batches. For each batch it
+
+1. fetches the messages (``BODY.PEEK[]``);
+2. records the batch's first UID as ``pending_uid`` in ``email_service_inbox`` (a
+   committed write, fenced by the incarnation), counting ``pending_attempts`` when the same
+   UID was left pending by an earlier incarnation: that one died importing it;
+3. parses them (``actors.mail.parse``) and, in ONE transaction fenced by the incarnation,
+   inserts the rows (``folder='inbox'``, ``status='received'``) and advances the folder's
+   ``(uidvalidity, last_uid)`` with a compare-and-swap, clearing ``pending_uid``;
+4. appends ``MessageReceived`` per row and ``InboxSynced`` for the batch;
+5. only then applies ``imap_after_import`` on the server.
+
+So a crash before the commit imports the batch again (nothing was stored); a crash after
+it never imports it again. A crash between the commit and the after-import action leaves
+those messages on the server: the next session applies the action to every message at or
+below ``last_uid`` that has a row here (``delete`` and ``move`` catch up; a server without
+MOVE may then hold a second copy in the target folder if the crash fell between its COPY
+and its delete).
+
+A changed UIDVALIDITY restarts the folder from UID 0 and skips messages whose Message-ID
+is already stored (logged; their after-import action is applied like any imported one).
+A message whose import killed ``mail.poison_limit`` incarnations is parked: stored raw,
+unparsed, with a ``last_error`` saying why; if even that fails it is skipped and left on
+the server; either way the mark moves past it and ``MessageParked`` is appended. After an
+incarnation died mid-batch, the next ``batch_size`` UIDs are imported one at a time, so a
+poison message is found and parked after at most ``poison_limit + 1`` deaths.
+
+Runs on its mailbox actor's thread. IMAP and network failures raise ``ImapError`` (one line,
+no secrets; the session is dropped and the next ``poll`` reconnects); a newer incarnation
+makes every write raise ``StaleIncarnationError``; database errors propagate as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
+
+from actors.mail.imap_session import FetchedMessage, ImapSession
+from actors.mail.parse import ParsedMessage, derived_message_id, parse_message
+from actors.mail.settings import EmailSettings
+from actors.practice_db import StaleIncarnationError, check_incarnation
+from actors.practice_schema import email_messages, email_service_inbox, patients
+from config.settings import MailSettings
+from events.clock import Clock
+from events.types import Event, InboxSynced, MessageParked, MessageReceived
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 100
+"""Messages fetched, stored and committed together."""
+_IN_CHUNK = 500  # values per SQL IN (...) list: well inside every backend's limit
+
+Emit = Callable[[Sequence[Event]], None]
+OpenSession = Callable[[EmailSettings, MailSettings, Clock, bool], ImapSession]
+
+
+class InboxConflictError(RuntimeError):
+    """Raised when the import mark changed under this importer (another one is running)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The folder's row of ``email_service_inbox``."""
+
+    uidvalidity: int | None
+    last_uid: int
+    incarnation: int
+    pending_uid: int | None
+    pending_attempts: int
+
+
+# --- the pure core --------------------------------------------------------------------
+
+
+def start_uid(mark: Mark, uidvalidity: int) -> int:
+    """Return the UID above which the folder is new: ``last_uid``, or 0 when the server's
+    UIDVALIDITY differs from the stored one (everything is new, de-duplicated later)."""
+    return mark.last_uid if mark.uidvalidity == uidvalidity else 0
+
+
+def died_importing(mark: Mark, uidvalidity: int, incarnation: int) -> bool:
+    """Whether an earlier incarnation left a UID pending in this UIDVALIDITY: it died."""
+    return (
+        mark.pending_uid is not None
+        and mark.uidvalidity == uidvalidity
+        and mark.incarnation != incarnation
+    )
+
+
+Decision = tuple[Literal["try", "park"], int]
+
+
+def attempt_decision(
+    mark: Mark, uidvalidity: int, uid: int, incarnation: int, poison_limit: int
+) -> Decision:
+    """Decide what to do with ``uid`` before importing it: ``("try", attempts)`` with the
+    attempt count to record, or ``("park", attempts)`` when ``attempts`` incarnations
+    already died on it and that reaches ``poison_limit``."""
+    same = mark.pending_uid == uid and mark.uidvalidity == uidvalidity
+    if not same:
+        return ("try", 1)
+    if mark.incarnation == incarnation:
+        return ("try", max(1, mark.pending_attempts))  # our own retry, not a death
+    if mark.pending_attempts >= poison_limit:
+        return ("park", mark.pending_attempts)
+    return ("try", mark.pending_attempts + 1)
+
+
+def new_rows(
+    parsed: Sequence[tuple[FetchedMessage, ParsedMessage]], stored_ids: set[str]
+) -> tuple[list[tuple[FetchedMessage, ParsedMessage]], list[int]]:
+    """Split a batch into rows to insert and UIDs skipped as duplicates: a Message-ID
+    already stored, or seen earlier in the same batch."""
+    seen = set(stored_ids)
+    keep: list[tuple[FetchedMessage, ParsedMessage]] = []
+    skipped: list[int] = []
+    for fetched, message in parsed:
+        if message.message_id in seen:
+            skipped.append(fetched.uid)
+        else:
+            seen.add(message.message_id)
+            keep.append((fetched, message))
+    return keep, skipped
+
+
+def normal_address(address: str) -> str:
+    """How addresses are compared with ``patients.email``: trimmed, lower case."""
+    return address.strip().lower()
+
+
+def _naive_utc(now: datetime) -> datetime:
+    return now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> list[Sequence[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _open_session(
+    settings: EmailSettings, mail: MailSettings, clock: Clock, readonly: bool
+) -> ImapSession:
+    return ImapSession.open(settings, mail, clock, readonly=readonly)
+
+
+# --- the shell --------------------------------------------------------------------------
+
+
+class Inbox:
+    """Imports one practice's IMAP folder; see the module docstring. One thread at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        incarnation: int,
+        settings: EmailSettings,
+        mail: MailSettings,
+        emit: Emit,
+        clock: Clock,
+        *,
+        batch_size: int = FETCH_BATCH,
+        parse: Callable[[bytes], ParsedMessage] = parse_message,
+        open_session: OpenSession = _open_session,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._engine = engine
+        self._incarnation = incarnation
+        self._settings = settings
+        self._mail = mail
+        self._emit = emit
+        self._clock = clock
+        self._batch_size = batch_size
+        self._parse = parse
+        self._open_session = open_session
+        self._session: ImapSession | None = None
+        self._has_patients: bool | None = None
+        self._folder = settings.imap_folder
+
+    # --- public -------------------------------------------------------------------------
+
+    def poll(self, wait_seconds: float = 0.0) -> int:
+        """Import everything new; return how many rows were stored. When nothing was new,
+        wait in IDLE up to ``wait_seconds`` for news (without IDLE: one NOOP) and import
+        what came. Connects first when there is no session."""
+        try:
+            session = self._session or self._connect()
+            count = self._import_new(session)
+            if count == 0 and wait_seconds > 0 and session.wait(wait_seconds):
+                count = self._import_new(session)
+            return count
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Drop the IMAP session (the next ``poll`` reconnects). Never raises."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    # --- connecting ---------------------------------------------------------------------
+
+    def _connect(self) -> ImapSession:
+        action = self._settings.imap_after_import
+        session = self._open_session(self._settings, self._mail, self._clock, action == "keep")
+        self._session = session
+        target = self._settings.after_import_folder
+        if target is not None:
+            session.ensure_folder(target)
+        self._catch_up(session)
+        return session
+
+    def _catch_up(self, session: ImapSession) -> None:
+        """Apply the after-import action to stored messages still on the server (a crash
+        fell between the commit and the action)."""
+        if self._settings.imap_after_import == "keep":
+            return
+        mark = self._read_mark()
+        if mark is None or mark.uidvalidity != session.uidvalidity or mark.last_uid < 1:
+            return
+        on_server = session.uids_up_to(mark.last_uid)
+        stored: list[int] = []
+        with self._engine.connect() as conn:
+            for chunk in _chunks(on_server):
+                stored += conn.execute(
+                    select(email_messages.c.imap_uid).where(
+                        email_messages.c.imap_uidvalidity == session.uidvalidity,
+                        email_messages.c.imap_uid.in_(chunk),
+                    )
+                ).scalars()
+        if stored:
+            log.info(
+                "%s: applying %s to %d message(s) imported before a crash",
+                self._folder,
+                self._settings.imap_after_import,
+                len(stored),
+            )
+            session.apply_after_import(sorted(stored), self._settings.imap_after_import)
+
+    # --- importing ----------------------------------------------------------------------
+
+    def _import_new(self, session: ImapSession) -> int:
+        validity = session.uidvalidity
+        mark = self._read_mark() or Mark(None, 0, 0, None, 0)
+        last = start_uid(mark, validity)
+        if mark.uidvalidity is not None and mark.uidvalidity != validity:
+            log.warning(
+                "%s: UIDVALIDITY changed from %d to %d; re-importing, skipping Message-IDs "
+                "already stored",
+                self._folder,
+                mark.uidvalidity,
+                validity,
+            )
+        uids = session.uids_after(last)
+        one_by_one = self._batch_size if died_importing(mark, validity, self._incarnation) else 0
+        imported = 0
+        position = 0
+        while position < len(uids):
+            size = 1 if position < one_by_one else self._batch_size
+            batch = uids[position : position + size]
+            imported += self._import_batch(session, validity, last, batch)
+            last = batch[-1]
+            position += len(batch)
+        return imported
+
+    def _import_batch(
+        self, session: ImapSession, validity: int, last: int, batch: Sequence[int]
+    ) -> int:
+        fetched = session.fetch(batch)
+        decision, attempts = self._record_pending(validity, last, batch[0])
+        if decision == "park":
+            first = fetched[0] if fetched and fetched[0].uid == batch[0] else None
+            stored = self._park(session, validity, last, batch[0], first, attempts)
+            rest = [u for u in batch if u != batch[0]]
+            if rest:
+                stored += self._import_batch(session, validity, batch[0], rest)
+            return stored
+        parsed = [(message, self._parse(message.raw)) for message in fetched]
+        links = self._patient_links([p.from_addr for _, p in parsed])
+        received: list[Event] = []
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            ids = [p.message_id for _, p in parsed]
+            already = self._stored_message_ids(conn, ids)
+            rows, duplicates = new_rows(parsed, already)
+            if rows:
+                conn.execute(
+                    insert(email_messages),
+                    [self._row(validity, m, p, links) for m, p in rows],
+                )
+                row_ids = self._row_ids(conn, [p.message_id for _, p in rows])
+                received = [
+                    MessageReceived(
+                        self._incarnation, row_ids[p.message_id], p.message_id, validity, m.uid
+                    )
+                    for m, p in rows
+                ]
+            self._advance(conn, validity, last, batch[-1])
+        if duplicates:
+            log.info(
+                "%s: skipped %d message(s) whose Message-ID is already stored (UIDs %s)",
+                self._folder,
+                len(duplicates),
+                ", ".join(map(str, duplicates[:20])),
+            )
+        self._emit([*received, InboxSynced(self._incarnation, validity, batch[-1])])
+        done = sorted([m.uid for m, _ in rows] + duplicates)
+        session.apply_after_import(done, self._settings.imap_after_import)
+        return len(rows)
+
+    def _row(
+        self,
+        validity: int,
+        message: FetchedMessage,
+        parsed: ParsedMessage,
+        links: dict[str, int],
+    ) -> dict[str, Any]:
+        return {
+            "folder": "inbox",
+            "channel": "email",
+            "status": "received",
+            "message_id": parsed.message_id,
+            "from_addr": parsed.from_addr,
+            "to_addrs": parsed.to_addrs,
+            "cc_addrs": parsed.cc_addrs,
+            "subject": parsed.subject,
+            "body_text": parsed.body_text,
+            "body_html": parsed.body_html,
+            "raw": message.raw,
+            "patient_id": links.get(normal_address(parsed.from_addr)),
+            "received_at": message.internaldate or _naive_utc(self._clock.now()),
+            "imap_uidvalidity": validity,
+            "imap_uid": message.uid,
+            "last_error": parsed.problem or None,
+        }
+
+    # --- poison -------------------------------------------------------------------------
+
+    def _park(
+        self,
+        session: ImapSession,
+        validity: int,
+        last: int,
+        uid: int,
+        message: FetchedMessage | None,
+        attempts: int,
+    ) -> int:
+        reason = (
+            f"parked: importing UID {uid} (UIDVALIDITY {validity}) stopped the importer "
+            f"{attempts} times; stored raw without parsing"
+        )
+        row_id: int | None = None
+        if message is not None:
+            try:
+                row_id = self._store_parked(validity, last, message, reason)
+            except StaleIncarnationError:
+                raise
+            except Exception as exc:  # even storing it raw fails: skip it, keep it on the server
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = (
+                    f"skipped: importing UID {uid} (UIDVALIDITY {validity}) stopped the "
+                    f"importer {attempts} times and storing it raw failed too "
+                    f"({type(exc).__name__}: {first[:200]}); it stays on the server"
+                )
+        if row_id is None:
+            with self._engine.begin() as conn:
+                check_incarnation(conn, self._incarnation)
+                self._advance(conn, validity, last, uid)
+        log.error("%s: %s", self._folder, reason)
+        if message is not None:
+            self._emit(
+                [
+                    MessageParked(self._incarnation, validity, uid, row_id, reason),
+                    InboxSynced(self._incarnation, validity, uid),
+                ]
+            )
+        else:
+            self._emit([InboxSynced(self._incarnation, validity, uid)])
+        if row_id is not None:
+            session.apply_after_import([uid], self._settings.imap_after_import)
+        return 0 if row_id is None else 1
+
+    def _store_parked(
+        self, validity: int, last: int, message: FetchedMessage, reason: str
+    ) -> int | None:
+        message_id = derived_message_id(message.raw)
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            if self._stored_message_ids(conn, [message_id]):
+                self._advance(conn, validity, last, message.uid)
+                return self._row_ids(conn, [message_id])[message_id]
+            conn.execute(
+                insert(email_messages).values(
+                    folder="inbox",
+                    channel="email",
+                    status="received",
+                    message_id=message_id,
+                    raw=message.raw,
+                    received_at=message.internaldate or _naive_utc(self._clock.now()),
+                    imap_uidvalidity=validity,
+                    imap_uid=message.uid,
+                    last_error=reason,
+                )
+            )
+            row_id = self._row_ids(conn, [message_id])[message_id]
+            self._advance(conn, validity, last, message.uid)
+        return row_id
+
+    # --- the database -------------------------------------------------------------------
+
+    def _read_mark(self) -> Mark | None:
+        table = email_service_inbox
+        with self._engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.folder == self._folder)).first()
+        if row is None:
+            return None
+        return Mark(
+            row.uidvalidity, row.last_uid, row.incarnation, row.pending_uid, row.pending_attempts
+        )
+
+    def _record_pending(self, validity: int, last: int, uid: int) -> Decision:
+        """Durably note that ``uid`` is being imported (see ``attempt_decision``)."""
+        table = email_service_inbox
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            row = conn.execute(select(table).where(table.c.folder == self._folder)).first()
+            if row is None:
+                conn.execute(
+                    insert(table).values(folder=self._folder, last_uid=0, pending_attempts=0)
+                )
+                mark = Mark(None, 0, 0, None, 0)
+            else:
+                mark = Mark(
+                    row.uidvalidity,
+                    row.last_uid,
+                    row.incarnation,
+                    row.pending_uid,
+                    row.pending_attempts,
+                )
+            if start_uid(mark, validity) != last:
+                raise InboxConflictError(
+                    f"the import mark of {self._folder!r} moved while importing"
+                )
+            decision = attempt_decision(
+                mark, validity, uid, self._incarnation, self._mail.poison_limit
+            )
+            if decision[0] == "try":
+                conn.execute(
+                    update(table)
+                    .where(table.c.folder == self._folder)
+                    .values(
+                        uidvalidity=validity,
+                        last_uid=last,
+                        incarnation=self._incarnation,
+                        pending_uid=uid,
+                        pending_attempts=decision[1],
+                        updated_at=_naive_utc(self._clock.now()),
+                    )
+                )
+        return decision
+
+    def _advance(self, conn: Connection, validity: int, last: int, new_last: int) -> None:
+        """Move the mark from ``(validity, last)`` to ``new_last`` and clear the pending
+        UID; a compare-and-swap: exactly one row must change."""
+        table = email_service_inbox
+        changed = conn.execute(
+            update(table)
+            .where(
+                table.c.folder == self._folder,
+                table.c.uidvalidity == validity,
+                table.c.last_uid == last,
+            )
+            .values(
+                last_uid=new_last,
+                incarnation=self._incarnation,
+                pending_uid=None,
+                pending_attempts=0,
+                updated_at=_naive_utc(self._clock.now()),
+            )
+        ).rowcount
+        if changed != 1:
+            raise InboxConflictError(f"the import mark of {self._folder!r} moved while importing")
+
+    def _stored_message_ids(self, conn: Connection, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(ids))):
+            found.update(
+                conn.execute(
+                    select(email_messages.c.message_id).where(
+                        email_messages.c.message_id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def _row_ids(self, conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(ids)):
+            for row_id, message_id in conn.execute(
+                select(email_messages.c.id, email_messages.c.message_id).where(
+                    email_messages.c.message_id.in_(chunk)
+                )
+            ):
+                out[message_id] = row_id
+        return out
+
+    def _patient_links(self, addresses: Sequence[str]) -> dict[str, int]:
+        """Map each sender address that matches exactly one patient to that patient's id.
+
+        ``patients`` is optional (and may be a view): without it, or when it cannot be
+        read, nothing is linked and the import goes on.
+        """
+        wanted = sorted({normal_address(a) for a in addresses if a.strip()})
+        if not wanted:
+            return {}
+        try:
+            if self._has_patients is None:
+                self._has_patients = inspect(self._engine).has_table(patients.name)
+            if not self._has_patients:
+                return {}
+            matches: dict[str, set[int]] = {}
+            email = func.lower(func.trim(patients.c.email))
+            with self._engine.connect() as conn:
+                for chunk in _chunks(wanted):
+                    for patient_id, address in conn.execute(
+                        select(patients.c.id, email).where(email.in_(chunk))
+                    ):
+                        matches.setdefault(address, set()).add(patient_id)
+        except Exception as exc:  # a broken view must not stop mail coming in
+            log.warning("patients cannot be read, mail is not linked: %s", exc)
+            return {}
+        return {a: next(iter(ids)) for a, ids in matches.items() if len(ids) == 1}
