@@ -59,7 +59,12 @@ class Sender(Protocol):
     SMS, which is recorded as uncertain and left for a person (``mail retry-failed``)."""
 
     def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
-        """Deliver ``message``; call ``on_wire()`` once just before the point of no return."""
+        """Deliver ``message``; call ``on_wire()`` once just before the point of no return.
+
+        If ``on_wire`` raises, the message must not be completed (no final ``.``, no
+        request written) and the exception must propagate: the outbox raises there when
+        it may no longer send the row (a newer incarnation, the row taken away).
+        """
         ...
 
     def close(self) -> None:

@@ -1,0 +1,457 @@
+"""The outbox: queued ``email_messages`` rows claimed, sent and recorded (DESIGN decision 7).
+
+``Outbox`` runs in its mailbox actor's thread and blocks on the practice database and the
+senders. Every write transaction calls ``check_incarnation`` first and lets its
+``StaleIncarnationError`` propagate (the mailbox is then abandoned), so an older
+incarnation can neither claim nor update a row.
+
+A row's life: ``queued`` -> claimed by its own compare-and-swap (``queued`` -> ``sending``,
+exactly one row changed, ``claimed_incarnation`` = ours, ``wire_at`` cleared; a batch's
+claims share one transaction) -> its Message-ID fixed, in that transaction, if it has none
+-> given to the sender of its channel, whose ``on_wire`` commits ``wire_at``
+before the point of no return -> ``sent`` (``folder='sent'``, ``sent_at``), back to
+``queued`` with ``attempts + 1`` and a backed-off ``next_attempt_at`` (``retry``; also
+``uncertain`` when the sender resends those), or ``failed`` in the outbox folder with
+``last_error``. Refused recipients of a partly accepted message go to
+``refused_recipients``. Rows of a channel without a sender stay queued.
+
+Stored times (``wire_at``, ``sent_at``, ``next_attempt_at``) come from the database
+server's clock (``practice_schema.utcnow()``; ``next_attempt_at`` is the server's now plus
+the delay), so they compare with the practice software's times and "due" is judged by the
+same clock. The injected ``clock`` gives practice-local time for the send window and
+monotonic time for the throttle.
+
+``recover()`` runs once at start: rows left in ``sending`` by an older incarnation either
+never reached the server (``wire_at`` NULL: back to ``queued``, no duplicate) or may have
+(``wire_at`` set: ``MessageDeliveryUncertain``, then resent with the same Message-ID when
+the channel's sender ``resend_uncertain``, else ``failed`` with a ``last_error`` saying it
+may have been delivered).
+
+Events are emitted after the transaction that made them true has committed.
+"""
+
+from __future__ import annotations
+
+import random as random_module
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from sqlalchemy import Connection, Engine, RowMapping, func, or_, select, update
+
+from actors.mail import backoff, compose
+from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
+from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
+from actors.mail.settings import EmailSettings
+from actors.mail.throttle import SendLog, allowance, next_allowed
+from actors.practice_db import check_incarnation
+from actors.practice_schema import email_messages, utcnow
+from config.settings import MailSettings
+from events.clock import Clock
+from events.types import Event, MessageDeliveryUncertain, MessageSendFailed, MessageSent
+
+UNCERTAIN_RESENT = (
+    "delivery uncertain: the connection was lost after the message was sent and before "
+    "the server's reply; sent again with the same Message-ID"
+)
+UNCERTAIN_HELD = (
+    "delivery uncertain: the message may have been delivered (the connection was lost "
+    "after it was sent); not sent again automatically, check before retrying"
+)
+_MESSAGE_ID_MAX = 255  # email_messages.message_id is String(255)
+
+RetryDelay = Callable[[int, float], float]
+
+
+class RowTakenError(Exception):
+    """Raised when a claimed row stopped being ours while sending (someone else moved it);
+    the outbox then skips the row and sends nothing more of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    message: OutgoingMessage
+    channel: str
+
+
+class Outbox:
+    """Sends one practice database's due outbox rows; see the module docstring.
+
+    ``senders`` maps a channel (``"email"``, ``"sms"``) to its ``Sender``; ``emit`` appends
+    events (called from this thread); ``local_zone`` is the server's local time zone (the
+    practice's time for the send window); ``random`` draws Message-IDs and jitter;
+    ``retry_delay(attempts, jitter)`` is the backoff in seconds.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        incarnation: int,
+        settings: EmailSettings,
+        mail: MailSettings,
+        senders: Mapping[str, Sender],
+        emit: Callable[[Sequence[Event]], None],
+        clock: Clock,
+        local_zone: tzinfo,
+        *,
+        random: random_module.Random | None = None,
+        retry_delay: RetryDelay = backoff.retry_delay,
+    ) -> None:
+        self._engine = engine
+        self._incarnation = incarnation
+        self._settings = settings
+        self._mail = mail
+        self._senders = dict(senders)
+        self._emit = emit
+        self._clock = clock
+        self._local_zone = local_zone
+        self._random = random or random_module.Random()
+        self._retry_delay = retry_delay
+        self._send_log = SendLog()
+        self.held = ""
+        """Why the outbox is holding mail right now ("" when it is not): read it for the
+        self-test's diagnostics (sending off, a bad send window, outside the window,
+        the throttle)."""
+        self.resume_at: datetime | None = None
+        """When a held outbox may send again (aware UTC), or None (not held, or unknown)."""
+
+    def use_settings(
+        self, settings: EmailSettings, senders: Mapping[str, Sender] | None = None
+    ) -> None:
+        """Take the practice's changed settings and, when given, new senders (built from
+        them by the caller; the old ones are closed between batches already)."""
+        self._settings = settings
+        if senders is not None:
+            self._senders = dict(senders)
+
+    # --- recovery ---------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Settle rows an older incarnation left in ``sending``; return how many.
+
+        One transaction under the fence; the uncertain ones' events follow its commit.
+        """
+        m = email_messages
+        events: list[Event] = []
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            rows = conn.execute(
+                select(m.c.id, m.c.channel, m.c.message_id, m.c.wire_at, m.c.attempts).where(
+                    m.c.folder == "outbox",
+                    m.c.status == "sending",
+                    or_(
+                        m.c.claimed_incarnation.is_(None),
+                        m.c.claimed_incarnation < self._incarnation,
+                    ),
+                )
+            ).all()
+            for row in rows:
+                stuck = update(m).where(m.c.id == row.id, m.c.status == "sending")
+                if row.wire_at is None:
+                    conn.execute(stuck.values(status="queued"))
+                    continue
+                sender = self._senders.get(row.channel)
+                events.append(
+                    MessageDeliveryUncertain(
+                        incarnation=self._incarnation,
+                        row_id=row.id,
+                        message_id=row.message_id or "",
+                    )
+                )
+                if sender is not None and sender.resend_uncertain:
+                    conn.execute(
+                        stuck.values(
+                            status="queued",
+                            attempts=row.attempts + 1,
+                            next_attempt_at=None,
+                            wire_at=None,
+                            last_error=UNCERTAIN_RESENT,
+                        )
+                    )
+                else:
+                    conn.execute(
+                        stuck.values(
+                            status="failed", attempts=row.attempts + 1, last_error=UNCERTAIN_HELD
+                        )
+                    )
+                    events.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
+        if events:
+            self._emit(events)
+        return len(rows)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def send_due(self, limit: int | None = None) -> int:
+        """Send up to ``limit`` (default ``mail.outbox_batch``) due rows; return how many
+        rows were handled (sent, retried or failed).
+
+        Nothing is claimed when sending is off, the send window is bad or closed, or the
+        throttle is spent: ``held`` and ``resume_at`` say why and until when. Fewer than
+        ``limit`` means there is nothing more to do now. Each sender used is closed at
+        the end (one connection per batch).
+        """
+        limit = self._mail.outbox_batch if limit is None else limit
+        allowed = self._allowed_now()
+        count = min(limit, allowed)
+        handled = 0
+        used: set[str] = set()
+        try:
+            for claimed in self._claim(self._due_ids(count)):
+                used.add(claimed.channel)
+                handled += 1
+                self._deliver(claimed)
+                self._send_log = self._send_log.record(self._clock.monotonic())
+        finally:
+            for channel in used:
+                self._senders[channel].close()
+        if 0 < allowed == handled < limit:
+            self._hold_for_throttle()
+        return handled
+
+    def _allowed_now(self) -> int:
+        """How many rows may go now; sets ``held``/``resume_at`` when none may."""
+        self.held, self.resume_at = "", None
+        if not self._senders:
+            self.held = "no way of sending is set up (no SMTP server, no SMS gateway)"
+            return 0
+        if not self._settings.sending_enabled:
+            self.held = "sending is turned off (email_settings.sending_enabled)"
+            return 0
+        try:
+            window = parse_window(self._settings.send_window)
+        except SendWindowError as exc:
+            self.held = f"{exc}; mail waits in the outbox until it is corrected"
+            return 0
+        now = self._clock.now()
+        local = now.astimezone(self._local_zone)
+        if not is_open(window, local):
+            self.held = f"outside the send window {window.text!r}; mail waits until it opens"
+            self.resume_at = next_open(window, local).astimezone(now.tzinfo)
+            return 0
+        allowed = allowance(self._settings.max_per_minute, self._send_log, self._clock.monotonic())
+        if allowed == 0:
+            self._hold_for_throttle()
+        return allowed
+
+    def _hold_for_throttle(self) -> None:
+        mono = self._clock.monotonic()
+        wait = next_allowed(self._settings.max_per_minute, self._send_log, mono) - mono
+        if wait > 0:
+            limit = self._settings.max_per_minute
+            self.held = f"max_per_minute ({limit}) reached; the next message may go shortly"
+            self.resume_at = self._clock.now() + timedelta(seconds=wait)
+
+    def _due_ids(self, count: int) -> list[int]:
+        """Return up to ``count`` due rows of channels with a sender, oldest first.
+
+        "Due" by the database server's clock. A row retried during this batch is not
+        among them, so it waits for a later batch even with no backoff.
+        """
+        if count <= 0:
+            return []
+        m = email_messages
+        query = (
+            select(m.c.id)
+            .where(
+                m.c.folder == "outbox",
+                m.c.status == "queued",
+                m.c.channel.in_(sorted(self._senders)),
+                or_(m.c.next_attempt_at.is_(None), m.c.next_attempt_at <= utcnow()),
+            )
+            .order_by(m.c.id)
+            .limit(count)
+        )
+        with self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def _claim(self, row_ids: Sequence[int]) -> list[_Claimed]:
+        """Claim each row by its own compare-and-swap (exactly one row changed), all in one
+        transaction under the fence; fix their Message-IDs in it too. Returns the rows
+        claimed, in order; a row someone else changed since it was read is left out.
+
+        One transaction for the batch: the claims are durable before anything is sent, and
+        a crash leaves the unsent ones in ``sending`` without ``wire_at``, which
+        ``recover`` puts back in the queue.
+        """
+        if not row_ids:
+            return []
+        m = email_messages
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            ours: list[int] = []
+            for row_id in row_ids:
+                changed = conn.execute(
+                    update(m)
+                    .where(m.c.id == row_id, m.c.folder == "outbox", m.c.status == "queued")
+                    .values(status="sending", claimed_incarnation=self._incarnation, wire_at=None)
+                ).rowcount
+                if changed == 1:
+                    ours.append(row_id)
+            found = conn.execute(select(m).where(m.c.id.in_(ours))).all() if ours else []
+            rows = {row.id: row._mapping for row in found}
+            claimed: list[_Claimed] = []
+            for row_id in ours:
+                row = rows[row_id]
+                message_id = row["message_id"] or self._fix_message_id(conn, row)
+                claimed.append(_Claimed(self._outgoing(row, message_id), row["channel"]))
+        return claimed
+
+    def _fix_message_id(self, conn: Connection, row: RowMapping) -> str:
+        """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
+        m = email_messages
+        message_id = compose.raw_message_id(row["raw"]) if row["raw"] is not None else None
+        if message_id is not None and (
+            len(message_id) > _MESSAGE_ID_MAX
+            or not message_id.isascii()
+            or conn.execute(
+                select(func.count()).where(m.c.message_id == message_id, m.c.id != row["id"])
+            ).scalar_one()
+        ):
+            message_id = None  # unusable or already another row's: raw still carries its own
+        if message_id is None:
+            domain = compose.domain_of(self._settings.from_address or row["from_addr"] or "")
+            message_id = compose.make_message_id(domain, self._random)
+        conn.execute(
+            update(m)
+            .where(m.c.id == row["id"], m.c.message_id.is_(None))
+            .values(message_id=message_id)
+        )
+        return message_id
+
+    def _outgoing(self, row: RowMapping, message_id: str) -> OutgoingMessage:
+        return OutgoingMessage(
+            row_id=row["id"],
+            channel=row["channel"],
+            message_id=message_id,
+            from_addr=(row["from_addr"] or "").strip() or self._default_from(),
+            to_addrs=compose.split_addresses(row["to_addrs"]),
+            cc_addrs=compose.split_addresses(row["cc_addrs"]),
+            subject=row["subject"] or "",
+            body_text=row["body_text"] or "",
+            body_html=row["body_html"] or "",
+            raw=bytes(row["raw"]) if row["raw"] is not None else None,
+            attempts=row["attempts"],
+        )
+
+    def _default_from(self) -> str:
+        address = self._settings.from_address
+        name = compose.clean_header_text(self._settings.from_name)
+        if not address or not name:
+            return address
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+
+    def _deliver(self, claimed: _Claimed) -> None:
+        message = claimed.message
+        sender = self._senders[claimed.channel]
+        try:
+            outcome = sender.send(message, lambda: self._on_wire(message.row_id))
+        except RowTakenError:
+            return
+        self._record(message, sender, outcome)
+
+    def _on_wire(self, row_id: int) -> None:
+        """Commit ``wire_at`` for a row we hold; raise ``RowTakenError`` if we no longer do."""
+        m = email_messages
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            changed = conn.execute(
+                update(m)
+                .where(
+                    m.c.id == row_id,
+                    m.c.status == "sending",
+                    m.c.claimed_incarnation == self._incarnation,
+                )
+                .values(wire_at=utcnow())
+            ).rowcount
+        if changed != 1:
+            raise RowTakenError(f"outbox row {row_id} was changed by someone else while sending")
+
+    def _record(self, message: OutgoingMessage, sender: Sender, outcome: SendOutcome) -> None:
+        """Store what became of a claimed row and emit the matching events."""
+        m = email_messages
+        attempts = message.attempts + 1
+        kind, detail = outcome.kind, outcome.detail
+        events: list[Event] = []
+        if kind == "uncertain":
+            events.append(
+                MessageDeliveryUncertain(
+                    incarnation=self._incarnation,
+                    row_id=message.row_id,
+                    message_id=message.message_id,
+                )
+            )
+            if sender.resend_uncertain:
+                kind, detail = "retry", f"{UNCERTAIN_RESENT} ({detail})"
+            else:
+                kind, detail = "failed", f"{UNCERTAIN_HELD} ({detail})"
+        if kind == "retry" and attempts >= backoff.MAX_ATTEMPTS:
+            kind, detail = "failed", f"gave up after {attempts} attempts: {detail}"
+        refused = ", ".join(outcome.refused) or None
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            ours = update(m).where(
+                m.c.id == message.row_id,
+                m.c.status == "sending",
+                m.c.claimed_incarnation == self._incarnation,
+            )
+            if kind == "sent":
+                conn.execute(
+                    ours.values(
+                        folder="sent",
+                        status="sent",
+                        sent_at=utcnow(),
+                        attempts=attempts,
+                        next_attempt_at=None,
+                        last_error=detail or None,
+                        refused_recipients=refused,
+                    )
+                )
+            elif kind == "retry":
+                now = conn.execute(select(utcnow())).scalar_one()
+                delay = self._retry_delay(attempts, self._random.random())
+                conn.execute(
+                    ours.values(
+                        status="queued",
+                        attempts=attempts,
+                        next_attempt_at=now + timedelta(seconds=delay),
+                        wire_at=None,
+                        last_error=detail,
+                    )
+                )
+            else:
+                conn.execute(
+                    ours.values(
+                        status="failed",
+                        attempts=attempts,
+                        next_attempt_at=None,
+                        last_error=detail,
+                        refused_recipients=refused,
+                    )
+                )
+        if kind == "sent":
+            recipients = len(message.to_addrs) + len(message.cc_addrs) - len(outcome.refused)
+            events.append(
+                MessageSent(
+                    incarnation=self._incarnation,
+                    row_id=message.row_id,
+                    message_id=message.message_id,
+                    recipients=max(recipients, 1),
+                )
+            )
+        else:
+            events.append(
+                self._failed_event(message.row_id, message.message_id, detail, kind == "failed")
+            )
+        self._emit(events)
+
+    def _failed_event(
+        self, row_id: int, message_id: str | None, error: str, permanent: bool
+    ) -> MessageSendFailed:
+        return MessageSendFailed(
+            incarnation=self._incarnation,
+            row_id=row_id,
+            message_id=message_id or "",
+            error=error,
+            permanent=permanent,
+        )

@@ -1,0 +1,389 @@
+"""Sending over SMTP: ``SmtpSender`` (the outbox's ``Sender`` for email) and ``probe``.
+
+One connection is opened on the first ``send`` and reused for the batch until ``close()``.
+Security is the practice's ``smtp_security``: ``none``, ``starttls`` (required: a server
+without it is refused) or ``tls`` (implicit TLS). Certificates are always verified, host
+name included, against the system's authorities plus ``mail.ca_file`` when set. AUTH is
+used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``).
+
+``SmtpSender`` drives MAIL, RCPT and DATA itself, because ``smtplib``'s ``data()`` sends the
+final ``.`` together with the body: here the 354 is read, the dot-stuffed body is sent,
+``on_wire()`` is called, then ``.`` goes out and the reply is read. So a failure is known
+to fall before the point of no return (``retry``) or after it (``uncertain``). Replies:
+2xx sent; 4xx retry; 5xx failed with the server's words; some recipients refused: sent to
+the rest, the refused ones reported; all refused: failed (retry if any refusal was 4xx).
+A connection or set-up failure (refused, timed out, certificate, password) is ``retry``,
+and every later ``send`` before ``close()`` gets the same answer without another attempt,
+so a dead server costs one timeout per batch, not one per message.
+
+``probe`` is the self-test: connect, EHLO, STARTTLS/TLS, AUTH, RSET, QUIT, no mail sent;
+it returns ok or a one-line reason in plain words. No text made here holds a password.
+"""
+
+from __future__ import annotations
+
+import errno
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.mail import compose
+from actors.mail.sender import OutcomeKind, OutgoingMessage, SendOutcome
+from actors.mail.settings import EmailSettings
+from events.clock import Clock
+
+_CHUNK = 64 * 1024
+_MAX_DETAIL = 500
+_DEFAULT_LOCAL_HOSTNAME = socket.gethostname() or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What ``probe`` found: ``ok``, or a one-line ``reason`` in plain words."""
+
+    ok: bool
+    reason: str = ""
+
+
+class _SetupError(Exception):
+    """Raised inside this module when the server lacks what the settings require."""
+
+
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """Return a verifying client context: the system's authorities plus ``ca_file``.
+
+    Raises ``OSError``/``ssl.SSLError`` when ``ca_file`` cannot be read.
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def classify_reply(code: int) -> OutcomeKind:
+    """Return what an SMTP reply code means for the message: 2xx sent, 5xx failed, else retry."""
+    if 200 <= code < 300:
+        return "sent"
+    if 500 <= code < 600:
+        return "failed"
+    return "retry"
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """Return ``data`` as a DATA body: CRLF line endings, leading dots doubled, ending in
+    CRLF (the final ``.`` line is not included)."""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+def scrub(text: str, settings: EmailSettings) -> str:
+    """Return ``text`` on one line, without the password, at most 500 characters."""
+    line = " ".join(text.split())
+    for secret in (settings.smtp_password, settings.sms_password, settings.imap_password):
+        if secret:
+            line = line.replace(secret, "***")
+    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 3] + "..."
+
+
+def _words(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {text}".strip()
+
+
+def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float) -> str:
+    """Return a one-line, secret-free reason in plain words for a connection failure."""
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    reason: str
+    if isinstance(exc, _SetupError):
+        reason = str(exc)
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"certificate not trusted for {where} ({exc.verify_message or exc.reason})"
+    elif isinstance(exc, ssl.SSLError):
+        reason = f"TLS failed with {where} ({exc.reason or exc}); check smtp_security and port"
+    elif isinstance(exc, smtplib.SMTPAuthenticationError):
+        said = _words(exc.smtp_code, exc.smtp_error)
+        reason = f"wrong user name or password (the server said: {said})"
+    elif isinstance(exc, smtplib.SMTPNotSupportedError):
+        reason = f"the mail server at {where} does not offer AUTH (log-in); check smtp_security"
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        reason = f"the mail server at {where} refused: {_words(exc.smtp_code, exc.smtp_error)}"
+    elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):
+        reason = f"timed out after {timeout:g} s waiting for the mail server at {where}"
+    elif isinstance(exc, smtplib.SMTPServerDisconnected):
+        reason = f"the mail server at {where} closed the connection"
+    elif isinstance(exc, ConnectionRefusedError):
+        reason = f"port closed: nothing accepts connections at {where}"
+    elif isinstance(exc, TimeoutError):
+        reason = f"timed out after {timeout:g} s talking to {where}"
+    elif isinstance(exc, socket.gaierror):
+        reason = f"host not found: {settings.smtp_host}"
+    elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        reason = f"host unreachable: {settings.smtp_host}"
+    elif isinstance(exc, OSError):
+        reason = f"network error with {where}: {exc.strerror or exc}"
+    else:
+        reason = f"SMTP error with {where}: {exc}"
+    return scrub(reason, settings)
+
+
+def open_connection(
+    settings: EmailSettings, *, timeout: float, ca_file: str = "", local_hostname: str = ""
+) -> smtplib.SMTP:
+    """Connect, EHLO, secure and log in as ``settings`` say; return the ready connection.
+
+    Raises ``OSError``, ``ssl.SSLError`` or ``smtplib.SMTPException`` (see
+    ``describe_failure`` for the words), closing the socket first.
+    """
+    name = local_hostname or _DEFAULT_LOCAL_HOSTNAME
+    context = tls_context(ca_file) if settings.smtp_security != "none" else None
+    connection: smtplib.SMTP
+    if settings.smtp_security == "tls":
+        connection = smtplib.SMTP_SSL(
+            settings.smtp_host,
+            settings.smtp_port,
+            local_hostname=name,
+            timeout=timeout,
+            context=context,
+        )
+    else:
+        connection = smtplib.SMTP(
+            settings.smtp_host, settings.smtp_port, local_hostname=name, timeout=timeout
+        )
+    try:
+        if connection.sock is not None:
+            # The final "." goes out alone after on_wire: without this, Nagle's algorithm
+            # holds it until the server's delayed ACK of the body (about 40 ms a message).
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.ehlo_or_helo_if_needed()
+        if settings.smtp_security == "starttls":
+            if not connection.has_extn("starttls"):
+                raise _SetupError(
+                    f"the mail server at {settings.smtp_host}:{settings.smtp_port} "
+                    "does not offer STARTTLS; check smtp_security and port"
+                )
+            connection.starttls(context=context)
+            connection.ehlo()
+        if settings.smtp_username:
+            connection.login(settings.smtp_username, settings.smtp_password)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def probe(
+    settings: EmailSettings, *, timeout: float, ca_file: str = "", local_hostname: str = ""
+) -> ProbeResult:
+    """Check the practice's SMTP set-up without sending mail: connect, EHLO, STARTTLS or
+    TLS, AUTH, RSET, QUIT. Returns ``ProbeResult(ok=True)`` or a plain one-line reason
+    (wrong password, certificate not trusted, host unreachable, port closed, timed out).
+    Blocks for at most a few ``timeout``s; runs on the calling thread."""
+    if not settings.smtp_configured:
+        return ProbeResult(False, "no mail server is set (smtp_host is empty)")
+    try:
+        connection = open_connection(
+            settings, timeout=timeout, ca_file=ca_file, local_hostname=local_hostname
+        )
+    except (OSError, smtplib.SMTPException, _SetupError) as exc:
+        return ProbeResult(False, describe_failure(exc, settings, timeout))
+    try:
+        code, message = connection.rset()
+        if code != 250:
+            return ProbeResult(False, scrub(f"RSET was refused: {_words(code, message)}", settings))
+        connection.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        return ProbeResult(False, describe_failure(exc, settings, timeout))
+    finally:
+        connection.close()
+    return ProbeResult(True)
+
+
+class _Lost(Exception):
+    """The connection failed; ``wired`` says whether it was after ``on_wire``."""
+
+    def __init__(self, cause: BaseException, wired: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.wired = wired
+
+
+class SmtpSender:
+    """The outbox's ``Sender`` for email over SMTP; see the module docstring.
+
+    Used from one thread (the mailbox's). ``clock`` gives the Date of built messages.
+    ``connections_opened`` counts connections made (a batch should make one).
+    """
+
+    resend_uncertain = True
+
+    def __init__(
+        self,
+        settings: EmailSettings,
+        *,
+        timeout: float,
+        clock: Clock,
+        ca_file: str = "",
+        local_hostname: str = "",
+    ) -> None:
+        self._settings = settings
+        self._timeout = timeout
+        self._clock = clock
+        self._ca_file = ca_file
+        self._local_hostname = local_hostname
+        self._connection: smtplib.SMTP | None = None
+        self._broken: SendOutcome | None = None
+        self.connections_opened = 0
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        """Deliver ``message``; ``on_wire()`` is called just before the final ``.``.
+
+        An exception raised by ``on_wire`` closes the connection without the final ``.``
+        (the message is not delivered) and propagates.
+        """
+        if self._broken is not None:
+            return self._broken
+        try:
+            data = compose.message_bytes(message, self._clock.now())
+            sender, recipients = compose.envelope(message)
+        except compose.ComposeError as exc:
+            return SendOutcome("failed", scrub(str(exc), self._settings))
+        for attempt in range(2):
+            reused = self._connection is not None
+            try:
+                connection = self._connect()
+            except (OSError, smtplib.SMTPException, _SetupError) as exc:
+                self._broken = SendOutcome(
+                    "retry", describe_failure(exc, self._settings, self._timeout)
+                )
+                return self._broken
+            try:
+                return self._transaction(connection, sender, recipients, data, on_wire)
+            except _Lost as lost:
+                self._drop()
+                if lost.wired:
+                    return SendOutcome(
+                        "uncertain",
+                        "the connection failed after the message was sent and before the "
+                        "server's reply: "
+                        + describe_failure(lost.cause, self._settings, self._timeout),
+                    )
+                if not (reused and attempt == 0):
+                    return SendOutcome(
+                        "retry", describe_failure(lost.cause, self._settings, self._timeout)
+                    )
+                # A reused connection the server had closed: once more on a new one.
+        raise AssertionError("unreachable: the second attempt always returns")
+
+    def close(self) -> None:
+        """Say QUIT and close the connection (if any); forget a connection failure."""
+        self._broken = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            finally:
+                connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._connection is None:
+            self._connection = open_connection(
+                self._settings,
+                timeout=self._timeout,
+                ca_file=self._ca_file,
+                local_hostname=self._local_hostname,
+            )
+            self.connections_opened += 1
+        return self._connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        try:
+            code, _message = connection.rset()
+        except (OSError, smtplib.SMTPException):
+            code = 0
+        if code != 250:
+            self._drop()
+
+    def _outcome(self, code: int, message: bytes, step: str) -> SendOutcome:
+        kind = classify_reply(code)
+        return SendOutcome(kind, scrub(f"{step}: {_words(code, message)}", self._settings))
+
+    def _transaction(
+        self,
+        connection: smtplib.SMTP,
+        sender: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        on_wire: Callable[[], None],
+    ) -> SendOutcome:
+        wired = False
+        try:
+            options: list[str] = []
+            if connection.has_extn("8bitmime") and not data.isascii():
+                options.append("BODY=8BITMIME")
+            code, message = connection.mail(sender, options)
+            if code == 421:
+                raise _Lost(smtplib.SMTPServerDisconnected(_words(code, message)), wired=False)
+            if classify_reply(code) != "sent":
+                self._reset(connection)
+                return self._outcome(code, message, "MAIL FROM refused")
+            accepted: list[str] = []
+            refusals: list[tuple[str, int, bytes]] = []
+            for recipient in recipients:
+                code, message = connection.rcpt(recipient)
+                if classify_reply(code) == "sent":
+                    accepted.append(recipient)
+                else:
+                    refusals.append((recipient, code, message))
+            refused_words = "; ".join(f"{r} ({_words(c, m)})" for r, c, m in refusals)
+            if not accepted:
+                self._reset(connection)
+                temporary = any(classify_reply(c) == "retry" for _r, c, _m in refusals)
+                return SendOutcome(
+                    "retry" if temporary else "failed",
+                    scrub(f"every recipient was refused: {refused_words}", self._settings),
+                )
+            code, message = connection.docmd("DATA")
+            if code != 354:
+                self._reset(connection)
+                return self._outcome(code, message, "DATA refused")
+            body = dot_stuff(data)
+            for start in range(0, len(body), _CHUNK):
+                connection.send(body[start : start + _CHUNK])
+            try:
+                on_wire()
+            except BaseException:
+                self._drop()  # no final "." ever follows: the server drops the message
+                raise
+            wired = True
+            connection.send(b".\r\n")
+            code, message = connection.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _Lost(exc, wired) from exc
+        if not 200 <= code < 600:
+            return SendOutcome(
+                "uncertain",
+                scrub(
+                    f"the server's reply to the final '.' was not understood: "
+                    f"{_words(code, message)}",
+                    self._settings,
+                ),
+            )
+        outcome = self._outcome(code, message, "the message was refused")
+        if outcome.kind != "sent":
+            return outcome
+        refused = tuple(r for r, _c, _m in refusals)
+        detail = scrub(f"refused: {refused_words}", self._settings) if refused else ""
+        return SendOutcome("sent", detail, refused)
