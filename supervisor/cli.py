@@ -26,6 +26,7 @@ from supervisor.commands import (
     mail,
     restart,
     serve,
+    setup,
     status,
 )
 from supervisor.commands.common import CliError
@@ -53,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, demo, databases, db_init, login_check, status, restart, mail, events_log):
+    for module in (
+        serve,
+        demo,
+        databases,
+        db_init,
+        login_check,
+        setup,
+        status,
+        restart,
+        mail,
+        events_log,
+    ):
         module.register(sub)
     return parser
 

@@ -1,0 +1,14 @@
+"""The Email Setup Wizard (``email-service setup --db NAME``).
+
+- ``providers``: known mail providers' servers, found from an address's domain (pure).
+- ``answers``: checking a person's answers: addresses, ports, choices (pure).
+- ``draft``: which value wins: the saved row, a provider, the flags (pure).
+- ``checks``: testing each enabled connection with the self-test's probes.
+- ``overview``: the first screen: service-wide settings, which databases are served (pure).
+- ``prompt``: the ``Prompt`` interface and the terminal's version.
+- ``wizard``: the flow: ask, test, correct, save when asked.
+- ``store``: reading and saving the ``email_settings`` row.
+
+``supervisor.commands.setup`` is the command line's thin shell around them;
+``docs/setup.md`` is the technician's guide.
+"""

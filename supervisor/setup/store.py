@@ -1,0 +1,49 @@
+"""Reading and saving a practice's ``email_settings`` row (id 1) for the wizard.
+
+``read_row`` returns the row as column values (or None when the practice software has not
+created it); ``save_settings`` writes every wizard column in one transaction, inserting
+the row when it is missing. Both open their own engine and dispose of it. SQLAlchemy's
+errors are raised as they are (the command line turns them into one masked line).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from actors.mail.settings import EmailSettings
+from actors.practice_db import make_engine
+from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from supervisor.setup.draft import as_row
+
+DB_TIMEOUT_SECONDS = 10.0
+
+
+def read_row(url: str) -> dict[str, Any] | None:
+    """Return the ``email_settings`` row with id 1 of the database at ``url``, or None."""
+    engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)
+            ).first()
+    finally:
+        engine.dispose()
+    return None if row is None else dict(row._mapping)
+
+
+def save_settings(url: str, settings: EmailSettings) -> None:
+    """Write ``settings`` into the row with id 1 (inserting it if missing), in one
+    transaction: either every column changes or none does."""
+    values = as_row(settings)
+    engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
+    try:
+        with engine.begin() as conn:
+            changed = conn.execute(
+                update(email_settings).where(email_settings.c.id == SINGLE_ROW_ID).values(**values)
+            ).rowcount
+            if changed == 0:
+                conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID, **values))
+    finally:
+        engine.dispose()

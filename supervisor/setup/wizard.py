@@ -1,0 +1,377 @@
+"""The Email Setup Wizard's flow: ask, test, correct, save when asked.
+
+``Wizard.run`` is the interactive flow on a ``Prompt``: the sender (from address, name,
+known provider), sending over SMTP, receiving over IMAP (on or off, folder, what happens
+after import), SMS (on or off, gateway), each question offering the draft's value as its
+default; then every enabled connection is tested (``supervisor.setup.checks``) and the
+result shown per component, ``ok`` or the server's answer in plain words with what to do.
+After a failure the person may correct one part and test again, or quit; settings are
+saved only when the person says so, and only when every test passed unless the wizard
+was started with ``force``. ``run_unattended`` is the same test-and-save decision without
+questions, for ``--no-input``.
+
+Passwords are asked with ``Prompt.ask_secret`` and are never part of any text this
+module produces. Saving goes through the ``save`` callable given (one transaction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from actors.mail.settings import SECURITY_CHOICES, EmailSettings
+from actors.mail.sms import HttpGateway
+from supervisor.setup.answers import (
+    AFTER_IMPORT_ACTIONS,
+    AnswerError,
+    check_address,
+    check_folder,
+    check_gateway,
+    check_host,
+    check_region,
+    parse_port,
+    port_for,
+)
+from supervisor.setup.checks import COMPONENT_NAMES, Checker, CheckResult
+from supervisor.setup.draft import with_provider
+from supervisor.setup.prompt import Prompt
+from supervisor.setup.providers import (
+    Provider,
+    domain_of,
+    provider_for,
+    provider_keys,
+    provider_named,
+)
+
+SECTIONS = ("sender", "smtp", "imap", "sms")
+"""The parts of the settings a person can go back and correct."""
+
+SaveFn = Callable[[EmailSettings], None]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the wizard ended: the settings last tested, their results, and whether they
+    were saved."""
+
+    settings: EmailSettings
+    results: tuple[CheckResult, ...]
+    saved: bool
+
+    @property
+    def all_passed(self) -> bool:
+        """Whether every enabled component passed its test."""
+        return all(r.ok for r in self.results)
+
+
+def result_lines(results: Sequence[CheckResult]) -> list[str]:
+    """Return the test results for people: one line per component, ``ok`` or ``FAILED:``
+    with the reason, then a "What to do" line when there is advice."""
+    width = max(len(name) for name in COMPONENT_NAMES.values())
+    lines = []
+    for result in results:
+        name = COMPONENT_NAMES[result.component].ljust(width)
+        if result.ok:
+            lines.append(f"  {name}  ok" + (f" ({result.note})" if result.note else ""))
+            continue
+        lines.append(f"  {name}  FAILED: {result.reason}")
+        if result.advice:
+            lines.append(f"  {' ' * width}  What to do: {result.advice}")
+    return lines
+
+
+def _until_valid(prompt: Prompt, ask: Callable[[], str], check: Callable[[str], _T]) -> _T:
+    """Ask until ``check`` accepts the answer; show each ``AnswerError`` and ask again."""
+    while True:
+        try:
+            return check(ask())
+        except AnswerError as exc:
+            prompt.say(str(exc))
+
+
+class Wizard:
+    """The interactive flow; see the module docstring. One use per ``run``."""
+
+    def __init__(
+        self,
+        prompt: Prompt,
+        checker: Checker,
+        save: SaveFn,
+        *,
+        force: bool = False,
+        timeout_hint: float = 0.0,
+    ) -> None:
+        self._prompt = prompt
+        self._checker = checker
+        self._save = save
+        self._force = force
+        self._timeout_hint = timeout_hint
+
+    # --- the whole flow -------------------------------------------------------------
+
+    def run(self, draft: EmailSettings, provider: Provider | None = None) -> Outcome:
+        """Ask every section starting from ``draft`` (the saved row with any flags and a
+        provider applied: ``supervisor.setup.draft.build_draft``), test, offer
+        corrections, save when asked. ``provider`` is the provider already applied, whose
+        note is shown first."""
+        settings = draft
+        if provider is not None:
+            self._prompt.say(f"\n{provider.name}: its server settings are offered. {provider.note}")
+        for section in SECTIONS:
+            settings = self.ask_section(section, settings)
+        while True:
+            results = self.test(settings)
+            if all(r.ok for r in results):
+                return self._offer_save(settings, results)
+            choice = self._after_failure()
+            if choice == "quit":
+                self._prompt.say("Nothing was saved.")
+                return Outcome(settings, results, saved=False)
+            if choice == "save anyway":
+                return self._store(settings, results)
+            if choice == "correct":
+                first_failed = next(r.component for r in results if not r.ok)
+                default = "smtp" if first_failed == "sms" else first_failed
+                section = self._prompt.choose("Correct which part?", SECTIONS, default)
+                settings = self.ask_section(section, settings)
+
+    def test(self, settings: EmailSettings) -> tuple[CheckResult, ...]:
+        """Test every enabled connection and show the results."""
+        hint = (
+            f" (a server that does not answer takes up to {self._timeout_hint:g} s)"
+            if self._timeout_hint
+            else ""
+        )
+        self._prompt.say(f"\nTesting the connections{hint}...")
+        results = self._checker.check(settings)
+        self._prompt.say("\n".join(result_lines(results)))
+        return results
+
+    def _after_failure(self) -> str:
+        choices = ["correct", "test again", "quit"]
+        if self._force:
+            choices.append("save anyway")
+        else:
+            self._prompt.say(
+                "Settings that fail a test are not saved (start the wizard with --force "
+                "to be allowed to save them anyway)."
+            )
+        return self._prompt.choose("What now?", choices, "correct")
+
+    def _offer_save(self, settings: EmailSettings, results: tuple[CheckResult, ...]) -> Outcome:
+        if self._prompt.confirm("Every test passed. Save these settings?", True):
+            return self._store(settings, results)
+        self._prompt.say("Nothing was saved.")
+        return Outcome(settings, results, saved=False)
+
+    def _store(self, settings: EmailSettings, results: tuple[CheckResult, ...]) -> Outcome:
+        self._save(settings)
+        self._prompt.say("Saved.")
+        return Outcome(settings, results, saved=True)
+
+    # --- the sections ---------------------------------------------------------------
+
+    def ask_section(self, section: str, settings: EmailSettings) -> EmailSettings:
+        """Ask one section's questions; return the settings with the answers."""
+        if section == "sender":
+            return self.ask_sender(settings)
+        if section == "smtp":
+            return self.ask_smtp(settings)
+        if section == "imap":
+            return self.ask_imap(settings)
+        if section == "sms":
+            return self.ask_sms(settings)
+        raise ValueError(f"unknown section {section!r}")
+
+    def ask_sender(self, settings: EmailSettings) -> EmailSettings:
+        """From address (checked), sender name, and a known provider's servers: those of
+        the new address's provider when the address moved to another domain or no server
+        is set yet; when none is known and no server is set, the person may name one."""
+        p = self._prompt
+        p.say("\nThe sender")
+        before = settings.from_address
+        address = _until_valid(
+            p,
+            lambda: p.ask("From address (the practice's email address)", before),
+            check_address,
+        )
+        name = p.ask("Sender name patients see", settings.from_name).strip()
+        settings = dataclasses.replace(settings, from_address=address, from_name=name)
+        provider = None
+        if not settings.smtp_host or domain_of(before) != domain_of(address):
+            provider = provider_for(address)
+        if provider is None and not settings.smtp_host:
+            provider = self._ask_provider()
+        if provider is not None:
+            settings = with_provider(settings, provider)
+            p.say(f"{provider.name}: its server settings are filled in below. {provider.note}")
+        return settings
+
+    def _ask_provider(self) -> Provider | None:
+        keys = ("other", *provider_keys())
+        p = self._prompt
+        chosen = p.choose(
+            "Mail provider (gmail for Google Workspace, office365 for Microsoft 365; "
+            "other: you enter the servers)",
+            keys,
+            "other",
+        )
+        return None if chosen == "other" else provider_named(chosen)
+
+    def _server(
+        self, kind: str, label: str, host: str, security: str, port: int
+    ) -> tuple[str, str, int]:
+        p = self._prompt
+        host = _until_valid(
+            p, lambda: p.ask(f"{label} server (host name)", host), lambda t: check_host(t, label)
+        )
+        security = p.choose(f"{label} security", SECURITY_CHOICES, security)
+        offered = str(port_for(kind, security, port))
+        port = _until_valid(p, lambda: p.ask(f"{label} port", offered), parse_port)
+        return host, security, port
+
+    def _password(self, label: str, saved: str, fallback: str = "", fallback_name: str = "") -> str:
+        if saved:
+            text = f"{label} password (Enter keeps the saved one)"
+        elif fallback:
+            text = f"{label} password (Enter: the same as the {fallback_name} password)"
+        else:
+            text = f"{label} password"
+        answer = self._prompt.ask_secret(text)
+        return answer or saved or fallback
+
+    def ask_smtp(self, settings: EmailSettings) -> EmailSettings:
+        """Sending: host, security, port, user name, password."""
+        p = self._prompt
+        p.say("\nSending email (SMTP)")
+        host, security, port = self._server(
+            "smtp", "SMTP", settings.smtp_host, settings.smtp_security, settings.smtp_port
+        )
+        username = p.ask(
+            "SMTP user name (empty: the server needs no log-in)",
+            settings.smtp_username or settings.from_address,
+        ).strip()
+        password = self._password("SMTP", settings.smtp_password) if username else ""
+        return dataclasses.replace(
+            settings,
+            smtp_host=host,
+            smtp_security=security,
+            smtp_port=port,
+            smtp_username=username,
+            smtp_password=password,
+        )
+
+    def ask_imap(self, settings: EmailSettings) -> EmailSettings:
+        """Receiving: on or off; host, security, port, user name, password, folder and
+        what happens to a message on the server after it is imported."""
+        p = self._prompt
+        p.say("\nReceiving email (IMAP)")
+        if not p.confirm("Import incoming email over IMAP?", settings.imap_enabled):
+            return dataclasses.replace(settings, imap_enabled=False)
+        host, security, port = self._server(
+            "imap", "IMAP", settings.imap_host, settings.imap_security, settings.imap_port
+        )
+        username = p.ask("IMAP user name", settings.imap_username or settings.smtp_username).strip()
+        same_account = username == settings.smtp_username
+        password = self._password(
+            "IMAP",
+            settings.imap_password,
+            settings.smtp_password if same_account else "",
+            "SMTP",
+        )
+        folder = _until_valid(
+            p, lambda: p.ask("Folder to import from", settings.imap_folder or "INBOX"), check_folder
+        )
+        current_action, _, current_target = settings.imap_after_import.partition(":")
+        action = p.choose(
+            "After import, the message on the server is (keep it, delete it, or move it "
+            "to another folder)",
+            AFTER_IMPORT_ACTIONS,
+            current_action if current_action in AFTER_IMPORT_ACTIONS else "keep",
+        )
+        after = action
+        if action == "move":
+            target = _until_valid(
+                p,
+                lambda: p.ask("Move it to which folder", current_target or "Imported"),
+                check_folder,
+            )
+            after = f"move:{target}"
+        return dataclasses.replace(
+            settings,
+            imap_enabled=True,
+            imap_host=host,
+            imap_security=security,
+            imap_port=port,
+            imap_username=username,
+            imap_password=password,
+            imap_folder=folder,
+            imap_after_import=after,
+        )
+
+    def ask_sms(self, settings: EmailSettings) -> EmailSettings:
+        """SMS: on or off; the gateway (checked), its account for an HTTP gateway, and the
+        country of numbers written without a country code."""
+        p = self._prompt
+        p.say("\nText messages (SMS)")
+        if not p.confirm("Send text messages (SMS)?", settings.sms_enabled):
+            return dataclasses.replace(settings, sms_enabled=False)
+        gateway_text = ""
+
+        def gateway_answer() -> str:
+            return p.ask(
+                "SMS gateway (email:{number}@gateway-domain, or the HTTP gateway's https:// URL)",
+                settings.sms_gateway,
+            )
+
+        def check(text: str) -> str:
+            check_gateway(text)
+            return text.strip()
+
+        gateway_text = _until_valid(p, gateway_answer, check)
+        username, password, sender = settings.sms_username, settings.sms_password, settings.sms_from
+        if isinstance(check_gateway(gateway_text), HttpGateway):
+            username = p.ask("SMS gateway account name (empty: none)", username).strip()
+            password = self._password("SMS gateway", password)
+            sender = p.ask(
+                "SMS sender (a number like +441234567890 or an approved name)", sender
+            ).strip()
+        region = _until_valid(
+            p,
+            lambda: p.ask(
+                "Country of numbers written without a country code (two letters such as GB; "
+                "empty: every number has one)",
+                settings.sms_region,
+            ),
+            check_region,
+        )
+        return dataclasses.replace(
+            settings,
+            sms_enabled=True,
+            sms_gateway=gateway_text,
+            sms_username=username,
+            sms_password=password,
+            sms_from=sender,
+            sms_region=region,
+        )
+
+
+def run_unattended(
+    settings: EmailSettings,
+    checker: Checker,
+    save: SaveFn,
+    *,
+    save_requested: bool,
+    force: bool,
+) -> Outcome:
+    """Test ``settings`` and save them when ``save_requested`` and every test passed (or
+    ``force``). No questions; the caller shows the outcome."""
+    results = checker.check(settings)
+    passed = all(r.ok for r in results)
+    if save_requested and (passed or force):
+        save(settings)
+        return Outcome(settings, results, saved=True)
+    return Outcome(settings, results, saved=False)
