@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Integer, bindparam, insert, select, update
 
+from actors.practice_db import one_statement
 from actors.practice_schema import email_service_commands as commands
 
 RESTART = "restart"
@@ -27,15 +28,19 @@ class CommandRow:
     requested_by: str
 
 
+# Built once: the command reader runs it for every served database, all day long.
+_PENDING = (
+    select(commands.c.id, commands.c.command, commands.c.requested_by)
+    .where(commands.c.handled_at.is_(None))
+    .order_by(commands.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
 def pending(engine: Engine, limit: int = 100) -> list[CommandRow]:
     """Return unhandled commands, oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(commands.c.id, commands.c.command, commands.c.requested_by)
-            .where(commands.c.handled_at.is_(None))
-            .order_by(commands.c.id)
-            .limit(limit)
-        ).all()
+    with one_statement(engine) as conn:
+        rows = conn.execute(_PENDING, {"limit": limit}).all()
     return [CommandRow(r.id, (r.command or "").strip().lower(), r.requested_by or "") for r in rows]
 
 

@@ -1,20 +1,23 @@
 """The practice database's part of the self-test: it answers a read and takes a write.
 
 The first run claims this incarnation in the database's ``email_service_mailbox`` row
-(the practice-database side of the incarnation fence); every run then reads the
-``practice`` row and writes that fence row, refused unless this incarnation still
-holds it. A database that does not answer is a diagnostic, not a crash; a fence
-that moved on raises ``actors.fence.StaleIncarnationError`` (the mailbox stops).
+(the practice-database side of the incarnation fence); every run then writes that
+fence row with a compare-and-swap that only the incarnation holding the fence passes:
+one statement that reads (the row, in its ``WHERE``) and writes. A database that does
+not answer is a diagnostic, not a crash; a fence that moved on raises
+``actors.fence.StaleIncarnationError`` (the mailbox stops).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select, update
+from collections.abc import Callable
+
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import practice_db
 from actors.fence import StaleIncarnationError
-from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox
 from actors.selftest import SelfTestResult
 from events.clock import Clock
 from events.types import Diagnostic
@@ -22,47 +25,80 @@ from supervisor.discovery import error_line
 
 DB_TIMEOUT_SECONDS = 10.0
 
+_FENCE = email_service_mailbox
+
+# Built once: every mailbox runs them at every check-in.
+_TAKE_A_WRITE = (
+    update(_FENCE)
+    .where(_FENCE.c.id == SINGLE_ROW_ID, _FENCE.c.incarnation == bindparam("holder"))
+    .values(server_name=bindparam("server"))
+)
+
 
 class DatabaseSelfTest:
-    """Checks one practice database for one incarnation; runs in the mailbox's thread."""
+    """Checks one practice database for one incarnation; runs in the mailbox's thread.
 
-    def __init__(self, db: str, url: str, incarnation: int, server_name: str, clock: Clock) -> None:
+    ``engine`` gives the database's shared engine (``actors.engines.EngineRegistry``);
+    without it the self-test makes its own from ``url`` and disposes of it in
+    ``close``. ``url`` also serves to keep its password out of diagnostics.
+    """
+
+    def __init__(
+        self,
+        db: str,
+        url: str,
+        incarnation: int,
+        server_name: str,
+        clock: Clock,
+        engine: Callable[[], Engine] | None = None,
+    ) -> None:
         self._db = db
         self._url = url
         self._incarnation = incarnation
         self._server_name = server_name
         self._clock = clock
-        self._engine: Engine | None = None
+        self._shared = engine
+        self._own: Engine | None = None
         self._claimed = False
+
+    def _engine(self) -> Engine:
+        if self._shared is not None:
+            return self._shared()
+        if self._own is None:
+            self._own = practice_db.make_engine(self._url, timeout=DB_TIMEOUT_SECONDS)
+        return self._own
 
     def run(self) -> SelfTestResult:
         try:
-            if self._engine is None:
-                self._engine = practice_db.make_engine(self._url, timeout=DB_TIMEOUT_SECONDS)
+            engine = self._engine()
             if not self._claimed:
                 practice_db.claim_incarnation(
-                    self._engine, self._incarnation, self._server_name, self._clock.now()
+                    engine, self._incarnation, self._server_name, self._clock.now()
                 )
                 self._claimed = True
-            self._read_and_write(self._engine)
-        except practice_db.StaleIncarnationError as exc:
-            raise StaleIncarnationError(self._db, self._incarnation, exc.stored) from None
+            self._read_and_write(engine)
+        except StaleIncarnationError as exc:
+            raise StaleIncarnationError(exc.incarnation, exc.stored, self._db) from None
         except (SQLAlchemyError, practice_db.PracticeDbError, OSError) as exc:
             message = f"the practice database does not answer: {error_line(exc, self._url)}"
             return SelfTestResult(("database",), (Diagnostic("database", "error", message),))
         return SelfTestResult(("database",), ())
 
     def _read_and_write(self, engine: Engine) -> None:
-        with engine.begin() as conn:
-            practice_db.check_incarnation(conn, self._incarnation)
-            conn.execute(select(practice.c.id).where(practice.c.id == SINGLE_ROW_ID)).first()
-            conn.execute(
-                update(email_service_mailbox)
-                .where(email_service_mailbox.c.id == SINGLE_ROW_ID)
-                .values(server_name=self._server_name)
-            )
+        # One statement, which reads (the fence row, in its WHERE) and writes: the
+        # check and the write cannot be split by a newer claim, and no transaction
+        # needs opening around it.
+        with practice_db.one_statement(engine) as conn:
+            changed = conn.execute(
+                _TAKE_A_WRITE,
+                {"holder": self._incarnation, "server": self._server_name},
+            ).rowcount
+        if changed != 1:
+            # Refused, or a driver that counts matched-but-unchanged rows as 0: ask.
+            with engine.begin() as conn:
+                practice_db.check_incarnation(conn, self._incarnation)
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        if self._own is not None:
+            self._own.dispose()
+            self._own = None

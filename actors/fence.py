@@ -1,11 +1,14 @@
-"""Incarnations fence hung actors out of the event log.
+"""Incarnations fence hung actors out of the event log and out of the practice database.
 
 A Python thread cannot be killed, so an abandoned mailbox may wake up later and try
 to write. Every mailbox start gets the next incarnation number; the supervisor
 records it here before the actor runs, and the mailbox appends its events through
 ``append``, which refuses any incarnation but the current one. Check and enqueue
-happen under one lock, so an event either precedes the supervisor's change of
-incarnation in the log or is refused.
+happen under one lock, and the store commits in enqueue order, so an event either
+precedes the supervisor's change of incarnation in the log or is refused.
+
+The practice-database side of the fence is ``actors.practice_db.claim_incarnation``
+and ``check_incarnation``; both sides raise the one ``StaleIncarnationError`` below.
 """
 
 from __future__ import annotations
@@ -13,24 +16,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from events.recorded import Recorded
-from events.store import ANY, EventStore
+from events.store import ANY, EventStore, PendingAppend
 from events.types import Event, stream_for
 
 
 class StaleIncarnationError(Exception):
-    """Raised when an abandoned incarnation tries to write."""
+    """Raised when an abandoned incarnation tries to write: a newer one (or none) is live.
 
-    def __init__(self, db: str, incarnation: int, current: int | None) -> None:
-        now = "none is live" if current is None else f"the live one is {current}"
-        super().__init__(f"incarnation {incarnation} of {db!r} was abandoned ({now})")
+    ``incarnation`` is the writer's number; ``stored`` the live one (in the registry or
+    in the practice database's ``email_service_mailbox`` row), None when no incarnation
+    is live; ``db`` the database's name when the raiser knows it.
+    """
+
+    def __init__(self, incarnation: int, stored: int | None, db: str | None = None) -> None:
+        now = "none is live" if stored is None else f"the live one is {stored}"
+        of = "" if db is None else f" of {db!r}"
+        super().__init__(f"incarnation {incarnation}{of} was abandoned ({now})")
         self.db = db
         self.incarnation = incarnation
-        self.current = current
+        self.stored = stored
 
 
 class IncarnationRegistry:
-    """The live incarnation of each database's mailbox; thread-safe."""
+    """The live incarnation of each database's mailbox; thread-safe.
+
+    Appends are enqueued on the store's writer and returned as ``PendingAppend``: the
+    caller goes on at once, and the log holds the events in enqueue order.
+    """
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -42,27 +54,25 @@ class IncarnationRegistry:
         with self._lock:
             return self._live.get(db)
 
-    def begin(self, db: str, incarnation: int, events: Sequence[Event]) -> list[Recorded]:
-        """Make ``incarnation`` the live one and append ``events`` (its start) atomically."""
+    def begin(self, db: str, incarnation: int, events: Sequence[Event]) -> PendingAppend:
+        """Make ``incarnation`` the live one and enqueue ``events`` (its start) atomically."""
         with self._lock:
             self._live[db] = incarnation
-            pending = self._store.append_async(stream_for(db), ANY, events)
-        return pending.result()
+            return self._store.append_async(stream_for(db), ANY, events)
 
-    def abandon(self, db: str, incarnation: int, events: Sequence[Event] = ()) -> None:
-        """Fence ``incarnation`` out (if still live) and append ``events`` for the record."""
+    def abandon(
+        self, db: str, incarnation: int, events: Sequence[Event] = ()
+    ) -> PendingAppend | None:
+        """Fence ``incarnation`` out (if still live) and enqueue ``events`` for the record."""
         with self._lock:
             if self._live.get(db) == incarnation:
                 del self._live[db]
-            pending = self._store.append_async(stream_for(db), ANY, events) if events else None
-        if pending is not None:
-            pending.result()
+            return self._store.append_async(stream_for(db), ANY, events) if events else None
 
-    def append(self, db: str, incarnation: int, events: Sequence[Event]) -> list[Recorded]:
-        """Append a mailbox's events; raise ``StaleIncarnationError`` unless it is live."""
+    def append(self, db: str, incarnation: int, events: Sequence[Event]) -> PendingAppend:
+        """Enqueue a mailbox's events; raise ``StaleIncarnationError`` unless it is live."""
         with self._lock:
             live = self._live.get(db)
             if live != incarnation:
-                raise StaleIncarnationError(db, incarnation, live)
-            pending = self._store.append_async(stream_for(db), ANY, events)
-        return pending.result()
+                raise StaleIncarnationError(incarnation, live, db)
+            return self._store.append_async(stream_for(db), ANY, events)

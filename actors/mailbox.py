@@ -1,35 +1,55 @@
 """The mailbox actor: one per eligible practice database, one incarnation per start.
 
-It does its fallible set-up in its first message (``Init``), never in ``on_start``
-(pykka: a failure there is silent), then runs the self-test every
-``checkin_seconds`` and appends the result. Work arrives by ``tell``, so an
-unexpected exception kills the actor; ``on_failure`` (in the actor's thread)
-fences this incarnation out, appends ``MailboxCrashed`` and tells the supervisor.
-Its events go through the ``IncarnationRegistry``: once the supervisor has moved on
-to a newer incarnation, this one's writes are refused and it stops itself.
+It builds its work steps in its first message (``Init``; see ``PeriodicActor``): the
+self-test first (every ``checkin_seconds``), then whatever ``make_work`` adds (the
+mail steps), all sharing the database's engine (``actors.mailbox_work``). Each tick
+runs the steps that are due, in order, and asks for the next tick when the soonest
+step is due again. Its events go
+through the ``IncarnationRegistry`` without waiting for the commit: the store's writer
+commits them in order, and the next tick checks that they were committed (a failed
+append crashes the mailbox). Once the supervisor has moved on to a newer incarnation,
+this one's writes are refused (``StaleIncarnationError``) and it stops itself.
+
+Work arrives by ``tell``, so an unexpected exception kills the actor; ``on_failure``
+(in the actor's thread) fences this incarnation out, tells the supervisor at once with
+the ``MailboxCrashed`` event for it to append ahead of its decision (or appends it
+itself when the supervisor is gone), and only then closes its steps, so the
+replacement is not kept waiting on them.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback as tb_module
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import pykka
+from sqlalchemy import Engine
 
 from actors.fence import IncarnationRegistry, StaleIncarnationError
-from actors.messages import Init, MailboxFailed, Ping, Tick
-from actors.scheduler import Scheduler, Timer, tell_later
+from actors.mailbox_work import MakeWork, SelfTestWork, Work, WorkContext, no_work
+from actors.messages import MailboxFailed
+from actors.periodic import PeriodicActor
+from actors.scheduler import Scheduler
 from actors.selftest import SelfTest
-from events.types import MailboxCrashed, SelfTestFailed, SelfTestPassed
+from events.clock import Clock, SystemClock
+from events.store import PendingAppend
+from events.types import Event, MailboxCrashed
 
 log = logging.getLogger(__name__)
 
+_EARLY = 1e-6  # a timer's float arithmetic may fire a hair before a step's due time
+
 TRACEBACK_LIMIT = 4000
 """Characters of traceback kept in ``MailboxCrashed`` (its tail: where it broke)."""
+
+
+def no_engine(db: str) -> Engine:
+    """The default engine source: none (a tree without an ``EngineRegistry``, in tests)."""
+    raise LookupError(f"no engine is registered for {db!r}")
 
 
 @dataclass(frozen=True)
@@ -41,14 +61,45 @@ class MailboxDeps:
     checkin_seconds: float
     supervisor: pykka.ActorRef[Any]
     make_selftest: Callable[[str, int], SelfTest]  # (db, incarnation) -> its self-test
+    engine: Callable[[str], Engine] = no_engine  # db -> its shared engine
+    make_work: MakeWork = no_work  # the steps after the self-test
+    clock: Clock = field(default_factory=SystemClock)
 
 
 def scrub_traceback(
     exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
 ) -> str:
-    """Return a trimmed traceback without local values (which could hold secrets)."""
-    text = "".join(tb_module.format_exception(exc_type, exc, tb))
-    return text[-TRACEBACK_LIMIT:]
+    """Return a trimmed traceback: where each frame was, and the error; no values, no source.
+
+    Without local values (which could hold secrets) and without source lines: looking
+    those up (and the position markers under them) costs a third of a millisecond, on
+    the path between a crash and its replacement. Chained errors follow, as Python
+    prints them. The tail of ``TRACEBACK_LIMIT`` characters is kept (where it broke).
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen and len(seen) < 5:
+        seen.add(id(exc))
+        frames = [
+            f'  File "{frame.f_code.co_filename}", line {lineno}, in {frame.f_code.co_name}\n'
+            for frame, lineno in tb_module.walk_tb(tb)
+        ]
+        block = ["Traceback (most recent call last):\n", *frames] if frames else []
+        block.extend(tb_module.format_exception_only(type(exc), exc))
+        parts[:0] = block
+        cause = exc.__cause__
+        context = None if exc.__suppress_context__ else exc.__context__
+        link = cause if cause is not None else context
+        if link is not None:
+            parts[:0] = [
+                "\nThe above exception was the direct cause of the following exception:\n\n"
+                if cause is not None
+                else "\nDuring handling of the above exception, another exception occurred:\n\n"
+            ]
+        exc, tb = link, link.__traceback__ if link is not None else None
+    if not parts and exc_type is not None:
+        parts = tb_module.format_exception_only(exc_type, None)
+    return "".join(parts)[-TRACEBACK_LIMIT:]
 
 
 def describe_error(exc: BaseException | None) -> str:
@@ -59,49 +110,60 @@ def describe_error(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-class MailboxActor(pykka.ThreadingActor):
+class MailboxActor(PeriodicActor):
     """Serves one practice database as one incarnation."""
 
     def __init__(self, db: str, incarnation: int, deps: MailboxDeps) -> None:
-        super().__init__()
+        super().__init__(deps.scheduler)
         self.db = db
         self.incarnation = incarnation
         self._deps = deps
-        self._selftest: SelfTest | None = None
-        self._timer: Timer | None = None
+        self._work: list[Work] = []
+        self._due: list[float] = []  # monotonic time each step is due
+        self._appended: list[PendingAppend] = []  # not yet seen committed
 
-    def on_start(self) -> None:
-        self.actor_ref.tell(Init())
+    def setup(self) -> None:
+        d = self._deps
+        context = WorkContext(self.db, self.incarnation, self._engine, self._append, d.clock)
+        selftest = d.make_selftest(self.db, self.incarnation)
+        self._work = [SelfTestWork(selftest, context, d.checkin_seconds)]
+        self._work.extend(d.make_work(context))
+        self._due = [d.clock.monotonic()] * len(self._work)  # every step runs at once
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Ping):
-            return True
+    def tick(self) -> float | None:
+        clock = self._deps.clock
+        now = clock.monotonic()
         try:
-            if isinstance(message, Init):
-                self._selftest = self._deps.make_selftest(self.db, self.incarnation)
-                self._run_selftest()
-            elif isinstance(message, Tick):
-                self._run_selftest()
-            else:
-                return super().on_receive(message)
+            self._confirm_appends()
+            for i, step in enumerate(self._work):
+                if self._due[i] <= now + _EARLY:
+                    self._due[i] = now + step.run()
         except StaleIncarnationError:
             # Replaced while we were busy or hung: stop quietly, the successor serves.
             log.info("%s incarnation %d was replaced; stopping", self.db, self.incarnation)
             self.stop()
-        return None
+            return None
+        return max(0.0, min(self._due) - clock.monotonic())
 
-    def _run_selftest(self) -> None:
-        assert self._selftest is not None
-        result = self._selftest.run()
-        event = (
-            SelfTestFailed(self.incarnation, result.diagnostics)
-            if result.diagnostics
-            else SelfTestPassed(self.incarnation, result.components)
-        )
-        self._deps.registry.append(self.db, self.incarnation, [event])
-        self._timer = tell_later(
-            self._deps.scheduler, self._deps.checkin_seconds, self.actor_ref, Tick()
-        )
+    def run_now(self) -> float | None:
+        self._due = [self._deps.clock.monotonic()] * len(self._work)
+        return self.tick()
+
+    def _engine(self) -> Engine:
+        return self._deps.engine(self.db)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        self._appended.append(self._deps.registry.append(self.db, self.incarnation, events))
+
+    def _confirm_appends(self) -> None:
+        """Raise the error of an earlier append that failed; forget those committed."""
+        waiting = []
+        for pending in self._appended:
+            if pending.done():
+                pending.result()  # raises the append's error: let it crash
+            else:
+                waiting.append(pending)
+        self._appended = waiting
 
     def on_failure(
         self,
@@ -109,23 +171,29 @@ class MailboxActor(pykka.ThreadingActor):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.cancel_timer()
         error = describe_error(exc)
-        self._cleanup()
         crashed = MailboxCrashed(self.incarnation, error, scrub_traceback(exc_type, exc, tb))
-        self._deps.registry.abandon(self.db, self.incarnation, [crashed])
+        registry = self._deps.registry
+        registry.abandon(self.db, self.incarnation)  # fenced out before anyone hears of it
+        failed = MailboxFailed(self.db, self.incarnation, "crashed", error, (crashed,))
         try:
-            self._deps.supervisor.tell(MailboxFailed(self.db, self.incarnation, "crashed", error))
+            # The supervisor appends the crash, then its decision: in that order in the
+            # log, and the log's writer is not woken twice on the way to the replacement.
+            self._deps.supervisor.tell(failed)
         except pykka.ActorDeadError:
             log.error("the supervisor is gone; %s crashed: %s", self.db, error)
+            registry.abandon(self.db, self.incarnation, [crashed])
+        self._close_work()
 
     def on_stop(self) -> None:
-        self._cleanup()
+        super().on_stop()
+        self._close_work()
 
-    def _cleanup(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._selftest is not None:
+    def _close_work(self) -> None:
+        for step in self._work:
             try:
-                self._selftest.close()
+                step.close()
             except Exception:  # closing a broken connection may fail; nothing to do
-                log.debug("closing %s's self-test failed", self.db, exc_info=True)
+                log.debug("closing a step of %s failed", self.db, exc_info=True)
+        self._work = []

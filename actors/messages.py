@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from events.types import Event
+
 
 class Init(NamedTuple):
     """First message to an actor: do the fallible set-up (never in ``on_start``)."""
 
 
 class Tick(NamedTuple):
-    """A timer fired: do the periodic work."""
+    """A timer fired: do the periodic work that is due."""
+
+
+class RunNow(NamedTuple):
+    """Do all the periodic work now, due or not (a nudge from outside: tests, the bench)."""
 
 
 class MailboxFailed(NamedTuple):
-    """To the supervisor: a mailbox died (``cause`` crashed) or hangs (``cause`` hung)."""
+    """To the supervisor: a mailbox died (``cause`` crashed) or hangs (``cause`` hung).
+
+    ``record`` holds the events that say so (``MailboxCrashed``), which the supervisor
+    appends to the database's stream first, before its decision, whatever it decides.
+    """
 
     db: str
     incarnation: int
     cause: str
     error: str
+    record: tuple[Event, ...] = ()
 
 
 class StartMailbox(NamedTuple):

@@ -9,7 +9,8 @@ The fence (``docs/databases.md``, DESIGN decision 3): each start of a database's
 gets a higher incarnation number. ``claim_incarnation`` records it in the service-owned
 ``email_service_mailbox`` row; every later write transaction calls ``check_incarnation``
 first, so a hung thread of an older incarnation, waking up, is refused
-(``StaleIncarnationError``) instead of writing over its successor's work.
+(``actors.fence.StaleIncarnationError``, the one error of both sides of the fence)
+instead of writing over its successor's work.
 
 Every function runs on the calling thread and blocks on the database; none keeps a
 connection open after it returns except through the caller's engine pool.
@@ -18,16 +19,32 @@ connection open after it returns except through the caller's engine pool.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
+from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+
+__all__ = [
+    "PracticeDbError",
+    "PracticeRow",
+    "StaleIncarnationError",
+    "check_incarnation",
+    "claim_incarnation",
+    "connect_args",
+    "has_practice_table",
+    "make_engine",
+    "one_statement",
+    "read_practice",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another writer's lock before failing."""
@@ -37,22 +54,6 @@ _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry se
 
 class PracticeDbError(Exception):
     """Raised when a practice database cannot be used the way the service needs."""
-
-
-class StaleIncarnationError(PracticeDbError):
-    """Raised when an incarnation may not write: a newer one (or none) holds the fence.
-
-    ``incarnation`` is the caller's number, ``stored`` the one in ``email_service_mailbox``
-    (None when no incarnation has claimed the database yet).
-    """
-
-    def __init__(self, incarnation: int, stored: int | None) -> None:
-        held = "no incarnation" if stored is None else f"incarnation {stored}"
-        super().__init__(
-            f"incarnation {incarnation} may not write: {held} holds this practice database"
-        )
-        self.incarnation = incarnation
-        self.stored = stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +100,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_ONE_STATEMENT = "practice_db_one_statement"  # a user-defined execution option
+
+
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    if not conn.get_execution_options().get(_ONE_STATEMENT):
+        conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection for ONE statement that needs no transaction around it.
+
+    A single statement is atomic on its own. On SQLite it then runs without the
+    ``BEGIN`` that ``make_engine`` otherwise issues (the driver autocommits it); on
+    other databases the driver's implicit transaction is committed when the block
+    ends. For work that runs for every database all day (the self-test's write, the
+    command poll), where the extra round trips are most of the cost. Run only one
+    statement in it (a second one would not share a transaction with the first).
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_ONE_STATEMENT: True})
+        yield conn
+        conn.commit()
 
 
 def _mariadb_odbc_port(url: URL) -> URL:
@@ -121,7 +143,15 @@ def _mariadb_odbc_port(url: URL) -> URL:
     return url
 
 
-def make_engine(url: str | URL, *, timeout: float | None = None, pooled: bool = True) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    timeout: float | None = None,
+    pooled: bool = True,
+    query_cache_size: int | None = None,
+    sqlite_statement_cache: int | None = None,
+    pool_size: int | None = None,
+) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
     SQLite: every connection is put in WAL mode with a busy timeout, and transactions are
@@ -129,19 +159,40 @@ def make_engine(url: str | URL, *, timeout: float | None = None, pooled: bool = 
     the server dropped is replaced instead of failing the next query; a ``mysql+pyodbc``
     port is passed the way the MariaDB ODBC driver reads it. ``timeout`` bounds
     connecting (see ``connect_args``); ``pooled=False`` opens a connection per use (for
-    short visits such as discovery). Connects lazily: nothing is opened until first use.
+    short visits such as discovery). ``query_cache_size`` bounds SQLAlchemy's cache of
+    compiled statements (default: SQLAlchemy's 500), which each engine holds on its own;
+    ``sqlite_statement_cache`` the prepared statements each SQLite connection keeps
+    (default: the driver's 128), which hold SQLite's memory. ``pool_size`` is how many
+    idle connections the pool keeps (default SQLAlchemy's 5); more may be open at once,
+    and those beyond it are closed when given back.
+    Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
     parsed = _mariadb_odbc_port(make_url(url))
     kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, timeout)}
     if not pooled:
         kwargs["poolclass"] = NullPool
+    if query_cache_size is not None:
+        kwargs["query_cache_size"] = query_cache_size
+    if pooled and pool_size is not None:
+        kwargs["pool_size"] = pool_size
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_statement_cache is not None:
+            kwargs["connect_args"]["cached_statements"] = sqlite_statement_cache
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def _once(engine: Engine) -> Engine:
+    """Return ``engine`` without its compiled-statement cache, for statements run once.
+
+    Each engine caches the SQL it compiled; a claim runs once per incarnation, so
+    caching its statements would only keep memory in every one of a thousand engines.
+    """
+    return engine.execution_options(compiled_cache=None)
 
 
 def has_practice_table(engine: Engine) -> bool:
@@ -150,7 +201,7 @@ def has_practice_table(engine: Engine) -> bool:
     Read-only: reflection queries only; creates nothing, not even on SQLite (the caller's
     engine decides how the file is opened).
     """
-    with engine.connect() as conn:
+    with _once(engine).connect() as conn:
         return inspect(conn).has_table(practice.name)
 
 
@@ -186,19 +237,26 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
     allowed (idempotent); a lower one is refused.
 
     The update is a compare-and-swap (``WHERE incarnation <= :n``), so two services or two
-    incarnations racing can never both win with the lower number. Raises
+    incarnations racing can never both win with the lower number. It is tried first on
+    its own: when it changes the row (every claim but a database's very first) or finds
+    the fence table without the row, the table checks are skipped, since the service
+    creates the fence table only in a database that has the ``practice`` table. Raises
     ``StaleIncarnationError`` when the stored incarnation is already higher,
     ``PracticeDbError`` when the database has no ``practice`` table, and the database's
     own errors when it cannot be reached.
     """
-    if not has_practice_table(engine):
-        raise PracticeDbError("not a practice database (no practice table): nothing claimed")
-    with engine.begin() as conn:
-        email_service_mailbox.create(conn, checkfirst=True)
     values = {"incarnation": incarnation, "server_name": server_name, "started_at": _naive_utc(now)}
     table = email_service_mailbox
+    swapped = _swap(engine, incarnation, values)
+    if swapped:
+        return  # the usual case (a restart): the row exists and the tables need no check
+    if swapped is None:  # no fence table yet: is this a practice database at all?
+        if not has_practice_table(engine):
+            raise PracticeDbError("not a practice database (no practice table): nothing claimed")
+        with _once(engine).begin() as conn:
+            email_service_mailbox.create(conn, checkfirst=True)
     for _attempt in range(_CLAIM_ATTEMPTS):
-        with engine.begin() as conn:
+        with _once(engine).begin() as conn:
             changed = conn.execute(
                 update(table)
                 .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation <= incarnation)
@@ -218,7 +276,7 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
                 return
             continue  # a lower claim committed between our UPDATE and SELECT: swap again
         try:
-            with engine.begin() as conn:
+            with _once(engine).begin() as conn:
                 conn.execute(insert(table).values(id=SINGLE_ROW_ID, **values))
             return
         except IntegrityError:
@@ -226,6 +284,21 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
     raise PracticeDbError(
         f"could not claim incarnation {incarnation}: {_CLAIM_ATTEMPTS} concurrent claims won first"
     )
+
+
+def _swap(engine: Engine, incarnation: int, values: dict[str, Any]) -> bool | None:
+    """Try the compare-and-swap alone: whether it changed the row; None: no fence table."""
+    table = email_service_mailbox
+    try:
+        with _once(engine).begin() as conn:
+            changed = conn.execute(
+                update(table)
+                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation <= incarnation)
+                .values(**values)
+            ).rowcount
+    except DBAPIError:
+        return None  # no fence table yet (or no database): the full path says which
+    return changed == 1
 
 
 def check_incarnation(conn: Connection, incarnation: int) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Init, MailboxFailed, Ping, Tick
-from actors.scheduler import Scheduler, Timer, tell_later
+from actors.messages import MailboxFailed
+from actors.periodic import PeriodicActor
+from actors.scheduler import Scheduler
 from events.clock import Clock
 from events.projections.liveness import LIVENESS_TYPES, Liveness, apply_liveness, overdue
 from events.store import ANY, EventStore
@@ -36,29 +37,18 @@ class WatchdogDeps:
     supervisor: pykka.ActorRef[Any]
 
 
-class WatchdogActor(pykka.ThreadingActor):
+class WatchdogActor(PeriodicActor):
     """Follows the log; reports hung mailboxes."""
 
     def __init__(self, deps: WatchdogDeps, after_seq: int = 0) -> None:
-        super().__init__()
+        super().__init__(deps.scheduler)
         self._deps = deps
         self._after = after_seq
         self._live: dict[str, Liveness] = {}
-        self._timer: Timer | None = None
 
-    def on_start(self) -> None:
-        self.actor_ref.tell(Init())
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Ping):
-            return True
-        if isinstance(message, Init | Tick):
-            self._check()
-            self._timer = tell_later(
-                self._deps.scheduler, self._deps.tick_seconds, self.actor_ref, Tick()
-            )
-            return None
-        return super().on_receive(message)
+    def tick(self) -> float:
+        self._check()
+        return self._deps.tick_seconds
 
     def _follow(self) -> None:
         store = self._deps.store
@@ -86,7 +76,3 @@ class WatchdogActor(pykka.ThreadingActor):
             self._deps.supervisor.tell(
                 MailboxFailed(db, incarnation, "hung", f"no self-test for {silent:.0f} s")
             )
-
-    def on_stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()

@@ -61,12 +61,9 @@ sys.path.insert(0, str(_ROOT))
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -78,6 +75,8 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 from importlib import metadata  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench import _report  # noqa: E402
+from bench._report import Row, print_machine, print_table  # noqa: E402
 from events.codec import DEFAULT_CODEC  # noqa: E402
 from events.replay import replay_store  # noqa: E402
 from events.sql_store import SqlEventStore  # noqa: E402
@@ -575,18 +574,6 @@ def bench_baseline(folder: Path, m: int, batch_events: int) -> dict[str, Any]:
 
 
 @dataclass
-class Row:
-    """One line of the table."""
-
-    figure: str
-    ours: str
-    baseline: str
-    ratio: str
-    target: str
-    met: str
-
-
-@dataclass
 class Results:
     """Everything one run measured."""
 
@@ -598,33 +585,9 @@ class Results:
     targets: dict[str, bool] = field(default_factory=dict)
 
 
-def _filesystem(path: Path) -> str:
-    """Return the type of the filesystem holding ``path`` (Linux), else "unknown"."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                parts = line.split()
-                mount = parts[1]
-                inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
-                if len(parts) > 2 and inside and len(mount) > len(best):
-                    best, kind = mount, parts[2]
-    except OSError:
-        pass
-    return kind
-
-
 def machine_info(folder: Path) -> dict[str, Any]:
     """Return what the figures depend on besides the code."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": metadata.version("sqlalchemy"),
-        "temp_dir": str(folder),
-        "filesystem": _filesystem(folder),
-    }
+    return _report.machine_info(folder)
 
 
 def evaluate(results: Results) -> None:
@@ -646,10 +609,6 @@ def evaluate(results: Results) -> None:
     }
 
 
-def _met(ok: bool) -> str:
-    return "yes" if ok else "MISSED"
-
-
 def table_rows(results: Results) -> list[Row]:
     """Return the table: one row per figure."""
     ours, base, ratio, met = results.ours, results.baseline, results.ratios, results.targets
@@ -663,7 +622,7 @@ def table_rows(results: Results) -> list[Row]:
             "",
             "",
             f">= {TARGET_APPEND_PER_S:,}",
-            _met(met["append_per_s"]),
+            _report.met(met["append_per_s"]),
         ),
         Row(
             "append vs save (1 event/call)",
@@ -671,7 +630,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{base['save_per_s']:,.0f}",
             f"{ratio['append_vs_save']:.1f}x",
             f">= {TARGET_APPEND_VS_SAVE:.0f}x",
-            _met(met["append_vs_save"]),
+            _report.met(met["append_vs_save"]),
         ),
         Row(
             "append vs save, sync=NORMAL",
@@ -695,7 +654,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{base['read_decode_per_s']:,.0f}",
             f"{ratio['replay_vs_read_decode']:.1f}x",
             f">= {TARGET_REPLAY_PER_S:,}",
-            _met(met["replay_per_s"]),
+            _report.met(met["replay_per_s"]),
         ),
         Row(
             "replay time per 1M events, s",
@@ -703,7 +662,7 @@ def table_rows(results: Results) -> list[Row]:
             "",
             "",
             f"< {TARGET_REPLAY_MILLION_S:.1f}",
-            _met(met["replay_million_s"]),
+            _report.met(met["replay_million_s"]),
         ),
         Row(
             "replay peak RSS, MB",
@@ -711,7 +670,7 @@ def table_rows(results: Results) -> list[Row]:
             "",
             "",
             f"< {TARGET_REPLAY_RSS_MB:.0f}",
-            _met(met["replay_peak_rss"]),
+            _report.met(met["replay_peak_rss"]),
         ),
     ]
 
@@ -719,11 +678,7 @@ def table_rows(results: Results) -> list[Row]:
 def print_report(results: Results) -> None:
     """Print the machine, the config, the table and the side figures."""
     m, c, ours, base = results.machine, results.config, results.ours, results.baseline
-    print(
-        f"machine: {m['cpu_count']} CPUs, Python {m['python']}, SQLite {m['sqlite']},"
-        f" SQLAlchemy {m['sqlalchemy']}, eventsourcing {base['version']}"
-    )
-    print(f"         {m['platform']}; temp files on {m['filesystem']} ({m['temp_dir']})")
+    print_machine(m, f", eventsourcing {base['version']}")
     print(
         f"config:  N={c['events']:,} events, {c['streams']} streams, {c['producers']} producers,"
         f" window {c['window']}; baseline M={c['baseline_events']:,} saves,"
@@ -746,18 +701,7 @@ def print_report(results: Results) -> None:
         f" read+decode over {base['read_events']:,} events"
     )
     print()
-    header = Row("figure", "ours", "baseline", "ratio", "target", "met?")
-    rows = [header, *table_rows(results)]
-    widths = [max(len(getattr(r, f)) for r in rows) for f in asdict(header)]
-    for i, row in enumerate(rows):
-        cells = list(asdict(row).values())
-        line = "  ".join(
-            cell.ljust(w) if j == 0 else cell.rjust(w)
-            for j, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        print(line.rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(table_rows(results))
 
 
 # --- main ----------------------------------------------------------------------------

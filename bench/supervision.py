@@ -11,10 +11,12 @@ What is measured, all in one run (temporary files in one folder, removed at the 
    self-test factory given to ``start_tree`` wraps the real ``DatabaseSelfTest`` so
    that each incarnation's ``run()`` raises on demand (a ``threading.Event`` per
    incarnation). A trial: once incarnation k has passed its first self-test, arm its
-   event and tell its mailbox a ``Tick``; ``run()`` records ``time.perf_counter()``
-   and raises, pykka kills the actor, ``on_failure`` appends ``MailboxCrashed`` and
-   tells the supervisor, which decides, appends ``RestartScheduled``, and starts
-   incarnation k+1 (``MailboxStarted``, a new thread) through a 0 s timer. The end
+   event and tell its mailbox ``RunNow`` (run every work step now, due or not);
+   ``run()`` records ``time.perf_counter()`` and raises, pykka kills the actor,
+   ``on_failure`` fences it out and tells the supervisor, which appends
+   ``MailboxCrashed``, decides, appends ``RestartScheduled``, and starts incarnation
+   k+1 (``MailboxStarted``, a new thread) at once (a delay of 0 needs no timer). The
+   appends are queued for the log's writer, not waited for. The end
    point is the moment the factory is called for incarnation k+1: that is the first
    thing the new mailbox does, in its own thread, while handling its first message
    (``Init``). It is chosen over the actor's constructor, which cannot be seen
@@ -92,11 +94,9 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import sqlite3  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -105,21 +105,23 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from datetime import datetime  # noqa: E402
-from importlib import metadata  # noqa: E402
 from typing import Any, NamedTuple  # noqa: E402
 
 import pykka  # noqa: E402
 
 from actors.database_selftest import DatabaseSelfTest  # noqa: E402
+from actors.engines import EngineRegistry  # noqa: E402
 from actors.mailbox import MailboxActor  # noqa: E402
-from actors.messages import Tick  # noqa: E402
+from actors.messages import RunNow  # noqa: E402
 from actors.practice_schema import init_practice_database  # noqa: E402
 from actors.selftest import SelfTest, SelfTestResult  # noqa: E402
+from bench import _report  # noqa: E402
+from bench._report import Row, print_machine, print_table  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
 from events.clock import SystemClock  # noqa: E402
 from events.recorded import to_micros  # noqa: E402
 from events.store import EventStore, read_stream  # noqa: E402
-from events.types import MailboxCrashed, RestartScheduled, stream_for  # noqa: E402
+from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, stream_for  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
 TARGET_RATIO = 2.0
@@ -281,15 +283,19 @@ class _OursRunner:
         self.incarnation = 1
         url = practice_url(folder, CRASH_DB)
         clock = SystemClock()
+        engines = EngineRegistry()
 
         def make_selftest(db: str, incarnation: int) -> SelfTest:
             now = time.perf_counter()
             life = self.lives.get(incarnation)
             life.started = now
-            inner = DatabaseSelfTest(db, url, incarnation, SERVER_ID, clock)
+            # As start_tree's own factory makes it: on the database's shared engine.
+            inner = DatabaseSelfTest(
+                db, url, incarnation, SERVER_ID, clock, engine=lambda: engines.get(db)
+            )
             return _CrashableSelfTest(inner, life)
 
-        self.tree: Tree = start_tree(self.settings, make_selftest=make_selftest)
+        self.tree: Tree = start_tree(self.settings, make_selftest=make_selftest, engines=engines)
         _wait_ready(self.lives.get(1), "incarnation 1")
 
     def trial(self) -> float:
@@ -300,7 +306,7 @@ class _OursRunner:
         if len(refs) != 1:
             raise RuntimeError(f"expected one live mailbox, found {len(refs)}")
         life.crash.set()
-        refs[0].tell(Tick())
+        refs[0].tell(RunNow())
         self.incarnation += 1
         successor = self.lives.get(self.incarnation)
         _wait_ready(successor, f"incarnation {self.incarnation}")
@@ -310,7 +316,15 @@ class _OursRunner:
 
     def stop(self) -> dict[str, Any]:
         """Stop the tree; check from the log that every restart was a first restart."""
-        history = read_stream(self.tree.store, stream_for(CRASH_DB))
+        # The tree queues its events for the log's writer without waiting: give the
+        # last trial's events a moment to be committed before reading them back.
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:
+            history = read_stream(self.tree.store, stream_for(CRASH_DB))
+            started = sum(1 for r in history if isinstance(r.event, MailboxStarted))
+            if started >= self.incarnation or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         stop_tree(self.tree, "bench finished")
         scheduled = [r.event for r in history if isinstance(r.event, RestartScheduled)]
         crashed = sum(1 for r in history if isinstance(r.event, MailboxCrashed))
@@ -655,18 +669,6 @@ def bench_scale(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
 
 
 @dataclass
-class Row:
-    """One line of the table."""
-
-    figure: str
-    ours: str
-    baseline: str
-    ratio: str
-    target: str
-    met: str
-
-
-@dataclass
 class Results:
     """Everything one run measured."""
 
@@ -678,35 +680,9 @@ class Results:
     targets: dict[str, bool] = field(default_factory=dict)
 
 
-def _filesystem(path: Path) -> str:
-    """Return the type of the filesystem holding ``path`` (Linux), else "unknown"."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                parts = line.split()
-                mount = parts[1]
-                inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
-                if len(parts) > 2 and inside and len(mount) > len(best):
-                    best, kind = mount, parts[2]
-    except OSError:
-        pass
-    return kind
-
-
 def machine_info(folder: Path) -> dict[str, Any]:
-    """Return what the figures depend on besides the code."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": metadata.version("sqlalchemy"),
-        "pykka": metadata.version("pykka"),
-        "temp_dir": str(folder),
-        "filesystem": _filesystem(folder),
-        "bare_python_rss_mb": _RSS_AT_START_MB,
-    }
+    """Return what the figures depend on besides the code (and bare Python's RSS)."""
+    return {**_report.machine_info(folder, ("pykka",)), "bare_python_rss_mb": _RSS_AT_START_MB}
 
 
 def evaluate(results: Results) -> None:
@@ -730,10 +706,6 @@ def evaluate(results: Results) -> None:
     }
 
 
-def _met(ok: bool) -> str:
-    return "yes" if ok else "MISSED"
-
-
 def table_rows(results: Results) -> list[Row]:
     """Return the table: one row per figure."""
     ours, bare, scale = results.crash["ours"], results.crash["bare"], results.scale
@@ -751,7 +723,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{bare['median_ms']:.3f}",
             f"{ratio['crash_median']:.2f}x",
             f"<= {TARGET_RATIO:.1f}x",
-            _met(met["crash_median"]),
+            _report.met(met["crash_median"]),
         ),
         Row(
             "crash->replacement p99, ms",
@@ -767,7 +739,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{TARGET_ALL_RUNNING_S:.1f}",
             f"{ratio['all_running']:.2f}x",
             f"<= {TARGET_ALL_RUNNING_S:.0f} s",
-            _met(met["all_running"]),
+            _report.met(met["all_running"]),
         ),
         Row(
             "RSS after all running, MB",
@@ -775,7 +747,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{TARGET_RSS_MB:.0f}",
             f"{ratio['rss']:.2f}x",
             f"<= {TARGET_RSS_MB:.0f} MB",
-            _met(met["rss"]),
+            _report.met(met["rss"]),
         ),
         Row(
             "RSS after the idle time (steady state), MB",
@@ -799,7 +771,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{TARGET_IDLE_CPU_PCT:.1f}",
             "-" if ratio["idle_cpu"] is None else f"{ratio['idle_cpu']:.2f}x",
             f"<= {TARGET_IDLE_CPU_PCT:.0f} %",
-            _met(met["idle_cpu"]),
+            _report.met(met["idle_cpu"]),
         ),
         Row(
             "stop_tree, s",
@@ -807,7 +779,7 @@ def table_rows(results: Results) -> list[Row]:
             f"{TARGET_STOP_S:.1f}",
             f"{ratio['stop']:.2f}x",
             f"<= {TARGET_STOP_S:.0f} s",
-            _met(met["stop"]),
+            _report.met(met["stop"]),
         ),
     ]
 
@@ -819,11 +791,7 @@ def _fmt_phases(phases: dict[str, float | None]) -> str:
 def print_report(results: Results) -> None:
     """Print the machine, the config, the table and the side figures."""
     m, c, crash, scale = results.machine, results.config, results.crash, results.scale
-    print(
-        f"machine: {m['cpu_count']} CPUs, Python {m['python']}, SQLite {m['sqlite']},"
-        f" SQLAlchemy {m['sqlalchemy']}, pykka {m['pykka']}"
-    )
-    print(f"         {m['platform']}; temp files on {m['filesystem']} ({m['temp_dir']})")
+    print_machine(m, f", pykka {m['pykka']}")
     print(
         f"config:  crash: T={c['trials']} trials each after {c['warmup_trials']} warm-ups,"
         f" blocks of {c['block']} interleaved, >= {TRIAL_GAP_S * 1000:.0f} ms apart;"
@@ -890,18 +858,7 @@ def print_report(results: Results) -> None:
         " (formatted into /dev/null)"
     )
     print()
-    header = Row("figure", "ours", "baseline", "ratio", "target", "met?")
-    rows = [header, *table_rows(results)]
-    widths = [max(len(getattr(r, f)) for r in rows) for f in asdict(header)]
-    for i, row in enumerate(rows):
-        cells = list(asdict(row).values())
-        line = "  ".join(
-            cell.ljust(w) if j == 0 else cell.rjust(w)
-            for j, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        print(line.rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(table_rows(results))
 
 
 # --- main ----------------------------------------------------------------------------

@@ -5,7 +5,8 @@ when the tree has failed; it returns the exit code. Order at start: open the eve
 log, start the tree, tell systemd READY. While running it tells systemd's watchdog
 only while the supervisor and the watchdog actor both answer. Order at stop: tell
 systemd STOPPING, stop the tree (children, then all mailboxes at once), stop the
-timers, flush and close the log — within ``STOP_BUDGET_SECONDS``.
+timers, close the practice databases' shared engines, flush and close the log — within
+``STOP_BUDGET_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pykka
 
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
+from actors.engines import EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
@@ -42,11 +44,18 @@ SERVICE_VERSION = "0.1.0"
 STOP_BUDGET_SECONDS = 8.0
 """Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
 PING_TIMEOUT_SECONDS = 5.0
+COMMIT_DELAY_SECONDS = 0.0005
+"""The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
 
 
 def command_poll_seconds(settings: Settings) -> float:
     """How often the command tables are read: a third of a check-in, between 1 and 5 s."""
     return max(1.0, min(5.0, settings.health.checkin_seconds / 3))
+
+
+def command_idle_poll_seconds(settings: Settings) -> float:
+    """The longest a quiet database's command table waits between reads: one check-in."""
+    return max(command_poll_seconds(settings), settings.health.checkin_seconds)
 
 
 def hang_after(settings: Settings) -> float:
@@ -92,6 +101,7 @@ class Tree:
     store: SqlEventStore
     scheduler: ThreadScheduler
     supervisor: pykka.ActorRef[Any]
+    engines: EngineRegistry = field(default_factory=EngineRegistry)
     children: dict[str, pykka.ActorRef[Any]] = field(default_factory=dict)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
@@ -101,13 +111,19 @@ def start_tree(
     settings: Settings,
     *,
     make_selftest: Callable[[str, int], SelfTest] | None = None,
+    engines: EngineRegistry | None = None,
 ) -> Tree:
-    """Open the event log and start the supervisor (which starts everything else)."""
+    """Open the event log and start the supervisor (which starts everything else).
+
+    ``make_selftest`` replaces the database self-test (the bench wraps the real one);
+    ``engines`` is the registry of shared engines to use (default: a new one).
+    """
     ensure_sqlite_folder(settings.service.event_store)
-    store = SqlEventStore(settings.service.event_store)
+    store = SqlEventStore(settings.service.event_store, commit_delay=COMMIT_DELAY_SECONDS)
     scheduler = ThreadScheduler()
     clock = SystemClock()
     registry = IncarnationRegistry(store)
+    engines = engines or EngineRegistry()
     sup = settings.supervision
     policy = RestartPolicy(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
@@ -115,28 +131,35 @@ def start_tree(
     children: dict[str, pykka.ActorRef[Any]] = {}
     fatal: list[str] = []
     fatal_event = threading.Event()
-    urls: dict[str, str] = {}
 
     def on_fatal(reason: str) -> None:
         log.critical("%s", reason)
         fatal.append(reason)
         fatal_event.set()
 
-    def discover() -> Sequence[Served] | None:
-        found = discover_served(settings)
-        if found is not None:
-            urls.update({s.name: s.url for s in found})
-        return found
-
     def default_selftest(db: str, incarnation: int) -> SelfTest:
-        return DatabaseSelfTest(db, urls[db], incarnation, settings.service.server_id, clock)
+        return DatabaseSelfTest(
+            db,
+            engines.url(db),
+            incarnation,
+            settings.service.server_id,
+            clock,
+            engine=lambda: engines.get(db),
+        )
 
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
             hang_after(settings), ref,
         )  # fmt: skip
-        reader = CommandReaderDeps(clock, scheduler, command_poll_seconds(settings), ref)
+        reader = CommandReaderDeps(
+            clock,
+            scheduler,
+            command_poll_seconds(settings),
+            ref,
+            engines.get,
+            command_idle_poll_seconds(settings),
+        )
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
         return children
@@ -153,14 +176,15 @@ def start_tree(
         rescan_seconds=settings.databases.rescan_seconds,
         checkin_seconds=settings.health.checkin_seconds,
         hang_after_seconds=hang_after(settings),
-        discover=discover,
+        discover=lambda: discover_served(settings),
         make_selftest=make_selftest or default_selftest,
         jitter=rng.random,
         on_fatal=on_fatal,
         start_children=start_children,
+        engines=engines,
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, children, fatal, fatal_event)
+    return Tree(store, scheduler, supervisor, engines, children, fatal, fatal_event)
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -185,6 +209,7 @@ def stop_tree(tree: Tree, reason: str) -> None:
         log.error("the supervisor did not stop in order: %r", exc)
     pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
     tree.scheduler.close()
+    tree.engines.close()
     tree.store.close()  # flushes every pending append
 
 

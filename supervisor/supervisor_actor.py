@@ -3,7 +3,11 @@
 It starts the watchdog, the command reader and one mailbox per eligible database;
 rescans the database server every ``databases.rescan_seconds``; and decides every
 restart from the database's events (``supervisor.restart_policy``), appending each
-decision before acting on it. Messages arrive by ``tell`` from timers, mailboxes
+decision before acting on it: queued for the log's writer, which commits in queue
+order, so the log never shows an action before its decision (``docs/events.md``); a
+restart without delay starts the next incarnation at once, without a timer. It owns
+the ``EngineRegistry``'s entries: a database's engine lives from its first serving to
+its loss. Messages arrive by ``tell`` from timers, mailboxes
 (``on_failure``), the watchdog and the command reader; ``ask`` is only for ``Ping``
 and queries. If the supervisor itself fails, or most mailboxes crash at once, it
 calls ``on_fatal`` and the process exits non-zero for the service manager to restart.
@@ -15,17 +19,20 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import pykka
 
 from actors.command_reader import Unwatch, Watch
+from actors.engines import EngineRegistry
 from actors.fence import IncarnationRegistry
-from actors.mailbox import MailboxActor, MailboxDeps, describe_error
+from actors.mailbox import MailboxActor, MailboxDeps, describe_error, no_engine
+from actors.mailbox_work import MakeWork, no_work
 from actors.messages import (
     Init,
     MailboxFailed,
@@ -40,7 +47,7 @@ from events.clock import Clock
 from events.projections.service_view import ServiceView
 from events.recorded import Recorded
 from events.replay import replay_store
-from events.store import ANY, EventStore, read_types
+from events.store import ANY, EventStore, PendingAppend, read_types
 from events.types import (
     DatabaseDiscovered,
     DatabaseIgnored,
@@ -60,6 +67,9 @@ from supervisor.escalation import crash_burst
 from supervisor.restart_policy import GiveUp, RestartPolicy, decide, decide_requested
 
 log = logging.getLogger(__name__)
+
+APPEND_WAIT_SECONDS = 30.0
+"""How long the supervisor waits for its own appends to commit before it fails."""
 
 HISTORY_KEPT = 200
 """Lifecycle events kept per database for restart decisions (far more than any window needs)."""
@@ -110,6 +120,8 @@ class SupervisorDeps:
     start_children: Callable[[pykka.ActorRef[Any], int], dict[str, pykka.ActorRef[Any]]] = field(
         default=lambda _ref, _seq: {}
     )  # "watchdog" and "commands" (the reader), given the supervisor and the log position
+    engines: EngineRegistry | None = None  # the served databases' shared engines
+    make_work: MakeWork = no_work  # a mailbox's steps after its self-test
 
 
 @dataclass
@@ -122,7 +134,8 @@ class _Db:
     started_at: datetime | None = None
     pending: Timer | None = None  # a scheduled (re)start
     gave_up: bool = False
-    history: list[Recorded] = field(default_factory=list)
+    history: list[Recorded] = field(default_factory=list)  # committed lifecycle events
+    last_pending: PendingAppend | None = None  # its newest lifecycle append not yet in history
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -140,6 +153,10 @@ class SupervisorActor(pykka.ThreadingActor):
         self._known_incarnations: dict[str, int] = {}  # from the log at start
         self._known_histories: dict[str, list[Recorded]] = {}
         self._served_reason: dict[str, str] = {}  # served databases' reason, as last logged
+        # Appends not yet seen committed, in enqueue order (= commit order), with the
+        # database whose history takes them (None: not a lifecycle event).
+        self._unconfirmed: deque[tuple[_Db | None, PendingAppend]] = deque()
+        self._mailbox_deps: MailboxDeps | None = None
 
     # --- life ------------------------------------------------------------------------
 
@@ -147,6 +164,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self.actor_ref.tell(Init())
 
     def on_receive(self, message: Any) -> Any:
+        self._confirm()
         if isinstance(message, Ping):
             return True
         if isinstance(message, Init):
@@ -215,7 +233,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 ref, db.mailbox = db.mailbox, None
                 self._deps.registry.abandon(
                     name, db.incarnation, [MailboxStopped(db.incarnation, reason)]
-                )
+                )  # not waited for: the store's close() commits it
                 with contextlib.suppress(pykka.ActorDeadError):
                     futures.append(ref.stop(block=False))
         deadline = time.monotonic() + timeout
@@ -274,7 +292,9 @@ class SupervisorActor(pykka.ThreadingActor):
         if self._served_reason.get(s.name) != s.reason:
             self._append(s.name, [DatabaseDiscovered(s.practice_name, s.reason)])
             self._served_reason[s.name] = s.reason
-        self._tell_child("commands", Watch(s.name, s.url))
+        if self._deps.engines is not None:
+            self._deps.engines.serve(s.name, s.url)
+        self._tell_child("commands", Watch(s.name))
         self._start_mailbox(s.name, db)
 
     def _unserve(self, name: str, reason: str) -> None:
@@ -283,6 +303,8 @@ class SupervisorActor(pykka.ThreadingActor):
         if db.pending is not None:
             db.pending.cancel()
         self._stop_mailbox(name, db, reason)
+        if self._deps.engines is not None:
+            self._deps.engines.forget(name)
         self._append(name, [DatabaseLost(reason)])
         self._served_reason.pop(name, None)
         self._ignored[name] = reason
@@ -293,19 +315,35 @@ class SupervisorActor(pykka.ThreadingActor):
         d = self._deps
         db.pending = None
         db.incarnation += 1
-        recorded = d.registry.begin(name, db.incarnation, [MailboxStarted(db.incarnation)])
-        db.history.extend(recorded)
+        started = d.registry.begin(name, db.incarnation, [MailboxStarted(db.incarnation)])
+        self._track(db, started)
         db.started_at = d.clock.now()
-        deps = MailboxDeps(
-            d.registry, d.scheduler, d.checkin_seconds, self.actor_ref, d.make_selftest
-        )
-        db.mailbox = MailboxActor.start(name, db.incarnation, deps)
+        db.mailbox = MailboxActor.start(name, db.incarnation, self._mailbox_deps_())
+
+    def _mailbox_deps_(self) -> MailboxDeps:
+        if self._mailbox_deps is None:
+            d = self._deps
+            self._mailbox_deps = MailboxDeps(
+                d.registry,
+                d.scheduler,
+                d.checkin_seconds,
+                self.actor_ref,
+                d.make_selftest,
+                engine=d.engines.get if d.engines is not None else no_engine,
+                make_work=d.make_work,
+                clock=d.clock,
+            )
+        return self._mailbox_deps
 
     def _stop_mailbox(self, name: str, db: _Db, reason: str) -> None:
         if db.mailbox is None:
             return
         ref, db.mailbox = db.mailbox, None
-        self._deps.registry.abandon(name, db.incarnation, [MailboxStopped(db.incarnation, reason)])
+        stopped = self._deps.registry.abandon(
+            name, db.incarnation, [MailboxStopped(db.incarnation, reason)]
+        )
+        if stopped is not None:
+            self._track(None, stopped)
         _stop(ref)
 
     def _scheduled_start(self, name: str) -> None:
@@ -314,6 +352,8 @@ class SupervisorActor(pykka.ThreadingActor):
             self._start_mailbox(name, db)
 
     def _failed(self, msg: MailboxFailed) -> None:
+        if msg.record:
+            self._append(msg.db, list(msg.record))  # the failure itself, ahead of anything
         db = self._dbs.get(msg.db)
         if db is None or msg.incarnation != db.incarnation or self._stopping:
             return  # an abandoned incarnation, a database no longer served, or shutting down
@@ -342,14 +382,19 @@ class SupervisorActor(pykka.ThreadingActor):
                 )
                 return
             db.gave_up = False
-        decision = decide(self._deps.policy, db.history, now, self._deps.jitter(), msg.cause)
+        history = self._history(db, now)
+        decision = decide(self._deps.policy, history, now, self._deps.jitter(), msg.cause)
         if isinstance(decision, GiveUp):
             self._give_up(msg.db, db, decision)
             return
         self._schedule(msg.db, db, RestartScheduled(decision.delay, msg.cause, decision.attempt))
 
     def _schedule(self, name: str, db: _Db, event: RestartScheduled) -> None:
-        db.history.extend(self._append(name, [event]))
+        # Enqueued before it is acted on: the log has the decision before the start.
+        self._append(name, [event], db)
+        if event.delay == 0:
+            self._start_mailbox(name, db)  # a first restart: no timer hop
+            return
         db.pending = tell_later(
             self._deps.scheduler, event.delay, self.actor_ref, StartMailbox(name)
         )
@@ -357,7 +402,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _give_up(self, name: str, db: _Db, decision: GiveUp) -> None:
         db.gave_up = True
         event = MailboxGaveUp(decision.restarts, decision.within_seconds, decision.retry_in)
-        db.history.extend(self._append(name, [event]))
+        self._append(name, [event], db)
         log.error(
             "%s: gave up after %d restarts; retrying in %.0f s",
             name,
@@ -376,16 +421,15 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         command_id = msg.command_ids[0] if msg.command_ids else None
         requested = RestartRequested(msg.source, msg.requested_by, command_id)
-        db.history.extend(self._append(msg.db, [requested]))
+        self._append(msg.db, [requested], db)
         if db.pending is not None:
             db.pending.cancel()
         self._stop_mailbox(msg.db, db, "restart requested")
-        decision = decide_requested(self._deps.policy, db.history, self._deps.clock.now())
+        now = self._deps.clock.now()
+        decision = decide_requested(self._deps.policy, self._history(db, now), now)
         db.gave_up = False
-        db.history.extend(
-            self._append(
-                msg.db, [RestartScheduled(decision.delay, decision.cause, decision.attempt)]
-            )
+        self._append(
+            msg.db, [RestartScheduled(decision.delay, decision.cause, decision.attempt)], db
         )
         self._start_mailbox(msg.db, db)
 
@@ -409,8 +453,51 @@ class SupervisorActor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 child.tell(message)
 
-    def _append(self, name: str, events: list[Event]) -> list[Recorded]:
-        return self._deps.store.append(stream_for(name), ANY, events)
+    def _append(self, name: str, events: list[Event], db: _Db | None = None) -> None:
+        """Enqueue ``events`` on ``name``'s stream; ``db``: they belong to its history.
+
+        Not waited for: the store's writer commits appends in enqueue order, so what is
+        enqueued before an action precedes that action's own events in the log. A failed
+        append is seen at the next message (``_confirm``) and fails the supervisor.
+        """
+        self._track(db, self._deps.store.append_async(stream_for(name), ANY, events))
+
+    def _track(self, db: _Db | None, pending: PendingAppend) -> None:
+        self._unconfirmed.append((db, pending))
+        if db is not None:
+            db.last_pending = pending
+
+    def _confirm(self) -> None:
+        """Take the committed appends into their histories; raise a failed one's error."""
+        queue = self._unconfirmed
+        while queue and queue[0][1].done():
+            db, pending = queue.popleft()
+            recorded = pending.result()  # a failed append fails the supervisor (on_fatal)
+            if db is not None:
+                db.history.extend(recorded)
+                if len(db.history) > 2 * HISTORY_KEPT:
+                    del db.history[:HISTORY_KEPT]
+                if db.last_pending is pending:
+                    db.last_pending = None
+
+    def _history(self, db: _Db, now: datetime) -> list[Recorded]:
+        """Return ``db``'s lifecycle events for a decision at ``now``.
+
+        Waits for the database's own appends to commit first. Events recorded before
+        the restart window (``now - within_seconds``) are dropped: every decision
+        counts only the restarts inside it, and the log keeps them all anyway.
+        """
+        if db.last_pending is not None:
+            db.last_pending.result(timeout=APPEND_WAIT_SECONDS)
+        self._confirm()
+        since = now - timedelta(seconds=self._deps.policy.within_seconds)
+        history = db.history
+        old = 0
+        while old < len(history) and history[old].recorded_at <= since:
+            old += 1
+        if old:
+            del history[:old]
+        return history
 
 
 def _stop(ref: pykka.ActorRef[Any]) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from actors import commands_table, practice_db
+from actors.engines import EngineRegistry, UnknownDatabaseError
+from actors.fence import StaleIncarnationError
 from actors.practice_schema import init_practice_database
 from config import Settings, load_settings
 from events.sql_store import SqlEventStore
@@ -160,3 +162,38 @@ def test_serve_with_a_bad_setting_says_which_in_one_line(tmp_path: Path) -> None
     assert proc.returncode == exit_codes.CONFIG
     assert proc.stderr.count("\n") == 1
     assert "health.checkin_seconds" in proc.stderr
+
+
+def test_the_practice_fence_and_the_log_fence_raise_one_error(tmp_path: Path) -> None:
+    make_practices(tmp_path, "Smile")
+    engine = practice_db.make_engine(f"sqlite:///{tmp_path / 'Smile.sqlite3'}")
+    try:
+        practice_db.claim_incarnation(engine, 2, "SRV1", datetime.now(UTC))
+        with pytest.raises(StaleIncarnationError) as raised:
+            practice_db.claim_incarnation(engine, 1, "SRV1", datetime.now(UTC))
+    finally:
+        engine.dispose()
+    assert practice_db.StaleIncarnationError is StaleIncarnationError
+    assert (raised.value.incarnation, raised.value.stored) == (1, 2)
+
+
+def test_a_database_has_one_engine_until_it_is_forgotten(tmp_path: Path) -> None:
+    make_practices(tmp_path, "Smile")
+    engines = EngineRegistry()
+    engines.serve("Smile", f"sqlite:///{tmp_path / 'Smile.sqlite3'}")
+    first = engines.get("Smile")
+    assert engines.get("Smile") is first
+    engines.forget("Smile")
+    with pytest.raises(UnknownDatabaseError):
+        engines.get("Smile")
+
+
+def test_a_restart_keeps_the_databases_engine(tree: Tree, tmp_path: Path) -> None:
+    wait_for_events(tree.store, lambda r: isinstance(r.event, SelfTestPassed), count=2)
+    engine = tree.engines.get("Smile Dental")
+    commands_table.request_restart(engine, "RECEPTION")
+    wait_for_events(
+        tree.store,
+        lambda r: r.stream == "db:Smile Dental" and r.event == SelfTestPassed(2, ("database",)),
+    )
+    assert tree.engines.get("Smile Dental") is engine

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from actors.command_reader import next_interval
 from actors.fence import StaleIncarnationError
 from actors.messages import RestartCommand
+from actors.scheduler import coalesced_due
 from events.types import (
     CheckInMissed,
     DatabaseDiscovered,
@@ -66,15 +68,13 @@ def test_a_crash_restarts_the_mailbox_at_once_as_the_next_incarnation(tree: Harn
     tree.add("Smile")
     tree.start()
     tree.wait_event("Smile", SelfTestPassed, incarnation=1)
-    tree.modes["Smile"] = "raise"
+    tree.modes["Smile#1"] = "raise"
     tree.advance(CHECKIN)
     crash = tree.wait_event("Smile", MailboxCrashed, incarnation=1).event
     assert crash.error == "RuntimeError: scripted crash of Smile"
     assert "Traceback" in crash.traceback
-    tree.modes["Smile"] = "ok"
     assert tree.wait_event("Smile", RestartScheduled).event == RestartScheduled(0.0, "crashed", 1)
-    tree.advance(0)
-    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)  # no timer: the clock stood still
 
 
 def test_repeated_crashes_back_off_then_give_up_then_retry_slowly(tree: Harness) -> None:
@@ -203,3 +203,61 @@ def test_most_mailboxes_crashing_at_once_stops_the_process(tree: Harness) -> Non
         tree.modes[f"P{n}"] = "raise"
     tree.advance(CHECKIN)
     assert tree.fatal[:1] == ["3 mailboxes failed at once; the process must restart"]
+
+
+def test_a_crash_is_in_the_log_before_its_restart_decision_and_the_next_start(
+    tree: Harness,
+) -> None:
+    tree.add("Smile")
+    tree.modes["Smile#1"] = "raise"
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    kinds = [type(e).__name__ for e in tree.events_of("Smile")]
+    crashed = kinds.index("MailboxCrashed")
+    assert kinds[crashed : crashed + 3] == ["MailboxCrashed", "RestartScheduled", "MailboxStarted"]
+
+
+def test_a_quiet_databases_command_poll_interval_doubles_up_to_the_ceiling() -> None:
+    intervals = [5.0]
+    for _ in range(4):
+        intervals.append(next_interval(intervals[-1], False, 5.0, 15.0))
+    assert intervals == [5.0, 10.0, 15.0, 15.0, 15.0]
+
+
+def test_a_command_brings_the_poll_interval_back_to_the_base() -> None:
+    assert next_interval(15.0, True, 5.0, 15.0) == 5.0
+
+
+def test_timers_a_second_or_more_away_fall_on_the_grid() -> None:
+    assert coalesced_due(100.01, 15.0, 0.05) == pytest.approx(115.05)
+
+
+def test_timers_under_a_second_run_on_time() -> None:
+    assert coalesced_due(100.01, 0.5, 0.05) == pytest.approx(100.51)
+
+
+class CountingStep:
+    """A mail step stand-in that counts its rounds and asks for one every 5 s."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def run(self) -> float:
+        self.rounds += 1
+        return 5.0
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_work_step_runs_at_its_own_pace_beside_the_selftest() -> None:
+    step = CountingStep()
+    h = Harness(make_work=lambda _context: [step])
+    try:
+        h.add("Smile")
+        h.start()
+        h.wait_event("Smile", SelfTestPassed, incarnation=1)
+        h.advance(CHECKIN)
+        assert (step.rounds, len(h.events("Smile", SelfTestPassed))) == (4, 2)
+    finally:
+        h.stop()

@@ -14,6 +14,7 @@ from typing import Any
 import pykka
 
 from actors.fence import IncarnationRegistry
+from actors.mailbox_work import MakeWork, no_work
 from actors.messages import Ping
 from actors.scheduler import FakeScheduler
 from actors.selftest import SelfTestResult
@@ -41,6 +42,8 @@ class ScriptedSelfTest:
     def run(self) -> SelfTestResult:
         modes = self._harness.modes
         mode = modes.get(f"{self._db}#{self._incarnation}") or modes.get(self._db, "ok")
+        if mode == "hold":  # blocks until ``Harness.release``, then goes on as told there
+            mode = self._harness.hold(self._db, self._incarnation)
         if mode == "raise":
             raise RuntimeError(f"scripted crash of {self._db}")
         if mode == "hang":
@@ -69,6 +72,9 @@ class Harness:
     hanging: threading.Event = field(default_factory=threading.Event)
     unresponsive: set[str] = field(default_factory=set)
     seen: int = 0
+    make_work: MakeWork = no_work  # the mailboxes' steps after the self-test
+    held: dict[str, tuple[threading.Event, list[str]]] = field(default_factory=dict)
+    """Self-tests blocked in mode ``hold``, by ``db#incarnation``: their gate and next mode."""
 
     def __post_init__(self) -> None:
         self.store = InMemoryEventStore(self.clock)
@@ -100,6 +106,7 @@ class Harness:
             jitter=lambda: 0.0,
             on_fatal=self.fatal.append,
             start_children=children,
+            make_work=self.make_work,
         )
         self.supervisor = SupervisorActor.start(deps)
         self.settle()  # Init is its first message: once it answers, the tree is built
@@ -133,6 +140,28 @@ class Harness:
                 except pykka.ActorDeadError:
                     pass
 
+    def hold(self, db: str, incarnation: int) -> str:
+        """Block a self-test (in its mailbox's thread) until ``release``; return its next mode.
+
+        ``stop`` (which sets ``hanging``) releases it too, as "ok"; so does a minute.
+        """
+        key = f"{db}#{incarnation}"
+        gate, then = threading.Event(), ["ok"]
+        self.held[key] = (gate, then)
+        try:
+            for _ in range(1200):
+                if gate.wait(timeout=0.05) or self.hanging.is_set():
+                    break
+        finally:
+            del self.held[key]
+        return then[0]
+
+    def release(self, db: str, incarnation: int, then: str = "ok") -> None:
+        """Let a self-test held in mode ``hold`` go on, in mode ``then`` (ok, fail or raise)."""
+        gate, next_mode = self.held[f"{db}#{incarnation}"]
+        next_mode[0] = then
+        gate.set()
+
     def ask(self, method: str) -> Any:
         assert self.supervisor is not None
         return getattr(self.supervisor.proxy(), method)().get(timeout=10)
@@ -160,6 +189,10 @@ class Harness:
 
     def log(self) -> list[str]:
         return [f"{r.seq} {r.stream} {r.event}" for r in read_all(self.store)]
+
+    def events_of(self, db: str) -> list[Event]:
+        """Return every event of ``db``'s stream, in log order."""
+        return [r.event for r in read_all(self.store) if r.stream == f"db:{db}"]
 
     def events(self, db: str, kind: type[Event]) -> list[Any]:
         return [

@@ -1,0 +1,94 @@
+"""What a mailbox runs every tick: a list of work steps sharing the database's engine.
+
+The mailbox knows none of its steps' business. It builds them once per incarnation,
+in its first message, from a ``WorkContext`` (the database, the incarnation, the
+shared engine, the clock and the fenced append). Each step runs at its own pace: its
+``run`` returns the seconds until its next round, and the mailbox ticks when the
+soonest step is due and runs, in order, every step that is. All run in the mailbox's
+thread. The first step is always the self-test (``SelfTestWork``, every check-in
+interval); the mail steps (outbox, inbox, SMS) follow it.
+
+A step's faults that it can name (a server that refuses, a database that does not
+answer) are events it appends; only a bug raises, and a raise crashes the mailbox (let
+it crash). A step never disposes of the engine: the supervisor's ``EngineRegistry``
+owns it and keeps it across restarts of the mailbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from actors.selftest import SelfTest
+from events.clock import Clock
+from events.types import Event, SelfTestFailed, SelfTestPassed
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    """What every step of one incarnation is given."""
+
+    db: str
+    incarnation: int
+    engine: Callable[[], Engine]
+    """The database's shared engine, made on first use (in the caller's thread)."""
+    append: Callable[[Sequence[Event]], None]
+    """Append events to the database's stream through the incarnation fence.
+
+    Returns at once (the store's writer commits in order); raises
+    ``actors.fence.StaleIncarnationError`` when this incarnation was abandoned. The
+    mailbox checks each append's outcome at its next tick (a failed append crashes it).
+    """
+    clock: Clock
+
+
+class Work(Protocol):
+    """One periodic step of a mailbox; runs in the mailbox's thread."""
+
+    def run(self) -> float:
+        """Do one round of this step's work, append what happened; return the seconds
+        until its next round (a step may shorten it while it has a backlog)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the step holds (its own connections; never the shared engine)."""
+        ...
+
+
+MakeWork = Callable[[WorkContext], Sequence[Work]]
+"""Builds an incarnation's steps after its self-test (the mail steps)."""
+
+
+def no_work(_context: WorkContext) -> Sequence[Work]:
+    """The default ``MakeWork``: a mailbox that only runs its self-test."""
+    return ()
+
+
+class SelfTestWork:
+    """Runs the self-test and appends ``SelfTestPassed`` or ``SelfTestFailed``.
+
+    ``SelfTestPassed`` is appended on every check-in even when nothing changed: the
+    check-ins are a projection of these events (DESIGN decision 4).
+    """
+
+    def __init__(self, selftest: SelfTest, context: WorkContext, every: float) -> None:
+        self._selftest = selftest
+        self._context = context
+        self._every = every
+
+    def run(self) -> float:
+        result = self._selftest.run()
+        incarnation = self._context.incarnation
+        event: Event = (
+            SelfTestFailed(incarnation, result.diagnostics)
+            if result.diagnostics
+            else SelfTestPassed(incarnation, result.components)
+        )
+        self._context.append([event])
+        return self._every
+
+    def close(self) -> None:
+        self._selftest.close()
