@@ -1,0 +1,787 @@
+"""The supervision tree under random crashes, hangs, restart commands, rescans and time.
+
+A hypothesis state machine drives a real tree (``tests.tree_harness``: fake clock and
+scheduler, in-memory log, scripted self-tests) plus a real command reader polling real
+SQLite practice databases. After every step, once the tree has settled, it checks:
+
+- at most one live (running, not fenced) incarnation per database, and the supervisor,
+  the fence and the log's tree projection agree on which one it is;
+- every database that should be served has a live mailbox, or a restart or a give-up
+  retry that is still due (a decision whose time has passed must have been acted on);
+- every start is preceded in the log by the decision that caused it, no earlier than
+  that decision said, incarnations count up by one, and one failure gets one decision;
+  every stop, crash or abandonment is logged before the next start;
+- a stale incarnation never wrote after it was replaced (its self-tests are refused).
+
+Bugs it found are kept below as small named regression tests, marked ``xfail(strict)``;
+until they are fixed the machine steers around each of them (every such guard names its
+test), so that it can go on looking for others. Remove a guard with its fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pykka
+import pytest
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Engine, delete
+
+from actors import commands_table
+from actors.command_reader import CommandReaderActor, CommandReaderDeps, Unwatch, Watch
+from actors.mailbox import MailboxActor
+from actors.messages import Ping, Rescan, RestartCommand
+from actors.practice_db import make_engine
+from actors.practice_schema import email_service_commands, init_practice_database
+from events.projections.service_view import replay
+from events.recorded import Recorded
+from events.store import read_all
+from events.types import (
+    CheckInMissed,
+    DatabaseDiscovered,
+    DatabaseIgnored,
+    DatabaseLost,
+    MailboxCrashed,
+    MailboxGaveUp,
+    MailboxStarted,
+    MailboxStopped,
+    RestartRequested,
+    RestartScheduled,
+    SelfTestFailed,
+    SelfTestPassed,
+    ServiceStarted,
+    db_of,
+)
+from supervisor.restart_policy import RestartPolicy
+from supervisor.supervisor_actor import Served
+from tests.tree_harness import CHECKIN, HANG_AFTER, Harness
+
+NAMES = ("Smile", "Harbour", "Molar", "Canine")
+"""The practice databases the machine plays with (renamed ones get a suffix)."""
+
+STEP = 1.0
+"""Seconds of fake time per settled step: well below the check-in and hang limits."""
+
+POLL = 5.0
+"""Seconds between two polls of the command reader."""
+
+SLACK = STEP + 0.01
+"""How late a timer may fire against its decision's ``recorded_at``: the clock moves in
+steps while actors run, so a timer is set up to one step after its decision was logged."""
+
+TOLERANCE = timedelta(milliseconds=1)
+"""The log keeps microseconds; timers keep floats."""
+
+POLICY = RestartPolicy(3, 60.0, 2.0, 16.0)
+"""Backoffs of 1, 2 and 4 s (the harness draws no jitter) and a give-up retry every 16 s."""
+
+FAILURE_CAUSES = frozenset({"crashed", "hung"})
+
+BURST_MESSAGE = "mailboxes failed at once; the process must restart"
+
+
+# --- settling the tree --------------------------------------------------------------
+
+
+def settle(h: Harness, timeout: float = 30.0) -> None:
+    """Wait until every actor that is not held has handled everything it was told.
+
+    Each round fires the timers due now (a real scheduler would), pings every actor and
+    waits until the only ones not answering are those held in a self-test. Two rounds
+    in a row in which the log did not grow end it (a tell may cause a tell).
+    """
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        before = h.store.last_seq()
+        h.scheduler.advance(0)
+        pending: list[pykka.Future[Any]] = []
+        for ref in pykka.ActorRegistry.get_all():
+            with contextlib.suppress(pykka.ActorDeadError):
+                pending.append(ref.ask(Ping(), block=False))
+        while len(pending) > len(h.held):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the tree did not settle in {timeout} s: {len(pending)} actors busy, "
+                    f"{len(h.held)} held; log: {h.log()[-20:]}"
+                )
+            still = []
+            for future in pending:
+                try:
+                    future.get(timeout=0)
+                except pykka.Timeout:
+                    still.append(future)
+                except pykka.ActorDeadError:
+                    pass
+            if len(still) == len(pending):
+                time.sleep(0.0005)
+            pending = still
+        quiet = quiet + 1 if h.store.last_seq() == before else 0
+
+
+def advance(h: Harness, seconds: float) -> None:
+    """Move the fake clock in steps of at most ``STEP``, settling after each."""
+    settle(h)
+    remaining = seconds
+    while remaining > 1e-9:
+        chunk = min(STEP, remaining)
+        h.scheduler.advance(chunk)
+        settle(h)
+        remaining -= chunk
+
+
+def running_mailboxes(h: Harness, timeout: float = 30.0) -> list[tuple[str, int]]:
+    """Return ``(db, incarnation)`` of every mailbox actor that answers (all but the held)."""
+    asked = []
+    for ref in pykka.ActorRegistry.get_by_class(MailboxActor):
+        try:
+            proxy = ref.proxy()
+            asked.append((proxy.db, proxy.incarnation))
+        except pykka.ActorDeadError:
+            pass
+    deadline = time.monotonic() + timeout
+    answered: list[tuple[str, int]] = []
+    while len(asked) > len(h.held):
+        assert time.monotonic() < deadline, "mailboxes did not answer"
+        still = []
+        for db, k in asked:
+            try:
+                answered.append((db.get(timeout=0), k.get(timeout=1.0)))
+            except pykka.Timeout:
+                still.append((db, k))
+            except pykka.ActorDeadError:
+                pass
+        if len(still) == len(asked):
+            time.sleep(0.0005)
+        asked = still
+    return answered
+
+
+# --- what the log must show ---------------------------------------------------------
+
+
+def _at(r: Recorded) -> str:
+    return f"seq {r.seq} at {r.recorded_at.time()} {r.event}"
+
+
+def check_starts_follow_decisions(records: Sequence[Recorded]) -> None:
+    """Every start has a logged cause before it, and is no earlier than that cause said.
+
+    Causes: the service started, the database was discovered, a restart was scheduled
+    (not before ``delay``), or the mailbox gave up (not before ``retry_in``). Between two
+    starts there is at most one decision about a failure. Incarnations count up by one.
+    """
+    cause: dict[str, Recorded | None] = {}
+    due: dict[str, datetime | None] = {}
+    failure_decisions: dict[str, list[Recorded]] = {}
+    last_incarnation: dict[str, int] = {}
+    for r in records:
+        e = r.event
+        if isinstance(e, ServiceStarted):
+            for known in cause:
+                cause[known], due[known] = r, None
+            continue
+        db = db_of(r.stream)
+        if db is None:
+            continue
+        if isinstance(e, DatabaseDiscovered):
+            cause[db], due[db] = r, None
+        elif isinstance(e, RestartScheduled):
+            cause[db], due[db] = r, r.recorded_at + timedelta(seconds=e.delay)
+        elif isinstance(e, MailboxGaveUp):
+            cause[db], due[db] = r, r.recorded_at + timedelta(seconds=e.retry_in)
+        if isinstance(e, MailboxGaveUp) or (
+            isinstance(e, RestartScheduled) and e.cause in FAILURE_CAUSES
+        ):
+            decisions = failure_decisions.setdefault(db, [])
+            decisions.append(r)
+            assert len(decisions) == 1, (
+                f"{db}: one failure got {len(decisions)} decisions: "
+                + "; ".join(_at(d) for d in decisions)
+            )
+        if isinstance(e, MailboxStarted):
+            expected = last_incarnation.get(db, 0) + 1
+            assert e.incarnation == expected, f"{db}: {_at(r)}, expected incarnation {expected}"
+            last_incarnation[db] = e.incarnation
+            why = cause.get(db)
+            assert why is not None, f"{db}: {_at(r)} without a logged decision before it"
+            not_before = due.get(db)
+            assert not_before is None or r.recorded_at + TOLERANCE >= not_before, (
+                f"{db}: {_at(r)} earlier than its decision allowed: {_at(why)}"
+            )
+            cause[db], due[db] = None, None
+            failure_decisions[db] = []
+
+
+def check_every_end_is_logged(records: Sequence[Recorded]) -> None:
+    """Before a database's next start, or its loss, the log says how its mailbox ended.
+
+    An end is ``MailboxStopped`` (stopped on purpose), ``MailboxCrashed`` or
+    ``CheckInMissed`` (abandoned as hung) of that incarnation. A new process starts
+    with a clean slate (a killed process logs nothing).
+    """
+    running: dict[str, int] = {}
+    for r in records:
+        e = r.event
+        if isinstance(e, ServiceStarted):
+            running.clear()
+            continue
+        db = db_of(r.stream)
+        if db is None:
+            continue
+        if isinstance(e, MailboxStopped | MailboxCrashed | CheckInMissed):
+            if running.get(db) == e.incarnation:
+                del running[db]
+        elif isinstance(e, MailboxStarted | DatabaseLost):
+            assert db not in running, (
+                f"{db}: {_at(r)} while the log never said how incarnation {running[db]} ended"
+            )
+            if isinstance(e, MailboxStarted):
+                running[db] = e.incarnation
+
+
+def check_stale_incarnations_never_write(records: Sequence[Recorded]) -> None:
+    """Self-test results come only from the incarnation the log says is live."""
+    live: dict[str, int | None] = {}
+    for r in records:
+        db = db_of(r.stream)
+        if db is None:
+            continue
+        e = r.event
+        if isinstance(e, MailboxStarted):
+            live[db] = e.incarnation
+        elif isinstance(e, MailboxStopped | MailboxCrashed):
+            if live.get(db) == e.incarnation:
+                live[db] = None
+        elif isinstance(e, RestartScheduled | MailboxGaveUp | DatabaseLost):
+            live[db] = None
+        elif isinstance(e, SelfTestPassed | SelfTestFailed):
+            assert e.incarnation == live.get(db), (
+                f"{db}: stale write {_at(r)}; live incarnation then: {live.get(db)}"
+            )
+
+
+# --- the practice databases the command reader polls --------------------------------
+
+
+class PracticeFiles:
+    """One SQLite practice database per name in ``NAMES``, made once per test session."""
+
+    def __init__(self, folder: Path) -> None:
+        self.urls = {n: f"sqlite:///{folder / n}.db" for n in NAMES}
+        for name, url in self.urls.items():
+            init_practice_database(url, practice_name=name)
+        self.engines: dict[str, Engine] = {n: make_engine(u) for n, u in self.urls.items()}
+
+    def clear_commands(self) -> None:
+        for engine in self.engines.values():
+            with engine.begin() as conn:
+                conn.execute(delete(email_service_commands))
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def practice_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PracticeFiles]:
+    files = PracticeFiles(tmp_path_factory.mktemp("practices"))
+    yield files
+    files.close()
+
+
+# --- the machine --------------------------------------------------------------------
+
+
+def expected_served(listing: dict[str, Served], before: set[str]) -> set[str]:
+    """The databases a scan of ``listing`` leaves served (the supervisor's rule)."""
+    served = set()
+    for name, s in listing.items():
+        if s.error is not None:
+            if name in before:
+                served.add(name)
+        elif s.eligible:
+            served.add(name)
+    return served
+
+
+class SupervisionTree(RuleBasedStateMachine):
+    """Random crashes, hangs, commands, rescans and clock moves against one tree."""
+
+    files: ClassVar[PracticeFiles]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(policy=POLICY)
+        self.served: set[str] = set()  # what the supervisor should serve
+        self.watched: set[str] = set()  # what the command reader polls
+        self.lost: set[str] = set()  # served, then no longer, in this process
+        self.unreadable_at_start: set[str] = set()  # could not be opened when it started
+        self.reader: pykka.ActorRef[Any] | None = None
+        self.processes = 0
+        self.starting = False  # a process is starting: its first settle is under way
+        self.files.clear_commands()
+
+    # --- set-up and teardown ---------------------------------------------------------
+
+    @initialize(
+        initial=st.dictionaries(
+            st.sampled_from(NAMES),
+            st.sampled_from(["eligible", "eligible", "ineligible"]),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def start(self, initial: dict[str, str]) -> None:
+        for name, kind in initial.items():
+            self._list(name, kind)
+        self._start_process()
+
+    def teardown(self) -> None:
+        self.h.stop()
+
+    def _start_process(self) -> None:
+        self.starting = True
+        self.h.start()
+        self.processes += 1
+        assert self.h.supervisor is not None
+        deps = CommandReaderDeps(
+            self.h.clock, self.h.scheduler, POLL, self.h.supervisor, self.files.engines.__getitem__
+        )
+        self.reader = CommandReaderActor.start(deps)
+        self.watched = set()
+        self.lost = set()
+        self.unreadable_at_start = {n for n, d in self.h.databases.items() if d.error}
+        self.served = expected_served(self.h.databases, set())
+        self._settle()
+        self.starting = False
+
+    def _restart_process(self) -> None:
+        self.h.stop()
+        self.h.hanging.clear()
+        self.h.fatal.clear()
+        self._start_process()
+
+    def _settle(self) -> None:
+        settle(self.h)
+        if self.h.fatal:
+            # What the service manager does when the process exits non-zero.
+            assert all(BURST_MESSAGE in f for f in self.h.fatal), self.h.fatal
+            note(f"fatal: {self.h.fatal}; the process restarts")
+            if self.starting:
+                # Known bug, kept out so the machine can look for others (the process
+                # would restart for ever): see test_databases_that_crash_at_every_start_
+                # do_not_restart_the_process_forever. Mend the databases, then restart.
+                self.h.modes.clear()
+            self._restart_process()
+            return
+        assert self.reader is not None
+        if self.watched != self.served:
+            for name in sorted(self.served - self.watched):
+                self.reader.tell(Watch(name))
+            for name in sorted(self.watched - self.served):
+                self.reader.tell(Unwatch(name))
+            self.watched = set(self.served)
+            settle(self.h)
+
+    def _advance(self, seconds: float) -> None:
+        remaining = seconds
+        while remaining > 1e-9:
+            chunk = min(STEP, remaining)
+            self.h.scheduler.advance(chunk)
+            self._settle()
+            remaining -= chunk
+
+    def _list(self, name: str, kind: str) -> None:
+        if kind == "eligible":
+            self.h.add(name)
+        elif kind == "ineligible":
+            self.h.add(name, eligible=False, reason="not registered to this server")
+        elif kind == "unreadable":
+            self.h.databases[name] = Served(name, name, False, "", error="database is locked")
+        elif kind == "removed":
+            self.h.databases.pop(name, None)
+        elif kind == "renamed" and self.h.databases.pop(name, None) is not None:
+            self.h.add(f"{name} Training", eligible=False, reason="name contains 'training'")
+
+    def _would_block(self, name: str) -> bool:
+        """Say whether stopping ``name``'s mailbox would hold the supervisor up.
+
+        The supervisor waits 2 s for a held mailbox to stop (``supervisor_actor._stop``);
+        the machine leaves that case to ``test_a_restart_command_replaces_a_hung_mailbox``
+        and stays quick.
+        """
+        k = self._live(name)
+        return k is not None and f"{name}#{k}" in self.h.held
+
+    def _live(self, name: str) -> int | None:
+        live: dict[str, int | None] = self.h.ask("mailboxes")
+        return live.get(name)
+
+    def _has_live(self) -> bool:
+        live: dict[str, int | None] = self.h.ask("mailboxes")
+        return any(k is not None for k in live.values())
+
+    def _pick_live(self, data: st.DataObject) -> tuple[str, int]:
+        live: dict[str, int | None] = self.h.ask("mailboxes")
+        name = data.draw(st.sampled_from(sorted(n for n, k in live.items() if k is not None)))
+        k = live[name]
+        assert k is not None
+        return name, k
+
+    # --- rules -------------------------------------------------------------------------
+
+    @precondition(lambda self: self._has_live())
+    @rule(data=st.data())
+    def crash_live_mailbox(self, data: st.DataObject) -> None:
+        """The live incarnation's next self-test raises; the clock moves on to it."""
+        name, k = self._pick_live(data)
+        self.h.modes[f"{name}#{k}"] = "raise"
+        self._advance(CHECKIN)
+
+    @rule(name=st.sampled_from(NAMES), mode=st.sampled_from(["ok", "fail", "raise"]))
+    def set_database_mode(self, name: str, mode: str) -> None:
+        """Every incarnation's self-test passes, finds a fault, or raises (a crash loop)."""
+        self.h.modes[name] = mode
+
+    @precondition(lambda self: self._has_live())
+    @rule(data=st.data())
+    def hang_live_mailbox(self, data: st.DataObject) -> None:
+        """The live incarnation's next self-test blocks until released; the clock moves on
+        to it (the watchdog notices after ``HANG_AFTER`` more)."""
+        name, k = self._pick_live(data)
+        self.h.modes[f"{name}#{k}"] = "hold"
+        self._advance(CHECKIN)
+
+    @precondition(lambda self: bool(self.h.held))
+    @rule(pick=st.integers(0, 3), then=st.sampled_from(["ok", "fail", "raise"]))
+    def release_held_mailbox(self, pick: int, then: str) -> None:
+        """A held self-test wakes up late: it returns, finds a fault, or raises."""
+        keys = sorted(self.h.held)
+        if not keys:
+            return
+        key = keys[pick % len(keys)]
+        db, incarnation = key.rsplit("#", 1)
+        k = int(incarnation)
+        newest = max((e.incarnation for e in self.h.events(db, MailboxStarted)), default=0)
+        if then == "raise" and k == newest and self.h.registry.current(db) != k:
+            # Known bug, kept out so the machine can look for others: see
+            # test_a_hung_mailbox_that_crashes_later_gets_one_decision.
+            then = "ok"
+        self.h.modes.pop(key, None)
+        self.h.release(db, k, then)
+        self._settle()
+
+    @precondition(lambda self: bool(self.served))
+    @rule(data=st.data(), rows=st.integers(1, 3))
+    def restart_rows(self, data: st.DataObject, rows: int) -> None:
+        """Workstations insert restart rows at once: one restart, every row answered."""
+        name = data.draw(st.sampled_from(sorted(self.served)))
+        if self._would_block(name):
+            return
+        engine = self.files.engines[name]
+        before = len(self.h.events(name, RestartRequested))
+        processes = self.processes
+        ids = [commands_table.request_restart(engine, "RECEPTION") for _ in range(rows)]
+        for _ in range(3):
+            self._advance(POLL)
+            if all(commands_table.outcome_of(engine, i)[0] is not None for i in ids):
+                break
+        if self.processes != processes:
+            return  # the process restarted meanwhile (a crash burst): a new reader answers
+        outcomes = {commands_table.outcome_of(engine, i)[1] for i in ids}
+        assert len(outcomes) == 1, outcomes
+        assert None not in outcomes, outcomes
+        if rows > 1:
+            assert f"({rows} requests, one restart)" in str(outcomes)
+        requested = self.h.events(name, RestartRequested)[before:]
+        assert requested == [RestartRequested("workstation", "RECEPTION", ids[0])]
+
+    @precondition(lambda self: bool(self.served))
+    @rule(data=st.data(), count=st.integers(1, 3))
+    def restart_commands_at_once(self, data: st.DataObject, count: int) -> None:
+        """Restart commands from several polls or sources reach the supervisor together."""
+        name = data.draw(st.sampled_from(sorted(self.served)))
+        if self._would_block(name):
+            return
+        assert self.h.supervisor is not None
+        for n in range(count):
+            self.h.supervisor.tell(RestartCommand(name, "cli", "cli:admin", (1000 + n,)))
+        self._settle()
+
+    @rule(
+        name=st.sampled_from(NAMES),
+        kind=st.sampled_from(["eligible", "ineligible", "unreadable", "removed", "renamed"]),
+    )
+    def change_database_then_rescan(self, name: str, kind: str) -> None:
+        """The database server's listing changes; the supervisor rescans."""
+        if name in self.served and self._would_block(name):
+            return
+        before = dict(self.h.databases)
+        self._list(name, kind)
+        served = expected_served(self.h.databases, self.served)
+        if served & (self.lost | self.unreadable_at_start) - self.served:
+            # Known bugs, kept out so the machine can look for others: see
+            # test_a_database_served_again_continues_its_incarnation_numbers and
+            # test_a_database_unreadable_at_start_then_served_is_served_in_the_log.
+            self.h.databases.clear()
+            self.h.databases.update(before)
+            return
+        self.lost |= self.served - served
+        self.served = served
+        assert self.h.supervisor is not None
+        self.h.supervisor.tell(Rescan())
+        self._settle()
+
+    @rule()
+    def rescan_without_change(self) -> None:
+        """A rescan of an unchanged server appends no discovery events."""
+        kinds = (DatabaseDiscovered, DatabaseIgnored, DatabaseLost)
+        before = [r for r in read_all(self.h.store) if isinstance(r.event, kinds)]
+        assert self.h.supervisor is not None
+        self.h.supervisor.tell(Rescan())
+        self._settle()
+        after = [r for r in read_all(self.h.store) if isinstance(r.event, kinds)]
+        assert after == before
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.0, 4.0, 8.0, CHECKIN, HANG_AFTER + 20.0, 61.0]))
+    def advance_clock(self, seconds: float) -> None:
+        """Time passes: self-tests, backoffs, give-up retries, hang checks, rescans."""
+        self._advance(seconds)
+
+    @rule()
+    def restart_process(self) -> None:
+        """The whole process restarts on the same log (the service manager's job)."""
+        self._restart_process()
+
+    # --- invariants ----------------------------------------------------------------
+
+    @invariant()
+    def one_live_incarnation_per_database(self) -> None:
+        live: dict[str, int | None] = self.h.ask("mailboxes")
+        running: dict[str, list[int]] = {}
+        for db, n in running_mailboxes(self.h):
+            running.setdefault(db, []).append(n)
+        for db, ns in running.items():
+            assert len(ns) == 1, f"{db}: incarnations {ns} all running"
+            assert live.get(db) == ns[0], f"{db}: {ns[0]} runs, the supervisor has {live.get(db)}"
+        for db, k in live.items():
+            current = self.h.registry.current(db)
+            assert current == k, f"{db}: the fence has {current}, the supervisor {k}"
+
+    @invariant()
+    def every_served_database_has_a_mailbox_or_a_pending_restart(self) -> None:
+        live: dict[str, int | None] = self.h.ask("mailboxes")
+        assert set(live) == self.served, f"served {sorted(live)}, expected {sorted(self.served)}"
+        records = list(read_all(self.h.store))
+        tree = replay(records).tree
+        now = self.h.clock.now()
+        for db, k in live.items():
+            entry = tree.get(db)
+            assert entry is not None, f"{db}: not in the log's tree"
+            assert entry.served, f"{db}: the log does not serve it: {entry}"
+            assert entry.mailbox_incarnation == k, (
+                f"{db}: the log says {entry.mailbox_incarnation} ({entry.why_no_mailbox}), "
+                f"the supervisor {k}"
+            )
+            if k is not None:
+                continue
+            decision = next(
+                r
+                for r in reversed(records)
+                if r.stream == f"db:{db}" and isinstance(r.event, RestartScheduled | MailboxGaveUp)
+            )
+            assert entry.why_no_mailbox.startswith(("restart", "gave up")), (
+                f"{db}: no mailbox and no pending decision: {entry.why_no_mailbox}"
+            )
+            e = decision.event
+            assert isinstance(e, RestartScheduled | MailboxGaveUp)
+            wait = e.delay if isinstance(e, RestartScheduled) else e.retry_in
+            overdue = now - decision.recorded_at - timedelta(seconds=wait + SLACK)
+            assert overdue < timedelta(0), f"{db}: {_at(decision)} not acted on by {now.time()}"
+        for db, entry in tree.items():
+            if db not in live:
+                assert not entry.served, f"{db}: the log still serves it: {entry}"
+                assert entry.mailbox_incarnation is None, f"{db}: {entry}"
+                assert self.h.registry.current(db) is None, f"{db}: still fenced in"
+
+    @invariant()
+    def every_decision_is_logged_before_it_takes_effect(self) -> None:
+        records = list(read_all(self.h.store))
+        check_starts_follow_decisions(records)
+        check_every_end_is_logged(records)
+
+    @invariant()
+    def stale_incarnations_never_write(self) -> None:
+        check_stale_incarnations_never_write(list(read_all(self.h.store)))
+
+
+def test_the_supervision_tree_keeps_its_invariants(practice_files: PracticeFiles) -> None:
+    SupervisionTree.files = practice_files
+    run_state_machine_as_test(
+        SupervisionTree,
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=40,
+            deadline=None,
+            print_blob=True,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+# --- regression tests for what the machine found -------------------------------------
+
+
+@pytest.fixture
+def tree() -> Iterator[Harness]:
+    h = Harness()
+    yield h
+    h.stop()
+
+
+def _rescan(h: Harness) -> None:
+    assert h.supervisor is not None
+    h.supervisor.tell(Rescan())
+    settle(h)
+
+
+@pytest.mark.xfail(strict=True, reason="_serve restarts numbering from the log as read at start")
+def test_a_database_served_again_continues_its_incarnation_numbers(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.add("Smile", eligible=False, reason="not registered to this server")
+    _rescan(tree)
+    tree.add("Smile")
+    _rescan(tree)
+    assert [e.incarnation for e in tree.events("Smile", MailboxStarted)] == [1, 2]
+
+
+@pytest.mark.xfail(strict=True, reason="a reused incarnation number lets the stale one write")
+def test_a_stale_incarnation_of_a_database_served_again_cannot_write(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.modes["Smile#1"] = "hold"
+    advance(tree, CHECKIN)  # incarnation 1 is held in its second self-test
+    tree.modes.pop("Smile#1")
+    tree.add("Smile", eligible=False, reason="not registered to this server")
+    _rescan(tree)  # incarnation 1 is abandoned, and left behind: it cannot be stopped
+    tree.add("Smile")
+    _rescan(tree)  # served again: a new mailbox starts and runs its first self-test
+    tree.release("Smile", 1)  # the abandoned thread wakes up and writes
+    settle(tree)
+    log = list(read_all(tree.store))
+    restarted = max(r.seq for r in log if isinstance(r.event, MailboxStarted))
+    after = [r.event for r in log if r.seq > restarted and isinstance(r.event, SelfTestPassed)]
+    assert len(after) == 1, f"only the new mailbox may write: {after}"
+
+
+@pytest.mark.xfail(strict=True, reason="_serve skips DatabaseDiscovered after DatabaseIgnored")
+def test_a_database_unreadable_at_start_then_served_is_served_in_the_log(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.stop()
+    tree.hanging.clear()
+    tree.databases["Smile"] = Served("Smile", "Smile", False, "", error="database is locked")
+    tree.start()  # a new process: the log says ignored, "cannot be opened"
+    tree.add("Smile")
+    _rescan(tree)
+    assert tree.ask("mailboxes") == {"Smile": 2}
+    assert replay(read_all(tree.store)).tree["Smile"].served
+
+
+def _advance_until(h: Harness, db: str, kind: type[Any], limit: float = 120.0) -> None:
+    """Advance the clock in settled steps until ``db``'s stream has a ``kind`` event."""
+    waited = 0.0
+    while not h.events(db, kind):
+        assert waited < limit, f"no {kind.__name__} for {db} within {limit} s"
+        advance(h, STEP)
+        waited += STEP
+
+
+@pytest.mark.xfail(strict=True, reason="_failed decides again for an incarnation that failed")
+def test_a_hung_mailbox_that_crashes_later_gets_one_decision() -> None:
+    # Backoffs long enough that the replacement is still pending when the thread wakes.
+    tree = Harness(policy=RestartPolicy(3, 60.0, 10.0, 80.0))
+    try:
+        tree.add("Smile")
+        tree.modes["Smile#1"] = "raise"
+        tree.start()  # incarnation 1 crashes at once; 2 replaces it without delay
+        tree.modes["Smile#2"] = "hold"
+        _advance_until(tree, "Smile", CheckInMissed)  # 2 hangs; its restart is 5 s away
+        tree.release("Smile", 2, "raise")  # the hung thread's socket times out: it crashes
+        settle(tree)
+        missed = tree.events("Smile", CheckInMissed)[0].incarnation
+        assert missed == 2
+        decided = [e for e in tree.events("Smile", RestartScheduled) if e.cause == "hung"]
+        assert len(decided) == 1
+        assert [e.cause for e in tree.events("Smile", RestartScheduled)] == ["crashed", "hung"]
+    finally:
+        tree.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="crash_burst fires again in every new process: no end")
+def test_databases_that_crash_at_every_start_do_not_restart_the_process_forever() -> None:
+    tree = Harness()
+    try:
+        for name in ("Smile", "Harbour", "Molar"):
+            tree.add(name)
+            tree.modes[name] = "raise"  # a broken set-up: crashes at every start
+        tree.add("Canine")  # healthy, and taken down with the process each time
+        tree.start()
+        settle(tree)
+        for _ in range(5):  # the service manager restarts the process
+            if not tree.fatal:
+                break
+            tree.stop()
+            tree.hanging.clear()
+            tree.fatal.clear()
+            tree.start()
+            settle(tree)
+        assert tree.fatal == []
+    finally:
+        tree.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="_failed builds GiveUp(0, ...) for a failed give-up retry")
+def test_a_repeated_give_up_says_how_many_restarts_it_counted(tree: Harness) -> None:
+    tree.add("Smile")
+    tree.modes["Smile"] = "raise"  # crashes at every start
+    tree.start()
+    advance(tree, 10.0)  # three restarts, a give-up, its retry after 8 s, a give-up again
+    gave_up = tree.events("Smile", MailboxGaveUp)
+    assert len(gave_up) == 2
+    assert [e.restarts for e in gave_up] == [3, 3]  # not "gave up after 0 restarts"
+
+
+def test_a_restart_command_replaces_a_hung_mailbox_and_refuses_its_late_writes(
+    tree: Harness,
+) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.modes["Smile#1"] = "hold"
+    advance(tree, CHECKIN)  # incarnation 1 is held in its second self-test
+    assert tree.supervisor is not None
+    tree.supervisor.tell(RestartCommand("Smile", "workstation", "RECEPTION", (7,)))
+    settle(tree)  # the supervisor waits 2 s for the held mailbox, then moves on
+    assert tree.ask("mailboxes") == {"Smile": 2}
+    passed = len(tree.events("Smile", SelfTestPassed))
+    tree.release("Smile", 1)  # wakes up late and tries to write
+    settle(tree)
+    assert len(tree.events("Smile", SelfTestPassed)) == passed
+    assert running_mailboxes(tree) == [("Smile", 2)]
+    check_stale_incarnations_never_write(list(read_all(tree.store)))
