@@ -3,8 +3,10 @@
 The first run claims this incarnation in the database's ``email_service_mailbox`` row
 (the practice-database side of the incarnation fence); every run then writes that
 fence row with a compare-and-swap that only the incarnation holding the fence passes:
-one statement that reads (the row, in its ``WHERE``) and writes. A database that does
-not answer is a diagnostic, not a crash; a fence that moved on raises
+one statement that reads (the row, in its ``WHERE``) and writes. With ``write=False`` it
+only claims: the fenced check-in written after the self-test is then the read and the
+write. A database that does not answer is a diagnostic, not a crash; a fence that moved
+on raises
 ``actors.fence.StaleIncarnationError`` (the mailbox stops).
 """
 
@@ -51,6 +53,8 @@ class DatabaseSelfTest:
         server_name: str,
         clock: Clock,
         engine: Callable[[], Engine] | None = None,
+        *,
+        write: bool = True,
     ) -> None:
         self._db = db
         self._url = url
@@ -60,6 +64,7 @@ class DatabaseSelfTest:
         self._shared = engine
         self._own: Engine | None = None
         self._claimed = False
+        self._write = write
 
     def _engine(self) -> Engine:
         if self._shared is not None:
@@ -76,7 +81,10 @@ class DatabaseSelfTest:
                     engine, self._incarnation, self._server_name, self._clock.now()
                 )
                 self._claimed = True
-            self._read_and_write(engine)
+            if self._write:
+                self._read_and_write(engine)
+            # write=False: the fenced check-in written after the rest of the self-test
+            # (actors.checkin_writer) is this database's read and write.
         except StaleIncarnationError as exc:
             raise StaleIncarnationError(exc.incarnation, exc.stored, self._db) from None
         except (SQLAlchemyError, practice_db.PracticeDbError, OSError) as exc:

@@ -126,8 +126,8 @@ class MailboxActor(PeriodicActor):
         d = self._deps
         context = WorkContext(self.db, self.incarnation, self._engine, self._append, d.clock)
         selftest = d.make_selftest(self.db, self.incarnation)
-        self._work = [SelfTestWork(selftest, context, d.checkin_seconds)]
-        self._work.extend(d.make_work(context))
+        steps = list(d.make_work(context))
+        self._work = [SelfTestWork(selftest, context, d.checkin_seconds, steps), *steps]
         self._due = [d.clock.monotonic()] * len(self._work)  # every step runs at once
 
     def tick(self) -> float | None:

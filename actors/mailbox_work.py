@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
-from actors.selftest import SelfTest
+from actors.selftest import SelfTest, SelfTestResult
 from events.clock import Clock
-from events.types import Event, SelfTestFailed, SelfTestPassed
+from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,25 @@ class Work(Protocol):
         ...
 
 
+@runtime_checkable
+class SelfTestPart(Protocol):
+    """A step that adds components to the self-test (the mail servers)."""
+
+    def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
+        """Check this step's components; return what was checked and what is wrong."""
+        ...
+
+
+@runtime_checkable
+class SelfTestReport(Protocol):
+    """A step told each self-test's result (the check-in writer)."""
+
+    def report(self, result: SelfTestResult) -> tuple[Diagnostic, ...]:
+        """Act on the result (write the check-in); return what went wrong doing so (the
+        database did not take the write); raise only for a fenced write."""
+        ...
+
+
 MakeWork = Callable[[WorkContext], Sequence[Work]]
 """Builds an incarnation's steps after its self-test (the mail steps)."""
 
@@ -74,13 +93,32 @@ class SelfTestWork:
     check-ins are a projection of these events (DESIGN decision 4).
     """
 
-    def __init__(self, selftest: SelfTest, context: WorkContext, every: float) -> None:
+    def __init__(
+        self,
+        selftest: SelfTest,
+        context: WorkContext,
+        every: float,
+        steps: Sequence[Work] = (),
+    ) -> None:
         self._selftest = selftest
         self._context = context
         self._every = every
+        self._parts = [s for s in steps if isinstance(s, SelfTestPart)]
+        self._reports = [s for s in steps if isinstance(s, SelfTestReport)]
 
     def run(self) -> float:
         result = self._selftest.run()
+        if not result.diagnostics:  # the database answers: check the rest
+            components, diagnostics = list(result.components), list(result.diagnostics)
+            for part in self._parts:
+                checked, found = part.check()
+                components.extend(checked)
+                diagnostics.extend(found)
+            result = SelfTestResult(tuple(components), tuple(diagnostics))
+        for report in self._reports:
+            found = report.report(result)
+            if found:
+                result = SelfTestResult(result.components, (*result.diagnostics, *found))
         incarnation = self._context.incarnation
         event: Event = (
             SelfTestFailed(incarnation, result.diagnostics)

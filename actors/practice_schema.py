@@ -111,6 +111,48 @@ def _utcnow_mssql(_element: utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
     return "SYSUTCDATETIME()"
 
 
+class utcnow_plus(FunctionElement[Any]):
+    """The database server's current UTC time plus a number of seconds (naive, like
+    ``utcnow``): ``next_checkin_due_at`` computed by the server in the same statement."""
+
+    type = DateTime()
+    inherit_cache = False  # the seconds are part of the rendered SQL
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = float(seconds)
+
+
+def _millis(element: utcnow_plus) -> int:
+    return round(element.seconds * 1000)
+
+
+@compiles(utcnow_plus)
+def _utcnow_plus_default(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"(CURRENT_TIMESTAMP + INTERVAL '{_millis(element)}' MILLISECOND)"
+
+
+@compiles(utcnow_plus, "sqlite")
+def _utcnow_plus_sqlite(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"(strftime('%Y-%m-%d %H:%M:%f000', 'now', '+{element.seconds:.3f} seconds'))"
+
+
+@compiles(utcnow_plus, "postgresql")
+def _utcnow_plus_postgresql(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') + INTERVAL '{_millis(element)} milliseconds')"
+
+
+@compiles(utcnow_plus, "mysql")
+@compiles(utcnow_plus, "mariadb")
+def _utcnow_plus_mysql(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"(UTC_TIMESTAMP(6) + INTERVAL {_millis(element) * 1000} MICROSECOND)"
+
+
+@compiles(utcnow_plus, "mssql")
+def _utcnow_plus_mssql(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return f"DATEADD(millisecond, {_millis(element)}, SYSUTCDATETIME())"
+
+
 # --- portable types --------------------------------------------------------------------
 
 # BIGINT identity everywhere except SQLite, where only INTEGER PRIMARY KEY autoincrements.

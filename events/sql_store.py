@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from events.clock import Clock, SystemClock
 from events.codec import DEFAULT_CODEC, Codec
 from events.errors import ConcurrencyError, StoreClosedError
+from events.latency import LatencyHistogram
 from events.recorded import RawRecord, Recorded, to_micros
 from events.store import ANY, PendingAppend
 from events.types import Event
@@ -140,6 +141,8 @@ class SqlEventStore:
         self._clock = clock or SystemClock()
         self._poll_interval = poll_interval
         self._commit_delay = commit_delay
+        self.latency = LatencyHistogram()
+        """Time from each append to its commit (``/metrics``)."""
         self._read_engine, self._write_engine = _make_engines(url)
         self._dialect = self._read_engine.dialect.name
         marks = ", ".join(_placeholders(self._read_engine.dialect.paramstyle, 6))
@@ -222,6 +225,9 @@ class SqlEventStore:
                     request.resolve(None, exc)
                 self._appended.notify_all()
             return
+        committed = time.monotonic()
+        for request, _ in done:
+            self.latency.observe(committed - request.queued_at)
         with self._appended:
             for request, result in done:
                 if isinstance(result, Exception):
@@ -280,6 +286,10 @@ class SqlEventStore:
         )
 
     # --- reading ---------------------------------------------------------------------
+
+    def append_latency(self) -> tuple[Mapping[float, int], float, int]:
+        """The append-to-commit histogram, as ``LatencyHistogram.snapshot``."""
+        return self.latency.snapshot()
 
     def stream_version(self, stream: str) -> int:
         with self._read_engine.connect() as conn:

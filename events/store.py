@@ -9,6 +9,7 @@ atomic. An append names the version it expects the stream to be at, or ``ANY``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -28,7 +29,17 @@ class PendingAppend:
     resolves a whole group commit at once and wakes waiters on one condition.
     """
 
-    __slots__ = ("_done", "_error", "_result", "_signal", "encoded", "events", "expected", "stream")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_result",
+        "_signal",
+        "encoded",
+        "events",
+        "expected",
+        "queued_at",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -43,6 +54,7 @@ class PendingAppend:
         self.events = events
         self.encoded = encoded
         self._signal = signal
+        self.queued_at = time.monotonic()
         self._done = False
         self._result: list[Recorded] = []
         self._error: BaseException | None = None

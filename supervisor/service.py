@@ -18,14 +18,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pykka
 
+from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
+from actors.checkin_writer import CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
 from actors.engines import EngineRegistry
 from actors.fence import IncarnationRegistry
+from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
+from actors.mail.work import MailDeps, MailWork, ProbeLimiter
+from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
@@ -34,6 +40,11 @@ from config import Settings
 from events.clock import SystemClock
 from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import discovery, exit_codes
+from supervisor.http.app import create_app
+from supervisor.http.metrics import MetricsView, ProcessGauges
+from supervisor.http.server import HttpError, HttpServer
+from supervisor.http.source import PracticeStatusSource
+from supervisor.local_zone import local_zone
 from supervisor.restart_policy import RestartPolicy
 from supervisor.sd_notify import Notifier
 from supervisor.supervisor_actor import Served, SupervisorActor, SupervisorDeps
@@ -103,6 +114,7 @@ class Tree:
     supervisor: pykka.ActorRef[Any]
     engines: EngineRegistry = field(default_factory=EngineRegistry)
     children: dict[str, pykka.ActorRef[Any]] = field(default_factory=dict)
+    gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
 
@@ -112,11 +124,14 @@ def start_tree(
     *,
     make_selftest: Callable[[str, int], SelfTest] | None = None,
     engines: EngineRegistry | None = None,
+    make_work: MakeWork | None = None,
 ) -> Tree:
     """Open the event log and start the supervisor (which starts everything else).
 
     ``make_selftest`` replaces the database self-test (the bench wraps the real one);
-    ``engines`` is the registry of shared engines to use (default: a new one).
+    ``engines`` is the registry of shared engines to use (default: a new one);
+    ``make_work`` replaces each mailbox's mail steps and check-ins (default: the real
+    ones, ``mail_work``).
     """
     ensure_sqlite_folder(settings.service.event_store)
     store = SqlEventStore(settings.service.event_store, commit_delay=COMMIT_DELAY_SECONDS)
@@ -137,6 +152,16 @@ def start_tree(
         fatal.append(reason)
         fatal_event.set()
 
+    gauges = ProcessGauges()
+    real_work = make_work is None
+    mail = MailDeps(
+        settings.mail,
+        settings.health.probe_seconds,
+        ProbeLimiter(),
+        local_zone(),
+        report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
+    )
+
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
             db,
@@ -145,7 +170,27 @@ def start_tree(
             settings.service.server_id,
             clock,
             engine=lambda: engines.get(db),
+            write=not real_work,  # with check-ins, the check-in is the write
         )
+
+    def default_work(context: WorkContext) -> Sequence[Work]:
+        db = context.db
+        work = MailWork(db, context.incarnation, context.engine, context.append, clock, mail)
+        writer = CheckInWriter(
+            context.engine,
+            server_name=settings.service.server_id,
+            service_version=SERVICE_VERSION,
+            interval_seconds=settings.health.checkin_seconds,
+            clock=clock,
+            url=engines.url(db),
+            on_written=lambda: gauges.checkin_written(db),
+        )
+        return [
+            MailCheck(work),
+            CheckInStep(writer, context.incarnation),
+            OutboxStep(work),
+            InboxStep(work),
+        ]
 
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
@@ -162,6 +207,18 @@ def start_tree(
         )
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
+        if real_work:
+            projector = CheckInProjectorDeps(
+                store,
+                clock,
+                scheduler,
+                settings.health.checkin_seconds,
+                engines.get,
+                settings.service.server_id,
+                SERVICE_VERSION,
+                on_written=gauges.checkin_written,
+            )
+            children["checkins"] = CheckInProjectorActor.start(projector)
         return children
 
     rng = random.Random()
@@ -182,9 +239,10 @@ def start_tree(
         on_fatal=on_fatal,
         start_children=start_children,
         engines=engines,
+        make_work=make_work or default_work,
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, engines, children, fatal, fatal_event)
+    return Tree(store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event)
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -218,7 +276,7 @@ def run_service(
     *,
     notifier: Notifier | None = None,
     stop: threading.Event | None = None,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[str], None] | None = None,
     install_signals: bool = True,
 ) -> int:
     """Run the service until stopped or failed; return the process's exit code."""
@@ -237,9 +295,15 @@ def run_service(
     if not tree_answers(tree):
         stop_tree(tree, "the tree did not start")
         return exit_codes.TREE_FAILED
+    try:
+        http = start_http(settings, tree)
+    except HttpError as exc:
+        log.critical("%s", exc)
+        stop_tree(tree, str(exc))
+        return exit_codes.CONFIG
     notifier.ready("serving")
     if on_ready is not None:
-        on_ready()
+        on_ready(http.url)
     interval = notifier.watchdog_interval or 5.0
     code = exit_codes.OK
     next_ping = time.monotonic()
@@ -257,5 +321,28 @@ def run_service(
         else:
             log.error("the supervision tree does not answer: no watchdog ping")
     notifier.stopping()
+    http.stop()
     stop_tree(tree, reason[0])
     return code
+
+
+def start_http(settings: Settings, tree: Tree) -> HttpServer:
+    """Start the status page and API on ``http.listen``; raise ``HttpError`` if it cannot."""
+    metrics = MetricsView(
+        tree.store,
+        tree.gauges,
+        tree_up=lambda: tree_answers(tree),
+        append_latency=tree.store.append_latency,
+    )
+    source = PracticeStatusSource(
+        settings.databases.server_url,
+        server_id=settings.service.server_id,
+        genuine_server_check=settings.service.genuine_server_check,
+        grace=timedelta(seconds=settings.health.grace_seconds),
+        tree_up=lambda: tree_answers(tree),
+        metrics_text=metrics.text,
+    )
+    server = HttpServer(create_app(source), settings.http.host, settings.http.port)
+    server.start()
+    log.info("status page at %s", server.url)
+    return server

@@ -122,6 +122,7 @@ def test_serve_stops_cleanly_on_sigterm_within_ten_seconds(tmp_path: Path) -> No
     config.write_text(
         f'[service]\nevent_store = "sqlite:///{tmp_path / "events.sqlite3"}"\n'
         f'[databases]\nserver_url = "sqlite:///{tmp_path / "practices"}"\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],

@@ -106,10 +106,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     sink = SmtpSink(folder / "sink", port)
     sink.start()
 
-    def ready() -> None:
+    def ready(page: str) -> None:
         print(
             f"\nThe Practice Email Service is running on {len(PRACTICES)} demo practice databases "
             f"in {folder / 'practices'}.\n"
+            f"Status page: {page}\n"
             f"SMTP sink: 127.0.0.1:{port} (received mail goes to {folder / 'sink'}).\n\n"
             "Try, in another terminal:\n"
             f"  .venv/bin/email-service --config {config} databases\n"

@@ -1,0 +1,131 @@
+"""Writes a database's check-in rows: what its self-test found, every check-in interval.
+
+The content is ``events.projections.checkin.checkin_of`` of the database's health, the
+same pure function for a live mailbox (its self-test's result) and for a crashed,
+restarting or given-up one (``actors.checkin_projector``). Times come from the database
+server's clock (the contract's rule), so a workstation with a wrong clock judges right.
+
+A live incarnation's check-in is fenced: it is one ``INSERT ... SELECT`` that copies
+nothing unless the fence row (``email_service_mailbox``) still holds the incarnation, so a
+plain check-in costs the practice database one write per interval and a replaced
+incarnation cannot write one. A check-in with diagnostic lines (a failure, a recovery)
+is one short transaction instead: fence check, check-in, lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, timedelta
+
+from sqlalchemy import Engine, insert, literal, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from actors import checkins_table, practice_db
+from actors.checkins_table import NewCheckIn
+from actors.practice_schema import SINGLE_ROW_ID, utcnow, utcnow_plus
+from actors.practice_schema import email_service_checkins as checkins
+from actors.practice_schema import email_service_mailbox as fence
+from events.clock import Clock
+from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
+from events.projections.health import DbHealth
+from supervisor.discovery import error_line
+
+
+class CheckInWriter:
+    """Check-ins for one database, remembering outages between them (for the recovery line)."""
+
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        *,
+        server_name: str,
+        service_version: str,
+        interval_seconds: float,
+        clock: Clock,
+        url: str = "",
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._server_name = server_name
+        self._version = service_version
+        self._interval = timedelta(seconds=interval_seconds)
+        self._clock = clock
+        self._url = url
+        self.last_error = ""
+        """Why the last write failed ("" when it did not), one line, passwords masked."""
+        self._on_written = on_written
+        self._memory = CheckInMemory()
+
+    def unreachable(self) -> None:
+        """Note that the database did not answer (no check-in can be written now)."""
+        if self._memory.unavailable_since is None:
+            since = self._clock.now().astimezone(UTC).replace(tzinfo=None)
+            self._memory = CheckInMemory(since)
+
+    def write(self, health: DbHealth, *, incarnation: int | None) -> bool:
+        """Write the check-in ``health`` calls for; return False when the database does not
+        answer (``last_error`` says how; the outage is remembered for the recovery line).
+
+        ``incarnation``: fence the write with it (raises ``StaleIncarnationError`` when a
+        newer one holds the database); None for the projector's unfenced check-ins.
+        """
+        try:
+            engine = self._engine()
+            guess = self._clock.now().astimezone(UTC).replace(tzinfo=None)
+            content, memory = checkin_of(health, self._memory, guess)
+            if incarnation is not None and not content.lines:
+                self._fenced_plain(engine, content, incarnation)
+            else:
+                with engine.connect() as conn:
+                    now = checkins_table.server_now(conn)
+                content, memory = checkin_of(health, self._memory, now)
+                self._with_lines(engine, content, incarnation)
+        except SQLAlchemyError as exc:
+            self.last_error = error_line(exc, self._url)
+            self.unreachable()
+            return False
+        self.last_error = ""
+        self._memory = memory
+        self._on_written()
+        return True
+
+    def _fenced_plain(self, engine: Engine, content: CheckInContent, incarnation: int) -> None:
+        # Both times from the server's clock, in the statement itself: no read first.
+        values = select(
+            utcnow(),
+            utcnow_plus(self._interval.total_seconds()),
+            literal(content.ok),
+            literal(content.summary),
+            literal(self._server_name),
+            literal(self._version),
+        ).where(fence.c.id == SINGLE_ROW_ID, fence.c.incarnation == incarnation)
+        statement = insert(checkins).from_select(
+            [
+                checkins.c.checked_in_at,
+                checkins.c.next_checkin_due_at,
+                checkins.c.ok,
+                checkins.c.summary,
+                checkins.c.server_name,
+                checkins.c.service_version,
+            ],
+            values,
+        )
+        with practice_db.one_statement(engine) as conn:
+            written = conn.execute(statement).rowcount
+        if written != 1:
+            with engine.begin() as conn:
+                practice_db.check_incarnation(conn, incarnation)  # raises when replaced
+
+    def _with_lines(self, engine: Engine, content: CheckInContent, incarnation: int | None) -> None:
+        new = NewCheckIn(
+            content.ok,
+            content.summary,
+            self._interval,
+            self._server_name,
+            self._version,
+            content.lines,
+        )
+        with engine.begin() as conn:
+            if incarnation is not None:
+                practice_db.check_incarnation(conn, incarnation)
+            checkins_table.write_checkin(conn, new)

@@ -1,0 +1,93 @@
+"""The mailbox's work steps built from one incarnation's ``MailWork`` and ``CheckInWriter``.
+
+Order matters (``actors.mailbox_work``): ``MailCheck`` adds the mail servers to the
+self-test, ``CheckInStep`` writes the check-in from its result, then ``OutboxStep`` and
+``InboxStep`` do the mail. The inbox waits in IDLE for at most ``IDLE_SLICE_SECONDS``
+and never past the outbox's next turn, so check-ins stay on time.
+"""
+
+from __future__ import annotations
+
+from actors.checkin_writer import CheckInWriter
+from actors.mail.work import MailWork
+from actors.selftest import SelfTestResult
+from events.projections.health import DbHealth, HealthStatus
+from events.types import Diagnostic
+
+IDLE_SLICE_SECONDS = 5.0
+"""The longest the inbox waits in IDLE before the mailbox looks at its other steps."""
+
+NEVER = 3600.0
+"""``run``'s answer for a step with nothing to do on its own (it acts in the self-test)."""
+
+
+class MailCheck:
+    """The self-test's mail part: SMTP, IMAP and SMS as the practice has them enabled."""
+
+    def __init__(self, mail: MailWork) -> None:
+        self._mail = mail
+
+    def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
+        return self._mail.check()
+
+    def run(self) -> float:
+        return NEVER
+
+    def close(self) -> None:
+        self._mail.close()
+
+
+class CheckInStep:
+    """Writes the check-in of each self-test, fenced by the incarnation."""
+
+    def __init__(self, writer: CheckInWriter, incarnation: int) -> None:
+        self._writer = writer
+        self._incarnation = incarnation
+
+    def report(self, result: SelfTestResult) -> tuple[Diagnostic, ...]:
+        if any(d.component == "database" for d in result.diagnostics):
+            self._writer.unreachable()
+            return ()
+        health = (
+            DbHealth(HealthStatus.FAILING, last_failure=result.diagnostics)
+            if result.diagnostics
+            else DbHealth(HealthStatus.RUNNING)
+        )
+        if self._writer.write(health, incarnation=self._incarnation):
+            return ()
+        message = f"the practice database does not answer: {self._writer.last_error}"
+        return (Diagnostic("database", "error", message),)
+
+    def run(self) -> float:
+        return NEVER
+
+    def close(self) -> None:
+        pass
+
+
+class OutboxStep:
+    """Sends what is due, every ``mail.outbox_poll_seconds`` (at once while batches are full)."""
+
+    def __init__(self, mail: MailWork) -> None:
+        self._mail = mail
+
+    def run(self) -> float:
+        return self._mail.run_outbox()
+
+    def close(self) -> None:
+        pass
+
+
+class InboxStep:
+    """Imports new mail; with IDLE it waits for news in slices between the other steps."""
+
+    def __init__(self, mail: MailWork) -> None:
+        self._mail = mail
+
+    def run(self) -> float:
+        wait = min(IDLE_SLICE_SECONDS, self._mail.outbox_due_in())
+        again = self._mail.run_inbox(wait)
+        return NEVER if again is None else again
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,361 @@
+"""A mailbox's mail work, as steps of its incarnation: settings, outbox, inbox, probes.
+
+``MailWork`` is built once per incarnation (in the mailbox's first message) and runs in the
+mailbox's thread. It holds:
+
+- the practice's ``EmailSettings``, read from ``email_settings`` at each check-in (a change
+  made by the wizard or the practice software takes effect within one check-in);
+- the ``Outbox`` (every ``mail.outbox_poll_seconds``, and again at once while a batch was
+  full), with an SMTP sender and the SMS sender its settings call for;
+- the ``Inbox`` when ``imap_enabled`` (it waits in IDLE for at most the time the mailbox
+  gives it, so check-ins stay on time);
+- the mail part of the self-test: each enabled component is checked on the probe policy
+  (``actors.mail.probe_policy``): real traffic that succeeded counts as a pass, a probe
+  connects at most once a minute per provider (``ProbeLimiter``, shared by the process).
+
+Faults it can name become diagnostics in the self-test's result (and so ``SelfTestFailed``
+events and failed check-ins); only a bug raises, and a raise crashes the mailbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from actors.mail import imap_session, smtp_transport
+from actors.mail.imap_session import ImapError
+from actors.mail.inbox import Inbox
+from actors.mail.outbox import Outbox
+from actors.mail.probe_policy import ProbeState, after_check, decide_probe
+from actors.mail.sender import Sender
+from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings
+from actors.mail.sms import SmsGatewayError, sms_sender_for
+from actors.mail.smtp_transport import SmtpSender
+from actors.practice_schema import email_messages
+from config import MailSettings
+from events.clock import Clock
+from events.types import Diagnostic, Event, MessageReceived, MessageSendFailed, MessageSent
+
+log = logging.getLogger(__name__)
+
+SETTINGS_EVERY = 30.0
+"""Seconds between reads of ``email_settings``: a change made by the wizard or the
+practice software takes effect within this long (at the next self-test after it)."""
+
+HELD_UNTIL_CORRECTED = "mail waits in the outbox until it is corrected"
+"""The end of ``Outbox.held`` when a setting (the send window) cannot be used: a fault."""
+
+
+class ProbeLimiter:
+    """When each provider (component, host, port) was last probed; shared by the process,
+    so a restarting mailbox never probes a provider more than once a minute."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str, int], datetime] = {}
+
+    def last(self, key: tuple[str, str, int]) -> datetime | None:
+        """When ``key`` was last connected to, or None."""
+        with self._lock:
+            return self._last.get(key)
+
+    def connected(self, key: tuple[str, str, int], at: datetime) -> None:
+        """Record a probe connection to ``key`` at ``at``."""
+        with self._lock:
+            self._last[key] = at
+
+
+@dataclass
+class _Component:
+    """One checked component's probe state, last outcome and traffic."""
+
+    state: ProbeState = field(default_factory=ProbeState)
+    reason: str = ""  # why the last check failed ("" when it passed)
+    traffic_ok_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MailDeps:
+    """What the service gives every incarnation's mail work."""
+
+    mail: MailSettings
+    probe_seconds: float
+    limiter: ProbeLimiter
+    local_zone: tzinfo
+    report_depth: Callable[[str, int], None] = lambda _db, _n: None
+
+
+class MailWork:
+    """The outbox, the inbox and the mail self-test of one incarnation."""
+
+    def __init__(
+        self,
+        db: str,
+        incarnation: int,
+        engine: Callable[[], Engine],
+        append: Callable[[Sequence[Event]], None],
+        clock: Clock,
+        deps: MailDeps,
+    ) -> None:
+        self._db = db
+        self._incarnation = incarnation
+        self._engine = engine
+        self._append = append
+        self._clock = clock
+        self._deps = deps
+        self._settings: EmailSettings | None = None
+        self._settings_error = ""
+        self._outbox: Outbox | None = None
+        self._senders: dict[str, Sender] = {}
+        self._sms_error = ""
+        self._recovered = False
+        self._inbox: Inbox | None = None
+        self._inbox_error = ""
+        self._inbox_retry_at = 0.0
+        self._next_outbox = 0.0
+        self._components: dict[str, _Component] = {}
+        self._settings_read_at: float | None = None
+
+    # --- settings -----------------------------------------------------------------------
+
+    def refresh_settings(self) -> None:
+        """Read ``email_settings`` again; rebuild the senders and the inbox if it changed.
+
+        A database that does not answer keeps the settings as they were (the database's
+        own self-test reports it); a row that cannot be used is a diagnostic.
+        """
+        try:
+            with self._engine().connect() as conn:
+                settings = read_settings(conn)
+        except EmailSettingsError as exc:
+            self._settings_error = str(exc)
+            settings = None
+        except SQLAlchemyError:
+            return
+        else:
+            self._settings_error = ""
+        if settings == self._settings:
+            return
+        self._settings = settings
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._close_senders()
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
+        settings = self._settings
+        self._senders = {}
+        self._sms_error = ""
+        if settings is None:
+            return
+        timeout = self._deps.mail.io_timeout_seconds
+        email: Sender | None = None
+        if settings.smtp_configured:
+            email = SmtpSender(
+                settings, timeout=timeout, clock=self._clock, ca_file=self._deps.mail.ca_file
+            )
+            self._senders["email"] = email
+        try:
+            sms = sms_sender_for(settings, email, timeout, clock=self._clock)
+        except SmsGatewayError as exc:
+            self._sms_error = str(exc)
+        else:
+            if sms is not None:
+                self._senders["sms"] = sms
+        if self._outbox is None:
+            self._outbox = Outbox(
+                self._engine(),
+                self._incarnation,
+                settings,
+                self._deps.mail,
+                self._senders,
+                self._observe,
+                self._clock,
+                self._deps.local_zone,
+            )
+        else:
+            self._outbox.use_settings(settings, self._senders)
+        if settings.imap_enabled and settings.imap_host:
+            self._inbox = Inbox(
+                self._engine(),
+                self._incarnation,
+                settings,
+                self._deps.mail,
+                self._observe,
+                self._clock,
+            )
+        self._next_outbox = 0.0  # look at the outbox at once with the new settings
+
+    def _close_senders(self) -> None:
+        for sender in self._senders.values():
+            with contextlib.suppress(Exception):
+                sender.close()
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def run_outbox(self) -> float:
+        """Send what is due when the outbox's turn has come; return seconds to its next."""
+        now = self._clock.monotonic()
+        poll = self._deps.mail.outbox_poll_seconds
+        if self._outbox is None or now < self._next_outbox:
+            return max(0.0, self._next_outbox - now) if self._outbox is not None else poll
+        if not self._recovered:
+            self._outbox.recover()
+            self._recovered = True
+        batch = self._deps.mail.outbox_batch
+        full = self._outbox.send_due() >= batch
+        self._report_depth()
+        delay = 0.0 if full else poll
+        resume = self._outbox.resume_at
+        if not full and resume is not None:
+            until = (resume - self._clock.now()).total_seconds()
+            delay = max(0.0, min(poll, until)) if until > 0 else poll
+        self._next_outbox = now + delay
+        return delay
+
+    def outbox_due_in(self) -> float:
+        """Seconds until the outbox's next turn (0 when it is due)."""
+        return max(0.0, self._next_outbox - self._clock.monotonic())
+
+    def run_inbox(self, wait_seconds: float) -> float | None:
+        """Import new mail, waiting in IDLE up to ``wait_seconds``; return seconds until the
+        inbox wants to run again (0: at once), or None when incoming mail is off."""
+        if self._inbox is None:
+            return None
+        now = self._clock.monotonic()
+        if now < self._inbox_retry_at:
+            return self._inbox_retry_at - now
+        try:
+            self._inbox.poll(wait_seconds=wait_seconds)
+        except ImapError as exc:
+            self._inbox_error = str(exc)
+            self._traffic("imap", ok=False)
+            self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds
+            return self._deps.mail.inbox_poll_seconds
+        self._inbox_error = ""
+        self._traffic("imap", ok=True)
+        if self._inbox.waits_in_idle:
+            return 0.0  # back into IDLE at the next tick
+        self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds
+        return self._deps.mail.inbox_poll_seconds
+
+    def _report_depth(self) -> None:
+        try:
+            with self._engine().connect() as conn:
+                depth = conn.execute(
+                    select(func.count())
+                    .select_from(email_messages)
+                    .where(
+                        email_messages.c.folder == "outbox",
+                        email_messages.c.status.in_(("queued", "sending")),
+                    )
+                ).scalar_one()
+        except SQLAlchemyError:
+            return
+        self._deps.report_depth(self._db, int(depth))
+
+    # --- what traffic tells the self-test -----------------------------------------------
+
+    def _observe(self, events: Sequence[Event]) -> None:
+        self._append(events)
+        for event in events:
+            if isinstance(event, MessageSent):
+                self._traffic("smtp", ok=True)
+            elif isinstance(event, MessageReceived):
+                self._traffic("imap", ok=True)
+            elif isinstance(event, MessageSendFailed) and not event.permanent:
+                self._traffic("smtp", ok=False)
+
+    def _traffic(self, component: str, *, ok: bool) -> None:
+        c = self._components.setdefault(component, _Component())
+        if ok:
+            c.traffic_ok_at = self._clock.now().astimezone(UTC)
+        elif c.state.last_ok:
+            # Failed real traffic: probe again as soon as the provider allows, to say why.
+            c.state = ProbeState(c.state.last_check_at, last_ok=False)
+            c.reason = ""
+
+    # --- the self-test's mail part ------------------------------------------------------
+
+    def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
+        """Check each enabled component now if the probe policy says so; return what was
+        checked and what is wrong (the last known outcome for those not probed now)."""
+        now = self._clock.monotonic()
+        if self._settings_read_at is None or now - self._settings_read_at >= SETTINGS_EVERY:
+            self._settings_read_at = now
+            self.refresh_settings()
+        settings = self._settings
+        diagnostics: list[Diagnostic] = []
+        if self._settings_error:
+            diagnostics.append(Diagnostic("service", "error", self._settings_error))
+        if settings is None:
+            return (), tuple(diagnostics)
+        components: list[str] = []
+        if settings.smtp_configured:
+            components.append("smtp")
+            reason = self._checked("smtp", settings.smtp_host, settings.smtp_port, self._probe_smtp)
+            if reason:
+                diagnostics.append(Diagnostic("smtp", "error", reason))
+            held = self._outbox.held if self._outbox is not None else ""
+            if held.endswith(HELD_UNTIL_CORRECTED):  # a setting that cannot be used
+                diagnostics.append(Diagnostic("smtp", "error", held))
+        if settings.imap_enabled:
+            components.append("imap")
+            reason = self._checked("imap", settings.imap_host, settings.imap_port, self._probe_imap)
+            if reason:
+                diagnostics.append(Diagnostic("imap", "error", reason))
+        if settings.sms_enabled:
+            components.append("sms")
+            if self._sms_error:
+                diagnostics.append(Diagnostic("sms", "error", self._sms_error))
+        return tuple(components), tuple(diagnostics)
+
+    def _checked(self, component: str, host: str, port: int, probe: Callable[[], str]) -> str:
+        c = self._components.setdefault(component, _Component())
+        now = self._clock.now().astimezone(UTC)
+        key = (component, host.lower(), port)
+        action = decide_probe(
+            c.state,
+            now,
+            traffic_ok_at=c.traffic_ok_at,
+            last_connect_at=self._deps.limiter.last(key),
+            probe_seconds=self._deps.probe_seconds,
+        )
+        if action == "traffic":
+            c.state, c.reason = after_check(c.state, now, ok=True), ""
+        elif action == "probe":
+            self._deps.limiter.connected(key, now)
+            c.reason = probe()
+            c.state = after_check(c.state, now, ok=not c.reason)
+        elif c.state.last_ok is False and not c.reason:
+            c.reason = "the last attempt to use the server failed; checking again shortly"
+        return c.reason
+
+    def _probe_smtp(self) -> str:
+        assert self._settings is not None
+        mail = self._deps.mail
+        result = smtp_transport.probe(
+            self._settings, timeout=mail.io_timeout_seconds, ca_file=mail.ca_file
+        )
+        return "" if result.ok else result.reason
+
+    def _probe_imap(self) -> str:
+        assert self._settings is not None
+        if self._inbox is not None and self._inbox_error == "" and self._inbox.connected:
+            return ""  # a live IDLE connection counts
+        result = imap_session.probe(self._settings, self._deps.mail)
+        return "" if result.ok else result.reason
+
+    def close(self) -> None:
+        """Release the connections (never the shared engine)."""
+        self._close_senders()
+        if self._inbox is not None:
+            self._inbox.close()
