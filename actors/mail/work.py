@@ -53,20 +53,26 @@ HELD_UNTIL_CORRECTED = "mail waits in the outbox until it is corrected"
 """The end of ``Outbox.held`` when a setting (the send window) cannot be used: a fault."""
 
 
+ProbeKey = tuple[str, str, int, str]
+"""(component, host, port, user name): one practice's account at one provider."""
+
+
 class ProbeLimiter:
-    """When each provider (component, host, port) was last probed; shared by the process,
-    so a restarting mailbox never probes a provider more than once a minute."""
+    """When each practice's provider account was last probed; shared by the process, so a
+    restarting mailbox never probes its provider more than once a minute. Keyed by the
+    account too: two practices at one provider are two customers of it, each promised at
+    most one probe connection a minute."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: dict[tuple[str, str, int], datetime] = {}
+        self._last: dict[ProbeKey, datetime] = {}
 
-    def last(self, key: tuple[str, str, int]) -> datetime | None:
+    def last(self, key: ProbeKey) -> datetime | None:
         """When ``key`` was last connected to, or None."""
         with self._lock:
             return self._last.get(key)
 
-    def connected(self, key: tuple[str, str, int], at: datetime) -> None:
+    def connected(self, key: ProbeKey, at: datetime) -> None:
         """Record a probe connection to ``key`` at ``at``."""
         with self._lock:
             self._last[key] = at
@@ -301,7 +307,10 @@ class MailWork:
         components: list[str] = []
         if settings.smtp_configured:
             components.append("smtp")
-            reason = self._checked("smtp", settings.smtp_host, settings.smtp_port, self._probe_smtp)
+            reason = self._checked(
+                ("smtp", settings.smtp_host.lower(), settings.smtp_port, settings.smtp_username),
+                self._probe_smtp,
+            )
             if reason:
                 diagnostics.append(Diagnostic("smtp", "error", reason))
             held = self._outbox.held if self._outbox is not None else ""
@@ -309,7 +318,10 @@ class MailWork:
                 diagnostics.append(Diagnostic("smtp", "error", held))
         if settings.imap_enabled:
             components.append("imap")
-            reason = self._checked("imap", settings.imap_host, settings.imap_port, self._probe_imap)
+            reason = self._checked(
+                ("imap", settings.imap_host.lower(), settings.imap_port, settings.imap_username),
+                self._probe_imap,
+            )
             if reason:
                 diagnostics.append(Diagnostic("imap", "error", reason))
         if settings.sms_enabled:
@@ -318,10 +330,9 @@ class MailWork:
                 diagnostics.append(Diagnostic("sms", "error", self._sms_error))
         return tuple(components), tuple(diagnostics)
 
-    def _checked(self, component: str, host: str, port: int, probe: Callable[[], str]) -> str:
-        c = self._components.setdefault(component, _Component())
+    def _checked(self, key: ProbeKey, probe: Callable[[], str]) -> str:
+        c = self._components.setdefault(key[0], _Component())
         now = self._clock.now().astimezone(UTC)
-        key = (component, host.lower(), port)
         action = decide_probe(
             c.state,
             now,
