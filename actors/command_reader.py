@@ -57,6 +57,7 @@ class CommandReaderDeps:
     supervisor: pykka.ActorRef[Any]
     engine: Callable[[str], Engine]  # db -> its shared engine
     idle_poll_seconds: float | None = None  # the longest interval; None: poll_seconds
+    on_restart: Callable[[str], None] = lambda _db: None  # a person asked to restart ``db``
 
 
 def source_of(requested_by: str) -> str:
@@ -150,6 +151,7 @@ class CommandReaderActor(PeriodicActor):
         won = commands_table.claim(engine, [r.id for r in restarts], now, outcome)
         if won:
             first = next(r for r in restarts if r.id == won[0])
+            self._deps.on_restart(db)
             self._deps.supervisor.tell(
                 RestartCommand(db, source_of(first.requested_by), first.requested_by, tuple(won))
             )

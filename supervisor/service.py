@@ -154,10 +154,11 @@ def start_tree(
 
     gauges = ProcessGauges()
     real_work = make_work is None
+    limiter = ProbeLimiter()
     mail = MailDeps(
         settings.mail,
         settings.health.probe_seconds,
-        ProbeLimiter(),
+        limiter,
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
     )
@@ -204,6 +205,7 @@ def start_tree(
             ref,
             engines.get,
             command_idle_poll_seconds(settings),
+            on_restart=limiter.grant,
         )
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)

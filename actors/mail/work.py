@@ -66,6 +66,23 @@ class ProbeLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last: dict[ProbeKey, datetime] = {}
+        self._granted: set[str] = set()
+        self._reasons: dict[ProbeKey, str] = {}
+
+    def grant(self, db: str) -> None:
+        """A person asked to restart ``db`` (after fixing its settings, typically): its next
+        incarnation may probe once at once, even within the minute. Bounded by people's
+        requests, which coalesce; a crash loop gets no such grant."""
+        with self._lock:
+            self._granted.add(db)
+
+    def take_grant(self, db: str) -> bool:
+        """Use ``db``'s grant if it has one."""
+        with self._lock:
+            if db in self._granted:
+                self._granted.discard(db)
+                return True
+            return False
 
     def last(self, key: ProbeKey) -> datetime | None:
         """When ``key`` was last connected to, or None."""
@@ -76,6 +93,16 @@ class ProbeLimiter:
         """Record a probe connection to ``key`` at ``at``."""
         with self._lock:
             self._last[key] = at
+
+    def outcome(self, key: ProbeKey, reason: str) -> None:
+        """Record what the probe of ``key`` found ("" = it passed)."""
+        with self._lock:
+            self._reasons[key] = reason
+
+    def last_reason(self, key: ProbeKey) -> str | None:
+        """What the last probe of ``key`` found, or None if it was never probed."""
+        with self._lock:
+            return self._reasons.get(key)
 
 
 @dataclass
@@ -128,6 +155,7 @@ class MailWork:
         self._next_outbox = 0.0
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
+        self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
 
     # --- settings -----------------------------------------------------------------------
 
@@ -333,11 +361,14 @@ class MailWork:
     def _checked(self, key: ProbeKey, probe: Callable[[], str]) -> str:
         c = self._components.setdefault(key[0], _Component())
         now = self._clock.now().astimezone(UTC)
+        last_connect = self._deps.limiter.last(key)
+        if self._granted and c.state.last_ok is None:
+            last_connect = None  # a person's restart: check now, once
         action = decide_probe(
             c.state,
             now,
             traffic_ok_at=c.traffic_ok_at,
-            last_connect_at=self._deps.limiter.last(key),
+            last_connect_at=last_connect,
             probe_seconds=self._deps.probe_seconds,
         )
         if action == "traffic":
@@ -346,8 +377,13 @@ class MailWork:
             self._deps.limiter.connected(key, now)
             c.reason = probe()
             c.state = after_check(c.state, now, ok=not c.reason)
+            self._deps.limiter.outcome(key, c.reason)
         elif c.state.last_ok is False and not c.reason:
             c.reason = "the last attempt to use the server failed; checking again shortly"
+        elif c.state.last_ok is None:
+            # Not checked yet in this incarnation and the provider was probed under a
+            # minute ago: say so rather than pass unchecked.
+            c.reason = self._deps.limiter.last_reason(key) or ""
         return c.reason
 
     def _probe_smtp(self) -> str:
