@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _EARLY = 1e-6  # a timer's float arithmetic may fire a hair before a step's due time
 
+FLUSH_TIMEOUT_SECONDS = 10.0
+"""How long ``flush`` waits for the log; longer means the log is stuck (a crash)."""
+
 TRACEBACK_LIMIT = 4000
 """Characters of traceback kept in ``MailboxCrashed`` (its tail: where it broke)."""
 
@@ -124,7 +127,9 @@ class MailboxActor(PeriodicActor):
 
     def setup(self) -> None:
         d = self._deps
-        context = WorkContext(self.db, self.incarnation, self._engine, self._append, d.clock)
+        context = WorkContext(
+            self.db, self.incarnation, self._engine, self._append, d.clock, self._flush
+        )
         selftest = d.make_selftest(self.db, self.incarnation)
         steps = list(d.make_work(context))
         self._work = [SelfTestWork(selftest, context, d.checkin_seconds, steps), *steps]
@@ -154,6 +159,12 @@ class MailboxActor(PeriodicActor):
 
     def _append(self, events: Sequence[Event]) -> None:
         self._appended.append(self._deps.registry.append(self.db, self.incarnation, events))
+
+    def _flush(self) -> None:
+        """Wait for this incarnation's appends to be committed (see ``WorkContext.flush``)."""
+        for pending in self._appended:
+            pending.result(timeout=FLUSH_TIMEOUT_SECONDS)  # raises its error: let it crash
+        self._appended = []
 
     def _confirm_appends(self) -> None:
         """Raise the error of an earlier append that failed; forget those committed."""

@@ -43,6 +43,12 @@ class WorkContext:
     mailbox checks each append's outcome at its next tick (a failed append crashes it).
     """
     clock: Clock
+    flush: Callable[[], None] = lambda: None
+    """Wait until every event this incarnation appended is committed (raises the error
+    of one that failed). For the few places where an action must not run before its
+    event is durable: the outbox resends an uncertain message only after the log holds
+    ``MessageDeliveryUncertain`` for it, so a kill can never leave an unrecorded
+    duplicate."""
 
 
 class Work(Protocol):

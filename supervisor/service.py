@@ -176,7 +176,9 @@ def start_tree(
 
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
-        work = MailWork(db, context.incarnation, context.engine, context.append, clock, mail)
+        work = MailWork(
+            db, context.incarnation, context.engine, context.append, clock, mail, context.flush
+        )
         writer = CheckInWriter(
             context.engine,
             server_name=settings.service.server_id,

@@ -41,7 +41,14 @@ from actors.mail.smtp_transport import SmtpSender
 from actors.practice_schema import email_messages
 from config import MailSettings
 from events.clock import Clock
-from events.types import Diagnostic, Event, MessageReceived, MessageSendFailed, MessageSent
+from events.types import (
+    Diagnostic,
+    Event,
+    MessageDeliveryUncertain,
+    MessageReceived,
+    MessageSendFailed,
+    MessageSent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +143,13 @@ class MailWork:
         append: Callable[[Sequence[Event]], None],
         clock: Clock,
         deps: MailDeps,
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._incarnation = incarnation
         self._engine = engine
         self._append = append
+        self._flush = flush
         self._clock = clock
         self._deps = deps
         self._settings: EmailSettings | None = None
@@ -242,7 +251,10 @@ class MailWork:
         if self._outbox is None or now < self._next_outbox:
             return max(0.0, self._next_outbox - now) if self._outbox is not None else poll
         if not self._recovered:
-            self._outbox.recover()
+            if self._outbox.recover():
+                # The log must hold MessageDeliveryUncertain before any resend: a kill
+                # between the two would leave a duplicate the log does not mark.
+                self._flush()
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         full = self._outbox.send_due() >= batch
@@ -300,6 +312,8 @@ class MailWork:
 
     def _observe(self, events: Sequence[Event]) -> None:
         self._append(events)
+        if any(isinstance(e, MessageDeliveryUncertain) for e in events):
+            self._flush()  # durable before the row can be resent (see run_outbox)
         for event in events:
             if isinstance(event, MessageSent):
                 self._traffic("smtp", ok=True)
