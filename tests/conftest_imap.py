@@ -81,7 +81,7 @@ def imap_settings(dovecot: Dovecot, imap_user: str) -> EmailSettings:
 
 
 @pytest.fixture
-def practice_engine(tmp_path: Path) -> Iterator[Engine]:
+def inbox_engine(tmp_path: Path) -> Iterator[Engine]:
     """A SQLite practice database, incarnation 1 claimed."""
     engine = new_practice_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
     try:

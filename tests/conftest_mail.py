@@ -73,7 +73,7 @@ def make_proxy() -> Iterator[Callable[[str, int], FaultProxy]]:
 
 
 @pytest.fixture
-def practice_engine(tmp_path: Path) -> Iterator[Engine]:
+def outbox_engine(tmp_path: Path) -> Iterator[Engine]:
     """A SQLite practice database with ``INCARNATION`` claimed."""
     engine = claimed_engine(f"sqlite:///{tmp_path / 'practice.db'}")
     yield engine

@@ -1,7 +1,8 @@
 """A real Dovecot IMAP server for tests, from a temporary configuration (NOTES.md, "Dovecot").
 
-``Dovecot(folder)`` writes a configuration under ``folder`` (users in passwd-files, mail in
-Maildirs, logs, runtime files), listens on free loopback ports and runs
+``Dovecot(folder)`` writes a configuration (users in passwd-files, mail in Maildirs, logs,
+runtime files) into a folder of its own in the system temp folder, ``root``, which
+``folder`` becomes a link to (see ``__init__`` for why), listens on free loopback ports and runs
 ``/usr/sbin/dovecot -F`` in its own process group. With ``certs`` (``tests.tls_certs``) it
 also serves implicit TLS on ``tls_port`` and STARTTLS on ``port``; without, plain IMAP only.
 ``idle_notify_seconds`` is how often it says "Still here" in IDLE.
@@ -15,6 +16,7 @@ skips.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -22,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from email import policy
@@ -67,7 +70,16 @@ class Dovecot:
     ) -> None:
         if not Path(DOVECOT).exists():
             raise DovecotError(f"{DOVECOT} is missing (apt-get install -y dovecot-imapd)")
-        self.root = folder
+        # Dovecot's own users (dovecot, nobody) must be able to reach every file. A
+        # folder under pytest's base temp folder is not enough: pytest makes that folder
+        # private (0700) again whenever another pytest session starts (other test runs on
+        # the machine), and logins then fail with "temporary authentication failure". So
+        # the files live in a folder of their own in the system temp folder, and
+        # ``folder`` is made a symbolic link to it (when it is new or empty).
+        self.root = Path(tempfile.mkdtemp(prefix="pes-dovecot-"))
+        os.chmod(self.root, 0o755)
+        atexit.register(self.remove)  # outside pytest's temp folder: nothing else cleans it
+        self.link = _link(folder, self.root)
         self.certs = certs
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -75,18 +87,13 @@ class Dovecot:
         self.idle_notify_seconds = idle_notify_seconds
         self.passwords: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
-        for sub in ("", "mail", "run", "state"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        path = folder
-        while path != path.parent:  # the mail user must reach the folder
-            if path.stat().st_mode & 0o055 != 0o055 and str(path).startswith("/tmp"):
-                os.chmod(path, 0o755)
-            path = path.parent
-        os.chmod(folder / "mail", 0o777)
-        self.config = folder / "dovecot.conf"
+        for sub in ("mail", "run", "state"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root / "mail", 0o777)
+        self.config = self.root / "dovecot.conf"
         # One passwd-file per user: Dovecot caches a file by its time stamp, so a file
         # rewritten within the same second would hide the new user.
-        self.passwd = folder / "users"
+        self.passwd = self.root / "users"
         self.passwd.mkdir(exist_ok=True)
         self.config.write_text(self._config_text())
 
@@ -100,6 +107,15 @@ class Dovecot:
             "listen = 127.0.0.1",
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
+            # Tests log in with wrong passwords on purpose: without these, Dovecot's
+            # penalty for failed logins from 127.0.0.1 (anvil's, up to 15 s, longer than
+            # the tests' timeouts) slows and fails the logins of the tests that follow.
+            "auth_failure_delay = 0",
+            "service anvil {",
+            "  unix_listener anvil-auth-penalty {",
+            "    mode = 0",
+            "  }",
+            "}",
             f"mail_location = maildir:{root}/mail/%u/Maildir",
             "first_valid_uid = 1",
             f"imap_idle_notify_interval = {self.idle_notify_seconds} secs",
@@ -253,9 +269,23 @@ class Dovecot:
         )
 
     def remove(self) -> None:
-        """Stop and delete the folder."""
+        """Stop and delete the folder (and the link to it)."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.link is not None and self.link.is_symlink():
+            self.link.unlink()
+
+
+def _link(folder: Path, target: Path) -> Path | None:
+    """Make ``folder`` (new, or an empty folder) a symbolic link to ``target``; return it,
+    or None when ``folder`` already holds something."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
+    if folder.exists() or folder.is_symlink():
+        return None
+    folder.symlink_to(target, target_is_directory=True)
+    return folder
 
 
 # --- helpers for tests of the inbox --------------------------------------------------

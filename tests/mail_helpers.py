@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, insert, select
+from sqlalchemy import Engine, RowMapping, insert, select, update
 
 from actors.mail.settings import EmailSettings
 from actors.practice_db import claim_incarnation, make_engine
-from actors.practice_schema import email_messages, init_practice_database, utcnow
+from actors.practice_schema import email_messages, email_settings, init_practice_database, utcnow
 from config.settings import MailSettings
 from events.types import Event
 from tests.smtp_servers import RecordingSmtpServer, SmtpSinkServer
@@ -89,6 +89,29 @@ def queue_row(engine: Engine, **values: Any) -> int:
         key = conn.execute(insert(email_messages).values(**row)).inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def queue_rows(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert queued outbox rows in one transaction, as the practice software queues them
+    (each a simple email, with ``queue_row``'s defaults, unless its values say otherwise)."""
+    if not rows:
+        return
+    base = {
+        "folder": "outbox",
+        "channel": "email",
+        "status": "queued",
+        "to_addrs": "patient@example.org",
+        "subject": "Your appointment",
+        "body_text": "See you on Monday at 9.",
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(email_messages), [{**base, **row} for row in rows])
+
+
+def write_email_settings(engine: Engine, **values: Any) -> None:
+    """Set columns of the practice's ``email_settings`` row, as the setup wizard saves them."""
+    with engine.begin() as conn:
+        conn.execute(update(email_settings).values(**values))
 
 
 def read_row(engine: Engine, row_id: int) -> RowMapping:

@@ -128,6 +128,30 @@ class _Handler:
         return reply or f"250 2.0.0 OK queued as {number}"
 
 
+class _PipeliningHandler(_Handler):
+    """The handler, offering PIPELINING (RFC 2920) in the EHLO reply: aiosmtpd reads
+    commands one line at a time, so commands sent as one group are answered in order."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        # What the client sent after MAIL and the server has not read yet: with a
+        # pipelined group, its RCPT and DATA lines are already waiting in the buffer.
+        waiting = bytes(getattr(server._reader, "_buffer", b""))
+        if b"DATA" in waiting.upper():
+            with self._owner.lock:
+                self._owner.pipelined_groups += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
 class _Controller(Controller):
     """aiosmtpd's controller, counting every connection the server accepts."""
 
@@ -146,6 +170,8 @@ class _Controller(Controller):
 class RecordingSmtpServer:
     """aiosmtpd on ``127.0.0.1:port`` recording what it accepts; see the module docstring.
 
+    ``pipelining`` makes it offer PIPELINING (aiosmtpd does not by itself; real servers
+    do) and count in ``pipelined_groups`` the envelopes that came as one group.
     ``users`` (login -> password) turns on AUTH PLAIN/LOGIN; a wrong password gets
     ``535 5.7.8 Authentication credentials invalid``. With ``security="none"`` AUTH is
     offered without TLS (a test server only).
@@ -156,6 +182,8 @@ class RecordingSmtpServer:
         security: Security = "none",
         certs: CertificateSet | None = None,
         users: Mapping[str, str] | None = None,
+        *,
+        pipelining: bool = False,
     ) -> None:
         if security != "none" and certs is None:
             raise ValueError(f"security {security!r} needs test certificates")
@@ -167,10 +195,11 @@ class RecordingSmtpServer:
         self.messages: list[ReceivedMessage] = []
         self.connections = 0
         self.data_commands = 0
+        self.pipelined_groups = 0  # MAIL commands that came with their RCPT and DATA
         self.lock = threading.Lock()
         self.sessions: list[SMTP] = []
         kwargs: dict[str, Any] = {
-            "handler": _Handler(self),
+            "handler": _PipeliningHandler(self) if pipelining else _Handler(self),
             "hostname": self.host,
             "port": self.port,
             "server_hostname": "smtp.test",

@@ -5,10 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
-from actors.mail.imap_session import ImapError, ImapSession, probe
+from actors.mail.imap_session import (
+    FetchedMessage,
+    ImapError,
+    ImapSession,
+    internaldate,
+    probe,
+    read_fetch_data,
+)
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
 from events.clock import SystemClock
@@ -194,3 +202,44 @@ def test_a_dead_session_refuses_further_use(
         session.uids_after(0)
     with pytest.raises(ImapError, match="lost earlier"):
         session.uids_after(0)
+
+
+# --- reading FETCH answers (pure) -----------------------------------------------------------
+
+
+def test_a_fetch_answer_is_read_by_uid_with_its_internaldate_in_utc() -> None:
+    data = [
+        (b'1 (UID 7 INTERNALDATE "05-Jan-2026 09:00:00 +0100" BODY[] {3}', b"abc"),
+        b")",
+        (b"2 (UID 9 BODY[] {2}", b"de"),
+        b' INTERNALDATE " 6-Jan-2026 23:30:00 -0200")',
+    ]
+    assert read_fetch_data(data) == {
+        7: FetchedMessage(7, b"abc", datetime(2026, 1, 5, 8, 0)),
+        9: FetchedMessage(9, b"de", datetime(2026, 1, 7, 1, 30)),
+    }
+
+
+def test_unsolicited_flag_updates_in_a_fetch_answer_are_dropped() -> None:
+    data = [b"3 (FLAGS (\\Seen))", (b"1 (UID 7 BODY[] {1}", b"x"), b")"]
+    assert list(read_fetch_data(data)) == [7]
+
+
+def test_an_unusual_fetch_answer_is_read_by_imapclient() -> None:
+    data = [(b"1 (BODY[] {1}", b"x"), b" UID 7 FLAGS (\\Seen))"]
+    assert read_fetch_data(data) == {7: FetchedMessage(7, b"x", None)}
+
+
+def test_an_internaldate_in_another_form_is_still_read() -> None:
+    assert internaldate(b"Mon, 05 Jan 2026 09:00:00 +0000") == datetime(2026, 1, 5, 9, 0)
+
+
+def test_fetching_ahead_gives_what_fetch_gives(
+    session: ImapSession, dovecot: Dovecot, imap_user: str
+) -> None:
+    uids = [
+        dovecot.append(imap_user, f"Subject: {i}\r\n\r\nbody {i}\r\n".encode()) for i in range(3)
+    ]
+    assert session.uids_after(0) == uids  # a command boundary: the session sees them
+    ahead = session.fetch_begin(uids[1:])
+    assert session.fetch_end(ahead) == session.fetch(uids[1:])

@@ -77,9 +77,9 @@ class Harness:
 
 @pytest.fixture
 def harness(
-    practice_engine: Engine, imap_settings: EmailSettings, mail_settings: MailSettings
+    inbox_engine: Engine, imap_settings: EmailSettings, mail_settings: MailSettings
 ) -> Iterator[Harness]:
-    made = Harness(practice_engine, imap_settings, mail_settings, FakeClock())
+    made = Harness(inbox_engine, imap_settings, mail_settings, FakeClock())
     try:
         yield made
     finally:
@@ -337,13 +337,13 @@ def test_a_message_that_kills_the_importer_k_times_is_parked(
 
 
 def test_idle_returns_early_with_new_mail(
-    practice_engine: Engine,
+    inbox_engine: Engine,
     dovecot: Dovecot,
     imap_user: str,
     imap_settings: EmailSettings,
     mail_settings: MailSettings,
 ) -> None:
-    harness = Harness(practice_engine, imap_settings, mail_settings, SystemClock())
+    harness = Harness(inbox_engine, imap_settings, mail_settings, SystemClock())
     inbox = harness.inbox()
     try:
         assert inbox.poll() == 0
@@ -423,3 +423,63 @@ def test_import_on_postgresql(
 @pytest.mark.mariadb
 def test_import_on_mariadb(dovecot: Dovecot, imap_user: str, mail_settings: MailSettings) -> None:
     _import_on(fresh_mariadb_database, dovecot, imap_user, mail_settings)
+
+
+# --- batches, fetched ahead -----------------------------------------------------------------
+
+
+def test_several_batches_are_imported_once_each_with_the_mark_after_each(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    uids = [dovecot.append(imap_user, make_message(f"m{i}")) for i in range(5)]
+    assert harness.inbox(batch_size=2).poll() == 5
+    assert [r.subject for r in harness.rows()] == ["m0", "m1", "m2", "m3", "m4"]
+    synced = [e.last_uid for e in _of(harness.events, InboxSynced)]
+    assert synced == [uids[1], uids[3], uids[4]]
+
+
+def test_delete_over_several_batches_empties_the_folder(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    harness.settings = replace(harness.settings, imap_after_import="delete")
+    for i in range(5):
+        dovecot.append(imap_user, make_message(f"d{i}"))
+    harness.inbox(batch_size=2).poll()
+    assert (len(harness.rows()), dovecot.uids(imap_user)) == (5, [])
+
+
+def _parser_that_dies_on(word: bytes) -> Callable[[bytes], ParsedMessage]:
+    def parse(raw: bytes) -> ParsedMessage:
+        if word in raw:
+            raise RuntimeError("the parser died")
+        return parse_message(raw)
+
+    return parse
+
+
+def test_the_next_batch_is_noted_pending_with_the_commit_of_the_one_before(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    uids = [dovecot.append(imap_user, make_message(f"n{i}", text=f"N{i}\n")) for i in range(4)]
+    with pytest.raises(RuntimeError):
+        harness.inbox(batch_size=2, parse=_parser_that_dies_on(b"N2")).poll()
+    with harness.engine.connect() as conn:
+        mark = conn.execute(select(email_service_inbox)).one()
+    assert (mark.last_uid, mark.pending_uid, mark.pending_attempts) == (uids[1], uids[2], 1)
+    assert harness.restart().poll() == 2
+    assert [r.subject for r in harness.rows()] == ["n0", "n1", "n2", "n3"]
+
+
+def test_it_says_whether_it_is_connected_and_waits_in_idle(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    inbox = harness.inbox()
+    before = (inbox.connected, inbox.waits_in_idle)
+    inbox.poll()
+    during = (inbox.connected, inbox.waits_in_idle)
+    inbox.close()
+    assert (before, during, (inbox.connected, inbox.waits_in_idle)) == (
+        (False, False),
+        (True, True),
+        (False, False),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import hashlib
 import random
 import re
 from datetime import UTC, datetime
@@ -252,3 +253,19 @@ def test_a_raw_message_without_one_gets_the_rows_message_id_first() -> None:
 )
 def test_raw_message_id(raw: bytes, expected: str | None) -> None:
     assert raw_message_id(raw) == expected
+
+
+def test_a_body_holding_the_boundary_is_still_built_correctly() -> None:
+    digest = hashlib.sha256(b"<m1@practice.example>").hexdigest()[:32]
+    text = f"--=_{digest}\nnot a boundary\n"
+    back = parsed(outgoing(body_text=text, body_html="<p>hi</p>"))
+    plain = back.get_body(("plain",))
+    assert plain is not None
+    assert _lines(plain.get_content()) == _lines(text)
+
+
+def test_long_lines_go_quoted_printable_and_come_back_whole() -> None:
+    text = "x" * 200 + " = é\n"
+    back = parsed(outgoing(body_text=text))
+    assert back["Content-Transfer-Encoding"] == "quoted-printable"
+    assert _lines(back.get_content()) == _lines(text)

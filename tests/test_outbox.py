@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, select, update
 
 from actors.fence import StaleIncarnationError
 from actors.mail import backoff
@@ -99,12 +99,12 @@ def leave_sending(engine: Engine, row_id: int, **values: Any) -> None:
 
 
 def test_a_queued_row_is_sent_and_filed_in_sent(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
-    outbox, log = outbox_for(practice_engine, settings_for(smtp_server), clock)
+    row_id = queue_row(outbox_engine)
+    outbox, log = outbox_for(outbox_engine, settings_for(smtp_server), clock)
     assert outbox.send_due() == 1
-    row = read_row(practice_engine, row_id)
+    row = read_row(outbox_engine, row_id)
     assert (row["folder"], row["status"], row["attempts"]) == ("sent", "sent", 1)
     assert row["sent_at"] is not None
     assert smtp_server.message_ids() == [row["message_id"]]
@@ -112,10 +112,10 @@ def test_a_queued_row_is_sent_and_filed_in_sent(
 
 
 def test_a_built_message_carries_the_practices_name_and_both_bodies(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    queue_row(practice_engine, cc_addrs="Nurse <nurse@example.org>", body_html="<p>See you</p>")
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
+    queue_row(outbox_engine, cc_addrs="Nurse <nurse@example.org>", body_html="<p>See you</p>")
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
     [received] = smtp_server.messages
     assert received.rcpt_tos == ("patient@example.org", "nurse@example.org")
     assert b"From: Smile Dental <reception@practice.example>" in received.content
@@ -123,63 +123,63 @@ def test_a_built_message_carries_the_practices_name_and_both_bodies(
 
 
 def test_a_batch_uses_one_connection(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
     for _ in range(5):
-        queue_row(practice_engine)
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
+        queue_row(outbox_engine)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
     assert (len(smtp_server.messages), smtp_server.connections) == (5, 1)
 
 
 def test_a_raw_message_goes_as_it_is_with_its_own_message_id(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
     raw = b"Message-ID: <own@lab.example>\r\nSubject: lab results\r\n\r\nAttached.\r\n"
-    row_id = queue_row(practice_engine, raw=raw)
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
-    assert read_row(practice_engine, row_id)["message_id"] == "<own@lab.example>"
+    row_id = queue_row(outbox_engine, raw=raw)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    assert read_row(outbox_engine, row_id)["message_id"] == "<own@lab.example>"
     assert smtp_server.messages[0].content == raw
 
 
 def test_a_raw_message_without_a_message_id_gets_the_rows(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, raw=b"Subject: lab results\r\n\r\nAttached.\r\n")
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
-    assert smtp_server.message_ids() == [read_row(practice_engine, row_id)["message_id"]]
+    row_id = queue_row(outbox_engine, raw=b"Subject: lab results\r\n\r\nAttached.\r\n")
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    assert smtp_server.message_ids() == [read_row(outbox_engine, row_id)["message_id"]]
 
 
 # --- replies ---------------------------------------------------------------------------
 
 
 def test_the_message_id_is_fixed_before_the_first_attempt(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
+    row_id = queue_row(outbox_engine)
     smtp_server.script.data_queue.append("451 4.3.0 try again later")
-    outbox = outbox_for(practice_engine, settings_for(smtp_server), clock)[0]
+    outbox = outbox_for(outbox_engine, settings_for(smtp_server), clock)[0]
     outbox.send_due()
-    fixed = read_row(practice_engine, row_id)["message_id"]
+    fixed = read_row(outbox_engine, row_id)["message_id"]
     outbox.send_due()
     assert fixed is not None
     assert smtp_server.message_ids() == [fixed]
 
 
 def test_a_4xx_retries_with_a_growing_next_attempt_at(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
+    row_id = queue_row(outbox_engine)
     smtp_server.script.data_for["patient@example.org"] = "451 4.3.0 try again later"
     outbox = outbox_for(
-        practice_engine, settings_for(smtp_server), clock, retry_delay=backoff.retry_delay
+        outbox_engine, settings_for(smtp_server), clock, retry_delay=backoff.retry_delay
     )[0]
     outbox.send_due()
-    after_first = db_now(practice_engine)
-    first = read_row(practice_engine, row_id)
-    make_due(practice_engine, row_id)
-    before_second = db_now(practice_engine)
+    after_first = db_now(outbox_engine)
+    first = read_row(outbox_engine, row_id)
+    make_due(outbox_engine, row_id)
+    before_second = db_now(outbox_engine)
     outbox.send_due()
-    second = read_row(practice_engine, row_id)
+    second = read_row(outbox_engine, row_id)
     assert (first["status"], second["status"], second["attempts"]) == ("queued", "queued", 2)
     # The first wait is at most 60 s (+25 % jitter) after it was set, the second at least 120 s.
     assert first["next_attempt_at"] - after_first <= timedelta(seconds=75)
@@ -188,24 +188,24 @@ def test_a_4xx_retries_with_a_growing_next_attempt_at(
 
 
 def test_a_row_retried_too_often_fails(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, attempts=backoff.MAX_ATTEMPTS - 1)
+    row_id = queue_row(outbox_engine, attempts=backoff.MAX_ATTEMPTS - 1)
     smtp_server.script.data_queue.append("451 4.3.0 try again later")
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
-    row = read_row(practice_engine, row_id)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    row = read_row(outbox_engine, row_id)
     assert row["status"] == "failed"
     assert row["last_error"].startswith(f"gave up after {backoff.MAX_ATTEMPTS} attempts")
 
 
 def test_a_5xx_fails_the_row_with_the_servers_words(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
+    row_id = queue_row(outbox_engine)
     smtp_server.script.data_queue.append("554 5.7.1 message rejected as spam")
-    outbox, log = outbox_for(practice_engine, settings_for(smtp_server), clock)
+    outbox, log = outbox_for(outbox_engine, settings_for(smtp_server), clock)
     outbox.send_due()
-    row = read_row(practice_engine, row_id)
+    row = read_row(outbox_engine, row_id)
     assert (row["folder"], row["status"]) == ("outbox", "failed")
     assert "554 5.7.1 message rejected as spam" in row["last_error"]
     [failed] = log.of(MessageSendFailed)
@@ -214,33 +214,33 @@ def test_a_5xx_fails_the_row_with_the_servers_words(
 
 
 def test_partly_refused_recipients_are_recorded(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, cc_addrs="gone@example.org; other@example.org")
+    row_id = queue_row(outbox_engine, cc_addrs="gone@example.org; other@example.org")
     smtp_server.script.rcpt["gone@example.org"] = "550 5.1.1 no such user"
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
-    row = read_row(practice_engine, row_id)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    row = read_row(outbox_engine, row_id)
     assert (row["status"], row["refused_recipients"]) == ("sent", "gone@example.org")
     assert smtp_server.messages[0].rcpt_tos == ("patient@example.org", "other@example.org")
 
 
 def test_a_row_with_a_bad_address_fails(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, to_addrs="patient at example dot org")
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
-    row = read_row(practice_engine, row_id)
+    row_id = queue_row(outbox_engine, to_addrs="patient at example dot org")
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    row = read_row(outbox_engine, row_id)
     assert row["status"] == "failed"
     assert "is not an email address" in row["last_error"]
 
 
 def test_events_never_carry_the_password(
-    practice_engine: Engine, make_smtp_server: MakeServer, clock: FakeClock
+    outbox_engine: Engine, make_smtp_server: MakeServer, clock: FakeClock
 ) -> None:
     server = make_smtp_server("none", {"reception": "right-Pa55"})
-    queue_row(practice_engine)
+    queue_row(outbox_engine)
     settings = settings_for(server, smtp_username="reception", smtp_password="wr0ng-Pa55")
-    outbox, log = outbox_for(practice_engine, settings, clock)
+    outbox, log = outbox_for(outbox_engine, settings, clock)
     outbox.send_due()
     assert log.events
     assert "wr0ng-Pa55" not in repr(log.events)
@@ -250,37 +250,37 @@ def test_events_never_carry_the_password(
 
 
 def test_a_lost_reply_is_uncertain_and_resent_with_the_same_message_id(
-    practice_engine: Engine,
+    outbox_engine: Engine,
     smtp_sink: SmtpSinkServer,
     smtp_server: RecordingSmtpServer,
     clock: FakeClock,
 ) -> None:
-    row_id = queue_row(practice_engine)
-    outbox, log = outbox_for(practice_engine, settings_for(smtp_sink), clock)
+    row_id = queue_row(outbox_engine)
+    outbox, log = outbox_for(outbox_engine, settings_for(smtp_sink), clock)
     outbox.send_due()
-    message_id = read_row(practice_engine, row_id)["message_id"]
+    message_id = read_row(outbox_engine, row_id)["message_id"]
     assert log.of(MessageDeliveryUncertain) == [
         MessageDeliveryUncertain(INCARNATION, row_id, message_id)
     ]
     # The sink kept it; the practice's next server is the recording one.
-    outbox_for(practice_engine, settings_for(smtp_server), clock)[0].send_due()
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
     assert smtp_sink.stored_message_ids() == smtp_server.message_ids() == [message_id]
 
 
 def test_a_cut_after_the_final_dot_gives_a_recorded_duplicate(
-    practice_engine: Engine,
+    outbox_engine: Engine,
     smtp_server: RecordingSmtpServer,
     make_proxy: MakeProxy,
     clock: FakeClock,
 ) -> None:
     proxy = make_proxy(smtp_server.host, smtp_server.port)
     proxy.cut_when(b"\r\n.\r\n")
-    row_id = queue_row(practice_engine)
-    outbox, log = outbox_for(practice_engine, smtp_settings(proxy.host, proxy.port), clock)
+    row_id = queue_row(outbox_engine)
+    outbox, log = outbox_for(outbox_engine, smtp_settings(proxy.host, proxy.port), clock)
     outbox.send_due()
     wait_until(lambda: len(smtp_server.messages) == 1, "the server to store the message")
     outbox.send_due()
-    row = read_row(practice_engine, row_id)
+    row = read_row(outbox_engine, row_id)
     assert row["status"] == "sent"
     assert smtp_server.message_ids() == [row["message_id"]] * 2
     assert [type(e) for e in log.events] == [
@@ -294,11 +294,11 @@ def test_a_cut_after_the_final_dot_gives_a_recorded_duplicate(
 
 
 def test_recovery_requeues_a_row_that_never_reached_the_server(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, message_id="<stuck@practice.example>")
-    leave_sending(practice_engine, row_id)
-    outbox, log = outbox_for(practice_engine, settings_for(smtp_server), clock)
+    row_id = queue_row(outbox_engine, message_id="<stuck@practice.example>")
+    leave_sending(outbox_engine, row_id)
+    outbox, log = outbox_for(outbox_engine, settings_for(smtp_server), clock)
     assert outbox.recover() == 1
     outbox.send_due()
     assert smtp_server.message_ids() == ["<stuck@practice.example>"]
@@ -306,11 +306,11 @@ def test_recovery_requeues_a_row_that_never_reached_the_server(
 
 
 def test_recovery_resends_a_row_that_may_have_reached_the_server(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, message_id="<wired@practice.example>")
-    leave_sending(practice_engine, row_id, wire_at=datetime(2026, 1, 5, 8, 59))
-    outbox, log = outbox_for(practice_engine, settings_for(smtp_server), clock)
+    row_id = queue_row(outbox_engine, message_id="<wired@practice.example>")
+    leave_sending(outbox_engine, row_id, wire_at=datetime(2026, 1, 5, 8, 59))
+    outbox, log = outbox_for(outbox_engine, settings_for(smtp_server), clock)
     outbox.recover()
     assert log.events == [MessageDeliveryUncertain(INCARNATION, row_id, "<wired@practice.example>")]
     outbox.send_due()
@@ -324,15 +324,15 @@ class _HoldingSender(SmtpSender):
 
 
 def test_recovery_fails_an_uncertain_row_whose_sender_does_not_resend(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, message_id="<wired@practice.example>")
-    leave_sending(practice_engine, row_id, wire_at=datetime(2026, 1, 5, 8, 59))
+    row_id = queue_row(outbox_engine, message_id="<wired@practice.example>")
+    leave_sending(outbox_engine, row_id, wire_at=datetime(2026, 1, 5, 8, 59))
     settings = settings_for(smtp_server)
     holding = _HoldingSender(settings, timeout=TIMEOUT, clock=clock)
-    outbox = outbox_for(practice_engine, settings, clock, senders={"email": holding})[0]
+    outbox = outbox_for(outbox_engine, settings, clock, senders={"email": holding})[0]
     outbox.recover()
-    row = read_row(practice_engine, row_id)
+    row = read_row(outbox_engine, row_id)
     assert (row["status"], row["last_error"]) == ("failed", UNCERTAIN_HELD)
 
 
@@ -340,14 +340,14 @@ def test_recovery_fails_an_uncertain_row_whose_sender_does_not_resend(
 
 
 def test_a_stale_incarnation_cannot_claim(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
-    claim_incarnation(practice_engine, INCARNATION + 1, "test-server", clock.now())
-    outbox = outbox_for(practice_engine, settings_for(smtp_server), clock)[0]
+    row_id = queue_row(outbox_engine)
+    claim_incarnation(outbox_engine, INCARNATION + 1, "test-server", clock.now())
+    outbox = outbox_for(outbox_engine, settings_for(smtp_server), clock)[0]
     with pytest.raises(StaleIncarnationError):
         outbox.send_due()
-    assert read_row(practice_engine, row_id)["status"] == "queued"
+    assert read_row(outbox_engine, row_id)["status"] == "queued"
 
 
 class _SupersededSender(SmtpSender):
@@ -363,82 +363,163 @@ class _SupersededSender(SmtpSender):
 
 
 def test_a_stale_incarnation_cannot_update_a_claimed_row(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
-    superseded = _SupersededSender(practice_engine, settings_for(smtp_server), clock)
+    row_id = queue_row(outbox_engine)
+    superseded = _SupersededSender(outbox_engine, settings_for(smtp_server), clock)
     outbox = outbox_for(
-        practice_engine, settings_for(smtp_server), clock, senders={"email": superseded}
+        outbox_engine, settings_for(smtp_server), clock, senders={"email": superseded}
     )[0]
     with pytest.raises(StaleIncarnationError):
         outbox.send_due()
-    row = read_row(practice_engine, row_id)
+    row = read_row(outbox_engine, row_id)
     assert (row["status"], row["wire_at"], smtp_server.messages) == ("sending", None, [])
+
+
+# --- one commit per message ----------------------------------------------------------------
+
+
+class _Watching(SmtpSender):
+    """A real SMTP sender that notes every row's status just before each final dot."""
+
+    def __init__(self, engine: Engine, settings: EmailSettings, clock: FakeClock) -> None:
+        super().__init__(settings, timeout=TIMEOUT, clock=clock)
+        self._engine = engine
+        self.seen: list[dict[int, str]] = []
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        def watched() -> None:
+            on_wire()
+            m = email_messages
+            with self._engine.connect() as conn:
+                self.seen.append(dict(conn.execute(select(m.c.id, m.c.status)).all()))
+
+        return super().send(message, watched)
+
+
+def test_a_row_is_stored_as_sent_before_the_next_rows_final_dot(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    first, second = queue_row(outbox_engine), queue_row(outbox_engine)
+    watching = _Watching(outbox_engine, settings_for(smtp_server), clock)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock, senders={"email": watching})[
+        0
+    ].send_due()
+    assert watching.seen == [
+        {first: "sending", second: "sending"},
+        {first: "sent", second: "sending"},
+    ]
+    assert read_row(outbox_engine, second)["status"] == "sent"
+
+
+def test_each_message_costs_one_commit(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    for _ in range(4):
+        queue_row(outbox_engine)
+    commits: list[object] = []
+    event.listen(outbox_engine, "commit", commits.append)
+    outbox_for(outbox_engine, settings_for(smtp_server), clock)[0].send_due()
+    # The due rows' read, the claims, one per message (its wire_at with the previous
+    # row's outcome), and the last row's outcome.
+    assert len(commits) == 1 + 1 + 4 + 1
+
+
+class _DiesOnTheSecond(SmtpSender):
+    """A real SMTP sender whose thread "dies" (a bug) when the second message comes."""
+
+    def __init__(self, settings: EmailSettings, clock: FakeClock) -> None:
+        super().__init__(settings, timeout=TIMEOUT, clock=clock)
+        self.calls = 0
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("the mailbox thread died")
+        return super().send(message, on_wire)
+
+
+def test_a_failure_mid_batch_still_stores_the_outcomes_already_answered(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    first, second = queue_row(outbox_engine), queue_row(outbox_engine)
+    dying = _DiesOnTheSecond(settings_for(smtp_server), clock)
+    outbox, log = outbox_for(
+        outbox_engine, settings_for(smtp_server), clock, senders={"email": dying}
+    )
+    with pytest.raises(RuntimeError):
+        outbox.send_due()
+    rows = [read_row(outbox_engine, first), read_row(outbox_engine, second)]
+    assert [(r["status"], r["wire_at"] is None) for r in rows] == [
+        ("sent", False),
+        ("sending", True),
+    ]
+    assert [e.row_id for e in log.events if isinstance(e, MessageSent)] == [first]
 
 
 # --- holding mail ------------------------------------------------------------------------
 
 
 def test_a_closed_send_window_sends_nothing_and_loses_nothing(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
+    row_id = queue_row(outbox_engine)
     settings = settings_for(smtp_server, send_window="Sat 08:00-12:00")
-    outbox = outbox_for(practice_engine, settings, clock)[0]
+    outbox = outbox_for(outbox_engine, settings, clock)[0]
     assert outbox.send_due() == 0
-    assert (smtp_server.connections, read_row(practice_engine, row_id)["status"]) == (0, "queued")
+    assert (smtp_server.connections, read_row(outbox_engine, row_id)["status"]) == (0, "queued")
     assert outbox.resume_at == datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
     clock.advance((outbox.resume_at - clock.now()).total_seconds())
     assert outbox.send_due() == 1
 
 
 def test_the_send_window_is_read_in_the_local_zone(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
     # 09:00 UTC on Monday 5 January 2026 is 10:00 in Berlin.
-    queue_row(practice_engine)
+    queue_row(outbox_engine)
     settings = settings_for(smtp_server, send_window="Mon 10:00-11:00")
-    outbox = outbox_for(practice_engine, settings, clock, zone=ZoneInfo("Europe/Berlin"))[0]
+    outbox = outbox_for(outbox_engine, settings, clock, zone=ZoneInfo("Europe/Berlin"))[0]
     assert outbox.send_due() == 1
 
 
 def test_a_bad_send_window_holds_mail_and_says_why(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine)
+    row_id = queue_row(outbox_engine)
     settings = settings_for(smtp_server, send_window="Mon-Fri 7-19")
-    outbox = outbox_for(practice_engine, settings, clock)[0]
+    outbox = outbox_for(outbox_engine, settings, clock)[0]
     assert outbox.send_due() == 0
     assert outbox.held.startswith("send_window 'Mon-Fri 7-19':")
-    assert read_row(practice_engine, row_id)["status"] == "queued"
+    assert read_row(outbox_engine, row_id)["status"] == "queued"
 
 
 def test_sending_turned_off_sends_nothing(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    queue_row(practice_engine)
-    outbox = outbox_for(practice_engine, settings_for(smtp_server, sending_enabled=False), clock)[0]
+    queue_row(outbox_engine)
+    outbox = outbox_for(outbox_engine, settings_for(smtp_server, sending_enabled=False), clock)[0]
     assert (outbox.send_due(), smtp_server.connections) == (0, 0)
 
 
 def test_the_throttle_lets_max_per_minute_through(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
     for _ in range(5):
-        queue_row(practice_engine)
-    outbox = outbox_for(practice_engine, settings_for(smtp_server, max_per_minute=2), clock)[0]
+        queue_row(outbox_engine)
+    outbox = outbox_for(outbox_engine, settings_for(smtp_server, max_per_minute=2), clock)[0]
     sent_now = [outbox.send_due(), outbox.send_due()]
     clock.advance(60)
     assert [*sent_now, outbox.send_due()] == [2, 0, 2]
 
 
 def test_rows_of_a_channel_without_a_sender_stay_queued(
-    practice_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
 ) -> None:
-    row_id = queue_row(practice_engine, channel="sms", to_addrs="+447911123456")
-    outbox = outbox_for(practice_engine, settings_for(smtp_server), clock)[0]
+    row_id = queue_row(outbox_engine, channel="sms", to_addrs="+447911123456")
+    outbox = outbox_for(outbox_engine, settings_for(smtp_server), clock)[0]
     assert outbox.send_due() == 0
-    assert read_row(practice_engine, row_id)["status"] == "queued"
+    assert read_row(outbox_engine, row_id)["status"] == "queued"
 
 
 # --- other databases ---------------------------------------------------------------------

@@ -364,3 +364,57 @@ def test_lines_starting_with_a_dot_arrive_intact(
 
 def test_dot_stuff_normalises_line_endings_and_doubles_leading_dots() -> None:
     assert dot_stuff(b"a\n.b\r.c\r\nd") == b"a\r\n..b\r\n..c\r\nd\r\n"
+
+
+# --- PIPELINING (RFC 2920) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipelining_server() -> Iterator[RecordingSmtpServer]:
+    """A recording server that offers PIPELINING."""
+    with RecordingSmtpServer(pipelining=True) as server:
+        yield server
+
+
+def test_the_envelope_goes_as_one_group_where_the_server_offers_pipelining(
+    pipelining_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    smtp = sender(settings_for(pipelining_server), clock)
+    outcomes = [smtp.send(outgoing(message_id=f"<m{i}@practice.example>"), Wire()) for i in (1, 2)]
+    smtp.close()
+    assert [o.kind for o in outcomes] == ["sent", "sent"]
+    assert pipelining_server.message_ids() == ["<m1@practice.example>", "<m2@practice.example>"]
+    assert pipelining_server.pipelined_groups == 2
+
+
+def test_pipelined_some_recipients_refused_sends_to_the_rest(
+    pipelining_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    pipelining_server.script.rcpt["gone@example.org"] = "550 5.1.1 no such user"
+    message = outgoing(cc_addrs=("gone@example.org",))
+    outcome = sender(settings_for(pipelining_server), clock).send(message, Wire())
+    assert (outcome.kind, outcome.refused) == ("sent", ("gone@example.org",))
+    assert pipelining_server.messages[0].rcpt_tos == ("patient@example.org",)
+
+
+def test_pipelined_every_recipient_refused_fails_and_the_connection_goes_on(
+    pipelining_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    pipelining_server.script.rcpt["gone@example.org"] = "550 5.1.1 no such user"
+    smtp = sender(settings_for(pipelining_server), clock)
+    wire = Wire()
+    refused = smtp.send(outgoing(to_addrs=("gone@example.org",)), wire)
+    after = smtp.send(outgoing(message_id="<m2@practice.example>"), Wire())
+    assert (refused.kind, wire.calls, after.kind) == ("failed", 0, "sent")
+    assert "550 5.1.1 no such user" in refused.detail
+    assert pipelining_server.message_ids() == ["<m2@practice.example>"]
+    assert pipelining_server.connections == 1
+
+
+def test_pipelined_a_4xx_at_the_final_dot_is_a_retry(
+    pipelining_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    pipelining_server.script.data_queue.append("451 4.3.0 try again later")
+    outcome = sender(settings_for(pipelining_server), clock).send(outgoing(), Wire())
+    assert outcome.kind == "retry"
+    assert "451 4.3.0 try again later" in outcome.detail

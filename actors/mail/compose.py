@@ -5,9 +5,11 @@
 - ``split_addresses(text)``: the row's ``to_addrs``/``cc_addrs`` (comma- or
   semicolon-separated, display names allowed, quoted names may hold either separator).
 - ``message_bytes(message, now)``: ``raw`` as it is when present (with the row's
-  Message-ID added if it has none), else a message built with ``email.message.EmailMessage``
-  from the fields: From, To, Cc, Subject, Date, Message-ID, a text part, an HTML part, or
-  ``multipart/alternative`` when there are both.
+  Message-ID added if it has none), else a message built from the fields: From, To, Cc,
+  Subject, Date, Message-ID, a text part, an HTML part, or ``multipart/alternative`` when
+  there are both. It is written out directly, with the headers and MIME structure
+  ``email.message.EmailMessage`` gives (which is ten times slower and remains the
+  fallback when a body happens to hold the boundary).
 - ``envelope(message)``: the envelope sender and recipients (to + cc, bare addresses).
 
 Header injection is impossible by construction: every control character in a subject or a
@@ -17,8 +19,11 @@ refused with ``ComposeError`` (a one-line reason naming the address).
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import email.utils
+import functools
+import hashlib
 import random as random_module
 import re
 from datetime import datetime
@@ -38,6 +43,10 @@ _DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 _FOLDED_COMMA = ",\r\n "
 _NAME_MAX = 200  # keeps an encoded name and its address well inside a 998-byte line
+_LINE_MAX = 78  # policy.SMTP's max_line_length: longer body lines are quoted-printable
+_DIRECT_SUBJECT_MAX = 66  # "Subject: " and this many characters fit a 78-character line
+_DIRECT_HEADER_MAX = 900
+_ENCODED_WORD_BYTES = 45  # base64 of 45 bytes is 60 characters: a 72-character encoded word
 
 
 class ComposeError(ValueError):
@@ -57,6 +66,7 @@ def make_message_id(domain: str, random: random_module.Random) -> str:
     return f"<{random.getrandbits(128):032x}@{clean}>"
 
 
+@functools.lru_cache(maxsize=256)
 def domain_of(address: str) -> str:
     """Return the domain of ``address`` (``"Name <a@b>"`` allowed), or "" if it has none."""
     _name, addr = email.utils.parseaddr(address)
@@ -190,6 +200,9 @@ def message_bytes(message: OutgoingMessage, now: datetime) -> bytes:
         )
         if entries
     )
+    direct = _built_directly(message, now)
+    if direct is not None:
+        return addresses + direct
     built = EmailMessage(policy=email.policy.SMTP)
     built["Subject"] = clean_header_text(message.subject)
     built["Date"] = email.utils.format_datetime(now)
@@ -202,6 +215,79 @@ def message_bytes(message: OutgoingMessage, now: datetime) -> bytes:
     else:
         built.set_content(message.body_text)
     return addresses + built.as_bytes()
+
+
+def _built_directly(message: OutgoingMessage, now: datetime) -> bytes | None:
+    """Return the message after its address headers, written out directly: the same
+    headers and MIME structure ``EmailMessage`` gives (text/plain, text/html or
+    multipart/alternative; utf-8; 7bit, 8bit, or quoted-printable for lines longer than
+    78 bytes), at a fraction of its cost. None when a body holds the chosen boundary."""
+    message_id = clean_header_text(message.message_id)
+    if not message_id.isascii() or len(message_id) > _DIRECT_HEADER_MAX:
+        return None
+    head = (
+        _subject_header(clean_header_text(message.subject))
+        + f"Date: {email.utils.format_datetime(now)}\r\nMessage-ID: {message_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+    ).encode("ascii")
+    if message.body_text and message.body_html:
+        text = _text_part("plain", message.body_text)
+        html = _text_part("html", message.body_html)
+        digest = hashlib.sha256(message_id.encode("ascii")).hexdigest()[:32]
+        boundary = f"=_{digest}"
+        if boundary.encode("ascii") in text or boundary.encode("ascii") in html:
+            return None
+        mark = f"--{boundary}\r\n".encode("ascii")
+        return (
+            head
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+            + mark
+            + text
+            + mark
+            + html
+            + f"--{boundary}--\r\n".encode("ascii")
+        )
+    if message.body_html:
+        return head + _text_part("html", message.body_html)
+    return head + _text_part("plain", message.body_text)
+
+
+def _subject_header(subject: str) -> str:
+    """The Subject header: as it is when it is short plain ASCII, else as RFC 2047
+    encoded words (UTF-8, base64) of at most 75 characters, one per folded line."""
+    if subject.isascii() and "=?" not in subject and len(subject) <= _DIRECT_SUBJECT_MAX:
+        return f"Subject: {subject}\r\n"
+    words: list[str] = []
+    chunk = bytearray()
+    for char in subject:
+        encoded = char.encode("utf-8", "replace")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
+            words.append(_encoded_word(bytes(chunk)))
+            chunk.clear()
+        chunk += encoded
+    if chunk:
+        words.append(_encoded_word(bytes(chunk)))
+    return "Subject: " + "\r\n ".join(words) + "\r\n"
+
+
+def _encoded_word(data: bytes) -> str:
+    return "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    """Headers and body of one text part, as ``EmailMessage.set_content`` would make them:
+    line breaks (CR, LF or CRLF) become CRLF, the body ends with one."""
+    lines = text.encode("utf-8", "surrogateescape").splitlines()
+    if max(map(len, lines), default=0) <= _LINE_MAX:
+        body = b"\r\n".join(lines) + b"\r\n"
+        cte = "7bit" if body.isascii() else "8bit"
+    else:
+        encoded = binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True)
+        body = encoded.replace(b"\n", b"\r\n")
+        cte = "quoted-printable"
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'
+    ).encode("ascii") + body
 
 
 def _address_header(field: str, entries: tuple[str, ...]) -> bytes:

@@ -4,9 +4,10 @@
 always verified against the system's store plus ``mail.ca_file``; every socket operation
 times out after ``mail.io_timeout_seconds``), logs in and selects ``imap_folder``. The
 session then lists new UIDs, fetches messages in batches with ``BODY.PEEK[]`` (so nothing
-is marked read), applies the after-import action (``keep``, ``delete``, ``move:FOLDER``)
-and waits for new mail: in IDLE where the server offers it, with a keep-alive check
-(``dead_after``), otherwise with one NOOP.
+is marked read; ``fetch_begin``/``fetch_end`` send a FETCH and read its answer later,
+so the server works while the caller does), applies the after-import action
+(``keep``, ``delete``, ``move:FOLDER``) and waits for new mail: in IDLE where the server
+offers it, with a keep-alive check (``dead_after``), otherwise with one NOOP.
 
 imapclient 4.x facts this relies on (``NOTES.md``): ``fetch`` takes explicit ids only;
 ``UID n:*`` always returns the last message, so UIDs are filtered here; ``select_folder``
@@ -24,16 +25,19 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import math
+import re
 import select
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import CapabilityError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
@@ -153,6 +157,82 @@ def ssl_context(mail: MailSettings) -> ssl.SSLContext:
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class PendingFetch:
+    """A FETCH sent by ``ImapSession.fetch_begin`` whose answer is still to be read."""
+
+    tag: Any  # imaplib's command tag; None when nothing was asked
+    uids: frozenset[int]
+
+
+_FETCH_HEAD = re.compile(rb"\d+ \((.*)BODY\[\] \{\d+\}", re.DOTALL)
+_FETCH_UID = re.compile(rb"(?:^|[ (])UID (\d+)")
+_FETCH_DATE = re.compile(rb'INTERNALDATE "([^"]*)"')
+_INTERNALDATE = re.compile(
+    rb"\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
+)
+_MONTHS = {
+    m: i + 1 for i, m in enumerate(b"jan feb mar apr may jun jul aug sep oct nov dec".split())
+}
+
+
+def internaldate(value: bytes) -> datetime | None:
+    """Return an IMAP INTERNALDATE (``05-Jan-2026 09:00:00 +0100``) as naive UTC; other
+    forms go through imapclient's own reader. None when it cannot be read."""
+    found = _INTERNALDATE.fullmatch(value)
+    if found is not None and found.group(2).lower() in _MONTHS:
+        day, month, year, hour, minute, second, sign, zh, zm = found.groups()
+        offset = timedelta(hours=int(zh), minutes=int(zm))
+        try:
+            local = datetime(
+                int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second)
+            )
+        except ValueError:
+            return None
+        return local - offset if sign == b"+" else local + offset
+    try:
+        return _naive_utc(parse_to_datetime(value, normalise=False))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def read_fetch_data(data: list[Any]) -> dict[int, FetchedMessage]:
+    """Turn imaplib's untagged FETCH data into messages by UID. The usual shape (one
+    literal, ``BODY[]`` last, ``UID`` and ``INTERNALDATE`` before it or after it) is read
+    directly; anything else goes through imapclient's response parser."""
+    out: dict[int, FetchedMessage] = {}
+    index = 0
+    while index < len(data):
+        item = data[index]
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):
+            head = _FETCH_HEAD.fullmatch(item[0])
+            tail = data[index + 1] if index + 1 < len(data) else b""
+            if head is None or not isinstance(tail, bytes) or not tail.rstrip().endswith(b")"):
+                return _read_fetch_data_slowly(data)
+            words = head.group(1) + b" " + tail
+            uid = _FETCH_UID.search(words)
+            if uid is None:
+                return _read_fetch_data_slowly(data)
+            date = _FETCH_DATE.search(words)
+            when = internaldate(date.group(1)) if date is not None else None
+            out[int(uid.group(1))] = FetchedMessage(int(uid.group(1)), item[1], when)
+            index += 2
+        elif isinstance(item, bytes) and b"BODY[]" not in item:
+            index += 1  # an unsolicited FETCH (flags of another message): not ours
+        else:
+            return _read_fetch_data_slowly(data)
+    return out
+
+
+def _read_fetch_data_slowly(data: list[Any]) -> dict[int, FetchedMessage]:
+    out: dict[int, FetchedMessage] = {}
+    for uid, fields in parse_fetch_response(data, False, True).items():
+        raw = fields.get(b"BODY[]")
+        if isinstance(uid, int) and isinstance(raw, bytes):
+            out[uid] = FetchedMessage(uid, raw, _naive_utc(fields.get(b"INTERNALDATE")))
+    return out
+
+
 class ImapSession:
     """A logged-in connection with the practice's folder selected. One thread at a time."""
 
@@ -174,6 +254,7 @@ class ImapSession:
         self.reidle_after = reidle_after
         self._last_heard = clock.monotonic()
         self._broken = False
+        self._outstanding: Any = None  # the tag of a FETCH sent and not yet read
 
     # --- opening and closing ------------------------------------------------------------
 
@@ -215,8 +296,9 @@ class ImapSession:
         )
 
     def close(self) -> None:
-        """Log out (or just drop the connection when it is broken). Never raises."""
-        if self._broken:
+        """Log out (or just drop the connection when it is broken or a FETCH is still
+        unread). Never raises."""
+        if self._broken or self._outstanding is not None:
             _shutdown(self._client)
             return
         try:
@@ -271,18 +353,36 @@ class ImapSession:
 
         A UID the server no longer has (expunged meanwhile) is simply absent.
         """
-        if not uids:
-            return []
+        return self.fetch_end(self.fetch_begin(uids))
+
+    def fetch_begin(self, uids: Sequence[int]) -> PendingFetch:
+        """Send ``UID FETCH uids (BODY.PEEK[] INTERNALDATE)`` without waiting for the
+        answer, so the server works on it while the caller does something else that does
+        not use this session; ``fetch_end`` must come before the session's next command.
+        """
+        wanted = frozenset(uids)
+        if not wanted:
+            return PendingFetch(None, wanted)
+        ids = ",".join(map(str, sorted(wanted)))
         with self._io():
-            self._client.normalise_times = False
-            answer = self._client.fetch(list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
-        out: list[FetchedMessage] = []
-        for uid in sorted(answer):
-            data = answer[uid]
-            raw = data.get(b"BODY[]")
-            if isinstance(raw, bytes):
-                out.append(FetchedMessage(uid, raw, _naive_utc(data.get(b"INTERNALDATE"))))
-        return out
+            tag = self._client._imap._command("UID", "FETCH", ids, "(BODY.PEEK[] INTERNALDATE)")
+        self._outstanding = tag
+        return PendingFetch(tag, wanted)
+
+    def fetch_end(self, pending: PendingFetch) -> list[FetchedMessage]:
+        """Read the answer to ``fetch_begin``: the messages of its UIDs, ascending (one
+        the server no longer has is absent; unsolicited FETCH responses are dropped)."""
+        if pending.tag is None:
+            return []
+        imap = self._client._imap
+        with self._io():
+            self._outstanding = None
+            typ, data = imap._command_complete("FETCH", pending.tag)
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"FETCH failed: {typ} {data!r}")
+            _typ, data = imap._untagged_response(typ, data, "FETCH")
+        found = read_fetch_data(data)
+        return [found[uid] for uid in sorted(found) if uid in pending.uids]
 
     # --- acting -------------------------------------------------------------------------
 

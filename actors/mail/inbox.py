@@ -12,6 +12,12 @@
 4. appends ``MessageReceived`` per row and ``InboxSynced`` for the batch;
 5. only then applies ``imap_after_import`` on the server.
 
+Steps 1 and 2 of the next batch overlap this one: its FETCH is sent before this batch is
+parsed and stored (the server reads and sends it meanwhile; it is read after this
+batch's commit), and its first UID is noted pending in this batch's transaction, so
+only a poll's first batch needs a commit of its own before it is parsed. The
+after-import action of a batch follows its commit, once the next FETCH has been read.
+
 So a crash before the commit imports the batch again (nothing was stored); a crash after
 it never imports it again. A crash between the commit and the after-import action leaves
 those messages on the server: the next session applies the action to every message at or
@@ -130,6 +136,18 @@ def new_rows(
     return keep, skipped
 
 
+def split_batches(uids: Sequence[int], one_by_one: int, size: int) -> list[list[int]]:
+    """Cut ``uids`` into batches of ``size``, the first ``one_by_one`` UIDs one at a time
+    (after an importer died mid-batch, to find the message that killed it)."""
+    batches: list[list[int]] = []
+    position = 0
+    while position < len(uids):
+        step = 1 if position < one_by_one else size
+        batches.append(list(uids[position : position + step]))
+        position += step
+    return batches
+
+
 def normal_address(address: str) -> str:
     """How addresses are compared with ``patients.email``: trimmed, lower case."""
     return address.strip().lower()
@@ -180,6 +198,7 @@ class Inbox:
         self._parse = parse
         self._open_session = open_session
         self._session: ImapSession | None = None
+        self._idle = False
         self._has_patients: bool | None = None
         self._folder = settings.imap_folder
 
@@ -199,6 +218,17 @@ class Inbox:
             self.close()
             raise
 
+    @property
+    def connected(self) -> bool:
+        """Whether a session is open (the last ``poll`` left a working connection)."""
+        return self._session is not None
+
+    @property
+    def waits_in_idle(self) -> bool:
+        """Whether ``poll(wait_seconds)`` waits in IDLE (the open session's server offers
+        it): the caller may then poll again at once instead of after its own interval."""
+        return self._session is not None and self._idle
+
     def close(self) -> None:
         """Drop the IMAP session (the next ``poll`` reconnects). Never raises."""
         session, self._session = self._session, None
@@ -211,6 +241,7 @@ class Inbox:
         action = self._settings.imap_after_import
         session = self._open_session(self._settings, self._mail, self._clock, action == "keep")
         self._session = session
+        self._idle = session.idle_supported
         target = self._settings.after_import_folder
         if target is not None:
             session.ensure_folder(target)
@@ -260,28 +291,82 @@ class Inbox:
             )
         uids = session.uids_after(last)
         one_by_one = self._batch_size if died_importing(mark, validity, self._incarnation) else 0
+        batches = split_batches(uids, one_by_one, self._batch_size)
+        action = self._settings.imap_after_import
         imported = 0
-        position = 0
-        while position < len(uids):
-            size = 1 if position < one_by_one else self._batch_size
-            batch = uids[position : position + size]
-            imported += self._import_batch(session, validity, last, batch)
+        # The next batch's FETCH is sent before this batch is stored, so the server reads
+        # and sends it while the database works; the after-import action of a batch
+        # follows its commit, once the next FETCH has been read (one command at a time).
+        ahead = session.fetch_begin(batches[0]) if batches else None
+        done: list[int] = []
+        noted = False  # whether this batch's first UID was noted pending with the last one
+        for index, batch in enumerate(batches):
+            assert ahead is not None
+            fetched = session.fetch_end(ahead)
+            ahead = None
+            session.apply_after_import(done, action)
+            done = []
+            decision, attempts = (
+                ("try", 1) if noted else self._record_pending(validity, last, batch[0])
+            )
+            following = batches[index + 1] if index + 1 < len(batches) else None
+            noted = False
+            if decision == "park":
+                imported += self._park_batch(session, validity, last, batch, fetched, attempts)
+            else:
+                if following is not None:
+                    ahead = session.fetch_begin(following)
+                    noted = True
+                pending = following[0] if following is not None else None
+                count, done = self._store_batch(validity, last, batch, fetched, pending)
+                imported += count
+            if ahead is None and index + 1 < len(batches):
+                ahead = session.fetch_begin(batches[index + 1])
             last = batch[-1]
-            position += len(batch)
+        session.apply_after_import(done, action)
         return imported
 
     def _import_batch(
         self, session: ImapSession, validity: int, last: int, batch: Sequence[int]
     ) -> int:
+        """Fetch, note as pending, store and act on one batch, without fetching ahead."""
         fetched = session.fetch(batch)
         decision, attempts = self._record_pending(validity, last, batch[0])
         if decision == "park":
-            first = fetched[0] if fetched and fetched[0].uid == batch[0] else None
-            stored = self._park(session, validity, last, batch[0], first, attempts)
-            rest = [u for u in batch if u != batch[0]]
-            if rest:
-                stored += self._import_batch(session, validity, batch[0], rest)
-            return stored
+            return self._park_batch(session, validity, last, batch, fetched, attempts)
+        count, done = self._store_batch(validity, last, batch, fetched, None)
+        session.apply_after_import(done, self._settings.imap_after_import)
+        return count
+
+    def _park_batch(
+        self,
+        session: ImapSession,
+        validity: int,
+        last: int,
+        batch: Sequence[int],
+        fetched: Sequence[FetchedMessage],
+        attempts: int,
+    ) -> int:
+        """Park the batch's first UID, then import the rest of the batch."""
+        first = fetched[0] if fetched and fetched[0].uid == batch[0] else None
+        stored = self._park(session, validity, last, batch[0], first, attempts)
+        rest = [u for u in batch if u != batch[0]]
+        if rest:
+            stored += self._import_batch(session, validity, batch[0], rest)
+        return stored
+
+    def _store_batch(
+        self,
+        validity: int,
+        last: int,
+        batch: Sequence[int],
+        fetched: Sequence[FetchedMessage],
+        pending: int | None,
+    ) -> tuple[int, list[int]]:
+        """Parse and store a fetched batch and advance the mark in one fenced transaction
+        (noting ``pending``, the next batch's first UID, as pending in it); emit its
+        events. Returns the rows stored and the UIDs now due their after-import action
+        (stored or skipped as duplicates)."""
         parsed = [(message, self._parse(message.raw)) for message in fetched]
         links = self._patient_links([p.from_addr for _, p in parsed])
         received: list[Event] = []
@@ -302,7 +387,7 @@ class Inbox:
                     )
                     for m, p in rows
                 ]
-            self._advance(conn, validity, last, batch[-1])
+            self._advance(conn, validity, last, batch[-1], pending)
         if duplicates:
             log.info(
                 "%s: skipped %d message(s) whose Message-ID is already stored (UIDs %s)",
@@ -311,9 +396,7 @@ class Inbox:
                 ", ".join(map(str, duplicates[:20])),
             )
         self._emit([*received, InboxSynced(self._incarnation, validity, batch[-1])])
-        done = sorted([m.uid for m, _ in rows] + duplicates)
-        session.apply_after_import(done, self._settings.imap_after_import)
-        return len(rows)
+        return len(rows), sorted([m.uid for m, _ in rows] + duplicates)
 
     def _row(
         self,
@@ -466,9 +549,18 @@ class Inbox:
                 )
         return decision
 
-    def _advance(self, conn: Connection, validity: int, last: int, new_last: int) -> None:
-        """Move the mark from ``(validity, last)`` to ``new_last`` and clear the pending
-        UID; a compare-and-swap: exactly one row must change."""
+    def _advance(
+        self,
+        conn: Connection,
+        validity: int,
+        last: int,
+        new_last: int,
+        pending: int | None = None,
+    ) -> None:
+        """Move the mark from ``(validity, last)`` to ``new_last``; a compare-and-swap:
+        exactly one row must change. The pending UID is cleared, or set to ``pending``
+        (the next batch's first UID, one attempt, ours) so that the next batch needs no
+        commit of its own before it is parsed."""
         table = email_service_inbox
         changed = conn.execute(
             update(table)
@@ -480,8 +572,8 @@ class Inbox:
             .values(
                 last_uid=new_last,
                 incarnation=self._incarnation,
-                pending_uid=None,
-                pending_attempts=0,
+                pending_uid=pending,
+                pending_attempts=0 if pending is None else 1,
                 updated_at=_naive_utc(self._clock.now()),
             )
         ).rowcount

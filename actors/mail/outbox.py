@@ -15,6 +15,16 @@ before the point of no return -> ``sent`` (``folder='sent'``, ``sent_at``), back
 ``last_error``. Refused recipients of a partly accepted message go to
 ``refused_recipients``. Rows of a channel without a sender stay queued.
 
+One commit per message: a row's outcome is stored, after its reply, in the same fenced
+transaction that commits the next row's ``wire_at`` (or, for the batch's last row or
+when no ``on_wire`` follows, in one transaction at the end of the batch). So a crash
+between a reply and that commit leaves the answered row in ``sending`` with its
+``wire_at``: uncertain, resent with the same Message-ID; at most one row per crash is
+uncertain, as before. Where the database returns the rows an UPDATE changed (SQLite,
+PostgreSQL, SQL Server), a batch is claimed by one UPDATE whose WHERE holds each row's
+``status = 'queued'``, returning exactly the rows it swapped; elsewhere row by row. A
+batch uses one database connection, and its events are emitted once, at its end.
+
 Stored times (``wire_at``, ``sent_at``, ``next_attempt_at``) come from the database
 server's clock (``practice_schema.utcnow()``; ``next_attempt_at`` is the server's now plus
 the delay), so they compare with the practice software's times and "due" is judged by the
@@ -27,17 +37,20 @@ never reached the server (``wire_at`` NULL: back to ``queued``, no duplicate) or
 the channel's sender ``resend_uncertain``, else ``failed`` with a ``last_error`` saying it
 may have been delivered).
 
-Events are emitted after the transaction that made them true has committed.
+Events are emitted after the transaction that made them true has committed (the
+sending events of a batch together, when the batch ends or fails).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random as random_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, func, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, or_, select, update
 
 from actors.mail import backoff, compose
 from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
@@ -74,6 +87,65 @@ class _Claimed:
     channel: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Replied:
+    """A row whose sender has answered and whose outcome is not stored yet."""
+
+    message: OutgoingMessage
+    sender: Sender
+    outcome: SendOutcome
+
+
+_m = email_messages
+_OURS = (
+    _m.c.id == bindparam("b_id"),
+    _m.c.status == "sending",
+    _m.c.claimed_incarnation == bindparam("b_incarnation"),
+)
+# Built once: the hot path runs these with bound values only (SQLAlchemy caches the SQL).
+_WIRE = update(_m).where(*_OURS).values(wire_at=utcnow())
+_SENT = (
+    update(_m)
+    .where(*_OURS)
+    .values(
+        folder="sent",
+        status="sent",
+        sent_at=utcnow(),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=None,
+        last_error=bindparam("b_error"),
+        refused_recipients=bindparam("b_refused"),
+    )
+)
+_RETRY = (
+    update(_m)
+    .where(*_OURS)
+    .values(
+        status="queued",
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        wire_at=None,
+        last_error=bindparam("b_error"),
+    )
+)
+_FAILED = (
+    update(_m)
+    .where(*_OURS)
+    .values(
+        status="failed",
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=None,
+        last_error=bindparam("b_error"),
+        refused_recipients=bindparam("b_refused"),
+    )
+)
+_SET_MESSAGE_ID = (
+    update(_m)
+    .where(_m.c.id == bindparam("b_id"), _m.c.message_id.is_(None))
+    .values(message_id=bindparam("b_message_id"))
+)
+
+
 class Outbox:
     """Sends one practice database's due outbox rows; see the module docstring.
 
@@ -108,6 +180,8 @@ class Outbox:
         self._random = random or random_module.Random()
         self._retry_delay = retry_delay
         self._send_log = SendLog()
+        self._replied: list[_Replied] = []
+        self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
         self.held = ""
         """Why the outbox is holding mail right now ("" when it is not): read it for the
         self-test's diagnostics (sending off, a bad send window, outside the window,
@@ -193,17 +267,37 @@ class Outbox:
         limit = self._mail.outbox_batch if limit is None else limit
         allowed = self._allowed_now()
         count = min(limit, allowed)
+        if count <= 0:
+            return 0
         handled = 0
         used: set[str] = set()
-        try:
-            for claimed in self._claim(self._due_ids(count)):
-                used.add(claimed.channel)
-                handled += 1
-                self._deliver(claimed)
-                self._send_log = self._send_log.record(self._clock.monotonic())
-        finally:
-            for channel in used:
-                self._senders[channel].close()
+        # One connection for the batch (its transactions are short; none stays open
+        # while the mail server is waited for, except the commit of wire_at itself).
+        with self._engine.connect() as conn:
+            try:
+                for claimed in self._claim(conn, self._due_ids(conn, count)):
+                    used.add(claimed.channel)
+                    handled += 1
+                    self._deliver(conn, claimed)
+                self._store_replies(conn)
+            except BaseException:
+                # Store what was answered before the failure if the database still lets
+                # us; a row left unstored is settled by the next incarnation's recover().
+                with contextlib.suppress(Exception):
+                    if conn.in_transaction():
+                        conn.rollback()
+                    self._store_replies(conn)
+                with contextlib.suppress(Exception):
+                    self._emit_stored()
+                raise
+            finally:
+                for channel in used:
+                    self._senders[channel].close()
+        self._emit_stored()
+        if self._settings.max_per_minute > 0 and handled:
+            # Once per batch (the batch was already cut to the allowance); an unlimited
+            # practice keeps no log, which would grow with every message of the minute.
+            self._send_log = self._send_log.record(self._clock.monotonic(), handled)
         if 0 < allowed == handled < limit:
             self._hold_for_throttle()
         return handled
@@ -241,7 +335,7 @@ class Outbox:
             self.held = f"max_per_minute ({limit}) reached; the next message may go shortly"
             self.resume_at = self._clock.now() + timedelta(seconds=wait)
 
-    def _due_ids(self, count: int) -> list[int]:
+    def _due_ids(self, conn: Connection, count: int) -> list[int]:
         """Return up to ``count`` due rows of channels with a sender, oldest first.
 
         "Due" by the database server's clock. A row retried during this batch is not
@@ -261,40 +355,61 @@ class Outbox:
             .order_by(m.c.id)
             .limit(count)
         )
-        with self._engine.connect() as conn:
+        with conn.begin():
             return list(conn.execute(query).scalars())
 
-    def _claim(self, row_ids: Sequence[int]) -> list[_Claimed]:
-        """Claim each row by its own compare-and-swap (exactly one row changed), all in one
-        transaction under the fence; fix their Message-IDs in it too. Returns the rows
-        claimed, in order; a row someone else changed since it was read is left out.
+    def _claim(self, conn: Connection, row_ids: Sequence[int]) -> list[_Claimed]:
+        """Claim each row by compare-and-swap (``queued`` -> ``sending``; a row someone
+        else changed since it was read is left out), all in one transaction under the
+        fence, and fix their Message-IDs in it too. Returns the rows claimed, in order.
 
-        One transaction for the batch: the claims are durable before anything is sent, and
-        a crash leaves the unsent ones in ``sending`` without ``wire_at``, which
+        Where the database can return the rows an UPDATE changed (SQLite, PostgreSQL,
+        SQL Server), one UPDATE of the batch's ids with ``status = 'queued'`` in its WHERE
+        swaps each row on its own condition and returns exactly the rows it changed;
+        elsewhere (MySQL, MariaDB) each row gets its own UPDATE, checked for one row
+        changed. One transaction for the batch: the claims are durable before anything is
+        sent, and a crash leaves the unsent ones in ``sending`` without ``wire_at``, which
         ``recover`` puts back in the queue.
         """
         if not row_ids:
             return []
         m = email_messages
-        with self._engine.begin() as conn:
+        with conn.begin():
             check_incarnation(conn, self._incarnation)
-            ours: list[int] = []
-            for row_id in row_ids:
-                changed = conn.execute(
-                    update(m)
-                    .where(m.c.id == row_id, m.c.folder == "outbox", m.c.status == "queued")
-                    .values(status="sending", claimed_incarnation=self._incarnation, wire_at=None)
-                ).rowcount
-                if changed == 1:
-                    ours.append(row_id)
-            found = conn.execute(select(m).where(m.c.id.in_(ours))).all() if ours else []
-            rows = {row.id: row._mapping for row in found}
+            swap = (
+                update(m)
+                .where(m.c.folder == "outbox", m.c.status == "queued")
+                .values(status="sending", claimed_incarnation=self._incarnation, wire_at=None)
+            )
+            rows: dict[int, RowMapping] = {}
+            if conn.dialect.update_returning:
+                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*m.c)).all()
+                rows = {row.id: row._mapping for row in found}
+            else:
+                ours = [i for i in row_ids if conn.execute(swap.where(m.c.id == i)).rowcount == 1]
+                if ours:
+                    found = conn.execute(select(m).where(m.c.id.in_(ours))).all()
+                    rows = {row.id: row._mapping for row in found}
             claimed: list[_Claimed] = []
-            for row_id in ours:
-                row = rows[row_id]
-                message_id = row["message_id"] or self._fix_message_id(conn, row)
+            new_ids: list[dict[str, Any]] = []
+            for row_id in row_ids:
+                row = rows.get(row_id)
+                if row is None:
+                    continue
+                message_id = row["message_id"]
+                if message_id is None and row["raw"] is not None:
+                    message_id = self._fix_message_id(conn, row)
+                elif message_id is None:
+                    message_id = self._new_message_id(row)
+                    new_ids.append({"b_id": row_id, "b_message_id": message_id})
                 claimed.append(_Claimed(self._outgoing(row, message_id), row["channel"]))
+            if new_ids:
+                conn.execute(_SET_MESSAGE_ID, new_ids)
         return claimed
+
+    def _new_message_id(self, row: RowMapping) -> str:
+        domain = compose.domain_of(self._settings.from_address or row["from_addr"] or "")
+        return compose.make_message_id(domain, self._random)
 
     def _fix_message_id(self, conn: Connection, row: RowMapping) -> str:
         """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
@@ -309,8 +424,7 @@ class Outbox:
         ):
             message_id = None  # unusable or already another row's: raw still carries its own
         if message_id is None:
-            domain = compose.domain_of(self._settings.from_address or row["from_addr"] or "")
-            message_id = compose.make_message_id(domain, self._random)
+            message_id = self._new_message_id(row)
         conn.execute(
             update(m)
             .where(m.c.id == row["id"], m.c.message_id.is_(None))
@@ -341,35 +455,69 @@ class Outbox:
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{address}>'
 
-    def _deliver(self, claimed: _Claimed) -> None:
+    def _deliver(self, conn: Connection, claimed: _Claimed) -> None:
+        """Send one claimed row; its outcome is stored with the next commit (see
+        ``_on_wire``) or by ``_store_replies`` at the end of the batch."""
         message = claimed.message
         sender = self._senders[claimed.channel]
         try:
-            outcome = sender.send(message, lambda: self._on_wire(message.row_id))
+            outcome = sender.send(message, lambda: self._on_wire(conn, message.row_id))
         except RowTakenError:
             return
-        self._record(message, sender, outcome)
+        self._replied.append(_Replied(message, sender, outcome))
 
-    def _on_wire(self, row_id: int) -> None:
-        """Commit ``wire_at`` for a row we hold; raise ``RowTakenError`` if we no longer do."""
-        m = email_messages
-        with self._engine.begin() as conn:
+    def _on_wire(self, conn: Connection, row_id: int) -> None:
+        """Commit ``wire_at`` for a row we hold, together with the outcomes of the rows
+        answered since the last commit (usually the previous row's), in one transaction
+        under the fence (their events are emitted at the end of the batch). Raise
+        ``RowTakenError`` (after the commit) if the row is no longer ours.
+
+        So a message costs one commit: "row k sent" rides with "row k+1 on the wire".
+        Row k's outcome is still stored only after its reply, and a crash before this
+        commit leaves row k in ``sending`` with its own ``wire_at``: uncertain, resent
+        with the same Message-ID by the next incarnation (DESIGN decision 7).
+        """
+        replied = self._replied
+        with conn.begin():
             check_incarnation(conn, self._incarnation)
+            events = self._record(conn, replied)
             changed = conn.execute(
-                update(m)
-                .where(
-                    m.c.id == row_id,
-                    m.c.status == "sending",
-                    m.c.claimed_incarnation == self._incarnation,
-                )
-                .values(wire_at=utcnow())
+                _WIRE, {"b_id": row_id, "b_incarnation": self._incarnation}
             ).rowcount
+        self._replied = []
+        self._stored += events
         if changed != 1:
             raise RowTakenError(f"outbox row {row_id} was changed by someone else while sending")
 
-    def _record(self, message: OutgoingMessage, sender: Sender, outcome: SendOutcome) -> None:
-        """Store what became of a claimed row and emit the matching events."""
-        m = email_messages
+    def _store_replies(self, conn: Connection) -> None:
+        """Store the outcomes not stored yet (one transaction under the fence)."""
+        replied = self._replied
+        if not replied:
+            return
+        with conn.begin():
+            check_incarnation(conn, self._incarnation)
+            events = self._record(conn, replied)
+        self._replied = []
+        self._stored += events
+
+    def _emit_stored(self) -> None:
+        """Emit the events of the outcomes committed so far (once per batch: each emit
+        wakes the event log's writer, which would otherwise commit once per message)."""
+        events, self._stored = self._stored, []
+        if events:
+            self._emit(events)
+
+    def _record(self, conn: Connection, replied: Sequence[_Replied]) -> list[Event]:
+        """Store what became of each answered row (in the caller's fenced transaction);
+        return the events to emit once it has committed."""
+        events: list[Event] = []
+        for reply in replied:
+            events += self._record_one(conn, reply.message, reply.sender, reply.outcome)
+        return events
+
+    def _record_one(
+        self, conn: Connection, message: OutgoingMessage, sender: Sender, outcome: SendOutcome
+    ) -> list[Event]:
         attempts = message.attempts + 1
         kind, detail = outcome.kind, outcome.detail
         events: list[Event] = []
@@ -387,48 +535,19 @@ class Outbox:
                 kind, detail = "failed", f"{UNCERTAIN_HELD} ({detail})"
         if kind == "retry" and attempts >= backoff.MAX_ATTEMPTS:
             kind, detail = "failed", f"gave up after {attempts} attempts: {detail}"
-        refused = ", ".join(outcome.refused) or None
-        with self._engine.begin() as conn:
-            check_incarnation(conn, self._incarnation)
-            ours = update(m).where(
-                m.c.id == message.row_id,
-                m.c.status == "sending",
-                m.c.claimed_incarnation == self._incarnation,
-            )
-            if kind == "sent":
-                conn.execute(
-                    ours.values(
-                        folder="sent",
-                        status="sent",
-                        sent_at=utcnow(),
-                        attempts=attempts,
-                        next_attempt_at=None,
-                        last_error=detail or None,
-                        refused_recipients=refused,
-                    )
-                )
-            elif kind == "retry":
-                now = conn.execute(select(utcnow())).scalar_one()
-                delay = self._retry_delay(attempts, self._random.random())
-                conn.execute(
-                    ours.values(
-                        status="queued",
-                        attempts=attempts,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                        wire_at=None,
-                        last_error=detail,
-                    )
-                )
-            else:
-                conn.execute(
-                    ours.values(
-                        status="failed",
-                        attempts=attempts,
-                        next_attempt_at=None,
-                        last_error=detail,
-                        refused_recipients=refused,
-                    )
-                )
+        values: dict[str, Any] = {
+            "b_id": message.row_id,
+            "b_incarnation": self._incarnation,
+            "b_attempts": attempts,
+            "b_error": detail or None,
+        }
+        if kind == "retry":
+            now = conn.execute(select(utcnow())).scalar_one()
+            delay = self._retry_delay(attempts, self._random.random())
+            conn.execute(_RETRY, {**values, "b_next": now + timedelta(seconds=delay)})
+        else:
+            values["b_refused"] = ", ".join(outcome.refused) or None
+            conn.execute(_SENT if kind == "sent" else _FAILED, values)
         if kind == "sent":
             recipients = len(message.to_addrs) + len(message.cc_addrs) - len(outcome.refused)
             events.append(
@@ -443,7 +562,7 @@ class Outbox:
             events.append(
                 self._failed_event(message.row_id, message.message_id, detail, kind == "failed")
             )
-        self._emit(events)
+        return events
 
     def _failed_event(
         self, row_id: int, message_id: str | None, error: str, permanent: bool

@@ -8,7 +8,9 @@ used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeou
 
 ``SmtpSender`` drives MAIL, RCPT and DATA itself, because ``smtplib``'s ``data()`` sends the
 final ``.`` together with the body: here the 354 is read, the dot-stuffed body is sent,
-``on_wire()`` is called, then ``.`` goes out and the reply is read. So a failure is known
+``on_wire()`` is called, then ``.`` goes out and the reply is read. Where the server
+offers PIPELINING (RFC 2920), MAIL, every RCPT and DATA go as one group and their replies
+are read in order (one round trip instead of two plus one per recipient). So a failure is known
 to fall before the point of no return (``retry``) or after it (``uncertain``). Replies:
 2xx sent; 4xx retry; 5xx failed with the server's words; some recipients refused: sent to
 the rest, the refused ones reported; all refused: failed (retry if any refusal was 4xx).
@@ -23,6 +25,7 @@ it returns ok or a one-line reason in plain words. No text made here holds a pas
 from __future__ import annotations
 
 import errno
+import re
 import smtplib
 import socket
 import ssl
@@ -35,6 +38,8 @@ from actors.mail.settings import EmailSettings
 from events.clock import Clock
 
 _CHUNK = 64 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 _MAX_DETAIL = 500
 _DEFAULT_LOCAL_HOSTNAME = socket.gethostname() or "localhost"
 
@@ -74,10 +79,10 @@ def classify_reply(code: int) -> OutcomeKind:
 def dot_stuff(data: bytes) -> bytes:
     """Return ``data`` as a DATA body: CRLF line endings, leading dots doubled, ending in
     CRLF (the final ``.`` line is not included)."""
-    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    body = _LINE_END.sub(b"\r\n", data)
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return _LEADING_DOT.sub(b"..", body)
 
 
 def scrub(text: str, settings: EmailSettings) -> str:
@@ -204,6 +209,26 @@ def probe(
     return ProbeResult(True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """The replies to MAIL/RCPT/DATA: per recipient ``rcpt``; ``refusal`` when the
+    message cannot go on (MAIL or DATA refused; RSET already sent)."""
+
+    rcpt: tuple[tuple[int, bytes], ...]
+    refusal: SendOutcome | None
+
+
+def _refused(code: int) -> bool:
+    return classify_reply(code) != "sent"
+
+
+def _check_421(code: int, message: bytes) -> None:
+    """A 421 reply means the server is closing the connection: treat it as lost (when
+    pipelining, the replies after it never come)."""
+    if code == 421:
+        raise smtplib.SMTPServerDisconnected(_words(code, message))
+
+
 class _Lost(Exception):
     """The connection failed; ``wired`` says whether it was after ``on_wire``."""
 
@@ -320,6 +345,61 @@ class SmtpSender:
         kind = classify_reply(code)
         return SendOutcome(kind, scrub(f"{step}: {_words(code, message)}", self._settings))
 
+    def _envelope_one_by_one(
+        self, connection: smtplib.SMTP, sender: str, recipients: tuple[str, ...], options: list[str]
+    ) -> _Envelope:
+        """MAIL, each RCPT, DATA, each answered before the next goes. After a refusal
+        that ends the transaction, RSET has been sent and ``refusal`` says why (none when
+        every recipient was refused: the caller words that)."""
+        code, message = connection.mail(sender, options)
+        _check_421(code, message)
+        if classify_reply(code) != "sent":
+            self._reset(connection)
+            return _Envelope((), self._outcome(code, message, "MAIL FROM refused"))
+        rcpt = tuple(connection.rcpt(recipient) for recipient in recipients)
+        if all(_refused(code) for code, _m in rcpt):
+            self._reset(connection)
+            return _Envelope(rcpt, None)
+        code, message = connection.docmd("DATA")
+        if code != 354:
+            self._reset(connection)
+            return _Envelope(rcpt, self._outcome(code, message, "DATA refused"))
+        return _Envelope(rcpt, None)
+
+    def _envelope_pipelined(
+        self, connection: smtplib.SMTP, sender: str, recipients: tuple[str, ...], options: list[str]
+    ) -> _Envelope:
+        """MAIL, every RCPT and DATA sent as one group (RFC 2920, the server offers
+        PIPELINING), then their replies read in order. When DATA was accepted although
+        MAIL or every RCPT was not, a lone "." ends that empty message (RFC 2920 3.1)
+        before RSET; the server refuses it for want of recipients."""
+        extra = " " + " ".join(options) if options else ""
+        group = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}\r\n"]
+        group += [f"RCPT TO:{smtplib.quoteaddr(r)}\r\n" for r in recipients]
+        group.append("DATA\r\n")
+        connection.send("".join(group))
+        mail = connection.getreply()
+        _check_421(*mail)
+        rcpt = []
+        for _recipient in recipients:
+            reply = connection.getreply()
+            _check_421(*reply)
+            rcpt.append(reply)
+        data = connection.getreply()
+        _check_421(*data)
+        refusal: SendOutcome | None = None
+        if classify_reply(mail[0]) != "sent":
+            refusal = self._outcome(mail[0], mail[1], "MAIL FROM refused")
+        elif data[0] != 354 and not all(_refused(code) for code, _m in rcpt):
+            refusal = self._outcome(data[0], data[1], "DATA refused")
+        ended = refusal is not None or all(_refused(code) for code, _m in rcpt)
+        if data[0] == 354 and ended:
+            connection.send(b".\r\n")
+            connection.getreply()
+        if ended:
+            self._reset(connection)
+        return _Envelope(tuple(rcpt), refusal)
+
     def _transaction(
         self,
         connection: smtplib.SMTP,
@@ -333,32 +413,22 @@ class SmtpSender:
             options: list[str] = []
             if connection.has_extn("8bitmime") and not data.isascii():
                 options.append("BODY=8BITMIME")
-            code, message = connection.mail(sender, options)
-            if code == 421:
-                raise _Lost(smtplib.SMTPServerDisconnected(_words(code, message)), wired=False)
-            if classify_reply(code) != "sent":
-                self._reset(connection)
-                return self._outcome(code, message, "MAIL FROM refused")
-            accepted: list[str] = []
-            refusals: list[tuple[str, int, bytes]] = []
-            for recipient in recipients:
-                code, message = connection.rcpt(recipient)
-                if classify_reply(code) == "sent":
-                    accepted.append(recipient)
-                else:
-                    refusals.append((recipient, code, message))
+            if connection.has_extn("pipelining"):
+                replies = self._envelope_pipelined(connection, sender, recipients, options)
+            else:
+                replies = self._envelope_one_by_one(connection, sender, recipients, options)
+            if replies.refusal is not None:
+                return replies.refusal
+            refusals = [
+                (r, c, m) for r, (c, m) in zip(recipients, replies.rcpt, strict=True) if _refused(c)
+            ]
             refused_words = "; ".join(f"{r} ({_words(c, m)})" for r, c, m in refusals)
-            if not accepted:
-                self._reset(connection)
+            if len(refusals) == len(recipients):
                 temporary = any(classify_reply(c) == "retry" for _r, c, _m in refusals)
                 return SendOutcome(
                     "retry" if temporary else "failed",
                     scrub(f"every recipient was refused: {refused_words}", self._settings),
                 )
-            code, message = connection.docmd("DATA")
-            if code != 354:
-                self._reset(connection)
-                return self._outcome(code, message, "DATA refused")
             body = dot_stuff(data)
             for start in range(0, len(body), _CHUNK):
                 connection.send(body[start : start + _CHUNK])
