@@ -317,6 +317,52 @@ def test_recovery_resends_a_row_that_may_have_reached_the_server(
     assert smtp_server.message_ids() == ["<wired@practice.example>"]
 
 
+def test_recovery_makes_the_uncertain_event_durable_before_the_row_is_requeued(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    row_id = queue_row(outbox_engine, message_id="<wired@practice.example>")
+    leave_sending(outbox_engine, row_id, wire_at=datetime(2026, 1, 5, 8, 59))
+    seen: list[tuple[int, str]] = []
+    log = EventLog()
+
+    def durable() -> None:  # the moment the log's commit is waited for
+        seen.append((len(log.events), read_row(outbox_engine, row_id)["status"]))
+
+    outbox = Outbox(
+        outbox_engine,
+        INCARNATION,
+        settings_for(smtp_server),
+        mail_settings(),
+        {"email": SmtpSender(settings_for(smtp_server), timeout=TIMEOUT, clock=clock)},
+        log,
+        clock,
+        UTC,
+        durable=durable,
+    )
+    outbox.recover()
+    assert seen == [(1, "sending")]  # event appended and waited for; row not yet requeued
+    assert read_row(outbox_engine, row_id)["status"] == "queued"
+
+
+def test_recovery_settles_rows_of_a_killed_process_that_had_the_same_incarnation(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    # A process killed before its MailboxStarted reached the log: its successor gets the
+    # same incarnation number, and the rows it left in "sending" must still be settled.
+    row_id = queue_row(outbox_engine, message_id="<same@practice.example>")
+    leave_sending(outbox_engine, row_id)
+    with outbox_engine.begin() as conn:
+        conn.execute(
+            update(email_messages)
+            .where(email_messages.c.id == row_id)
+            .values(claimed_incarnation=INCARNATION)
+        )
+    outbox, _ = outbox_for(outbox_engine, settings_for(smtp_server), clock)
+    assert outbox.recover() == 1
+    outbox.send_due()
+    assert smtp_server.message_ids() == ["<same@practice.example>"]
+
+
 class _HoldingSender(SmtpSender):
     """Email that is not resent automatically (as SMS is)."""
 

@@ -168,6 +168,7 @@ class Outbox:
         *,
         random: random_module.Random | None = None,
         retry_delay: RetryDelay = backoff.retry_delay,
+        durable: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
         self._incarnation = incarnation
@@ -179,6 +180,7 @@ class Outbox:
         self._local_zone = local_zone
         self._random = random or random_module.Random()
         self._retry_delay = retry_delay
+        self._durable = durable  # waits until what ``emit`` appended is committed
         self._send_log = SendLog()
         self._replied: list[_Replied] = []
         self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
@@ -201,12 +203,21 @@ class Outbox:
     # --- recovery ---------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Settle rows an older incarnation left in ``sending``; return how many.
+        """Settle rows an earlier incarnation left in ``sending``; return how many.
 
-        One transaction under the fence; the uncertain ones' events follow its commit.
+        Call it once, before this incarnation's first ``send_due``. It settles every row in
+        ``sending`` claimed by an incarnation up to and including this one's number: a
+        process killed before its ``MailboxStarted`` reached the log gives its successor
+        the same number, and that process's rows must not stay ``sending`` for ever;
+        nothing of this incarnation's own is in flight yet.
+
+        Rows without ``wire_at`` never reached the server: back to ``queued``. Rows with it
+        may have been delivered: ``MessageDeliveryUncertain`` is appended and made durable
+        (``durable``) BEFORE the row is requeued for its resend, so a kill in between
+        leaves the row as it was (the next recovery says it again) and never a resend
+        the log does not mark.
         """
         m = email_messages
-        events: list[Event] = []
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
             rows = conn.execute(
@@ -215,23 +226,29 @@ class Outbox:
                     m.c.status == "sending",
                     or_(
                         m.c.claimed_incarnation.is_(None),
-                        m.c.claimed_incarnation < self._incarnation,
+                        m.c.claimed_incarnation <= self._incarnation,
                     ),
                 )
             ).all()
+        uncertain = [
+            MessageDeliveryUncertain(
+                incarnation=self._incarnation, row_id=row.id, message_id=row.message_id or ""
+            )
+            for row in rows
+            if row.wire_at is not None
+        ]
+        if uncertain:
+            self._emit(uncertain)
+            self._durable()
+        failed: list[Event] = []
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
             for row in rows:
                 stuck = update(m).where(m.c.id == row.id, m.c.status == "sending")
                 if row.wire_at is None:
                     conn.execute(stuck.values(status="queued"))
                     continue
                 sender = self._senders.get(row.channel)
-                events.append(
-                    MessageDeliveryUncertain(
-                        incarnation=self._incarnation,
-                        row_id=row.id,
-                        message_id=row.message_id or "",
-                    )
-                )
                 if sender is not None and sender.resend_uncertain:
                     conn.execute(
                         stuck.values(
@@ -248,9 +265,9 @@ class Outbox:
                             status="failed", attempts=row.attempts + 1, last_error=UNCERTAIN_HELD
                         )
                     )
-                    events.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
-        if events:
-            self._emit(events)
+                    failed.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
+        if failed:
+            self._emit(failed)
         return len(rows)
 
     # --- sending ----------------------------------------------------------------------

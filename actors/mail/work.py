@@ -223,6 +223,7 @@ class MailWork:
                 self._observe,
                 self._clock,
                 self._deps.local_zone,
+                durable=self._flush,
             )
         else:
             self._outbox.use_settings(settings, self._senders)
@@ -251,10 +252,8 @@ class MailWork:
         if self._outbox is None or now < self._next_outbox:
             return max(0.0, self._next_outbox - now) if self._outbox is not None else poll
         if not self._recovered:
-            if self._outbox.recover():
-                # The log must hold MessageDeliveryUncertain before any resend: a kill
-                # between the two would leave a duplicate the log does not mark.
-                self._flush()
+            # Uncertain rows' events are durable before the rows are requeued (recover).
+            self._outbox.recover()
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         full = self._outbox.send_due() >= batch
