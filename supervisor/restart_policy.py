@@ -6,6 +6,10 @@ stream as ``RestartScheduled`` or ``MailboxGaveUp``. Because the counters are re
 from those events, a crash loop is still seen after the whole process restarts, and
 ``events replay`` can explain every restart (``DESIGN.md``, decisions 2 and 9).
 
+A mailbox that gave up is tried again after ``retry_in``; if that retry fails soon
+(``give_up_again``) the give-up goes on with the same count, and a new process learns a
+give-up still in force from the log (``give_up_in_force``).
+
 Pure: no clock, no randomness, no I/O. ``now`` and the ``jitter`` draw are arguments.
 """
 
@@ -109,6 +113,15 @@ _LIFECYCLE: tuple[type[Event], ...] = (
 )
 
 
+# What ends a give-up: a new decision about the mailbox, or the database leaving service.
+_ENDS_A_GIVE_UP: tuple[type[Event], ...] = (
+    RestartScheduled,
+    RestartRequested,
+    DatabaseLost,
+    DatabaseIgnored,
+)
+
+
 def recent_restarts(policy: RestartPolicy, history: Sequence[Recorded], now: datetime) -> int:
     """Count the ``RestartScheduled`` events recorded within ``(now - within_seconds, now]``.
 
@@ -175,6 +188,53 @@ def decide_requested(policy: RestartPolicy, history: Sequence[Recorded], now: da
     """
     count = recent_restarts(policy, history, now)
     return Restart(delay=0.0, attempt=count + 1, cause=REQUESTED)
+
+
+def give_up_again(
+    policy: RestartPolicy, gave_up: MailboxGaveUp, retry_started_at: datetime, now: datetime
+) -> GiveUp | None:
+    """Decide about a mailbox that gave up (``gave_up``), was tried again, and failed at ``now``.
+
+    ``retry_started_at`` is when the retry's incarnation started. If it failed within
+    ``within_seconds`` of that, the give-up goes on: ``GiveUp`` with the restarts and
+    window the give-up counted (the retry itself is no restart) and ``retry_in`` from
+    the current policy. Otherwise it ran long enough to have recovered, and None says
+    so: judge the failure with ``decide``. Raises ValueError if ``now`` is naive.
+    """
+    _require_aware(now)
+    if now - retry_started_at >= timedelta(seconds=policy.within_seconds):
+        return None
+    return GiveUp(
+        restarts=gave_up.restarts,
+        within_seconds=gave_up.within_seconds,
+        retry_in=policy.backoff_max_seconds,
+    )
+
+
+def give_up_in_force(
+    policy: RestartPolicy, history: Sequence[Recorded], now: datetime
+) -> MailboxGaveUp | None:
+    """Return the give-up a database is still under, from its stream (oldest first); or None.
+
+    For a new process, which learns it from the log: the newest decision about the
+    mailbox is a ``MailboxGaveUp`` (no restart scheduled or requested since, and the
+    database neither lost nor ignored since), and no mailbox started since it would have
+    been running for ``within_seconds`` by ``now`` (a retry that long-lived had
+    recovered). Stops, crashes and missed check-ins since (a process that shut down or
+    died before deciding) change nothing. Raises ValueError if ``now`` is naive.
+    """
+    _require_aware(now)
+    since = now - timedelta(seconds=policy.within_seconds)
+    for r in reversed(history):
+        e = r.event
+        if isinstance(e, MailboxGaveUp):
+            return e
+        if isinstance(e, MailboxStarted):
+            if r.recorded_at <= since:
+                return None
+        elif isinstance(e, _ENDS_A_GIVE_UP):
+            return None
+    return None
 
 
 def gave_up_retry_due(policy: RestartPolicy, history: Sequence[Recorded], now: datetime) -> bool:

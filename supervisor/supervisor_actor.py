@@ -9,8 +9,16 @@ restart without delay starts the next incarnation at once, without a timer. It o
 the ``EngineRegistry``'s entries: a database's engine lives from its first serving to
 its loss. Messages arrive by ``tell`` from timers, mailboxes
 (``on_failure``), the watchdog and the command reader; ``ask`` is only for ``Ping``
-and queries. If the supervisor itself fails, or most mailboxes crash at once, it
-calls ``on_fatal`` and the process exits non-zero for the service manager to restart.
+and queries. If the supervisor itself fails, or most mailboxes fail at once for the
+first time (``supervisor.escalation``), it calls ``on_fatal`` and the process exits
+non-zero for the service manager to restart.
+
+One failure of one incarnation gets one decision: a report about an incarnation that
+is no longer the live one, or whose end was already decided (a hung mailbox whose
+thread later crashes), is recorded and otherwise ignored. Incarnation numbers of a
+database only go up: they continue from the log at start, and across a database
+dropped and served again. Stopping a mailbox never waits for it (a hung one would
+hold the supervisor up); the fence makes the old incarnation harmless.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pykka
 
@@ -63,8 +71,21 @@ from events.types import (
     db_of,
     stream_for,
 )
-from supervisor.escalation import crash_burst
-from supervisor.restart_policy import GiveUp, RestartPolicy, decide, decide_requested
+from supervisor.escalation import (
+    BURST_MIN_DATABASES,
+    counts_toward_burst,
+    crash_burst,
+    recent_failures,
+)
+from supervisor.restart_policy import (
+    Decision,
+    GiveUp,
+    RestartPolicy,
+    decide,
+    decide_requested,
+    give_up_again,
+    give_up_in_force,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +106,12 @@ _HISTORY_TYPES = frozenset(
         DatabaseLost,
     )
 )
+
+
+class _RequestedRestartDue(NamedTuple):
+    """To itself: act on the restart people asked for ``db`` (after what was queued then)."""
+
+    db: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +160,8 @@ class _Db:
     mailbox: pykka.ActorRef[Any] | None = None
     started_at: datetime | None = None
     pending: Timer | None = None  # a scheduled (re)start
-    gave_up: bool = False
+    gave_up: MailboxGaveUp | None = None  # the give-up in force, if any
+    requested: int | None = None  # a requested restart is pending: the incarnation then
     history: list[Recorded] = field(default_factory=list)  # committed lifecycle events
     last_pending: PendingAppend | None = None  # its newest lifecycle append not yet in history
 
@@ -145,14 +173,18 @@ class SupervisorActor(pykka.ThreadingActor):
         super().__init__()
         self._deps = deps
         self._dbs: dict[str, _Db] = {}  # served databases
-        self._ignored: dict[str, str] = {}  # not served: reason, as last logged
+        # What the log last said of each database: (served, reason).
+        self._logged: dict[str, tuple[bool, str]] = {}
         self._children: dict[str, pykka.ActorRef[Any]] = {}
         self._rescan: Timer | None = None
-        self._last_crash: dict[str, datetime] = {}
+        self._first_failures: dict[str, datetime] = {}  # recent ones (supervisor.escalation)
+        self._escalated = False
         self._stopping = False
-        self._known_incarnations: dict[str, int] = {}  # from the log at start
-        self._known_histories: dict[str, list[Recorded]] = {}
-        self._served_reason: dict[str, str] = {}  # served databases' reason, as last logged
+        # Databases not served now (from the log at start, or dropped since): the newest
+        # incarnation each ever started and its lifecycle history, for when it is served.
+        self._incarnations: dict[str, int] = {}
+        self._histories: dict[str, list[Recorded]] = {}
+        self._given_up: dict[str, MailboxGaveUp] = {}  # give-ups in force, from the log
         # Appends not yet seen committed, in enqueue order (= commit order), with the
         # database whose history takes them (None: not a lifecycle event).
         self._unconfirmed: deque[tuple[_Db | None, PendingAppend]] = deque()
@@ -178,6 +210,8 @@ class SupervisorActor(pykka.ThreadingActor):
             self._scheduled_start(message.db)
         elif isinstance(message, RestartCommand):
             self._restart_command(message)
+        elif isinstance(message, _RequestedRestartDue):
+            self._requested_restart_due(message.db)
         else:
             return super().on_receive(message)
         return None
@@ -197,10 +231,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _learn(self, view: ServiceView) -> None:
         """Take from the log what survives a restart of the process."""
         for db, entry in view.tree.items():
-            if entry.served:
-                self._served_reason[db] = entry.reason
-            else:
-                self._ignored[db] = entry.reason
+            self._logged[db] = (entry.served, entry.reason)
         incarnations = {db: h.incarnation for db, h in view.health.items()}
         histories: dict[str, list[Recorded]] = {}
         for r in read_types(self._deps.store, _HISTORY_TYPES):
@@ -210,8 +241,13 @@ class SupervisorActor(pykka.ThreadingActor):
                 kept.append(r)
                 if len(kept) > 2 * HISTORY_KEPT:
                     del kept[:HISTORY_KEPT]
-        self._known_incarnations = incarnations
-        self._known_histories = histories
+        self._incarnations = incarnations
+        self._histories = histories
+        now = self._deps.clock.now()
+        for db, history in histories.items():
+            gave_up = give_up_in_force(self._deps.policy, history, now)
+            if gave_up is not None:
+                self._given_up[db] = gave_up
 
     def stop_tree(self, reason: str, timeout: float = 5.0) -> None:
         """Stop the children, then every mailbox at once, and log why (asked at shutdown).
@@ -252,6 +288,9 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- discovery -------------------------------------------------------------------
 
     def _schedule_rescan(self) -> None:
+        # One chain of periodic rescans: a Rescan from outside moves the next one on.
+        if self._rescan is not None:
+            self._rescan.cancel()
         if not self._stopping:
             self._rescan = tell_later(
                 self._deps.scheduler, self._deps.rescan_seconds, self.actor_ref, Rescan()
@@ -264,10 +303,8 @@ class SupervisorActor(pykka.ThreadingActor):
         found = {s.name: s for s in listing}
         for name, s in sorted(found.items()):
             if s.error is not None:
-                reason = f"cannot be opened: {s.error}"
-                if name not in self._dbs and self._ignored.get(name) != reason:
-                    self._append(name, [DatabaseIgnored(reason)])
-                    self._ignored[name] = reason
+                if name not in self._dbs:  # a served one stays served while unreadable
+                    self._ignore(name, f"cannot be opened: {s.error}")
                 continue
             if s.eligible:
                 if name not in self._dbs:
@@ -275,23 +312,28 @@ class SupervisorActor(pykka.ThreadingActor):
             else:
                 if name in self._dbs:
                     self._unserve(name, s.reason)
-                if self._ignored.get(name) != s.reason:
-                    self._append(name, [DatabaseIgnored(s.reason)])
-                    self._ignored[name] = s.reason
+                self._ignore(name, s.reason)
         for name in [n for n in self._dbs if n not in found]:
             self._unserve(name, "the database is no longer on the server")
+
+    def _ignore(self, name: str, reason: str) -> None:
+        """Log that ``name`` is not served, for ``reason``, unless the log says so already."""
+        if self._logged.get(name) != (False, reason):
+            self._append(name, [DatabaseIgnored(reason)])
+            self._logged[name] = (False, reason)
+            self._given_up.pop(name, None)  # not served: a give-up ends (as in the log)
 
     def _serve(self, s: Served) -> None:
         db = _Db(
             practice_name=s.practice_name,
-            incarnation=self._known_incarnations.get(s.name, 0),
-            history=self._known_histories.get(s.name, []),
+            incarnation=self._incarnations.pop(s.name, 0),
+            history=self._histories.pop(s.name, []),
+            gave_up=self._given_up.pop(s.name, None),
         )
         self._dbs[s.name] = db
-        self._ignored.pop(s.name, None)
-        if self._served_reason.get(s.name) != s.reason:
+        if self._logged.get(s.name) != (True, s.reason):
             self._append(s.name, [DatabaseDiscovered(s.practice_name, s.reason)])
-            self._served_reason[s.name] = s.reason
+            self._logged[s.name] = (True, s.reason)
         if self._deps.engines is not None:
             self._deps.engines.serve(s.name, s.url)
         self._tell_child("commands", Watch(s.name))
@@ -306,8 +348,11 @@ class SupervisorActor(pykka.ThreadingActor):
         if self._deps.engines is not None:
             self._deps.engines.forget(name)
         self._append(name, [DatabaseLost(reason)])
-        self._served_reason.pop(name, None)
-        self._ignored[name] = reason
+        self._logged[name] = (False, reason)
+        # Kept for a later serving: its numbers go on, and its restarts still count.
+        self._incarnations[name] = db.incarnation
+        self._histories[name] = db.history
+        self._first_failures.pop(name, None)
 
     # --- mailboxes -------------------------------------------------------------------
 
@@ -336,6 +381,11 @@ class SupervisorActor(pykka.ThreadingActor):
         return self._mailbox_deps
 
     def _stop_mailbox(self, name: str, db: _Db, reason: str) -> None:
+        """Fence the live incarnation out, log its stop and tell it to stop; never wait.
+
+        A hung mailbox would hold the supervisor up for as long as it waited; fenced
+        out, it can no longer write, and it stops once it wakes (its sockets time out).
+        """
         if db.mailbox is None:
             return
         ref, db.mailbox = db.mailbox, None
@@ -344,7 +394,7 @@ class SupervisorActor(pykka.ThreadingActor):
         )
         if stopped is not None:
             self._track(None, stopped)
-        _stop(ref)
+        ref.stop(block=False)  # a dead one answers the future with an error nobody reads
 
     def _scheduled_start(self, name: str) -> None:
         db = self._dbs.get(name)
@@ -355,39 +405,55 @@ class SupervisorActor(pykka.ThreadingActor):
         if msg.record:
             self._append(msg.db, list(msg.record))  # the failure itself, ahead of anything
         db = self._dbs.get(msg.db)
-        if db is None or msg.incarnation != db.incarnation or self._stopping:
-            return  # an abandoned incarnation, a database no longer served, or shutting down
-        now = self._deps.clock.now()
-        if db.mailbox is not None:
-            ref, db.mailbox = db.mailbox, None
-            # Fence the old incarnation out before anything else (a hung one may wake).
-            self._deps.registry.abandon(msg.db, msg.incarnation)
-            if msg.cause == "hung":
-                ref.stop(block=False)  # it may never read this; the fence is what counts
-        self._last_crash[msg.db] = now
-        if crash_burst(self._last_crash, len(self._dbs), now):
-            self._deps.on_fatal(
-                f"{len(self._last_crash)} mailboxes failed at once; the process must restart"
-            )
+        if db is None or db.mailbox is None or msg.incarnation != db.incarnation:
+            # A database no longer served, an incarnation whose end was already decided
+            # (reported hung, then its thread crashed), or an abandoned one.
             return
-        if db.gave_up and db.started_at is not None:
-            survived = (now - db.started_at).total_seconds()
-            if survived < self._deps.policy.within_seconds:
-                self._give_up(
-                    msg.db,
-                    db,
-                    GiveUp(
-                        0, self._deps.policy.within_seconds, self._deps.policy.backoff_max_seconds
-                    ),
-                )
-                return
-            db.gave_up = False
-        history = self._history(db, now)
-        decision = decide(self._deps.policy, history, now, self._deps.jitter(), msg.cause)
+        if self._stopping:
+            return
+        ref, db.mailbox = db.mailbox, None
+        # Fence the old incarnation out before anything else (a hung one may wake).
+        self._deps.registry.abandon(msg.db, msg.incarnation)
+        if msg.cause == "hung":
+            ref.stop(block=False)  # it may never read this; the fence is what counts
+        now = self._deps.clock.now()
+        decision = self._decide(db, now, msg.cause)
+        # Before the start, not after: the new mailbox's thread would wait for the GIL
+        # while this one went on. db.history is what the decision saw.
+        if counts_toward_burst(decision, db.history, now, self._deps.policy.within_seconds):
+            self._first_failure(msg.db, now)
         if isinstance(decision, GiveUp):
             self._give_up(msg.db, db, decision)
-            return
-        self._schedule(msg.db, db, RestartScheduled(decision.delay, msg.cause, decision.attempt))
+        else:
+            self._schedule(
+                msg.db, db, RestartScheduled(decision.delay, msg.cause, decision.attempt)
+            )
+
+    def _decide(self, db: _Db, now: datetime, cause: str) -> Decision:
+        policy = self._deps.policy
+        if db.gave_up is not None and db.started_at is not None:
+            again = give_up_again(policy, db.gave_up, db.started_at, now)
+            if again is not None:
+                return again
+            db.gave_up = None  # the retry ran long enough: judged afresh
+        return decide(policy, self._history(db, now), now, self._deps.jitter(), cause)
+
+    def _first_failure(self, name: str, now: datetime) -> None:
+        """Note a first failure; escalate once if most databases just had one.
+
+        The decision is still taken and acted on: if the process goes on (it is the
+        service manager's to end it), the tree stays consistent.
+        """
+        self._first_failures[name] = now
+        if len(self._first_failures) < BURST_MIN_DATABASES:
+            return  # too few to be a burst, and too few to be worth pruning
+        failures = recent_failures(self._first_failures, now)
+        self._first_failures = failures
+        if not self._escalated and crash_burst(failures, len(self._dbs), now):
+            self._escalated = True
+            self._deps.on_fatal(
+                f"{len(failures)} mailboxes failed at once; the process must restart"
+            )
 
     def _schedule(self, name: str, db: _Db, event: RestartScheduled) -> None:
         # Enqueued before it is acted on: the log has the decision before the start.
@@ -400,8 +466,8 @@ class SupervisorActor(pykka.ThreadingActor):
         )
 
     def _give_up(self, name: str, db: _Db, decision: GiveUp) -> None:
-        db.gave_up = True
         event = MailboxGaveUp(decision.restarts, decision.within_seconds, decision.retry_in)
+        db.gave_up = event
         self._append(name, [event], db)
         log.error(
             "%s: gave up after %d restarts; retrying in %.0f s",
@@ -416,22 +482,40 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- commands --------------------------------------------------------------------
 
     def _restart_command(self, msg: RestartCommand) -> None:
+        """Log the request; restart once, after the messages already queued.
+
+        The restart is pending until this actor has handled what was in its inbox when
+        the request came: further requests for the database meanwhile are logged and
+        coalesce into that one restart.
+        """
         db = self._dbs.get(msg.db)
         if db is None or self._stopping:
             return
         command_id = msg.command_ids[0] if msg.command_ids else None
         requested = RestartRequested(msg.source, msg.requested_by, command_id)
         self._append(msg.db, [requested], db)
+        if db.requested is None:
+            db.requested = db.incarnation
+            self.actor_ref.tell(_RequestedRestartDue(msg.db))
+        else:
+            log.info("%s: a restart is already pending; the request joins it", msg.db)
+
+    def _requested_restart_due(self, name: str) -> None:
+        db = self._dbs.get(name)
+        if db is None or db.requested is None or self._stopping:
+            return  # dropped (and maybe served again) meanwhile, or shutting down
+        requested_at, db.requested = db.requested, None
+        if db.mailbox is not None and db.incarnation > requested_at:
+            return  # a new incarnation started since the request (a failure's restart)
         if db.pending is not None:
             db.pending.cancel()
-        self._stop_mailbox(msg.db, db, "restart requested")
+            db.pending = None
+        self._stop_mailbox(name, db, "restart requested")
         now = self._deps.clock.now()
         decision = decide_requested(self._deps.policy, self._history(db, now), now)
-        db.gave_up = False
-        self._append(
-            msg.db, [RestartScheduled(decision.delay, decision.cause, decision.attempt)], db
-        )
-        self._start_mailbox(msg.db, db)
+        db.gave_up = None
+        self._append(name, [RestartScheduled(decision.delay, decision.cause, decision.attempt)], db)
+        self._start_mailbox(name, db)
 
     # --- queries (ask) ---------------------------------------------------------------
 
@@ -442,8 +526,8 @@ class SupervisorActor(pykka.ThreadingActor):
         }
 
     def ignored(self) -> dict[str, str]:
-        """Return the databases not served, and why."""
-        return dict(self._ignored)
+        """Return the databases not served, and why (as the log last said)."""
+        return {name: reason for name, (served, reason) in self._logged.items() if not served}
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -501,6 +585,6 @@ class SupervisorActor(pykka.ThreadingActor):
 
 
 def _stop(ref: pykka.ActorRef[Any]) -> None:
-    """Stop an actor, waiting briefly; a hung one is left behind (its fence holds)."""
+    """Stop a child actor at shutdown, waiting briefly; a hung one is left behind."""
     with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
         ref.stop(block=True, timeout=2.0)

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from events.recorded import Recorded
 from events.types import (
     CheckInWritten,
+    DatabaseLost,
     Event,
     MailboxCrashed,
     MailboxGaveUp,
     MailboxStarted,
+    MailboxStopped,
     RestartRequested,
     RestartScheduled,
     SelfTestFailed,
@@ -26,6 +28,8 @@ from supervisor.restart_policy import (
     decide,
     decide_requested,
     gave_up_retry_due,
+    give_up_again,
+    give_up_in_force,
     recent_restarts,
 )
 
@@ -303,6 +307,60 @@ def test_check_ins_written_after_a_give_up_do_not_postpone_the_retry() -> None:
     )
 
     assert gave_up_retry_due(POLICY, history, at(30))
+
+
+# --- give_up_again ----------------------------------------------------------------------
+
+
+def test_a_retry_that_fails_within_the_window_gives_up_again_with_the_same_count() -> None:
+    again = give_up_again(POLICY, gave_up(retry_in=600.0), at(0), at(59.9))
+
+    assert again == GiveUp(restarts=5, within_seconds=60.0, retry_in=30.0)
+
+
+def test_a_retry_that_ran_for_the_whole_window_is_judged_afresh() -> None:
+    assert give_up_again(POLICY, gave_up(), at(0), at(60)) is None
+
+
+# --- give_up_in_force -------------------------------------------------------------------
+
+
+def test_a_give_up_is_in_force_while_nothing_was_decided_after_it() -> None:
+    history = stream((0, scheduled(5)), (1, gave_up()))
+
+    assert give_up_in_force(POLICY, history, at(1000)) == gave_up()
+
+
+def test_a_give_up_stays_in_force_across_a_young_retry_and_a_shutdown() -> None:
+    history = stream(
+        (0, gave_up()), (30, MailboxStarted(incarnation=7)), (40, MailboxStopped(7, "stop"))
+    )
+
+    assert give_up_in_force(POLICY, history, at(89.9)) == gave_up()
+
+
+def test_a_retry_started_a_whole_window_ago_ends_the_give_up() -> None:
+    history = stream((0, gave_up()), (30, MailboxStarted(incarnation=7)))
+
+    assert give_up_in_force(POLICY, history, at(90)) is None
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(scheduled(1), id="restart-scheduled"),
+        pytest.param(RestartRequested("cli", "cli:admin", None), id="restart-requested"),
+        pytest.param(DatabaseLost("name contains 'test'"), id="database-lost"),
+    ],
+)
+def test_a_later_decision_ends_the_give_up(later: Event) -> None:
+    history = stream((0, gave_up()), (1, later))
+
+    assert give_up_in_force(POLICY, history, at(2)) is None
+
+
+def test_no_give_up_is_in_force_without_one() -> None:
+    assert give_up_in_force(POLICY, restarts_at(0, 1), at(2)) is None
 
 
 # --- properties -------------------------------------------------------------------------

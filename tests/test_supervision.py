@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, ValuesView
 
 import pytest
 
 from actors.command_reader import next_interval
 from actors.fence import StaleIncarnationError
-from actors.messages import RestartCommand
+from actors.messages import MailboxFailed, Rescan, RestartCommand
 from actors.scheduler import coalesced_due
 from events.types import (
     CheckInMissed,
@@ -24,6 +25,8 @@ from events.types import (
     SelfTestPassed,
     ServiceStarted,
 )
+from supervisor.restart_policy import RestartPolicy
+from supervisor.supervisor_actor import Served
 from tests.tree_harness import CHECKIN, HANG_AFTER, Harness
 
 
@@ -215,6 +218,117 @@ def test_a_crash_is_in_the_log_before_its_restart_decision_and_the_next_start(
     kinds = [type(e).__name__ for e in tree.events_of("Smile")]
     crashed = kinds.index("MailboxCrashed")
     assert kinds[crashed : crashed + 3] == ["MailboxCrashed", "RestartScheduled", "MailboxStarted"]
+
+
+class GatedListing(dict[str, Served]):
+    """The database server's listing, counting its reads; a closed gate holds a read.
+
+    Holding the supervisor in a rescan lets a test queue messages behind it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def values(self) -> ValuesView[Served]:  # type: ignore[override]  # dict_values is private
+        self.reads += 1
+        self.gate.wait(timeout=30)
+        return super().values()
+
+
+@pytest.fixture
+def listing(tree: Harness) -> Iterator[GatedListing]:
+    gated = GatedListing()
+    tree.databases = gated
+    yield gated
+    gated.gate.set()
+
+
+def _hold_the_supervisor_in_a_rescan(tree: Harness, listing: GatedListing) -> None:
+    assert tree.supervisor is not None
+    listing.gate.clear()
+    tree.supervisor.tell(Rescan())
+
+
+def test_restart_commands_that_arrive_while_one_is_pending_make_one_restart(
+    tree: Harness, listing: GatedListing
+) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    _hold_the_supervisor_in_a_rescan(tree, listing)
+    assert tree.supervisor is not None
+    for n in range(3):  # three polls' or sources' commands, queued together
+        tree.supervisor.tell(RestartCommand("Smile", "cli", "cli:admin", (n,)))
+    listing.gate.set()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    tree.settle()
+    assert [e.command_id for e in tree.events("Smile", RestartRequested)] == [0, 1, 2]
+    assert [e.incarnation for e in tree.events("Smile", MailboxStarted)] == [1, 2]
+
+
+def test_a_restart_request_answered_by_a_failures_restart_restarts_no_more(
+    tree: Harness, listing: GatedListing
+) -> None:
+    tree.add("Smile")
+    tree.start()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=1)
+    _hold_the_supervisor_in_a_rescan(tree, listing)
+    assert tree.supervisor is not None
+    tree.supervisor.tell(RestartCommand("Smile", "workstation", "RECEPTION", (7,)))
+    tree.supervisor.tell(MailboxFailed("Smile", 1, "hung", "no self-test for 31 s"))
+    listing.gate.set()
+    tree.wait_event("Smile", SelfTestPassed, incarnation=2)
+    tree.settle()
+    assert [e.cause for e in tree.events("Smile", RestartScheduled)] == ["hung"]
+    assert tree.ask("mailboxes") == {"Smile": 2}
+
+
+def test_a_rescan_from_outside_starts_no_second_rescan_chain(
+    tree: Harness, listing: GatedListing
+) -> None:
+    tree.add("Smile")
+    tree.start()
+    assert tree.supervisor is not None
+    tree.supervisor.tell(Rescan())
+    tree.settle()
+    tree.advance(61.0)
+    assert listing.reads == 3  # at the start, from outside, and one periodic
+
+
+def test_the_crash_burst_message_counts_only_recent_failures(tree: Harness) -> None:
+    for name in ("A", "B", "C", "D", "E"):
+        tree.add(name)
+    tree.modes["A#1"] = "raise"  # fails once long before the others
+    tree.start()
+    tree.wait_event("A", SelfTestPassed, incarnation=2)
+    tree.advance(30.0)
+    for name in ("B", "C", "D"):
+        tree.modes[f"{name}#1"] = "raise"
+    tree.advance(CHECKIN)
+    assert tree.fatal == ["3 mailboxes failed at once; the process must restart"]
+
+
+def test_a_give_up_is_still_in_force_in_the_next_process() -> None:
+    # A window shorter than the give-up's retry: the next process sees no recent restart.
+    tree = Harness(policy=RestartPolicy(3, 10.0, 1.0, 30.0))
+    try:
+        tree.add("Smile")
+        tree.modes["Smile"] = "raise"
+        tree.start()
+        tree.advance(20.0)  # three restarts, then a give-up; its retry is 30 s away
+        assert len(tree.events("Smile", MailboxGaveUp)) == 1
+        tree.stop()
+        tree.hanging.clear()
+        tree.start()  # a new process starts the mailbox at once; it crashes again
+        tree.wait_event("Smile", MailboxCrashed, incarnation=5)
+        tree.settle()
+        assert len(tree.events("Smile", RestartScheduled)) == 3
+        assert tree.events("Smile", MailboxGaveUp) == [MailboxGaveUp(3, 10.0, 30.0)] * 2
+    finally:
+        tree.stop()
 
 
 def test_a_quiet_databases_command_poll_interval_doubles_up_to_the_ceiling() -> None:
