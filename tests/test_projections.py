@@ -71,6 +71,19 @@ def test_a_crash_is_crashed_and_counted() -> None:
     assert "OSError: boom" in h.last_failure[0].message
 
 
+def test_a_hung_incarnation_dying_after_its_restart_was_decided_changes_nothing() -> None:
+    decided = health_after(
+        MailboxStarted(1), CheckInMissed(1, 45.0), RestartScheduled(1.0, "hung", 1)
+    )
+    late = health_after(
+        MailboxStarted(1),
+        CheckInMissed(1, 45.0),
+        RestartScheduled(1.0, "hung", 1),
+        MailboxCrashed(1, "TimeoutError", "tb"),
+    )
+    assert (late.status, late.crashes_total) == (decided.status, decided.crashes_total)
+
+
 def test_a_missed_check_in_is_a_hang() -> None:
     h = health_after(MailboxStarted(1), CheckInMissed(1, 45.0))
     assert h.status is HealthStatus.CRASHED

@@ -107,6 +107,8 @@ def _failed(s: DbHealth, r: Recorded, e: SelfTestFailed) -> DbHealth:
 def _crashed(s: DbHealth, r: Recorded, e: MailboxCrashed) -> DbHealth:
     if e.incarnation != s.incarnation:
         return s  # an abandoned incarnation died late: already replaced
+    if s.status in (HealthStatus.RESTARTING, HealthStatus.GAVE_UP):
+        return s  # a hung incarnation's thread died after the decision on it: nothing new
     return _moved(
         s,
         HealthStatus.CRASHED,
