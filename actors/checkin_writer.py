@@ -10,6 +10,12 @@ nothing unless the fence row (``email_service_mailbox``) still holds the incarna
 plain check-in costs the practice database one write per interval and a replaced
 incarnation cannot write one. A check-in with diagnostic lines (a failure, a recovery)
 is one short transaction instead: fence check, check-in, lines.
+
+A writer's memory of an outage starts with what the database itself says: on its first
+write it reads whether this server's newest check-in there failed and, if so, since
+when. So the first ok check-in of a new incarnation (after a crash, a restart of the
+mailbox or of the whole process, whose failed check-ins another writer wrote) still
+carries the recovery line. This costs one read per writer, not per check-in.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, timedelta
 
-from sqlalchemy import Engine, insert, literal, select
+from sqlalchemy import Engine, false, func, insert, literal, select, true
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import checkins_table, practice_db
@@ -55,6 +61,7 @@ class CheckInWriter:
         """Why the last write failed ("" when it did not), one line, passwords masked."""
         self._on_written = on_written
         self._memory = CheckInMemory()
+        self._recalled = False  # whether the database was asked about an earlier outage
 
     def unreachable(self) -> None:
         """Note that the database did not answer (no check-in can be written now)."""
@@ -71,6 +78,9 @@ class CheckInWriter:
         """
         try:
             engine = self._engine()
+            if not self._recalled:
+                self._recall(engine)
+                self._recalled = True
             guess = self._clock.now().astimezone(UTC).replace(tzinfo=None)
             content, memory = checkin_of(health, self._memory, guess)
             if incarnation is not None and not content.lines:
@@ -88,6 +98,27 @@ class CheckInWriter:
         self._memory = memory
         self._on_written()
         return True
+
+    def _recall(self, engine: Engine) -> None:
+        # Since when this server's check-ins here have failed: the oldest failed one after
+        # its newest ok one, when its newest one failed (server times, like the rows').
+        t = checkins
+        mine = t.c.server_name == self._server_name
+        newest = select(t.c.ok).where(mine).order_by(t.c.checked_in_at.desc(), t.c.id.desc())
+        with engine.connect() as conn:
+            row = conn.execute(newest.limit(1)).first()
+            if row is None or row.ok:
+                return
+            last_ok = conn.execute(
+                select(func.max(t.c.checked_in_at)).where(mine, t.c.ok == true())
+            ).scalar_one_or_none()
+            first_failed = select(func.min(t.c.checked_in_at)).where(mine, t.c.ok == false())
+            if last_ok is not None:
+                first_failed = first_failed.where(t.c.checked_in_at > last_ok)
+            since = conn.execute(first_failed).scalar_one_or_none()
+        known = self._memory.unavailable_since
+        if since is not None and (known is None or since < known):
+            self._memory = CheckInMemory(since)
 
     def _fenced_plain(self, engine: Engine, content: CheckInContent, incarnation: int) -> None:
         # Both times from the server's clock, in the statement itself: no read first.

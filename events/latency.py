@@ -1,7 +1,9 @@
 """A small fixed-bucket latency histogram (for the event log's append-to-commit time).
 
 Written by one thread (the store's writer), read by any: ``snapshot`` copies under a lock.
-The buckets are Prometheus-style cumulative upper bounds in seconds.
+The buckets are Prometheus-style cumulative upper bounds in seconds, always ending with
+``+Inf`` (added when the given bounds lack it, so a value above the last finite bound is
+never counted as at or below it).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ class LatencyHistogram:
     """Counts of observations per bucket, their sum and their number."""
 
     def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:
-        self._bounds = buckets
-        self._counts = [0] * len(buckets)
+        inf = float("inf")
+        self._bounds = buckets if buckets and buckets[-1] == inf else (*buckets, inf)
+        self._counts = [0] * len(self._bounds)
         self._sum = 0.0
         self._total = 0
         self._lock = threading.Lock()

@@ -325,18 +325,32 @@ def list_databases(server_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> list
 
 
 def _sqlite_readonly_engine(path: Path, timeout: float) -> Engine:
-    """An engine that reads the SQLite file at ``path`` and can never change it."""
+    """An engine that reads the SQLite file at ``path`` and can never change it.
+
+    The file's header is read with Python's own ``open`` only when no ``-wal`` file is
+    beside it. On POSIX, closing ANY handle to a file drops every lock this process holds
+    on it, SQLite's included; if the service itself has the database open (in WAL mode:
+    then the ``-wal`` file exists), another process opening and closing it would take
+    itself for the last user and delete the ``-wal`` file under the service, whose
+    writes would then be lost. With a ``-wal`` file present, SQLite opens it read-only
+    as it is and reads the WAL too.
+    """
+    uri = path.resolve().as_uri() + "?mode=ro"
+    if Path(f"{path}-wal").exists():
+        return _readonly_engine(uri, timeout)
     with path.open("rb") as f:
         header = f.read(100)
     if header and not header.startswith(_SQLITE_HEADER):
         raise ValueError("not a SQLite database file")
-    uri = path.resolve().as_uri() + "?mode=ro"
     wal = len(header) >= 20 and _SQLITE_WAL in (header[18], header[19])
-    if wal and not Path(f"{path}-wal").exists():
+    if wal:
         # Without a -wal file the main file holds everything, and a read-only open of a
         # WAL-mode file would create -wal and -shm beside it: read it as immutable.
         uri += "&immutable=1"
+    return _readonly_engine(uri, timeout)
 
+
+def _readonly_engine(uri: str, timeout: float) -> Engine:
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, timeout=timeout)
 

@@ -164,6 +164,7 @@ class MailWork:
         self._next_outbox = 0.0
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
+        self._last_depth = 0
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
 
     # --- settings -----------------------------------------------------------------------
@@ -213,7 +214,9 @@ class MailWork:
         else:
             if sms is not None:
                 self._senders["sms"] = sms
-        if self._outbox is None:
+        if not self._senders:
+            self._outbox = None  # nothing to send with: queued mail waits, nothing is lost
+        elif self._outbox is None:
             self._outbox = Outbox(
                 self._engine(),
                 self._incarnation,
@@ -249,15 +252,19 @@ class MailWork:
         """Send what is due when the outbox's turn has come; return seconds to its next."""
         now = self._clock.monotonic()
         poll = self._deps.mail.outbox_poll_seconds
-        if self._outbox is None or now < self._next_outbox:
-            return max(0.0, self._next_outbox - now) if self._outbox is not None else poll
+        if self._outbox is None:
+            return SETTINGS_EVERY  # no way of sending is set up: look again with the settings
+        if now < self._next_outbox:
+            return max(0.0, self._next_outbox - now)
         if not self._recovered:
             # Uncertain rows' events are durable before the rows are requeued (recover).
             self._outbox.recover()
             self._recovered = True
         batch = self._deps.mail.outbox_batch
-        full = self._outbox.send_due() >= batch
-        self._report_depth()
+        handled = self._outbox.send_due()
+        full = handled >= batch
+        if handled or self._outbox.held or self._last_depth:
+            self._report_depth()  # else nothing was waiting and nothing is: still 0
         delay = 0.0 if full else poll
         resume = self._outbox.resume_at
         if not full and resume is not None:
@@ -305,7 +312,8 @@ class MailWork:
                 ).scalar_one()
         except SQLAlchemyError:
             return
-        self._deps.report_depth(self._db, int(depth))
+        self._last_depth = int(depth)
+        self._deps.report_depth(self._db, self._last_depth)
 
     # --- what traffic tells the self-test -----------------------------------------------
 
