@@ -23,7 +23,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, timedelta
 
-from sqlalchemy import Engine, false, func, insert, literal, select, true
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Insert,
+    String,
+    Unicode,
+    UnicodeText,
+    bindparam,
+    false,
+    func,
+    insert,
+    select,
+    true,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import checkins_table, practice_db
@@ -61,6 +74,7 @@ class CheckInWriter:
         """Why the last write failed ("" when it did not), one line, passwords masked."""
         self._on_written = on_written
         self._memory = CheckInMemory()
+        self._plain_insert = _plain_insert(self._interval.total_seconds())
         self._recalled = False  # whether the database was asked about an earlier outage
 
     def unreachable(self) -> None:
@@ -121,28 +135,15 @@ class CheckInWriter:
             self._memory = CheckInMemory(since)
 
     def _fenced_plain(self, engine: Engine, content: CheckInContent, incarnation: int) -> None:
-        # Both times from the server's clock, in the statement itself: no read first.
-        values = select(
-            utcnow(),
-            utcnow_plus(self._interval.total_seconds()),
-            literal(content.ok),
-            literal(content.summary),
-            literal(self._server_name),
-            literal(self._version),
-        ).where(fence.c.id == SINGLE_ROW_ID, fence.c.incarnation == incarnation)
-        statement = insert(checkins).from_select(
-            [
-                checkins.c.checked_in_at,
-                checkins.c.next_checkin_due_at,
-                checkins.c.ok,
-                checkins.c.summary,
-                checkins.c.server_name,
-                checkins.c.service_version,
-            ],
-            values,
-        )
+        params = {
+            "ok": content.ok,
+            "summary": content.summary,
+            "server_name": self._server_name,
+            "service_version": self._version,
+            "holder": incarnation,
+        }
         with practice_db.one_statement(engine) as conn:
-            written = conn.execute(statement).rowcount
+            written = conn.execute(self._plain_insert, params).rowcount
         if written != 1:
             with engine.begin() as conn:
                 practice_db.check_incarnation(conn, incarnation)  # raises when replaced
@@ -160,3 +161,30 @@ class CheckInWriter:
             if incarnation is not None:
                 practice_db.check_incarnation(conn, incarnation)
             checkins_table.write_checkin(conn, new)
+
+
+def _plain_insert(interval_seconds: float) -> Insert:
+    """The fenced one-statement check-in: copies nothing unless ``:holder`` holds the fence.
+
+    Both times come from the server's clock in the statement itself (no read first); built
+    once per writer, with bound values, so the database's compiled-statement cache serves it.
+    """
+    values = select(
+        utcnow(),
+        utcnow_plus(interval_seconds),
+        bindparam("ok", type_=Boolean()),
+        bindparam("summary", type_=UnicodeText()),
+        bindparam("server_name", type_=Unicode()),
+        bindparam("service_version", type_=String()),
+    ).where(fence.c.id == SINGLE_ROW_ID, fence.c.incarnation == bindparam("holder"))
+    return insert(checkins).from_select(
+        [
+            checkins.c.checked_in_at,
+            checkins.c.next_checkin_due_at,
+            checkins.c.ok,
+            checkins.c.summary,
+            checkins.c.server_name,
+            checkins.c.service_version,
+        ],
+        values,
+    )

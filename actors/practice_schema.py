@@ -50,6 +50,7 @@ from sqlalchemy.dialects import mssql, mysql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
 # Deterministic constraint and index names on every backend, so a later migration can
@@ -116,7 +117,14 @@ class utcnow_plus(FunctionElement[Any]):
     ``utcnow``): ``next_checkin_due_at`` computed by the server in the same statement."""
 
     type = DateTime()
-    inherit_cache = False  # the seconds are part of the rendered SQL
+    inherit_cache = True
+    # The seconds are rendered into the SQL, so they are part of the statement's cache key
+    # (without this the statement could not be cached at all, and compiling it on every
+    # check-in of every database costs more than running it).
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own class attribute)
+        *FunctionElement._traverse_internals,
+        ("seconds", InternalTraversal.dp_plain_obj),
+    ]
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
@@ -134,7 +142,7 @@ def _utcnow_plus_default(element: utcnow_plus, _compiler: SQLCompiler, **_kw: An
 
 @compiles(utcnow_plus, "sqlite")
 def _utcnow_plus_sqlite(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
-    return f"(strftime('%Y-%m-%d %H:%M:%f000', 'now', '+{element.seconds:.3f} seconds'))"
+    return f"(strftime('%Y-%m-%d %H:%M:%f000', 'now', '{element.seconds:+.3f} seconds'))"
 
 
 @compiles(utcnow_plus, "postgresql")
