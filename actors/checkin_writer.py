@@ -119,7 +119,8 @@ class CheckInWriter:
         t = checkins
         mine = t.c.server_name == self._server_name
         newest = select(t.c.ok).where(mine).order_by(t.c.checked_in_at.desc(), t.c.id.desc())
-        with engine.connect() as conn:
+        # Once per writer: not worth a place in each of a thousand engines' SQL caches.
+        with engine.execution_options(compiled_cache=None).connect() as conn:
             row = conn.execute(newest.limit(1)).first()
             if row is None or row.ok:
                 return

@@ -46,6 +46,9 @@ __all__ = [
     "read_practice",
 ]
 
+SQLITE_CACHE_KIB = 64
+"""Page cache per SQLite connection, in KiB (SQLite's default is 2,000)."""
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another writer's lock before failing."""
 
@@ -97,6 +100,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (workstations, the status page) never block the service's writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # A small page cache: the service keeps a connection open to every practice database
+    # for as long as it runs, and SQLite's default (2 MB each) fills as the check-in
+    # table grows: a thousand databases would slowly take gigabytes.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

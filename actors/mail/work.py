@@ -176,7 +176,9 @@ class MailWork:
         own self-test reports it); a row that cannot be used is a diagnostic.
         """
         try:
-            with self._engine().connect() as conn:
+            # Twice a minute: compiling it again costs less than keeping it compiled in
+            # each of a thousand engines' SQL caches.
+            with self._engine().execution_options(compiled_cache=None).connect() as conn:
                 settings = read_settings(conn)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
