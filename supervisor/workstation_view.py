@@ -65,6 +65,19 @@ def read_diagnostics(url: str) -> list[DiagnosticRow]:
     engine = practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False)
     try:
         with engine.connect() as conn:
-            return checkins_table.diagnostic_log(conn)
+            lines = checkins_table.diagnostic_log(conn)
+            newest = checkins_table.newest_checkins(conn)
+            now = checkins_table.server_now(conn)
     finally:
         engine.dispose()
+    servers = status_of(newest, now, timedelta(0)).two_services
+    if servers:
+        # The contract's rule: two services checking in within one interval is a fault
+        # of its own, whatever each one's check-ins say; it heads the log.
+        message = (
+            f"Two email services are checking in to this database: {' and '.join(servers)}. "
+            "Only one server may serve a practice database: stop the service on the other "
+            "server, or turn on the Genuine Server Check on both."
+        )
+        lines.insert(0, DiagnosticRow(newest[0].checked_in_at, "error", "service", message))
+    return lines

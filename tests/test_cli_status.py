@@ -175,3 +175,22 @@ def test_status_reads_checkins_on_a_database_server(
         code, out, _ = run(capsys, "--config", str(config), "status", "--db", name, "--json")
     (row,) = json.loads(out)
     assert (code, row["status"]) == (exit_codes.OK, "running")
+
+
+def test_diagnostics_say_when_two_services_check_in_to_one_database(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path
+) -> None:
+    url = url_of(folder, "Smile Dental")
+    check_in(url, ok=True)
+    engine = practice_db.make_engine(url)
+    with engine.begin() as conn:
+        checkins_table.write_checkin(conn, NewCheckIn(True, "", INTERVAL, "OTHER-SERVER", "0.1.0"))
+    engine.dispose()
+    code, out, _ = run(
+        capsys, "--config", str(config), "diagnostics", "--db", "Smile Dental", "--json"
+    )
+    (line,) = json.loads(out)
+    assert (code, line["component"], line["level"]) == (exit_codes.OK, "service", "error")
+    assert line["message"].startswith(
+        "Two email services are checking in to this database: OTHER-SERVER and SRV1."
+    )
