@@ -34,6 +34,7 @@ services:
 bench: $(STAMP) services
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/mail.py
+	$(BIN)/python bench/detection.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
