@@ -61,9 +61,9 @@ class CommandReaderDeps:
 
 
 def source_of(requested_by: str) -> str:
-    """Return where a command came from: ``cli``, ``http`` or ``workstation``."""
+    """Return where a command came from: ``cli``, ``http``, ``setup`` or ``workstation``."""
     prefix = requested_by.split(":", 1)[0]
-    return prefix if prefix in ("cli", "http") else "workstation"
+    return prefix if prefix in ("cli", "http", "setup") else "workstation"
 
 
 def next_interval(current: float, found: bool, base: float, ceiling: float) -> float:

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 
 from actors.mail.settings import EmailSettings
 from actors.practice_db import make_engine
-from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from actors.practice_schema import SINGLE_ROW_ID, email_service_commands, email_settings
 from supervisor.setup.draft import as_row
 
 DB_TIMEOUT_SECONDS = 10.0
@@ -33,9 +33,16 @@ def read_row(url: str) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
-def save_settings(url: str, settings: EmailSettings) -> None:
-    """Write ``settings`` into the row with id 1 (inserting it if missing), in one
-    transaction: either every column changes or none does."""
+def save_settings(url: str, settings: EmailSettings, requested_by: str = "setup") -> None:
+    """Write ``settings`` into the row with id 1 (inserting it if missing) and ask the
+    running service to take them up at once, in one transaction: either every column
+    changes and the request is queued, or nothing happens.
+
+    The request is a ``restart`` row in ``email_service_commands`` (unless one is already
+    waiting): the database's mailbox restarts, reads the new settings and tests them at
+    once (a person's restart may probe the provider straight away), so a workstation
+    sees the result within one check-in interval instead of at the next settings read.
+    """
     values = as_row(settings)
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
@@ -45,5 +52,13 @@ def save_settings(url: str, settings: EmailSettings) -> None:
             ).rowcount
             if changed == 0:
                 conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID, **values))
+            commands = email_service_commands
+            waiting = conn.execute(
+                select(commands.c.id)
+                .where(commands.c.handled_at.is_(None), commands.c.command == "restart")
+                .limit(1)
+            ).first()
+            if waiting is None:
+                conn.execute(insert(commands).values(command="restart", requested_by=requested_by))
     finally:
         engine.dispose()

@@ -169,7 +169,10 @@ class Wizard:
 
     def _store(self, settings: EmailSettings, results: tuple[CheckResult, ...]) -> Outcome:
         self._save(settings)
-        self._prompt.say("Saved.")
+        self._prompt.say(
+            "Saved. The email service restarts this database's mailbox to use them: "
+            "`email-service status` shows the result within one check-in interval."
+        )
         return Outcome(settings, results, saved=True)
 
     # --- the sections ---------------------------------------------------------------
