@@ -33,6 +33,7 @@ services:
 ## bench: the benchmarks in bench/, each printing its figure beside its baseline
 bench: $(STAMP) services
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/supervision.py
 	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/detection.py
 
