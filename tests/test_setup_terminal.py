@@ -6,7 +6,9 @@ aiosmtpd server (STARTTLS, AUTH), both with certificates from the throwaway auth
 configuration's ``mail.ca_file`` trusts. The first SMTP password is wrong: the test shows
 the server's answer, the wizard offers a correction, the right password passes, the
 settings are saved, and the ``email_settings`` row holds them. No password typed is ever
-echoed to the terminal.
+echoed to the terminal. The service runs beside it all along: saving asks it to take the
+settings up, and within a few check-in intervals ``email-service status`` says running
+with both servers tested.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +25,12 @@ import pexpect
 import pytest
 
 from actors.practice_schema import init_practice_database
+from events.sql_store import SqlEventStore
+from events.types import SelfTestPassed
 from supervisor.setup.store import read_row
 from tests.dovecot import Dovecot
 from tests.smtp_servers import RecordingSmtpServer
+from tests.test_service import wait_for_events
 from tests.tls_certs import CertificateSet
 
 pytest_plugins = ["tests.conftest_imap"]
@@ -33,6 +39,8 @@ ADDRESS = "reception@smile.example"
 SMTP_PASSWORD = "Right-smtp-Pw-7"
 WRONG_PASSWORD = "Wrong-smtp-Pw-3"
 EXE = Path(sys.executable).with_name("email-service")
+CHECKIN_SECONDS = 2.0
+
 STEP = 60  # seconds allowed for each screen to appear (a bound, not a measurement)
 
 
@@ -55,8 +63,11 @@ def site(tmp_path: Path, imap_certs: CertificateSet) -> tuple[Path, str]:
     config = tmp_path / "service.toml"
     config.write_text(
         '[service]\nserver_id = "SRV1"\n'
+        f"event_store = {json.dumps('sqlite:///' + str(tmp_path / 'events.sqlite3'))}\n"
         f"[databases]\nserver_url = {json.dumps(f'sqlite:///{folder}')}\n"
+        f"[health]\ncheckin_seconds = {CHECKIN_SECONDS}\n"
         f"[mail]\nca_file = {json.dumps(str(imap_certs.ca_cert))}\nio_timeout_seconds = 10\n"
+        '[http]\nlisten = "127.0.0.1:0"\n'
     )
     return config, url
 
@@ -72,6 +83,47 @@ def test_a_technician_sets_up_a_new_practice_in_a_terminal(
 ) -> None:
     config, url = site
     imap_password = dovecot.passwords[imap_user]
+    # The service is running while the technician works, as on a practice server.
+    service = subprocess.Popen(
+        [str(EXE), "--config", str(config), "serve"], env=_environment(), stderr=subprocess.DEVNULL
+    )
+    store = SqlEventStore(f"sqlite:///{config.parent / 'events.sqlite3'}")
+    try:
+        wait_for_events(store, lambda r: isinstance(r.event, SelfTestPassed))
+        _run_the_wizard(config, url, smtp_server, dovecot, imap_user, imap_password)
+        # Saving asked the service to take the settings up: its next self-test tests
+        # both servers (a wait on the log, bounded; not a timing assertion) and the
+        # workstation's view says running.
+        wait_for_events(
+            store,
+            lambda r: (
+                isinstance(r.event, SelfTestPassed) and {"smtp", "imap"} <= set(r.event.components)
+            ),
+            timeout=6 * CHECKIN_SECONDS + 10,
+        )
+        status = subprocess.run(
+            [str(EXE), "--config", str(config), "status", "--db", "Smile Dental", "--json"],
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        (row,) = json.loads(status.stdout)
+        assert (status.returncode, row["status"]) == (0, "running"), row
+    finally:
+        service.terminate()
+        service.wait(timeout=20)
+        store.close()
+
+
+def _run_the_wizard(
+    config: Path,
+    url: str,
+    smtp_server: RecordingSmtpServer,
+    dovecot: Dovecot,
+    imap_user: str,
+    imap_password: str,
+) -> None:
     transcript = io.StringIO()
     child = pexpect.spawn(
         str(EXE),
