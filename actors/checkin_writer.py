@@ -20,6 +20,7 @@ carries the recovery line. This costs one read per writer, not per check-in.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, timedelta
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Unicode,
     UnicodeText,
     bindparam,
+    delete,
     false,
     func,
     insert,
@@ -43,6 +45,7 @@ from actors import checkins_table, practice_db
 from actors.checkins_table import NewCheckIn
 from actors.practice_schema import SINGLE_ROW_ID, utcnow, utcnow_plus
 from actors.practice_schema import email_service_checkins as checkins
+from actors.practice_schema import email_service_diagnostics as diagnostics
 from actors.practice_schema import email_service_mailbox as fence
 from events.clock import Clock
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
@@ -63,6 +66,7 @@ class CheckInWriter:
         clock: Clock,
         url: str = "",
         on_written: Callable[[], None] = lambda: None,
+        keep_days: float | None = None,
     ) -> None:
         self._engine = engine
         self._server_name = server_name
@@ -76,6 +80,8 @@ class CheckInWriter:
         self._memory = CheckInMemory()
         self._plain_insert = _plain_insert(self._interval.total_seconds())
         self._recalled = False  # whether the database was asked about an earlier outage
+        self._keep_days = keep_days
+        self._pruned_at: float | None = None
 
     def unreachable(self) -> None:
         """Note that the database did not answer (no check-in can be written now)."""
@@ -111,7 +117,20 @@ class CheckInWriter:
         self.last_error = ""
         self._memory = memory
         self._on_written()
+        self._prune_now_and_then(engine)
         return True
+
+    def _prune_now_and_then(self, engine: Engine) -> None:
+        """Once an hour, delete check-ins older than ``keep_days`` and their lines."""
+        now = self._clock.monotonic()
+        if self._keep_days is None or (
+            self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS
+        ):
+            return
+        self._pruned_at = now
+        # A failure leaves the old rows for the next hour; the check-in itself was written.
+        with contextlib.suppress(SQLAlchemyError):
+            prune_checkins(engine, self._keep_days)
 
     def _recall(self, engine: Engine) -> None:
         # Since when this server's check-ins here have failed: the oldest failed one after
@@ -189,3 +208,17 @@ def _plain_insert(interval_seconds: float) -> Insert:
         ],
         values,
     )
+
+
+PRUNE_EVERY_SECONDS = 3600.0
+"""How often a writer deletes check-ins past their keeping time."""
+
+
+def prune_checkins(engine: Engine, keep_days: float) -> int:
+    """Delete check-ins older than ``keep_days`` (by the server's clock) and their diagnostic
+    lines, in one transaction; return how many check-ins went."""
+    cutoff = utcnow_plus(-keep_days * 86_400)
+    old = select(checkins.c.id).where(checkins.c.checked_in_at < cutoff)
+    with engine.execution_options(compiled_cache=None).begin() as conn:
+        conn.execute(delete(diagnostics).where(diagnostics.c.checkin_id.in_(old)))
+        return int(conn.execute(delete(checkins).where(checkins.c.checked_in_at < cutoff)).rowcount)

@@ -230,6 +230,7 @@ _RULES: dict[str, _Rule] = {
     "health.checkin_seconds": _number(0, inclusive=False),
     "health.probe_seconds": _number(0, inclusive=False),
     "health.grace_seconds": _number(0, inclusive=True),
+    "health.checkin_history_days": _number(0, inclusive=False),
     "supervision.max_restarts": _count(1),
     "supervision.within_seconds": _number(0, inclusive=False),
     "supervision.backoff_min_seconds": _number(0, inclusive=False),

@@ -69,12 +69,14 @@ class HealthSettings:
 
     A check-in is written every ``checkin_seconds``; the mail connections are probed every
     ``probe_seconds``; a workstation allows ``grace_seconds`` past a check-in's due time
-    before it calls the database not available.
+    before it calls the database not available. Check-ins older than
+    ``checkin_history_days`` are deleted (the table would otherwise grow for ever).
     """
 
     checkin_seconds: float
     probe_seconds: float
     grace_seconds: float
+    checkin_history_days: float
 
 
 @dataclass(frozen=True, slots=True)

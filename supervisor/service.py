@@ -187,6 +187,7 @@ def start_tree(
             clock=clock,
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
+            keep_days=settings.health.checkin_history_days,
         )
         return [
             MailCheck(work),

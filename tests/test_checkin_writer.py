@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
-from actors.checkin_writer import CheckInWriter
+from actors.checkin_writer import CheckInWriter, prune_checkins
 from actors.database_selftest import DatabaseSelfTest
 from actors.fence import StaleIncarnationError
 from actors.mail.steps import CheckInStep
@@ -457,3 +457,55 @@ def test_checkins_stay_visible_to_workstations_after_a_rescan(tmp_path: Path) ->
         assert _count_elsewhere(path) == 2
     finally:
         engine.dispose()
+
+
+# --- keeping the table small ----------------------------------------------------------------
+
+
+def _old_checkin(engine: Engine, days_ago: float, *, line: str) -> None:
+    with engine.begin() as conn:
+        at = server_now(engine) - timedelta(days=days_ago)
+        checkin_id = conn.execute(
+            insert(email_service_checkins).values(
+                checked_in_at=at,
+                next_checkin_due_at=at + timedelta(seconds=INTERVAL),
+                ok=False,
+                summary=line,
+                server_name="SRV1",
+                service_version="1.2.3",
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        conn.execute(
+            insert(email_service_diagnostics).values(
+                checkin_id=checkin_id, logged_at=at, level="error", component="smtp", message=line
+            )
+        )
+
+
+def test_check_ins_past_their_keeping_time_go_with_their_lines(engine: Engine) -> None:
+    _old_checkin(engine, 9, line="nine days ago")
+    _old_checkin(engine, 2, line="two days ago")
+    assert prune_checkins(engine, keep_days=7) == 1
+    assert [r["summary"] for r in checkin_rows(engine)] == ["two days ago"]
+    assert diagnostic_lines(engine) == [("error", "smtp", "two days ago")]
+
+
+def test_a_writer_prunes_at_most_once_an_hour(engine: Engine) -> None:
+    clock = FakeClock(WRONG_CLOCK)
+    writer = CheckInWriter(
+        lambda: engine,
+        server_name="SRV1",
+        service_version="1.2.3",
+        interval_seconds=INTERVAL,
+        clock=clock,
+        keep_days=7,
+    )
+    _old_checkin(engine, 9, line="old")
+    writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
+    assert [r["summary"] for r in checkin_rows(engine)] == [""]
+    _old_checkin(engine, 9, line="old again")
+    writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
+    assert "old again" in [r["summary"] for r in checkin_rows(engine)]  # within the hour
+    clock.advance(3600)
+    writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
+    assert "old again" not in [r["summary"] for r in checkin_rows(engine)]

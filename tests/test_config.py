@@ -67,7 +67,12 @@ def test_defaults_are_the_documented_values() -> None:
             "event_store": "sqlite:///var/events.sqlite3",
         },
         "databases": {"server_url": "sqlite:///var/practices", "rescan_seconds": 60.0},
-        "health": {"checkin_seconds": 15.0, "probe_seconds": 60.0, "grace_seconds": 15.0},
+        "health": {
+            "checkin_seconds": 15.0,
+            "probe_seconds": 60.0,
+            "grace_seconds": 15.0,
+            "checkin_history_days": 7.0,
+        },
         "mail": {
             "outbox_poll_seconds": 5.0,
             "outbox_batch": 50,
