@@ -115,3 +115,15 @@ def read_settings(conn: Connection) -> EmailSettings | None:
     """Return the practice's settings (row id 1), or None when there is no such row."""
     row = conn.execute(select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)).first()
     return None if row is None else settings_from_row(dict(row._mapping))
+
+
+def read_settings_plain(conn: Connection) -> EmailSettings | None:
+    """``read_settings`` at the driver's level: no SQLAlchemy types, compiled SQL or result
+    processing, none of which a thousand engines should keep for a read made twice a
+    minute (``settings_from_row`` turns the driver's values into the right types)."""
+    table = conn.dialect.identifier_preparer.quote(email_settings.name)
+    result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE id = {SINGLE_ROW_ID}")
+    row = result.fetchone()
+    if row is None:
+        return None
+    return settings_from_row(dict(zip(result.keys(), row, strict=True)))

@@ -35,7 +35,7 @@ from actors.mail.inbox import Inbox
 from actors.mail.outbox import Outbox
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
 from actors.mail.sender import Sender
-from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings
+from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
 from actors.mail.sms import SmsGatewayError, sms_sender_for
 from actors.mail.smtp_transport import SmtpSender
 from actors.practice_schema import email_messages
@@ -178,8 +178,8 @@ class MailWork:
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
             # each of a thousand engines' SQL caches.
-            with self._engine().execution_options(compiled_cache=None).connect() as conn:
-                settings = read_settings(conn)
+            with self._engine().connect() as conn:
+                settings = read_settings_plain(conn)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
             settings = None
