@@ -21,10 +21,8 @@ carries the recovery line. This costs one read per writer, not per check-in.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -41,9 +39,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from actors import checkins_table, practice_db
 from actors.checkins_table import NewCheckIn
@@ -166,8 +162,8 @@ class CheckInWriter:
             "service_version": self._version,
             "holder": incarnation,
         }
-        sql, values = _driver_form(
-            self._plain_insert, self._interval.total_seconds(), engine.dialect, params
+        sql, values = practice_db.driver_form(
+            self._plain_insert, ("checkin", self._interval.total_seconds()), engine.dialect, params
         )
         with practice_db.one_statement(engine) as conn:
             written = conn.exec_driver_sql(sql, values).rowcount
@@ -229,31 +225,3 @@ def prune_checkins(engine: Engine, keep_days: float) -> int:
     with engine.execution_options(compiled_cache=None).begin() as conn:
         conn.execute(delete(diagnostics).where(diagnostics.c.checkin_id.in_(old)))
         return int(conn.execute(delete(checkins).where(checkins.c.checked_in_at < cutoff)).rowcount)
-
-
-_COMPILED: dict[tuple[type[Dialect], str, float], SQLCompiler] = {}
-"""The plain check-in compiled once per kind of database and interval, for the process."""
-_COMPILED_LOCK = threading.Lock()
-
-
-def _driver_form(
-    statement: Insert, interval: float, dialect: Dialect, params: dict[str, Any]
-) -> tuple[str, Any]:
-    """Return the statement as the driver's SQL and its parameters in the driver's style.
-
-    Compiled once per kind of database for the whole process instead of once per engine:
-    SQLAlchemy keeps compiled statements per engine, and a thousand engines each keeping
-    this one cost a thousand copies. The values are plain (a bool, strings, an int), so
-    no type processing is skipped that matters.
-    """
-    key = (type(dialect), dialect.driver, interval)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        with _COMPILED_LOCK:
-            made = statement.compile(dialect=dialect)
-            compiled = _COMPILED.setdefault(key, made)
-    full: dict[str, Any] = dict(compiled.construct_params(params) or {})
-    if compiled.positional:
-        names = compiled.positiontup or []
-        return compiled.string, tuple(full[name] for name in names)
-    return compiled.string, full

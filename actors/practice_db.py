@@ -19,16 +19,19 @@ connection open after it returns except through the caller's engine pool.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, update
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
@@ -333,3 +336,35 @@ def check_incarnation(conn: Connection, incarnation: int) -> None:
     stored = conn.execute(_READ_FENCE_SHARED).scalar_one_or_none()
     if stored != incarnation:
         raise StaleIncarnationError(incarnation, stored)
+
+
+_COMPILED: dict[tuple[type[Dialect], str, Hashable], SQLCompiler] = {}
+"""Statements compiled once per kind of database for the whole process (``driver_form``)."""
+_COMPILED_LOCK = threading.Lock()
+
+
+def driver_form(
+    statement: ClauseElement, key: Hashable, dialect: Dialect, params: dict[str, Any]
+) -> tuple[str, Any]:
+    """Return ``statement`` as the driver's SQL and ``params`` in the driver's style, for
+    ``Connection.exec_driver_sql``.
+
+    ``statement`` is compiled once per kind of database (``key`` names it) for the whole
+    process. SQLAlchemy otherwise keeps compiled statements per engine, and the service
+    holds an engine per practice database: a statement every database runs all day (the
+    check-in, the command poll) would be kept in a thousand copies. Only for statements
+    whose values need no type processing (plain ints, strings, booleans) and whose
+    results are read by position or name as the driver gives them.
+    """
+    cache_key = (type(dialect), dialect.driver, key)
+    compiled = _COMPILED.get(cache_key)
+    if compiled is None:
+        with _COMPILED_LOCK:
+            made = statement.compile(dialect=dialect)
+            assert isinstance(made, SQLCompiler)
+            compiled = _COMPILED.setdefault(cache_key, made)
+    full: dict[str, Any] = dict(compiled.construct_params(params) or {})
+    if compiled.positional:
+        names = compiled.positiontup or []
+        return compiled.string, tuple(full[name] for name in names)
+    return compiled.string, full
