@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable
 from typing import Any
 
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, masked, print_json, print_table
-from supervisor.discovery import DEFAULT_TIMEOUT, DatabaseInfo, DiscoveryError, discover
+from supervisor.discovery import (
+    DEFAULT_TIMEOUT,
+    DatabaseInfo,
+    DiscoveryError,
+    discover,
+    list_databases,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +72,51 @@ def discover_or_fail(
         )
     except DiscoveryError as exc:
         raise CliError(str(exc), exit_codes.UNAVAILABLE) from None
+
+
+def practice_database(
+    settings: Settings,
+    name: str,
+    *,
+    timeout: float,
+    infos: list[DatabaseInfo] | None = None,
+    hint: str = "",
+) -> DatabaseInfo:
+    """Return the practice database ``name``, from ``infos`` or found on the server.
+
+    Raises ``CliError``: ``NO_INPUT`` for a database that does not exist (with a close
+    name when there is one) or has no practice table (``hint`` is added to that
+    reason), ``UNAVAILABLE`` for one that cannot be read.
+    """
+    if infos is None:
+        found = discover_or_fail(settings, timeout=timeout, only=lambda n: n == name)
+    else:
+        found = [info for info in infos if info.name == name]
+    if not found:
+        raise CliError(
+            f"no database {name!r} on the server{suggest_database(settings, name)}",
+            exit_codes.NO_INPUT,
+        )
+    info = found[0]
+    if info.error is not None:
+        raise CliError(f"cannot read database {name!r}: {info.error}", exit_codes.UNAVAILABLE)
+    if not info.is_practice:
+        raise CliError(
+            f"database {name!r} is not a practice database (it has no practice table{hint})",
+            exit_codes.NO_INPUT,
+        )
+    return info
+
+
+def suggest_database(settings: Settings, name: str) -> str:
+    """Return "; did you mean 'X'?" for a close name on the server, or ""."""
+    try:
+        names = list_databases(settings.databases.server_url, timeout=DEFAULT_TIMEOUT)
+    except DiscoveryError:
+        return ""
+    folded = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1)
+    return f"; did you mean {folded[close[0]]!r}?" if close else ""
 
 
 def run_databases(args: argparse.Namespace, settings: Settings) -> int:

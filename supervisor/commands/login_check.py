@@ -8,14 +8,12 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import difflib
 from typing import Any
 
 from config import Settings
 from supervisor import exit_codes
-from supervisor.commands.common import CliError, print_json
-from supervisor.commands.databases import add_timeout, discover_or_fail
-from supervisor.discovery import DEFAULT_TIMEOUT, DiscoveryError, list_databases
+from supervisor.commands.common import print_json
+from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.eligibility import LOGIN_WARNING, login_warning
 
 
@@ -38,19 +36,7 @@ def register(subparsers: Any) -> None:
 
 def run_login_check(args: argparse.Namespace, settings: Settings) -> int:
     name: str = args.db
-    found = discover_or_fail(settings, timeout=args.timeout, only=lambda n: n == name)
-    if not found:
-        raise CliError(
-            f"no database {name!r} on the server{_suggest(settings, name)}", exit_codes.NO_INPUT
-        )
-    info = found[0]
-    if info.error is not None:
-        raise CliError(f"cannot read database {name!r}: {info.error}", exit_codes.UNAVAILABLE)
-    if not info.is_practice:
-        raise CliError(
-            f"database {name!r} is not a practice database (it has no practice table)",
-            exit_codes.NO_INPUT,
-        )
+    info = practice_database(settings, name, timeout=args.timeout)
     warning = login_warning(info.eligibility)
     if args.json:
         print_json(
@@ -66,14 +52,3 @@ def run_login_check(args: argparse.Namespace, settings: Settings) -> int:
     elif warning is not None:
         print(warning)
     return exit_codes.OK
-
-
-def _suggest(settings: Settings, name: str) -> str:
-    """Return "; did you mean 'X'?" for a close name on the server, or ""."""
-    try:
-        names = list_databases(settings.databases.server_url, timeout=DEFAULT_TIMEOUT)
-    except DiscoveryError:
-        return ""
-    folded = {n.casefold(): n for n in names}
-    close = difflib.get_close_matches(name.casefold(), list(folded), n=1)
-    return f"; did you mean {folded[close[0]]!r}?" if close else ""

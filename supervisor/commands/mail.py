@@ -30,8 +30,7 @@ from actors.practice_schema import email_messages, patients, utcnow
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json, print_table
-from supervisor.commands.databases import add_timeout, discover_or_fail
-from supervisor.commands.login_check import _suggest as suggest_database
+from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
 
 FOLDERS = ("inbox", "outbox", "sent", "deleted")
@@ -249,20 +248,7 @@ def practice_engine(settings: Settings, name: str, timeout: float) -> Iterator[E
     practice database, ``UNAVAILABLE`` for one that cannot be read; database errors while
     the caller uses the engine become one line (``UNAVAILABLE``) without a password.
     """
-    found = discover_or_fail(settings, timeout=timeout, only=lambda n: n == name)
-    if not found:
-        raise CliError(
-            f"no database {name!r} on the server{suggest_database(settings, name)}",
-            exit_codes.NO_INPUT,
-        )
-    info = found[0]
-    if info.error is not None:
-        raise CliError(f"cannot read database {name!r}: {info.error}", exit_codes.UNAVAILABLE)
-    if not info.is_practice:
-        raise CliError(
-            f"database {name!r} is not a practice database (it has no practice table)",
-            exit_codes.NO_INPUT,
-        )
+    info = practice_database(settings, name, timeout=timeout)
     engine = make_engine(info.url, timeout=timeout, pooled=False)
     try:
         yield engine

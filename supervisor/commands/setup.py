@@ -26,9 +26,7 @@ from actors.mail.settings import SECURITY_CHOICES
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json
-from supervisor.commands.databases import add_timeout, discover_or_fail
-from supervisor.commands.login_check import _suggest as suggest_database
-from supervisor.discovery import DatabaseInfo
+from supervisor.commands.databases import add_timeout, discover_or_fail, practice_database
 from supervisor.setup.answers import AnswerError
 from supervisor.setup.checks import CheckResult, ProbeChecker
 from supervisor.setup.draft import build_draft, lenient_settings
@@ -204,28 +202,15 @@ def flag_values(args: argparse.Namespace, environ: dict[str, str] | None = None)
     return values
 
 
-def _chosen(settings: Settings, name: str, infos: list[DatabaseInfo]) -> DatabaseInfo:
-    found = [info for info in infos if info.name == name]
-    if not found:
-        raise CliError(
-            f"no database {name!r} on the server{suggest_database(settings, name)}",
-            exit_codes.NO_INPUT,
-        )
-    info = found[0]
-    if info.error is not None:
-        raise CliError(f"cannot read database {name!r}: {info.error}", exit_codes.UNAVAILABLE)
-    if not info.is_practice:
-        raise CliError(
-            f"database {name!r} is not a practice database (it has no practice table; "
-            "email-service db init creates it)",
-            exit_codes.NO_INPUT,
-        )
-    return info
-
-
 def run_setup(args: argparse.Namespace, settings: Settings) -> int:
     infos = discover_or_fail(settings, timeout=args.timeout)
-    info = _chosen(settings, args.db, infos)
+    info = practice_database(
+        settings,
+        args.db,
+        timeout=args.timeout,
+        infos=infos,
+        hint="; email-service db init creates it",
+    )
     saved, problems = lenient_settings(read_row(info.url) or {})
     flags = flag_values(args)
     try:
