@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -99,3 +100,13 @@ def fresh_mariadb_database(prefix: str = "pes_test") -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with named_databases(MARIADB_ADMIN_URL, [name]) as urls:
         yield urls[name]
+
+
+def fresh_database(backend: str, sqlite_folder: Path) -> AbstractContextManager[str]:
+    """A new empty database's URL on ``backend`` (``sqlite``, ``postgresql`` or ``mariadb``),
+    dropped afterwards (a SQLite file in ``sqlite_folder`` is left to the test's folder)."""
+    if backend == "postgresql":
+        return fresh_postgres_database()
+    if backend == "mariadb":
+        return fresh_mariadb_database()
+    return nullcontext(f"sqlite:///{sqlite_folder / 'practice.sqlite3'}")

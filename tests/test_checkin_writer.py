@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from events.clock import FakeClock
 from events.projections.health import DbHealth, HealthStatus
 from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
 from supervisor.discovery import discover
-from tests.servers import fresh_mariadb_database, fresh_postgres_database
+from tests.servers import fresh_database
 
 INTERVAL = 15.0
 INCARNATION = 3
@@ -52,7 +51,7 @@ FAILING = DbHealth(HealthStatus.FAILING, last_failure=SMTP_DOWN)
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A new practice database on each backend, ``INCARNATION`` claimed."""
-    with _fresh_url(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path) as url:
         init_practice_database(url, practice_name="Smile Dental")
         made = make_engine(url)
         try:
@@ -60,14 +59,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
             yield made
         finally:
             made.dispose()
-
-
-def _fresh_url(backend: str, tmp_path: Path) -> AbstractContextManager[str]:
-    if backend == "postgresql":
-        return fresh_postgres_database()
-    if backend == "mariadb":
-        return fresh_mariadb_database()
-    return nullcontext(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
 
 
 def writer_for(engine: Engine, clock: FakeClock | None = None) -> CheckInWriter:

@@ -4,7 +4,6 @@ driver's level, finds a workstation's restart, and a handled one is gone."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,20 +13,12 @@ from sqlalchemy import Engine
 from actors import commands_table
 from actors.practice_db import make_engine
 from actors.practice_schema import init_practice_database
-from tests.servers import fresh_mariadb_database, fresh_postgres_database
-
-
-def _url(backend: str, tmp_path: Path) -> AbstractContextManager[str]:
-    if backend == "postgresql":
-        return fresh_postgres_database()
-    if backend == "mariadb":
-        return fresh_mariadb_database()
-    return nullcontext(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+from tests.servers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with _url(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path) as url:
         init_practice_database(url, practice_name="Smile Dental")
         made = make_engine(url)
         try:

@@ -4,7 +4,6 @@ types, and at the driver's level (what the service runs twice a minute per datab
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,12 @@ from sqlalchemy import Engine, update
 from actors.mail.settings import read_settings, read_settings_plain
 from actors.practice_db import make_engine
 from actors.practice_schema import SINGLE_ROW_ID, email_settings, init_practice_database
-from tests.servers import fresh_mariadb_database, fresh_postgres_database
-
-
-def _url(backend: str, tmp_path: Path) -> AbstractContextManager[str]:
-    if backend == "postgresql":
-        return fresh_postgres_database()
-    if backend == "mariadb":
-        return fresh_mariadb_database()
-    return nullcontext(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+from tests.servers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with _url(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path) as url:
         init_practice_database(url, practice_name="Zahnarztpraxis Müller")
         made = make_engine(url)
         try:
