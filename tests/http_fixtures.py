@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import func, select
 
 from actors import checkins_table, practice_db
@@ -107,3 +108,22 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield Site(folder, server, tree)
     finally:
         server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (scripts/test-services.sh installs it); never a downloaded browser."""
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "artifacts"
+"""Where browser tests keep their screenshots (CI artifacts)."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium through Playwright, one per test module."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/test-services.sh"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 from sqlalchemy import Engine, select, update
 
 from actors import practice_db
@@ -31,13 +31,10 @@ from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_commands as commands
 from actors.practice_schema import email_settings, init_practice_database
 from supervisor.status_rule import RUNNING_TOOLTIP
+from tests.http_fixtures import ARTIFACTS
 from tests.mail_helpers import wait_until
 from tests.smtp_servers import RecordingSmtpServer
 
-CHROMIUM = "/usr/bin/chromium"
-"""Debian's Chromium (scripts/test-services.sh installs it); never a downloaded browser."""
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "artifacts"
 SCREENSHOT = ARTIFACTS / "health-e2e.png"
 
 HEALTHY, BROKEN = "Smile Dental", "Bright Teeth"
@@ -174,17 +171,6 @@ def service(
         for engine in running.engines.values():
             engine.dispose()
     assert "Traceback" not in "".join(running.stderr)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/test-services.sh"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

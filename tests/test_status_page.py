@@ -8,29 +8,12 @@ password, Restart) is in tests/test_health_e2e.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from supervisor.status_rule import RUNNING_TOOLTIP
-from tests.http_fixtures import Site
-
-CHROMIUM = "/usr/bin/chromium"
-"""Debian's Chromium (scripts/test-services.sh installs it); never a downloaded browser."""
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/test-services.sh"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+from tests.http_fixtures import ARTIFACTS, Site
 
 
 @pytest.fixture
