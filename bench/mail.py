@@ -87,7 +87,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from email.message import EmailMessage  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -110,6 +110,7 @@ from actors.practice_schema import (  # noqa: E402
     init_practice_database,
     patients,
 )
+from bench._report import Row, print_table  # noqa: E402
 from config.settings import MailSettings  # noqa: E402
 from events.clock import SystemClock  # noqa: E402
 from events.sql_store import SqlEventStore  # noqa: E402
@@ -720,16 +721,6 @@ def check_inbox(engine: Engine, n: int) -> None:
 # --- the report ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    figure: str
-    ours: str
-    baseline: str
-    ratio: str
-    target: str
-    met: str
-
-
 def machine_info(folder: Path) -> dict[str, Any]:
     """Return what the figures depend on besides the code."""
     dovecot = subprocess.run(
@@ -822,18 +813,7 @@ def print_report(results: dict[str, Any]) -> None:
             f" {_rates(inb['bare_rounds_per_s'])}"
         )
     print()
-    header = Row("figure", "ours", "baseline", "ratio", "target", "met?")
-    rows = [header, *table_rows(results)]
-    widths = [max(len(getattr(r, f)) for r in rows) for f in asdict(header)]
-    for i, row in enumerate(rows):
-        cells = list(asdict(row).values())
-        line = "  ".join(
-            cell.ljust(w) if j == 0 else cell.rjust(w)
-            for j, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        print(line.rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(table_rows(results))
 
 
 def _rates(values: Sequence[float]) -> str:
