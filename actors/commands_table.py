@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, Integer, bindparam, insert, select, update
 
-from actors.practice_db import driver_form, one_statement
+from actors.practice_db import driver_form, one_read
 from actors.practice_schema import email_service_commands as commands
 
 RESTART = "restart"
@@ -40,7 +40,7 @@ _PENDING = (
 def pending(engine: Engine, limit: int = 100) -> list[CommandRow]:
     """Return unhandled commands, oldest first."""
     sql, params = driver_form(_PENDING, "pending", engine.dialect, {"limit": limit})
-    with one_statement(engine) as conn:
+    with one_read(engine) as conn:
         rows = conn.exec_driver_sql(sql, params).all()
     return [CommandRow(r.id, (r.command or "").strip().lower(), r.requested_by or "") for r in rows]
 

@@ -45,6 +45,7 @@ __all__ = [
     "connect_args",
     "has_practice_table",
     "make_engine",
+    "one_read",
     "one_statement",
     "read_practice",
 ]
@@ -93,7 +94,11 @@ def connect_args(url: str | URL, timeout: float | None) -> dict[str, Any]:
     return {}
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+_WAL = "practice_db_wal"  # connection info: the SQLite connection is in WAL mode
+_RELAXED = "practice_db_relaxed"  # connection info: its commits now skip their fsync
+
+
+def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
     # Driver-level autocommit, so that SQLAlchemy's "begin" event below starts every
     # transaction, reads included (the pysqlite recipe in SQLAlchemy's SQLite docs):
     # otherwise a SELECT runs outside the transaction and check_incarnation would not
@@ -101,7 +106,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL: readers (workstations, the status page) never block the service's writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+    record.info[_WAL] = mode is not None and str(mode[0]).lower() == "wal"
+    # Every commit reaches the disk before it returns (SQLite's own default, said here
+    # because the outbox relies on it); only ``one_statement(durable=False)`` relaxes it.
+    cursor.execute("PRAGMA synchronous=FULL")
+    record.info[_RELAXED] = False
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # A small page cache: the service keeps a connection open to every practice database
     # for as long as it runs, and SQLite's default (2 MB each) fills as the check-in
@@ -114,12 +124,31 @@ _ONE_STATEMENT = "practice_db_one_statement"  # a user-defined execution option
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    if not conn.get_execution_options().get(_ONE_STATEMENT):
-        conn.exec_driver_sql("BEGIN")
+    if conn.get_execution_options().get(_ONE_STATEMENT):
+        return
+    if conn.info.get(_RELAXED):
+        _relax(conn, False)  # every transaction's commit is durable
+    conn.exec_driver_sql("BEGIN")
+
+
+def _relax(conn: Connection, relaxed: bool) -> None:
+    """Make a SQLite connection's commits skip their ``fsync`` (``synchronous=NORMAL``), or
+    not (``FULL``), remembering which in the connection's info so a connection that is
+    already so is not told again (a pragma per statement would cost about what the
+    ``fsync`` does). Marked relaxed before it is, and durable only after: a failure
+    leaves it marked relaxed, so the next transaction sets it again."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    if relaxed:
+        conn.info[_RELAXED] = True
+        raw.execute("PRAGMA synchronous=NORMAL")
+    else:
+        raw.execute("PRAGMA synchronous=FULL")
+        conn.info[_RELAXED] = False
 
 
 @contextmanager
-def one_statement(engine: Engine) -> Iterator[Connection]:
+def one_statement(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
     """Yield a connection for ONE statement that needs no transaction around it.
 
     A single statement is atomic on its own. On SQLite it then runs without the
@@ -128,7 +157,30 @@ def one_statement(engine: Engine) -> Iterator[Connection]:
     ends. For work that runs for every database all day (the self-test's write, the
     command poll), where the extra round trips are most of the cost. Run only one
     statement in it (a second one would not share a transaction with the first).
+
+    ``durable=False``: the write may be lost by a power cut (never by a crash or a kill
+    of the process, and never half-done). On a SQLite database in WAL mode its commit
+    then skips the ``fsync`` (``synchronous=NORMAL``; the next durable commit on the
+    connection syncs it too, and every transaction is durable again); elsewhere it
+    changes nothing. For the check-in, written for every database all day: the
+    ``fsync`` was most of a check-in's cost, and a check-in a power cut takes back can
+    only make the status look older, never better.
     """
+    with _one(engine) as conn:
+        if conn.info.get(_WAL) and conn.info.get(_RELAXED) == durable:
+            _relax(conn, not durable)
+        yield conn
+
+
+@contextmanager
+def one_read(engine: Engine) -> Iterator[Connection]:
+    """``one_statement`` for a statement that only reads (and so commits nothing)."""
+    with _one(engine) as conn:
+        yield conn
+
+
+@contextmanager
+def _one(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{_ONE_STATEMENT: True})
         yield conn

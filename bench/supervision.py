@@ -39,7 +39,8 @@ What is measured, all in one run (temporary files in one folder, removed at the 
 3. **Scale** (ours), in a child process (this script with a hidden flag), so that
    its memory and CPU are the tree's and not those of the parent's crash trials: N
    SQLite practice databases, all eligible ("Practice 0001", ...), are created in the
-   parent before any clock starts; the child loads the settings with defaults
+   parent before any clock starts; the child prepares the process as ``serve`` does
+   (``prepare_process``: SQLite's page-cache preallocation off), loads the settings with defaults
    (check-in 15 s, rescan 60 s, supervision defaults), calls ``start_tree`` and polls
    the event log every 0.1 s until every database has ``SelfTestPassed`` for
    incarnation 1 ("all running"; figure: seconds from the ``start_tree`` call, as the
@@ -122,6 +123,7 @@ from events.clock import SystemClock  # noqa: E402
 from events.recorded import to_micros  # noqa: E402
 from events.store import EventStore, read_stream  # noqa: E402
 from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, stream_for  # noqa: E402
+from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
 TARGET_RATIO = 2.0
@@ -557,6 +559,7 @@ def _rusage_cpu() -> float:
 def scale_child(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
     """Start the tree on ``folder``'s N databases; measure start, memory, idle CPU, stop."""
     handler = configure_logging()
+    prepare_process()  # as `serve` does, before it opens a database or starts a thread
     settings = settings_for(folder)
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from actors import practice_db
 from actors.mail import imap_session, smtp_transport
 from actors.mail.imap_session import ImapError
 from actors.mail.inbox import Inbox
@@ -177,8 +178,8 @@ class MailWork:
         """
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
-            # each of a thousand engines' SQL caches.
-            with self._engine().connect() as conn:
+            # each of a thousand engines' SQL caches. One row: no transaction around it.
+            with practice_db.one_read(self._engine()) as conn:
                 settings = read_settings_plain(conn)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)

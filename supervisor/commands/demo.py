@@ -20,7 +20,7 @@ from actors import practice_db
 from actors.practice_schema import SINGLE_ROW_ID, email_settings, init_practice_database
 from config import Settings
 from supervisor.commands.common import CliError
-from supervisor.commands.serve import configure_logging
+from supervisor.commands.serve import configure_logging, prepare_process
 from supervisor.service import run_service
 
 PRACTICES = (
@@ -85,6 +85,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from actors.smtp_sink import SmtpSink
 
     configure_logging("INFO")
+    prepare_process()
     folder = Path(args.folder)
     port = args.smtp_port or _free_port()
     try:

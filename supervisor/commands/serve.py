@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any
 
+from actors.sqlite_memory import disable_page_cache_preallocation
 from config import Settings, mask_url
 from supervisor.service import run_service
 
@@ -41,8 +42,16 @@ def configure_logging(level: str) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
 
 
+def prepare_process() -> None:
+    """What the serving process sets before it opens a database or starts a thread."""
+    not_done = disable_page_cache_preallocation()
+    if not_done is not None:
+        logging.getLogger(__name__).info("SQLite keeps its page-cache preallocation: %s", not_done)
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(args.log_level)
+    prepare_process()
     logging.getLogger(__name__).info(
         "serving %s for server %r; event log %s",
         mask_url(settings.databases.server_url),
