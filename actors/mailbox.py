@@ -41,7 +41,14 @@ from events.types import Event, MailboxCrashed
 
 log = logging.getLogger(__name__)
 
-_EARLY = 1e-6  # a timer's float arithmetic may fire a hair before a step's due time
+COALESCE_SECONDS = 0.5
+"""A tick also runs the steps due within this much of it, rather than wake again for them.
+
+Each step keeps its own period from the tick that ran it, so timers that fire a little
+late drift the steps apart: with the self-test every 15 s and the outbox's idle look every
+30 s, a mailbox woke 1.6 times per check-in instead of once. Running a step up to half a
+second early harms nothing (a check-in earlier than due, an outbox poll a little sooner),
+and every wake of a thousand mailbox threads costs the process CPU."""
 
 FLUSH_TIMEOUT_SECONDS = 10.0
 """How long ``flush`` waits for the log; longer means the log is stuck (a crash)."""
@@ -141,7 +148,7 @@ class MailboxActor(PeriodicActor):
         try:
             self._confirm_appends()
             for i, step in enumerate(self._work):
-                if self._due[i] <= now + _EARLY:
+                if self._due[i] <= now + COALESCE_SECONDS:
                     self._due[i] = now + step.run()
         except StaleIncarnationError:
             # Replaced while we were busy or hung: stop quietly, the successor serves.

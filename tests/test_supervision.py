@@ -11,6 +11,7 @@ from actors.command_reader import next_interval
 from actors.fence import StaleIncarnationError
 from actors.messages import MailboxFailed, Rescan, RestartCommand
 from actors.scheduler import coalesced_due
+from events.clock import FakeClock
 from events.types import (
     CheckInMissed,
     DatabaseDiscovered,
@@ -373,5 +374,40 @@ def test_a_work_step_runs_at_its_own_pace_beside_the_selftest() -> None:
         h.wait_event("Smile", SelfTestPassed, incarnation=1)
         h.advance(CHECKIN)
         assert (step.rounds, len(h.events("Smile", SelfTestPassed))) == (4, 2)
+    finally:
+        h.stop()
+
+
+class TimedStep:
+    """A mail step stand-in that notes the clock each time it runs, every ``period`` s."""
+
+    def __init__(self, clock: FakeClock, period: float) -> None:
+        self.clock = clock
+        self.period = period
+        self.ran_at: list[float] = []
+
+    def run(self) -> float:
+        self.ran_at.append(round(self.clock.monotonic(), 6))
+        return self.period
+
+    def close(self) -> None:
+        pass
+
+
+def test_steps_due_close_together_share_one_wake_when_timers_fire_late() -> None:
+    # Timers fire up to 0.4 s late (the clock moves in 0.4 s steps), so each step's own
+    # period would drift it away from the others: a 15 s step and a 30 s one (the
+    # check-in's pace and the idle outbox's) would wake the mailbox at different times.
+    h = Harness()
+    every_15 = TimedStep(h.clock, CHECKIN)
+    every_30 = TimedStep(h.clock, 2 * CHECKIN)
+    h.make_work = lambda _context: [every_15, every_30]
+    try:
+        h.add("Smile")
+        h.start()
+        h.wait_event("Smile", SelfTestPassed, incarnation=1)
+        h.advance(8 * CHECKIN, step=0.4)
+        assert len(every_30.ran_at) >= 4
+        assert set(every_30.ran_at) <= set(every_15.ran_at)
     finally:
         h.stop()
