@@ -1,7 +1,8 @@
 """Supervision tree benchmark: crash-to-replacement latency against bare pykka, and scale.
 
 Run it as ``.venv/bin/python bench/supervision.py [--databases N] [--trials T]
-[--idle-seconds S] [--json]`` (defaults N=1000, T=200, S=30).
+[--idle-seconds S] [--checkin-seconds C] [--json]`` (defaults N=1000, T=200, S=30, C=15;
+the targets are judged at the default check-in interval, another C is for information).
 
 What is measured, all in one run (temporary files in one folder, removed at the end):
 
@@ -125,6 +126,9 @@ from events.store import EventStore, read_stream  # noqa: E402
 from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, stream_for  # noqa: E402
 from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
+
+DEFAULT_CHECKIN_S = 15.0
+"""``health.checkin_seconds`` in ``config/default.toml``: the scale targets are judged at it."""
 
 TARGET_RATIO = 2.0
 TARGET_ALL_RUNNING_S = 10.0
@@ -556,11 +560,13 @@ def _rusage_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def scale_child(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
+def scale_child(
+    folder: Path, n: int, idle_seconds: float, checkin_seconds: float = DEFAULT_CHECKIN_S
+) -> dict[str, Any]:
     """Start the tree on ``folder``'s N databases; measure start, memory, idle CPU, stop."""
     handler = configure_logging()
     prepare_process()  # as `serve` does, before it opens a database or starts a thread
-    settings = settings_for(folder)
+    settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds})
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()
     start_cpu = _rusage_cpu()
@@ -643,7 +649,9 @@ def scale_child(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
     return result
 
 
-def bench_scale(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
+def bench_scale(
+    folder: Path, n: int, idle_seconds: float, checkin_seconds: float = DEFAULT_CHECKIN_S
+) -> dict[str, Any]:
     """Create the databases, then run the scale child on them; return its figures."""
     log(f"scale: creating {n:,} SQLite practice databases ...")
     created_s = create_practices(folder, n)
@@ -658,6 +666,8 @@ def bench_scale(folder: Path, n: int, idle_seconds: float) -> dict[str, Any]:
             str(n),
             "--idle-seconds",
             str(idle_seconds),
+            "--checkin-seconds",
+            str(checkin_seconds),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -711,6 +721,8 @@ def evaluate(results: Results) -> None:
 
 def table_rows(results: Results) -> list[Row]:
     """Return the table: one row per figure."""
+    # The targets are for the default check-in interval; another is for information.
+    at_default = results.config["checkin_seconds"] == DEFAULT_CHECKIN_S
     ours, bare, scale = results.crash["ours"], results.crash["bare"], results.scale
     ratio, met, n = results.ratios, results.targets, scale["databases"]
     idle = scale.get("idle")
@@ -773,8 +785,8 @@ def table_rows(results: Results) -> list[Row]:
             "-" if idle is None else f"{idle['cpu_pct_of_core']:.2f}",
             f"{TARGET_IDLE_CPU_PCT:.1f}",
             "-" if ratio["idle_cpu"] is None else f"{ratio['idle_cpu']:.2f}x",
-            f"<= {TARGET_IDLE_CPU_PCT:.0f} %",
-            _report.met(met["idle_cpu"]),
+            f"<= {TARGET_IDLE_CPU_PCT:.0f} %" if at_default else "info",
+            _report.met(met["idle_cpu"]) if at_default else "",
         ),
         Row(
             "stop_tree, s",
@@ -803,7 +815,8 @@ def print_report(results: Results) -> None:
     )
     print(
         f"         scale: N={c['databases']:,} SQLite practice databases (all eligible),"
-        f" default settings (check-in 15 s); idle S={c['idle_seconds']:g} s;"
+        f" default settings, check-in {c['checkin_seconds']:g} s;"
+        f" idle S={c['idle_seconds']:g} s;"
         f" log polled every {POLL_S} s"
     )
     o, b = crash["ours"], crash["bare"]
@@ -906,12 +919,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where to put the temporary files (default: the system temp folder)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--checkin-seconds",
+        type=float,
+        default=DEFAULT_CHECKIN_S,
+        metavar="C",
+        help=(
+            "health.checkin_seconds in the scale run (default the service's 15); the"
+            " targets are judged at the default, other values are for information"
+        ),
+    )
     parser.add_argument("--scale-child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.databases < 1:
         parser.error("--databases must be at least 1")
     if args.trials < 1:
         parser.error("--trials must be at least 1")
+    if not args.checkin_seconds > 0:
+        parser.error("--checkin-seconds must be above 0")
     if not args.idle_seconds > 0:
         parser.error("--idle-seconds must be above 0")
     return args
@@ -923,6 +948,7 @@ def run(args: argparse.Namespace, folder: Path) -> Results:
         "databases": args.databases,
         "trials": args.trials,
         "idle_seconds": args.idle_seconds,
+        "checkin_seconds": args.checkin_seconds,
         "warmup_trials": WARMUP_TRIALS,
         "block": BLOCK,
         "trial_gap_s": TRIAL_GAP_S,
@@ -931,7 +957,9 @@ def run(args: argparse.Namespace, folder: Path) -> Results:
     }
     results = Results(config=config, machine=machine_info(folder))
     results.crash = bench_crash(folder / "crash", args.trials)
-    results.scale = bench_scale(folder / "scale", args.databases, args.idle_seconds)
+    results.scale = bench_scale(
+        folder / "scale", args.databases, args.idle_seconds, args.checkin_seconds
+    )
     evaluate(results)
     return results
 
@@ -939,7 +967,9 @@ def run(args: argparse.Namespace, folder: Path) -> Results:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scale_child is not None:
-        figures = scale_child(Path(args.scale_child), args.databases, args.idle_seconds)
+        figures = scale_child(
+            Path(args.scale_child), args.databases, args.idle_seconds, args.checkin_seconds
+        )
         print(json.dumps(figures))
         return 0
     folder = Path(tempfile.mkdtemp(prefix="bench-supervision-", dir=args.dir)).resolve()
