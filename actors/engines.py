@@ -94,6 +94,20 @@ class EngineRegistry:
             engine = self._engines[db] = self._make(url)
             return engine
 
+    def served_engine(self, db: str, url: str) -> Engine | None:
+        """Return ``db``'s engine if it is served at ``url`` (made on first use), else None.
+
+        For the periodic rescan: a database already served is read through its own engine
+        and pooled connection instead of a new engine and connection each time.
+        """
+        with self._lock:
+            if self._urls.get(db) != url:
+                return None
+        try:
+            return self.get(db)
+        except UnknownDatabaseError:  # forgotten in between
+            return None
+
     def forget(self, db: str) -> None:
         """Stop serving ``db``: drop its URL and dispose of its engine's connections.
 

@@ -1,7 +1,7 @@
 """Supervision tree benchmark: crash-to-replacement latency against bare pykka, and scale.
 
 Run it as ``.venv/bin/python bench/supervision.py [--databases N] [--trials T]
-[--idle-seconds S] [--checkin-seconds C] [--json]`` (defaults N=1000, T=200, S=30, C=15;
+[--idle-seconds S] [--checkin-seconds C] [--json]`` (defaults N=1000, T=200, S=60, C=15;
 the targets are judged at the default check-in interval, another C is for information).
 
 What is measured, all in one run (temporary files in one folder, removed at the end):
@@ -47,7 +47,8 @@ What is measured, all in one run (temporary files in one folder, removed at the 
    incarnation 1 ("all running"; figure: seconds from the ``start_tree`` call, as the
    poll saw it). Then: ``VmRSS`` (and the RSS before ``start_tree``, and at the
    child's very start, before any import but ``sys``/``pathlib``); the process's CPU
-   time (``getrusage(RUSAGE_SELF)``, every thread) over S idle wall seconds, as a
+   time (``getrusage(RUSAGE_SELF)``, every thread) over S idle wall seconds (by default
+   one rescan period, so one rescan of the server falls in it), as a
    percentage of one core; ``VmRSS`` again after the idle time (the steady state:
    the command reader opens its connections over its first polls, some after "all
    running"); and the time ``stop_tree`` takes. There is no bare equivalent for
@@ -908,9 +909,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-seconds",
         type=float,
-        default=30.0,
+        default=60.0,
         metavar="S",
-        help="wall seconds of idle over which CPU is measured (default 30)",
+        help=(
+            "wall seconds of idle over which CPU is measured (default 60: one whole"
+            " rescan period, so the window holds exactly one rescan of the server)"
+        ),
     )
     parser.add_argument(
         "--dir",

@@ -40,7 +40,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
-from actors.practice_db import has_practice_table, make_engine, read_practice
+from actors.practice_db import (
+    PracticeRow,
+    has_practice_table,
+    make_engine,
+    read_practice,
+    read_practice_quickly,
+)
 from config import mask_url
 from supervisor.eligibility import Eligibility, eligibility
 
@@ -120,6 +126,10 @@ _schemata = table("schemata", column("schema_name", String), schema="information
 _sys_databases = table(
     "databases", column("name", String), column("state_desc", String), schema="sys"
 )
+
+
+OpenEngine = Callable[[str, str], Engine | None]
+"""``(name, url)`` -> an engine the caller already holds on that database, or None."""
 
 
 def list_statement(backend: str) -> Select[tuple[str]]:
@@ -364,8 +374,22 @@ def _open_readonly(url: str, timeout: float) -> Engine:
     return make_engine(parsed, timeout=timeout, pooled=False)
 
 
+def _read_served(engine: Engine) -> tuple[bool, PracticeRow | None]:
+    """Read a served database's ``practice`` row in one statement: ``(True, row)``, or
+    ``(False, None)`` when that fails, for the full look to say why."""
+    try:
+        return True, read_practice_quickly(engine)
+    except Exception:
+        return False, None
+
+
 def _probe(
-    found: _Found, *, server_id: str, genuine_server_check: bool, timeout: float
+    found: _Found,
+    *,
+    server_id: str,
+    genuine_server_check: bool,
+    timeout: float,
+    open_engine: OpenEngine | None = None,
 ) -> DatabaseInfo:
     def failed(message: str) -> DatabaseInfo:
         return DatabaseInfo(
@@ -381,12 +405,16 @@ def _probe(
     if found.problem is not None:
         return failed(found.problem)
     try:
-        engine = _open_readonly(found.url, timeout)
-        try:
-            is_practice = has_practice_table(engine)
-            row = read_practice(engine) if is_practice else None
-        finally:
-            engine.dispose()
+        served = open_engine(found.name, found.url) if open_engine is not None else None
+        is_practice, row = _read_served(served) if served is not None else (False, None)
+        if not is_practice:
+            engine = served or _open_readonly(found.url, timeout)
+            try:
+                is_practice = has_practice_table(engine)
+                row = read_practice(engine) if is_practice else None
+            finally:
+                if served is None:
+                    engine.dispose()
     except Exception as exc:  # one odd database must not hide every other one
         return failed(error_line(exc, found.url))
     return DatabaseInfo(
@@ -412,6 +440,7 @@ def discover(
     genuine_server_check: bool,
     timeout: float = DEFAULT_TIMEOUT,
     only: Callable[[str], bool] | None = None,
+    open_engine: OpenEngine | None = None,
 ) -> list[DatabaseInfo]:
     """Return every database on the server at ``server_url``, sorted by name
     (case-insensitively), each opened read-only and judged by ``supervisor.eligibility``.
@@ -421,6 +450,11 @@ def discover(
     nor returned. A database that cannot be opened or read is returned with ``error`` set
     (one line, no password), never raised. Raises ``DiscoveryError`` when the server itself
     cannot be listed. Writes nothing anywhere.
+
+    ``open_engine(name, url)``, when given, may return an engine the caller already holds
+    on that database (the serving process's, for a database it serves); it is read
+    through that engine and left open. Otherwise each database is opened read-only for
+    the visit and closed after it.
     """
     return [
         _probe(
@@ -428,6 +462,7 @@ def discover(
             server_id=server_id,
             genuine_server_check=genuine_server_check,
             timeout=timeout,
+            open_engine=open_engine,
         )
         for found in _list(server_url, timeout)
         if only is None or only(found.name)

@@ -81,13 +81,20 @@ def ensure_sqlite_folder(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def discover_served(settings: Settings) -> Sequence[Served] | None:
-    """List the server's databases for the supervisor; None if the server does not answer."""
+def discover_served(
+    settings: Settings, engines: EngineRegistry | None = None
+) -> Sequence[Served] | None:
+    """List the server's databases for the supervisor; None if the server does not answer.
+
+    With ``engines``, a database already served is read through its own engine instead of
+    a new one: at 1,000 databases that made a rescan cost 2 s of CPU every minute.
+    """
     try:
         infos = discovery.discover(
             settings.databases.server_url,
             server_id=settings.service.server_id,
             genuine_server_check=settings.service.genuine_server_check,
+            open_engine=None if engines is None else engines.served_engine,
         )
     except discovery.DiscoveryError as exc:
         log.error("cannot list the databases: %s", exc)
@@ -238,7 +245,7 @@ def start_tree(
         rescan_seconds=settings.databases.rescan_seconds,
         checkin_seconds=settings.health.checkin_seconds,
         hang_after_seconds=hang_after(settings),
-        discover=lambda: discover_served(settings),
+        discover=lambda: discover_served(settings, engines),
         make_selftest=make_selftest or default_selftest,
         jitter=rng.random,
         on_fatal=on_fatal,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.dialects import mssql, mysql, postgresql
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from actors.practice_db import make_engine, read_practice
+from actors.practice_db import make_engine, read_practice, read_practice_quickly
 from actors.practice_schema import init_practice_database
 from supervisor.discovery import (
     DatabaseInfo,
@@ -210,6 +210,50 @@ def test_only_skips_the_other_databases(server: Server) -> None:
         only=lambda name: name == server.prefix + "Smile Dental",
     )
     assert only == [found["Smile Dental"]]
+
+
+def test_served_databases_read_through_their_own_engines_give_the_same_findings(
+    server: Server,
+) -> None:
+    plain = server.discover()
+    engines = {info.url: make_engine(info.url) for info in plain.values()}
+    asked: list[str] = []
+
+    def open_engine(_name: str, url: str) -> Engine | None:
+        asked.append(url)
+        return engines[url]
+
+    try:
+        served = discover(
+            server.url,
+            server_id=SERVER_ID,
+            genuine_server_check=True,
+            timeout=10,
+            only=lambda name: name.startswith(server.prefix),
+            open_engine=open_engine,
+        )
+        plain_checked = server.discover(check=True)
+        assert {i.name.removeprefix(server.prefix): i for i in served} == plain_checked
+        assert sorted(asked) == sorted(engines)
+        # Read through the served engines, which stay open: their pooled connections too.
+        practice = [plain[name].url for name in REGISTERED]
+        assert all(engines[url].pool.checkedin() == 1 for url in practice)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
+def test_read_practice_quickly_reads_what_read_practice_reads(server: Server) -> None:
+    for info in server.discover().values():
+        engine = make_engine(info.url)
+        try:
+            if info.is_practice:
+                assert read_practice_quickly(engine) == read_practice(engine)
+            else:
+                with pytest.raises(DBAPIError):
+                    read_practice_quickly(engine)
+        finally:
+            engine.dispose()
 
 
 # --- SQLite folders --------------------------------------------------------------------

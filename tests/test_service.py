@@ -28,7 +28,7 @@ from events.types import (
     ServiceStarted,
     ServiceStopping,
 )
-from supervisor import exit_codes
+from supervisor import discovery, exit_codes
 from supervisor.service import Tree, start_tree, stop_tree
 
 
@@ -187,6 +187,42 @@ def test_a_database_has_one_engine_until_it_is_forgotten(tmp_path: Path) -> None
     engines.forget("Smile")
     with pytest.raises(UnknownDatabaseError):
         engines.get("Smile")
+
+
+def test_the_rescan_gets_a_served_databases_engine_only_at_its_served_url(
+    tmp_path: Path,
+) -> None:
+    make_practices(tmp_path, "Smile")
+    url = f"sqlite:///{tmp_path / 'Smile.sqlite3'}"
+    engines = EngineRegistry()
+    assert engines.served_engine("Smile", url) is None  # not served
+    engines.serve("Smile", url)
+    try:
+        assert engines.served_engine("Smile", url) is engines.get("Smile")
+        assert engines.served_engine("Smile", url + "-moved") is None
+    finally:
+        engines.close()
+
+
+def test_a_served_database_that_lost_its_practice_table_is_no_longer_a_practice(
+    tmp_path: Path,
+) -> None:
+    make_practices(tmp_path, "Smile")
+    url = f"sqlite:///{tmp_path / 'Smile.sqlite3'}"
+    engines = EngineRegistry()
+    engines.serve("Smile", url)
+    try:
+        with engines.get("Smile").begin() as conn:
+            conn.exec_driver_sql("DROP TABLE practice")
+        [info] = discovery.discover(
+            f"sqlite:///{tmp_path}",
+            server_id="SRV1",
+            genuine_server_check=False,
+            open_engine=engines.served_engine,
+        )
+        assert (info.is_practice, info.eligibility.eligible, info.error) == (False, False, None)
+    finally:
+        engines.close()
 
 
 def test_a_restart_keeps_the_databases_engine(tree: Tree, tmp_path: Path) -> None:
