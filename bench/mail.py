@@ -87,11 +87,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from email.message import EmailMessage  # noqa: E402
 from importlib import metadata  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
 
 from imapclient import IMAPClient  # noqa: E402
 from sqlalchemy import Engine, event, func, insert, select  # noqa: E402
@@ -116,6 +116,7 @@ from events.clock import SystemClock  # noqa: E402
 from events.sql_store import SqlEventStore  # noqa: E402
 from events.store import PendingAppend  # noqa: E402
 from events.types import Event  # noqa: E402
+from tests.fault_proxy import FaultProxy  # noqa: E402
 
 TARGET_RATIO = 0.8
 SEED = 20260107
@@ -532,22 +533,54 @@ def bench_outbox(
         result["normal"] = bench_outbox_variant(
             folder, args, registry, smtp, rows, "Outbox Normal", normal=True
         )
+    if args.smtp_latency_ms > 0:
+        # The same server behind the tests' fault proxy, each chunk delayed each way: a
+        # provider some milliseconds away instead of one on this machine's loopback.
+        with FaultProxy(smtp.host, smtp.port) as proxy:
+            proxy.set_latency(args.smtp_latency_ms / 1000)
+            count = min(len(rows), args.latency_messages)
+            result["latency"] = {
+                "latency_ms": args.smtp_latency_ms,
+                **bench_outbox_variant(
+                    folder,
+                    args,
+                    registry,
+                    Address(smtp.host, proxy.port),
+                    rows,
+                    "Outbox Latency",
+                    count=count,
+                ),
+            }
     return result
+
+
+class SmtpAddress(Protocol):
+    """Where an SMTP server listens: an ``SmtpChild``, or a proxy in front of one."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
 
 
 def bench_outbox_variant(
     folder: Path,
     args: argparse.Namespace,
     registry: IncarnationRegistry,
-    smtp: SmtpChild,
+    smtp: SmtpAddress,
     rows: list[dict[str, Any]],
     name: str,
     *,
     normal: bool = False,
+    count: int | None = None,
 ) -> dict[str, Any]:
-    """One more pair of rounds (bare, then ours) of N/R rows on ``smtp``, into a fresh
-    practice database (with ``synchronous=NORMAL`` when ``normal``)."""
-    count = max(1, args.messages // args.rounds)
+    """One more pair of rounds (bare, then ours) of N/R rows (or ``count``) on ``smtp``,
+    into a fresh practice database (with ``synchronous=NORMAL`` when ``normal``)."""
+    count = count or max(1, args.messages // args.rounds)
     _url, engine = practice_database(folder, name, normal=normal)
     with engine.begin() as conn:
         conn.execute(insert(email_messages), rows[:count])
@@ -567,7 +600,7 @@ def bench_outbox_variant(
     return {"messages": count, "ours_per_s": count / ours_s, "bare_per_s": count / bare_s}
 
 
-def _smtp_settings(smtp: SmtpChild) -> EmailSettings:
+def _smtp_settings(smtp: SmtpAddress) -> EmailSettings:
     return EmailSettings(
         from_address=FROM_ADDRESS,
         from_name="Smile Dental",
@@ -699,9 +732,43 @@ def bench_inbox(
                 f"inbox, synchronous=NORMAL: bare {count_b / bare_s:,.0f}/s,"
                 f" ours {count_o / ours_s:,.0f}/s"
             )
+        if args.imap_latency_ms > 0:
+            result["latency"] = _inbox_with_latency(
+                folder, args, registry, dovecot.host, dovecot.port, settings
+            )
         return result
     finally:
         dovecot.remove()
+
+
+def _inbox_with_latency(
+    folder: Path,
+    args: argparse.Namespace,
+    registry: IncarnationRegistry,
+    host: str,
+    port: int,
+    settings: EmailSettings,
+) -> dict[str, Any]:
+    """The bare loop and ours once more, through a proxy delaying every chunk each way."""
+    batch = inbox.FETCH_BATCH
+    with FaultProxy(host, port) as proxy:
+        proxy.set_latency(args.imap_latency_ms / 1000)
+        _url, engine = practice_database(folder, "Inbox Latency")
+        count_b, bare_s = run_bare_imap(host, proxy.port, batch)
+        slow = replace(settings, imap_port=proxy.port)
+        count_o, ours_s = run_inbox(engine, slow, Emitter(registry, "Inbox Latency"))
+        check_inbox(engine, args.messages)
+        engine.dispose()
+    log(
+        f"inbox, {args.imap_latency_ms:g} ms each way: bare {count_b / bare_s:,.0f}/s,"
+        f" ours {count_o / ours_s:,.0f}/s"
+    )
+    return {
+        "latency_ms": args.imap_latency_ms,
+        "messages": count_o,
+        "ours_per_s": count_o / ours_s,
+        "bare_per_s": count_b / bare_s,
+    }
 
 
 def check_inbox(engine: Engine, n: int) -> None:
@@ -769,6 +836,19 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                     f"{ratio:.2f}x",
                     f">= {TARGET_RATIO:.1f}x",
                     "yes" if ratio >= TARGET_RATIO else "MISSED",
+                )
+            )
+        latency = part.get("latency")
+        if latency:
+            rows.append(
+                Row(
+                    f"{name}, {latency['latency_ms']:g} ms added each way"
+                    f" ({latency['messages']:,} msgs)",
+                    f"{latency['ours_per_s']:,.0f}",
+                    f"{latency['bare_per_s']:,.0f}",
+                    f"{latency['ours_per_s'] / latency['bare_per_s']:.2f}x",
+                    "info",
+                    "",
                 )
             )
         normal = part.get("normal")
@@ -868,13 +948,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="where to put the temporary files (default: the system temp folder)",
     )
+    parser.add_argument(
+        "--smtp-latency-ms",
+        type=float,
+        default=5.0,
+        metavar="L",
+        help=(
+            "also run the outbox pair through a proxy that delays every chunk L ms each way"
+            " (a provider a few milliseconds away; information, not a target; 0: skip;"
+            " default 5)"
+        ),
+    )
+    parser.add_argument(
+        "--imap-latency-ms",
+        type=float,
+        default=5.0,
+        metavar="L",
+        help=(
+            "also run the inbox pair once through a proxy that delays every chunk L ms each"
+            " way (information, not a target; 0: skip; default 5)"
+        ),
+    )
+    parser.add_argument(
+        "--latency-messages",
+        type=int,
+        default=500,
+        metavar="M",
+        help="messages in the latency pair (default 500)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument("--smtp-child", choices=("pipelining", "plain"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.rounds, args.rounds_inbox, args.no_normal = 1000, 2, 2, True
+        args.smtp_latency_ms = args.imap_latency_ms = 0.0
     if args.messages < 1:
         parser.error("--messages must be at least 1")
+    if args.latency_messages < 1 or args.smtp_latency_ms < 0 or args.imap_latency_ms < 0:
+        parser.error("--latency-messages must be at least 1 and the latencies not below 0")
     if args.rounds < 1 or args.rounds_inbox < 1:
         parser.error("--rounds and --rounds-inbox must be at least 1")
     if args.rounds > args.messages:
@@ -888,13 +999,29 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": {
             key: getattr(args, key)
-            for key in ("messages", "rounds", "rounds_inbox", "outbox_batch", "no_normal")
+            for key in (
+                "messages",
+                "rounds",
+                "rounds_inbox",
+                "outbox_batch",
+                "no_normal",
+                "smtp_latency_ms",
+                "imap_latency_ms",
+                "latency_messages",
+            )
         },
         "machine": machine_info(folder),
     }
     store = SqlEventStore(f"sqlite:///{folder / 'events.sqlite3'}", commit_delay=COMMIT_DELAY_S)
     registry = IncarnationRegistry(store)
-    names = ("Outbox Practice", "Outbox Plain Server", "Outbox Normal", "Inbox Normal")
+    names = (
+        "Outbox Practice",
+        "Outbox Plain Server",
+        "Outbox Normal",
+        "Outbox Latency",
+        "Inbox Normal",
+        "Inbox Latency",
+    )
     for db in (*names, "Inbox Practice 1"):
         registry.begin(db, INCARNATION, ())
     for r in range(1, args.rounds_inbox):
