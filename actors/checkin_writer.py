@@ -67,6 +67,7 @@ class CheckInWriter:
         url: str = "",
         on_written: Callable[[], None] = lambda: None,
         keep_days: float | None = None,
+        first_prune_after: float = 0.0,
     ) -> None:
         self._engine = engine
         self._server_name = server_name
@@ -81,7 +82,8 @@ class CheckInWriter:
         self._plain_insert = _plain_insert(self._interval.total_seconds())
         self._recalled = False  # whether the database was asked about an earlier outage
         self._keep_days = keep_days
-        self._pruned_at: float | None = None
+        self._first_prune_after = first_prune_after
+        self._prune_due: float | None = None  # monotonic; set at the first write
 
     def unreachable(self) -> None:
         """Note that the database did not answer (no check-in can be written now)."""
@@ -121,13 +123,17 @@ class CheckInWriter:
         return True
 
     def _prune_now_and_then(self, engine: Engine) -> None:
-        """Once an hour, delete check-ins older than ``keep_days`` and their lines."""
-        now = self._clock.monotonic()
-        if self._keep_days is None or (
-            self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS
-        ):
+        """Once an hour, delete check-ins older than ``keep_days`` and their lines; the first
+        time ``first_prune_after`` seconds after the first write (the service spreads it
+        over the hour, so a thousand mailboxes starting together do not all prune then)."""
+        if self._keep_days is None:
             return
-        self._pruned_at = now
+        now = self._clock.monotonic()
+        if self._prune_due is None:
+            self._prune_due = now + self._first_prune_after
+        if now < self._prune_due:
+            return
+        self._prune_due = now + PRUNE_EVERY_SECONDS
         # A failure leaves the old rows for the next hour; the check-in itself was written.
         with contextlib.suppress(SQLAlchemyError):
             prune_checkins(engine, self._keep_days)
@@ -135,14 +141,18 @@ class CheckInWriter:
     def _recall(self, engine: Engine) -> None:
         # Since when this server's check-ins here have failed: the oldest failed one after
         # its newest ok one, when its newest one failed (server times, like the rows').
+        # The first question is asked by every mailbox that starts: compiled once for the
+        # process; the rest only after a failure, not worth a place in any SQL cache.
+        sql, params = practice_db.driver_form(
+            _NEWEST_OK, "newest_checkin_ok", engine.dialect, {"server_name": self._server_name}
+        )
+        with practice_db.one_read(engine) as conn:
+            row = conn.exec_driver_sql(sql, params).first()
+        if row is None or row[0]:
+            return
         t = checkins
         mine = t.c.server_name == self._server_name
-        newest = select(t.c.ok).where(mine).order_by(t.c.checked_in_at.desc(), t.c.id.desc())
-        # Once per writer: not worth a place in each of a thousand engines' SQL caches.
         with engine.execution_options(compiled_cache=None).connect() as conn:
-            row = conn.execute(newest.limit(1)).first()
-            if row is None or row.ok:
-                return
             last_ok = conn.execute(
                 select(func.max(t.c.checked_in_at)).where(mine, t.c.ok == true())
             ).scalar_one_or_none()
@@ -213,6 +223,14 @@ def _plain_insert(interval_seconds: float) -> Insert:
         values,
     )
 
+
+_NEWEST_OK = (
+    select(checkins.c.ok)
+    .where(checkins.c.server_name == bindparam("server_name", type_=Unicode()))
+    .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+    .limit(1)
+)
+"""Whether this server's newest check-in here was ok (``_recall``'s first question)."""
 
 PRUNE_EVERY_SECONDS = 3600.0
 """How often a writer deletes check-ins past their keeping time."""

@@ -24,7 +24,7 @@ from typing import Any
 import pykka
 
 from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
-from actors.checkin_writer import CheckInWriter
+from actors.checkin_writer import PRUNE_EVERY_SECONDS, CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
 from actors.engines import EngineRegistry
@@ -181,6 +181,8 @@ def start_tree(
             write=not real_work,  # with check-ins, the check-in is the write
         )
 
+    prune_rng = random.Random()  # spreads the first prune of each mailbox over the hour
+
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
         work = MailWork(
@@ -195,6 +197,7 @@ def start_tree(
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
+            first_prune_after=prune_rng.uniform(0.0, PRUNE_EVERY_SECONDS),
         )
         return [
             MailCheck(work),

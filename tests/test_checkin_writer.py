@@ -500,3 +500,22 @@ def test_a_writer_prunes_at_most_once_an_hour(engine: Engine) -> None:
     clock.advance(3600)
     writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
     assert "old again" not in [r["summary"] for r in checkin_rows(engine)]
+
+
+def test_a_writer_prunes_first_when_its_first_prune_is_due(engine: Engine) -> None:
+    clock = FakeClock(WRONG_CLOCK)
+    writer = CheckInWriter(
+        lambda: engine,
+        server_name="SRV1",
+        service_version="1.2.3",
+        interval_seconds=INTERVAL,
+        clock=clock,
+        keep_days=7,
+        first_prune_after=600,
+    )
+    _old_checkin(engine, 9, line="old")
+    writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
+    assert "old" in [r["summary"] for r in checkin_rows(engine)]  # not at the first write
+    clock.advance(600)
+    writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
+    assert "old" not in [r["summary"] for r in checkin_rows(engine)]
