@@ -142,14 +142,13 @@ def _relax(conn: Connection, relaxed: bool) -> None:
     not (``FULL``), remembering which in the connection's info so a connection that is
     already so is not told again (a pragma per statement would cost about what the
     ``fsync`` does). Marked relaxed before it is, and durable only after: a failure
-    leaves it marked relaxed, so the next transaction sets it again."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
+    leaves it marked relaxed, so the next transaction sets it again. Through SQLAlchemy,
+    so a failure is the usual ``SQLAlchemyError`` the callers handle."""
     if relaxed:
         conn.info[_RELAXED] = True
-        raw.execute("PRAGMA synchronous=NORMAL")
+        conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
     else:
-        raw.execute("PRAGMA synchronous=FULL")
+        conn.exec_driver_sql("PRAGMA synchronous=FULL")
         conn.info[_RELAXED] = False
 
 
