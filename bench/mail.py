@@ -718,57 +718,48 @@ def bench_inbox(
             "mean_bytes": sum(map(len, messages)) / max(1, n),
         }
         if not args.no_normal:
-            _url, engine = practice_database(folder, "Inbox Normal", normal=True)
-            count_b, bare_s = run_bare_imap(dovecot.host, dovecot.port, batch)
-            count_o, ours_s = run_inbox(engine, settings, Emitter(registry, "Inbox Normal"))
-            check_inbox(engine, n)
-            engine.dispose()
-            result["normal"] = {
-                "messages": n,
-                "ours_per_s": count_o / ours_s,
-                "bare_per_s": count_b / bare_s,
-            }
-            log(
-                f"inbox, synchronous=NORMAL: bare {count_b / bare_s:,.0f}/s,"
-                f" ours {count_o / ours_s:,.0f}/s"
+            result["normal"] = bench_inbox_variant(
+                folder, registry, settings, n, "Inbox Normal", "synchronous=NORMAL", normal=True
             )
         if args.imap_latency_ms > 0:
-            result["latency"] = _inbox_with_latency(
-                folder, args, registry, dovecot.host, dovecot.port, settings
-            )
+            # The same Dovecot behind the tests' fault proxy, each chunk delayed each way.
+            with FaultProxy(dovecot.host, dovecot.port) as proxy:
+                proxy.set_latency(args.imap_latency_ms / 1000)
+                result["latency"] = {
+                    "latency_ms": args.imap_latency_ms,
+                    **bench_inbox_variant(
+                        folder,
+                        registry,
+                        replace(settings, imap_port=proxy.port),
+                        n,
+                        "Inbox Latency",
+                        f"{args.imap_latency_ms:g} ms each way",
+                    ),
+                }
         return result
     finally:
         dovecot.remove()
 
 
-def _inbox_with_latency(
+def bench_inbox_variant(
     folder: Path,
-    args: argparse.Namespace,
     registry: IncarnationRegistry,
-    host: str,
-    port: int,
     settings: EmailSettings,
+    n: int,
+    name: str,
+    label: str,
+    *,
+    normal: bool = False,
 ) -> dict[str, Any]:
-    """The bare loop and ours once more, through a proxy delaying every chunk each way."""
-    batch = inbox.FETCH_BATCH
-    with FaultProxy(host, port) as proxy:
-        proxy.set_latency(args.imap_latency_ms / 1000)
-        _url, engine = practice_database(folder, "Inbox Latency")
-        count_b, bare_s = run_bare_imap(host, proxy.port, batch)
-        slow = replace(settings, imap_port=proxy.port)
-        count_o, ours_s = run_inbox(engine, slow, Emitter(registry, "Inbox Latency"))
-        check_inbox(engine, args.messages)
-        engine.dispose()
-    log(
-        f"inbox, {args.imap_latency_ms:g} ms each way: bare {count_b / bare_s:,.0f}/s,"
-        f" ours {count_o / ours_s:,.0f}/s"
-    )
-    return {
-        "latency_ms": args.imap_latency_ms,
-        "messages": count_o,
-        "ours_per_s": count_o / ours_s,
-        "bare_per_s": count_b / bare_s,
-    }
+    """One more pair (bare, then ours) over the whole folder on ``settings``' IMAP server,
+    into a fresh practice database (with ``synchronous=NORMAL`` when ``normal``)."""
+    _url, engine = practice_database(folder, name, normal=normal)
+    count_b, bare_s = run_bare_imap(settings.imap_host, settings.imap_port, inbox.FETCH_BATCH)
+    count_o, ours_s = run_inbox(engine, settings, Emitter(registry, name))
+    check_inbox(engine, n)
+    engine.dispose()
+    log(f"inbox, {label}: bare {count_b / bare_s:,.0f}/s, ours {count_o / ours_s:,.0f}/s")
+    return {"messages": n, "ours_per_s": count_o / ours_s, "bare_per_s": count_b / bare_s}
 
 
 def check_inbox(engine: Engine, n: int) -> None:
