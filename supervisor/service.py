@@ -181,7 +181,8 @@ def start_tree(
             write=not real_work,  # with check-ins, the check-in is the write
         )
 
-    prune_rng = random.Random()  # spreads the first prune of each mailbox over the hour
+    # Restart jitter, and each mailbox's first prune spread over the hour.
+    rng = random.Random()
 
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
@@ -197,7 +198,7 @@ def start_tree(
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
-            first_prune_after=prune_rng.uniform(0.0, PRUNE_EVERY_SECONDS),
+            first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
         )
         return [
             MailCheck(work),
@@ -236,7 +237,6 @@ def start_tree(
             children["checkins"] = CheckInProjectorActor.start(projector)
         return children
 
-    rng = random.Random()
     deps = SupervisorDeps(
         store=store,
         registry=registry,
