@@ -61,13 +61,21 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
             made.dispose()
 
 
-def writer_for(engine: Engine, clock: FakeClock | None = None) -> CheckInWriter:
+def writer_for(
+    engine: Engine,
+    clock: FakeClock | None = None,
+    *,
+    keep_days: float | None = None,
+    first_prune_after: float = 0.0,
+) -> CheckInWriter:
     return CheckInWriter(
         lambda: engine,
         server_name="SRV1",
         service_version="1.2.3",
         interval_seconds=INTERVAL,
         clock=clock or FakeClock(WRONG_CLOCK),
+        keep_days=keep_days,
+        first_prune_after=first_prune_after,
     )
 
 
@@ -483,14 +491,7 @@ def test_check_ins_past_their_keeping_time_go_with_their_lines(engine: Engine) -
 
 def test_a_writer_prunes_at_most_once_an_hour(engine: Engine) -> None:
     clock = FakeClock(WRONG_CLOCK)
-    writer = CheckInWriter(
-        lambda: engine,
-        server_name="SRV1",
-        service_version="1.2.3",
-        interval_seconds=INTERVAL,
-        clock=clock,
-        keep_days=7,
-    )
+    writer = writer_for(engine, clock, keep_days=7)
     _old_checkin(engine, 9, line="old")
     writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
     assert [r["summary"] for r in checkin_rows(engine)] == [""]
@@ -504,15 +505,7 @@ def test_a_writer_prunes_at_most_once_an_hour(engine: Engine) -> None:
 
 def test_a_writer_prunes_first_when_its_first_prune_is_due(engine: Engine) -> None:
     clock = FakeClock(WRONG_CLOCK)
-    writer = CheckInWriter(
-        lambda: engine,
-        server_name="SRV1",
-        service_version="1.2.3",
-        interval_seconds=INTERVAL,
-        clock=clock,
-        keep_days=7,
-        first_prune_after=600,
-    )
+    writer = writer_for(engine, clock, keep_days=7, first_prune_after=600)
     _old_checkin(engine, 9, line="old")
     writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
     assert "old" in [r["summary"] for r in checkin_rows(engine)]  # not at the first write

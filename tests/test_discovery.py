@@ -25,6 +25,7 @@ from actors.practice_schema import init_practice_database
 from supervisor.discovery import (
     DatabaseInfo,
     DiscoveryError,
+    OpenEngine,
     database_url,
     discover,
     error_line,
@@ -65,13 +66,16 @@ class Server:
     url: str  # databases.server_url
     prefix: str
 
-    def discover(self, *, check: bool = False) -> dict[str, DatabaseInfo]:
+    def discover(
+        self, *, check: bool = False, open_engine: OpenEngine | None = None
+    ) -> dict[str, DatabaseInfo]:
         found = discover(
             self.url,
             server_id=SERVER_ID,
             genuine_server_check=check,
             timeout=10,
             only=lambda name: name.startswith(self.prefix),
+            open_engine=open_engine,
         )
         return {info.name.removeprefix(self.prefix): info for info in found}
 
@@ -224,16 +228,8 @@ def test_served_databases_read_through_their_own_engines_give_the_same_findings(
         return engines[url]
 
     try:
-        served = discover(
-            server.url,
-            server_id=SERVER_ID,
-            genuine_server_check=True,
-            timeout=10,
-            only=lambda name: name.startswith(server.prefix),
-            open_engine=open_engine,
-        )
-        plain_checked = server.discover(check=True)
-        assert {i.name.removeprefix(server.prefix): i for i in served} == plain_checked
+        served = server.discover(check=True, open_engine=open_engine)
+        assert served == server.discover(check=True)
         assert sorted(asked) == sorted(engines)
         # Read through the served engines, which stay open: their pooled connections too.
         practice = [plain[name].url for name in REGISTERED]
