@@ -48,7 +48,6 @@ __all__ = [
     "one_read",
     "one_statement",
     "read_practice",
-    "read_practice_quickly",
 ]
 
 SQLITE_CACHE_KIB = 24
@@ -272,34 +271,19 @@ def has_practice_table(engine: Engine) -> bool:
         return inspect(conn).has_table(practice.name)
 
 
-def read_practice(engine: Engine) -> PracticeRow | None:
-    """Return the ``practice`` row with id 1, or None when the table has no such row.
-
-    Read-only. A database without the ``practice`` table raises the database's own error
-    (call ``has_practice_table`` first). A NULL ``practice_name`` reads as "".
-    """
-    query = select(practice.c.practice_name, practice.c.registered_server).where(
-        practice.c.id == SINGLE_ROW_ID
-    )
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        return None
-    return PracticeRow(
-        practice_name=row.practice_name or "", registered_server=row.registered_server
-    )
-
-
 _READ_PRACTICE = select(practice.c.practice_name, practice.c.registered_server).where(
     practice.c.id == SINGLE_ROW_ID
 )
 
 
-def read_practice_quickly(engine: Engine) -> PracticeRow | None:
-    """``read_practice`` as one statement without a transaction, compiled once per kind of
-    database (``driver_form``): for the periodic rescan of databases already served,
-    which reads every one of them every minute. Raises the database's error when the
-    ``practice`` table is missing, like ``read_practice``."""
+def read_practice(engine: Engine) -> PracticeRow | None:
+    """Return the ``practice`` row with id 1, or None when the table has no such row.
+
+    Read-only. A database without the ``practice`` table raises the database's own error
+    (call ``has_practice_table`` first). A NULL ``practice_name`` reads as "".
+    One statement without a transaction, compiled once per kind of database
+    (``driver_form``): the rescan reads every served database's row every minute.
+    """
     sql, params = driver_form(_READ_PRACTICE, "read_practice", engine.dialect, {})
     with one_read(engine) as conn:
         row = conn.exec_driver_sql(sql, params).first()

@@ -45,7 +45,6 @@ from actors.practice_db import (
     has_practice_table,
     make_engine,
     read_practice,
-    read_practice_quickly,
 )
 from config import mask_url
 from supervisor.eligibility import Eligibility, eligibility
@@ -378,7 +377,7 @@ def _read_served(engine: Engine) -> tuple[bool, PracticeRow | None]:
     """Read a served database's ``practice`` row in one statement: ``(True, row)``, or
     ``(False, None)`` when that fails, for the full look to say why."""
     try:
-        return True, read_practice_quickly(engine)
+        return True, read_practice(engine)
     except Exception:
         return False, None
 

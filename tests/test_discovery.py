@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from actors.practice_db import make_engine, read_practice, read_practice_quickly
+from actors.practice_db import PracticeRow, make_engine, read_practice
 from actors.practice_schema import init_practice_database
 from supervisor.discovery import (
     DatabaseInfo,
@@ -239,15 +239,15 @@ def test_served_databases_read_through_their_own_engines_give_the_same_findings(
             engine.dispose()
 
 
-def test_read_practice_quickly_reads_what_read_practice_reads(server: Server) -> None:
-    for info in server.discover().values():
+def test_read_practice_reads_the_row_and_raises_without_the_table(server: Server) -> None:
+    for name, info in server.discover().items():
         engine = make_engine(info.url)
         try:
             if info.is_practice:
-                assert read_practice_quickly(engine) == read_practice(engine)
+                assert read_practice(engine) == PracticeRow(name, REGISTERED[name])
             else:
                 with pytest.raises(DBAPIError):
-                    read_practice_quickly(engine)
+                    read_practice(engine)
         finally:
             engine.dispose()
 
