@@ -128,8 +128,9 @@ from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, strea
 from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
-DEFAULT_CHECKIN_S = 15.0
-"""``health.checkin_seconds`` in ``config/default.toml``: the scale targets are judged at it."""
+DEFAULT_CHECKIN_S = load_settings(environ={}).health.checkin_seconds
+"""``health.checkin_seconds`` as ``config/default.toml`` sets it: the scale targets are
+judged at it."""
 
 TARGET_RATIO = 2.0
 TARGET_ALL_RUNNING_S = 10.0
