@@ -89,7 +89,7 @@ def test_repeated_crashes_back_off_then_give_up_then_retry_slowly(tree: Harness)
     for attempt in range(1, 4):
         delays.append(tree.wait_event("Smile", RestartScheduled, attempt=attempt).event.delay)
         tree.advance(delays[-1])
-    assert delays == [0.0, 0.5, 1.0]  # policy: min 1 s doubling, jitter 0 halves each base
+    assert delays == [0.0, 1.0, 2.0]  # policy: at once, then min 1 s doubling (jitter 0)
     gave_up = tree.wait_event("Smile", MailboxGaveUp).event
     assert gave_up == MailboxGaveUp(3, 60.0, 8.0)
     tree.advance(7.9)
