@@ -49,6 +49,13 @@ class WorkContext:
     event is durable: the outbox resends an uncertain message only after the log holds
     ``MessageDeliveryUncertain`` for it, so a kill can never leave an unrecorded
     duplicate."""
+    must_yield: Callable[[], bool] = lambda: False
+    """Whether the self-test (and so the check-in) is due: a long round of work (a batch
+    of slow messages) stops at its next safe point and asks to run again at once, so the
+    check-in never waits behind it."""
+    record: Callable[[Sequence[Event]], None] = lambda _events: None
+    """Append events for the record even after this incarnation was replaced: only for
+    facts its committed transactions made true (``IncarnationRegistry.record``)."""
 
 
 class Work(Protocol):

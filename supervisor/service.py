@@ -210,7 +210,7 @@ def start_tree(
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
-            hang_after(settings), ref,
+            hang_after(settings), ref, progress=registry.progress,
         )  # fmt: skip
         reader = CommandReaderDeps(
             clock,

@@ -133,7 +133,7 @@ def test_a_hung_mailbox_is_replaced_and_its_late_writes_refused(tree: Harness) -
     tree.wait_event("Smile", SelfTestPassed, incarnation=1)
     tree.modes["Smile#1"] = "hang"
     tree.advance(CHECKIN)  # incarnation 1 starts its next self-test and hangs
-    tree.advance(HANG_AFTER)
+    tree.advance(HANG_AFTER + 5.0)  # no progress since the hang began; a watchdog tick on
     missed = tree.wait_event("Smile", CheckInMissed, incarnation=1).event
     assert missed.overdue_seconds > HANG_AFTER
     tree.wait_event("Smile", RestartScheduled, cause="hung")
