@@ -187,7 +187,15 @@ def start_tree(
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
         work = MailWork(
-            db, context.incarnation, context.engine, context.append, clock, mail, context.flush
+            db,
+            context.incarnation,
+            context.engine,
+            context.append,
+            clock,
+            mail,
+            context.flush,
+            must_yield=context.must_yield,
+            record=context.record,
         )
         writer = CheckInWriter(
             context.engine,

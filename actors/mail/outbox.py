@@ -3,7 +3,10 @@
 ``Outbox`` runs in its mailbox actor's thread and blocks on the practice database and the
 senders. Every write transaction calls ``check_incarnation`` first and lets its
 ``StaleIncarnationError`` propagate (the mailbox is then abandoned), so an older
-incarnation can neither claim nor update a row.
+incarnation can neither claim a row nor put one more message on the wire: the fence is
+checked in the very commit that records each message's ``wire_at``. The one exception:
+the answers the server already gave to messages it had on the wire are stored even
+after the replacement (``_settle_after_replacement``), guarded by the row's claim.
 
 A row's life: ``queued`` -> claimed by its own compare-and-swap (``queued`` -> ``sending``,
 exactly one row changed, ``claimed_incarnation`` = ours, ``wire_at`` cleared; a batch's
@@ -39,6 +42,13 @@ may have been delivered).
 
 Events are emitted after the transaction that made them true has committed (the
 sending events of a batch together, when the batch ends or fails).
+
+A batch is bounded by time as well as by count: after each message it asks
+``must_yield`` (the mailbox's self-test is due) and, if so, stores what was answered,
+puts the rows it claimed and did not send back in the queue (``queued``, untouched
+otherwise: no attempt counted) and returns with ``yielded`` set, so the caller runs
+again at once after the check-in. Fifty messages to a server that takes a second each
+never hold a check-in up. Each message beats (``actors.progress``) once answered.
 """
 
 from __future__ import annotations
@@ -52,6 +62,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, or_, select, update
 
+from actors import progress
+from actors.fence import StaleIncarnationError
 from actors.mail import backoff, compose
 from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
@@ -139,6 +151,7 @@ _FAILED = (
         refused_recipients=bindparam("b_refused"),
     )
 )
+_RELEASE = update(_m).where(*_OURS, _m.c.wire_at.is_(None)).values(status="queued")
 _SET_MESSAGE_ID = (
     update(_m)
     .where(_m.c.id == bindparam("b_id"), _m.c.message_id.is_(None))
@@ -152,7 +165,8 @@ class Outbox:
     ``senders`` maps a channel (``"email"``, ``"sms"``) to its ``Sender``; ``emit`` appends
     events (called from this thread); ``local_zone`` is the server's local time zone (the
     practice's time for the send window); ``random`` draws Message-IDs and jitter;
-    ``retry_delay(attempts, jitter)`` is the backoff in seconds.
+    ``retry_delay(attempts, jitter)`` is the backoff in seconds; ``must_yield`` says when a
+    batch should stop early (see the module docstring).
     """
 
     def __init__(
@@ -169,6 +183,7 @@ class Outbox:
         random: random_module.Random | None = None,
         retry_delay: RetryDelay = backoff.retry_delay,
         durable: Callable[[], None] = lambda: None,
+        must_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         self._engine = engine
         self._incarnation = incarnation
@@ -181,6 +196,9 @@ class Outbox:
         self._random = random or random_module.Random()
         self._retry_delay = retry_delay
         self._durable = durable  # waits until what ``emit`` appended is committed
+        self._must_yield = must_yield
+        self.yielded = False
+        """Whether the last ``send_due`` stopped early for the self-test (more may be due)."""
         self._send_log = SendLog()
         self._replied: list[_Replied] = []
         self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
@@ -282,6 +300,7 @@ class Outbox:
         the end (one connection per batch).
         """
         limit = self._mail.outbox_batch if limit is None else limit
+        self.yielded = False
         allowed = self._allowed_now()
         count = min(limit, allowed)
         if count <= 0:
@@ -292,10 +311,17 @@ class Outbox:
         # while the mail server is waited for, except the commit of wire_at itself).
         with self._engine.connect() as conn:
             try:
-                for claimed in self._claim(conn, self._due_ids(conn, count)):
+                claimed_rows = self._claim(conn, self._due_ids(conn, count))
+                for index, claimed in enumerate(claimed_rows):
+                    if index and self._must_yield():
+                        self.yielded = True
+                        self._store_replies(conn)
+                        self._release(conn, [c.message.row_id for c in claimed_rows[index:]])
+                        break
                     used.add(claimed.channel)
                     handled += 1
                     self._deliver(conn, claimed)
+                    progress.beat()
                 self._store_replies(conn)
             except BaseException:
                 # Store what was answered before the failure if the database still lets
@@ -495,27 +521,61 @@ class Outbox:
         with the same Message-ID by the next incarnation (DESIGN decision 7).
         """
         replied = self._replied
-        with conn.begin():
-            check_incarnation(conn, self._incarnation)
-            events = self._record(conn, replied)
-            changed = conn.execute(
-                _WIRE, {"b_id": row_id, "b_incarnation": self._incarnation}
-            ).rowcount
+        try:
+            with conn.begin():
+                check_incarnation(conn, self._incarnation)
+                events = self._record(conn, replied)
+                changed = conn.execute(
+                    _WIRE, {"b_id": row_id, "b_incarnation": self._incarnation}
+                ).rowcount
+        except StaleIncarnationError:
+            self._settle_after_replacement(conn)  # no wire_at: this row never goes out
+            raise
         self._replied = []
         self._stored += events
         if changed != 1:
             raise RowTakenError(f"outbox row {row_id} was changed by someone else while sending")
+
+    def _release(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        """Put claimed rows that were never given to a sender back in the queue (one
+        transaction under the fence). A crash before it leaves them in ``sending``
+        without ``wire_at``, which ``recover`` requeues the same way."""
+        with conn.begin():
+            check_incarnation(conn, self._incarnation)
+            conn.execute(
+                _RELEASE, [{"b_id": i, "b_incarnation": self._incarnation} for i in row_ids]
+            )
 
     def _store_replies(self, conn: Connection) -> None:
         """Store the outcomes not stored yet (one transaction under the fence)."""
         replied = self._replied
         if not replied:
             return
-        with conn.begin():
-            check_incarnation(conn, self._incarnation)
-            events = self._record(conn, replied)
+        try:
+            with conn.begin():
+                check_incarnation(conn, self._incarnation)
+                events = self._record(conn, replied)
+        except StaleIncarnationError:
+            self._settle_after_replacement(conn)
+            raise
         self._replied = []
         self._stored += events
+
+    def _settle_after_replacement(self, conn: Connection) -> None:
+        """Replaced after the server answered some rows: store those answers anyway.
+
+        The one write an abandoned incarnation still makes, and only about mail it had
+        already put on the wire: each UPDATE still requires the row to be in this
+        incarnation's claim (``sending``, ``claimed_incarnation`` ours), so a row the
+        successor has settled or claimed since is left alone; what is stored is what
+        the server said. Without it a message delivered just before the replacement
+        would look uncertain to the successor and go out a second time.
+        """
+        replied, self._replied = self._replied, []
+        if not replied:
+            return
+        with conn.begin():
+            self._stored += self._record(conn, replied)
 
     def _emit_stored(self) -> None:
         """Emit the events of the outcomes committed so far (once per batch: each emit

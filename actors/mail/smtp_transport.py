@@ -4,7 +4,10 @@ One connection is opened on the first ``send`` and reused for the batch until ``
 Security is the practice's ``smtp_security``: ``none``, ``starttls`` (required: a server
 without it is refused) or ``tls`` (implicit TLS). Certificates are always verified, host
 name included, against the system's authorities plus ``mail.ca_file`` when set. AUTH is
-used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``).
+used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``,
+at most half the mailbox's hang limit), and every reply read beats (``actors.progress``):
+a server that takes a second per message keeps the mailbox visibly busy, one that
+accepts and never answers gives "no answer from HOST:PORT in N s" after one timeout.
 
 ``SmtpSender`` drives MAIL, RCPT and DATA itself, because ``smtplib``'s ``data()`` sends the
 final ``.`` together with the body: here the 354 is read, the dot-stuffed body is sent,
@@ -32,6 +35,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from actors import progress
 from actors.mail import compose
 from actors.mail.sender import OutcomeKind, OutgoingMessage, SendOutcome
 from actors.mail.settings import EmailSettings
@@ -54,6 +58,19 @@ class ProbeResult:
 
 class _SetupError(Exception):
     """Raised inside this module when the server lacks what the settings require."""
+
+
+class _Client(smtplib.SMTP):
+    """``smtplib.SMTP`` that beats (``actors.progress``) at every reply it reads."""
+
+    def getreply(self) -> tuple[int, bytes]:
+        reply = super().getreply()
+        progress.beat()
+        return reply
+
+
+class _TlsClient(_Client, smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` that beats at every reply it reads."""
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
@@ -119,13 +136,13 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
     elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
         exc.__context__, TimeoutError
     ):
-        reason = f"timed out after {timeout:g} s waiting for the mail server at {where}"
+        reason = f"no answer from {where} in {timeout:g} s"
     elif isinstance(exc, smtplib.SMTPServerDisconnected):
         reason = f"the mail server at {where} closed the connection"
     elif isinstance(exc, ConnectionRefusedError):
         reason = f"port closed: nothing accepts connections at {where}"
     elif isinstance(exc, TimeoutError):
-        reason = f"timed out after {timeout:g} s talking to {where}"
+        reason = f"no answer from {where} in {timeout:g} s"
     elif isinstance(exc, socket.gaierror):
         reason = f"host not found: {settings.smtp_host}"
     elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
@@ -149,7 +166,7 @@ def open_connection(
     context = tls_context(ca_file) if settings.smtp_security != "none" else None
     connection: smtplib.SMTP
     if settings.smtp_security == "tls":
-        connection = smtplib.SMTP_SSL(
+        connection = _TlsClient(
             settings.smtp_host,
             settings.smtp_port,
             local_hostname=name,
@@ -157,7 +174,7 @@ def open_connection(
             context=context,
         )
     else:
-        connection = smtplib.SMTP(
+        connection = _Client(
             settings.smtp_host, settings.smtp_port, local_hostname=name, timeout=timeout
         )
     try:

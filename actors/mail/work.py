@@ -29,7 +29,8 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors import practice_db
+from actors import practice_db, progress
+from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, smtp_transport
 from actors.mail.imap_session import ImapError
 from actors.mail.inbox import Inbox
@@ -145,12 +146,17 @@ class MailWork:
         clock: Clock,
         deps: MailDeps,
         flush: Callable[[], None] = lambda: None,
+        *,
+        must_yield: Callable[[], bool] = lambda: False,
+        record: Callable[[Sequence[Event]], None] = lambda _events: None,
     ) -> None:
         self._db = db
         self._incarnation = incarnation
         self._engine = engine
         self._append = append
         self._flush = flush
+        self._must_yield = must_yield
+        self._record = record
         self._clock = clock
         self._deps = deps
         self._settings: EmailSettings | None = None
@@ -230,6 +236,7 @@ class MailWork:
                 self._clock,
                 self._deps.local_zone,
                 durable=self._flush,
+                must_yield=self._must_yield,
             )
         else:
             self._outbox.use_settings(settings, self._senders)
@@ -265,7 +272,7 @@ class MailWork:
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
-        full = handled >= batch
+        full = handled >= batch or self._outbox.yielded  # more is due: again at once
         if handled or self._outbox.held or self._last_depth:
             self._report_depth()  # else nothing was waiting and nothing is: still 0
         delay = 0.0 if full else poll
@@ -321,7 +328,13 @@ class MailWork:
     # --- what traffic tells the self-test -----------------------------------------------
 
     def _observe(self, events: Sequence[Event]) -> None:
-        self._append(events)
+        try:
+            self._append(events)
+        except StaleIncarnationError:
+            # Replaced meanwhile: these are outcomes its committed transactions stored
+            # (mail that went, mail that came); the log keeps them for the record.
+            self._record(events)
+            raise
         if any(isinstance(e, MessageDeliveryUncertain) for e in events):
             self._flush()  # durable before the row can be resent (see run_outbox)
         for event in events:
@@ -400,6 +413,7 @@ class MailWork:
         elif action == "probe":
             self._deps.limiter.connected(key, now)
             c.reason = probe()
+            progress.beat()  # a probe is one wait on the server, within its timeout
             c.state = after_check(c.state, now, ok=not c.reason)
             self._deps.limiter.outcome(key, c.reason)
         elif c.state.last_ok is False and not c.reason:
