@@ -11,6 +11,7 @@ timers, close the practice databases' shared engines, flush and close the log â€
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import signal
@@ -27,7 +28,7 @@ from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
 from actors.checkin_writer import PRUNE_EVERY_SECONDS, CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
-from actors.engines import EngineRegistry
+from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry, default_engine
 from actors.fence import IncarnationRegistry
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
@@ -70,8 +71,21 @@ def command_idle_poll_seconds(settings: Settings) -> float:
 
 
 def hang_after(settings: Settings) -> float:
-    """Seconds of silence after which a mailbox is taken to hang: two check-in intervals."""
+    """Seconds without progress after which a mailbox is taken to hang: two check-in
+    intervals (``supervisor.hang_rule``)."""
     return 2 * settings.health.checkin_seconds
+
+
+def wait_limit(settings: Settings) -> float:
+    """The longest any one wait of a mailbox may take: half the hang limit. The loader
+    holds ``mail.io_timeout_seconds`` to it; database waits are the smaller of it and
+    ``DB_TIMEOUT_SECONDS``."""
+    return hang_after(settings) / 2
+
+
+def db_timeout(settings: Settings) -> float:
+    """Connecting to, and each wait on, a practice database (see ``wait_limit``)."""
+    return min(DB_TIMEOUT_SECONDS, wait_limit(settings))
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -145,7 +159,9 @@ def start_tree(
     scheduler = ThreadScheduler()
     clock = SystemClock()
     registry = IncarnationRegistry(store)
-    engines = engines or EngineRegistry()
+    engines = engines or EngineRegistry(
+        functools.partial(default_engine, timeout=db_timeout(settings))
+    )
     sup = settings.supervision
     policy = RestartPolicy(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
