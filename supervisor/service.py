@@ -11,6 +11,7 @@ timers, close the practice databases' shared engines, flush and close the log â€
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 SERVICE_VERSION = "0.1.0"
 STOP_BUDGET_SECONDS = 8.0
 """Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
+MAILBOX_STOP_SECONDS = 2.0
+"""How long a stop waits for mailboxes: one between ticks stops within milliseconds, and
+one waiting on a server (up to its timeout) runs on a daemon thread, left behind."""
 PING_TIMEOUT_SECONDS = 5.0
 COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
@@ -297,14 +301,26 @@ def tree_answers(tree: Tree) -> bool:
 
 
 def stop_tree(tree: Tree, reason: str) -> None:
-    """Stop the tree in order and close the log; never raises."""
+    """Stop the tree in order and close the log, within ``STOP_BUDGET_SECONDS``; never raises.
+
+    The supervisor gives its mailboxes ``MAILBOX_STOP_SECONDS`` together. Every actor
+    still registered after that is asked to stop; the others are waited for within what
+    is left of the budget, but not a mailbox (one still waiting on a server, or a hung
+    one abandoned earlier): it runs on a daemon thread and cannot hold the exit.
+    """
+    deadline = time.monotonic() + STOP_BUDGET_SECONDS
     try:
-        tree.supervisor.proxy().stop_tree(reason, STOP_BUDGET_SECONDS - 2).get(
-            timeout=STOP_BUDGET_SECONDS
+        tree.supervisor.proxy().stop_tree(reason, MAILBOX_STOP_SECONDS).get(
+            timeout=STOP_BUDGET_SECONDS / 2
         )
     except (pykka.Timeout, pykka.ActorDeadError) as exc:
         log.error("the supervisor did not stop in order: %r", exc)
-    pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    for ref in reversed(pykka.ActorRegistry.get_all()):
+        future = ref.stop(block=False)
+        if getattr(ref.actor_class, "use_daemon_thread", False):
+            continue  # a mailbox the supervisor already gave its time, or an abandoned one
+        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
     tree.scheduler.close()
     tree.engines.close()
     tree.store.close()  # flushes every pending append

@@ -279,7 +279,7 @@ def test_a_restart_request_answered_by_a_failures_restart_restarts_no_more(
     _hold_the_supervisor_in_a_rescan(tree, listing)
     assert tree.supervisor is not None
     tree.supervisor.tell(RestartCommand("Smile", "workstation", "RECEPTION", (7,)))
-    tree.supervisor.tell(MailboxFailed("Smile", 1, "hung", "no self-test for 31 s"))
+    tree.supervisor.tell(MailboxFailed("Smile", 1, "hung", "no progress for 31 s"))
     listing.gate.set()
     tree.wait_event("Smile", SelfTestPassed, incarnation=2)
     tree.settle()
