@@ -411,9 +411,12 @@ class MailWork:
         if action == "traffic":
             c.state, c.reason = after_check(c.state, now, ok=True), ""
         elif action == "probe":
-            self._deps.limiter.connected(key, now)
+            self._deps.limiter.connected(key, now)  # held from now: no second one meanwhile
             c.reason = probe()
             progress.beat()  # a probe is one wait on the server, within its timeout
+            # ... and the minute counts from its end: a connection that took a moment
+            # to be accepted must not bring the next one closer than a minute after it.
+            self._deps.limiter.connected(key, self._clock.now().astimezone(UTC))
             c.state = after_check(c.state, now, ok=not c.reason)
             self._deps.limiter.outcome(key, c.reason)
         elif c.state.last_ok is False and not c.reason:
