@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
+from actors import progress
 from actors.selftest import SelfTest, SelfTestResult
 from events.clock import Clock
 from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
@@ -121,6 +122,7 @@ class SelfTestWork:
 
     def run(self) -> float:
         result = self._selftest.run()
+        progress.beat()  # the database part is done; the mail part's waits follow
         if not result.diagnostics:  # the database answers: check the rest
             components, diagnostics = list(result.components), list(result.diagnostics)
             for part in self._parts:

@@ -61,7 +61,14 @@ class _SetupError(Exception):
 
 
 class _Client(smtplib.SMTP):
-    """``smtplib.SMTP`` that beats (``actors.progress``) at every reply it reads."""
+    """``smtplib.SMTP`` that beats (``actors.progress``) once connected (and, for implicit
+    TLS, once the handshake is done) and at every reply it reads: at most one wait, of
+    at most the timeout, between two beats."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        progress.beat()
+        return sock
 
     def getreply(self) -> tuple[int, bytes]:
         reply = super().getreply()
