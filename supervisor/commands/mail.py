@@ -29,6 +29,7 @@ from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, patients, utcnow
 from config import Settings
 from supervisor import exit_codes
+from supervisor.commands import send_test
 from supervisor.commands.common import CliError, print_json, print_table
 from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
@@ -86,7 +87,8 @@ def register(subparsers: Any) -> None:
     """Add the ``mail`` command and its subcommands."""
     parser = subparsers.add_parser(
         "mail",
-        help="look after the four folders: list, show, move, restore, action, retry-failed",
+        help="look after the four folders: list, show, move, restore, action, retry-failed, "
+        "send-test",
         description="Look after one practice database's mail (the email_messages table): "
         "list a folder, show a message, move it to deleted and back, link it to a patient, "
         "and put failed outbox messages back in the queue. --db NAME is the database's "
@@ -190,6 +192,8 @@ def register(subparsers: Any) -> None:
     _common(retry)
     retry.add_argument("--id", type=_message_id, metavar="ID", help="only this message")
     retry.set_defaults(handler=run_retry_failed)
+
+    send_test.register(sub)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
