@@ -24,7 +24,7 @@ from typing import Literal
 from sqlalchemy import insert, select
 
 from actors.practice_db import make_engine
-from actors.practice_schema import email_messages
+from actors.practice_schema import email_messages, email_service_commands
 from supervisor.human_time import local_sentence, local_text
 
 POLL_SECONDS = 0.5
@@ -77,6 +77,32 @@ def queue_test_message(url: str, to: str, practice_name: str, from_address: str)
         engine.dispose()
     assert key is not None
     return int(key[0])
+
+
+def wait_for_restart(
+    url: str,
+    wait_seconds: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Wait until no ``restart`` command of the database at ``url`` is waiting (the service
+    took up settings just saved); return whether that happened within ``wait_seconds``.
+    A test message queued before would race the old settings."""
+    c = email_service_commands.c
+    waiting = select(c.id).where(c.handled_at.is_(None), c.command == "restart").limit(1)
+    started = monotonic()
+    engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
+    try:
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(waiting).first() is None:
+                    return True
+            if monotonic() - started >= wait_seconds:
+                return False
+            sleep(POLL_SECONDS)
+    finally:
+        engine.dispose()
 
 
 def wait_for_outcome(
