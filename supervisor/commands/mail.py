@@ -33,6 +33,7 @@ from supervisor.commands import send_test
 from supervisor.commands.common import CliError, print_json, print_table
 from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
+from supervisor.human_time import local_text
 
 FOLDERS = ("inbox", "outbox", "sent", "deleted")
 """The four folders of ``email_messages.folder``."""
@@ -284,7 +285,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    return local_text(value)
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -374,7 +375,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     html = row.pop("body_html")
     for key, value in row.items():
         if value is not None and value != "":
-            shown = value.isoformat(sep=" ") if isinstance(value, datetime) else value
+            shown = local_text(value) if isinstance(value, datetime) else value
             print(f"{key + ':':<19} {shown}")
     if html:
         print(f"{'body_html:':<19} {len(html)} characters (see --json)")
@@ -448,7 +449,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
         args,
         after,
         f"Message {args.id} linked to patient {args.patient} by {args.by} at "
-        f"{after['actioned_at'].isoformat(sep=' ', timespec='seconds')} UTC.",
+        f"{local_text(after['actioned_at'])}.",
     )
 
 
