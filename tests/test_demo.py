@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,8 @@ import pytest
 from imapclient import IMAPClient
 from playwright.sync_api import Browser, Page, expect
 
-from supervisor.commands.demo import FAILING, IMAP_PASSWORD, PRACTICES
+from config import load_settings
+from supervisor.commands.demo import FAILING, IMAP_PASSWORD, PRACTICES, page_settings
 from supervisor.demo import samples
 from tests.mail_helpers import wait_until
 
@@ -288,3 +290,18 @@ def test_a_second_start_on_the_same_folder_adds_no_sample_twice(
         assert "Traceback" not in "".join(second.err)
     finally:
         remove_demo(folder)
+
+
+def test_a_taken_page_port_moves_the_demos_page_to_a_free_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings(environ={"EMAIL_SERVICE_HTTP_LISTEN": f"127.0.0.1:{port}"})
+        http, note = page_settings(settings, None)
+    assert (http.listen, f"Port {port}" in note) == ("127.0.0.1:0", True)
+
+
+def test_a_free_page_port_is_kept() -> None:
+    settings = load_settings(environ={"EMAIL_SERVICE_HTTP_LISTEN": "127.0.0.1:0"})
+    assert page_settings(settings, None) == (settings.http, "")

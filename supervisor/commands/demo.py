@@ -45,6 +45,7 @@ from actors.practice_schema import (
     init_practice_database,
 )
 from config import Settings
+from config.settings import HttpSettings
 from supervisor.commands.common import CliError
 from supervisor.commands.serve import configure_logging, prepare_process
 from supervisor.demo import imap_server, samples
@@ -370,7 +371,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             f'[service]\nevent_store = "{event_store}"\n\n'
             f'[databases]\nserver_url = "{server_url}"\n'
         )
-        http = settings.http if args.listen is None else replace(settings.http, listen=args.listen)
+        http, page_note = page_settings(settings, args.listen)
         demo_settings = replace(
             settings,
             service=replace(settings.service, event_store=event_store),
@@ -379,7 +380,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         )
 
         def ready(page: str) -> None:
-            print(hints(folder, config, page, servers, names, imap_note), flush=True)
+            print(hints(folder, config, page, servers, names, imap_note, page_note), flush=True)
 
         return run_service(demo_settings, on_ready=ready)
     finally:
@@ -390,6 +391,33 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             imap.stop()
 
 
+def page_settings(settings: Settings, listen: str | None) -> tuple[HttpSettings, str]:
+    """Where the status page listens: ``listen`` when given, else ``http.listen``; when
+    that port is taken (another demo, a service), any free port, with a note saying so."""
+    if listen is not None:
+        return replace(settings.http, listen=listen), ""
+    http = settings.http
+    if http.port == 0 or _bindable(http.host, http.port):
+        return http, ""
+    free = replace(http, listen=http.listen.rpartition(":")[0] + ":0")
+    note = (
+        f"Port {http.port} ({http.listen}) is in use (another demo, or the service?), so the "
+        "status page is on a free port instead."
+    )
+    return free, note
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def hints(
     folder: Path,
     config: Path,
@@ -397,6 +425,7 @@ def hints(
     servers: Servers,
     names: list[str],
     imap_note: str,
+    page_note: str = "",
 ) -> str:
     """What the demo prints once it serves: where to look, and how to fix the failure."""
     cli = f"{_program()} --config {shlex.quote(str(config))}"
@@ -407,6 +436,7 @@ def hints(
         f"in {folder / 'practices'}: {', '.join(names)} are served; the others are named like "
         "demo or training copies and left alone.",
         f"Status page: {page}",
+        *([page_note] if page_note else []),
         "",
         "Each served practice had appointment reminders queued (email, and SMS through the "
         "email-to-SMS gateway). What the practices send arrives in the SMTP sink "
