@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -25,10 +25,15 @@ from typing import IO, Any
 import pytest
 from imapclient import IMAPClient
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
 
-from config import load_settings
+from actors import practice_db
+from actors.practice_schema import email_messages, email_settings
+from config import Settings, load_settings
+from supervisor.cli import main
+from supervisor.commands import demo as demo_command
 from supervisor.commands.demo import FAILING, IMAP_PASSWORD, PRACTICES, page_settings
-from supervisor.demo import samples
+from supervisor.demo import imap_server, samples
 from tests.mail_helpers import wait_until
 
 SERVED = ("Smile Dental", "Harbour Family Dentistry")
@@ -305,3 +310,32 @@ def test_a_taken_page_port_moves_the_demos_page_to_a_free_port() -> None:
 def test_a_free_page_port_is_kept() -> None:
     settings = load_settings(environ={"EMAIL_SERVICE_HTTP_LISTEN": "127.0.0.1:0"})
     assert page_settings(settings, None) == (settings.http, "")
+
+
+def test_without_dovecot_the_demo_says_how_to_get_it_and_runs_without_incoming_mail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given no Dovecot on this machine (its path points nowhere), and the service itself
+    # replaced by one that reports ready and stops (this test is about the demo's set-up),
+    monkeypatch.setattr(imap_server, "DOVECOT", str(tmp_path / "no-dovecot"))
+    served: list[Settings] = []  # what the demo would have served
+
+    def serve_once(settings: Settings, *, on_ready: Callable[[str], None]) -> int:
+        served.append(settings)
+        on_ready("http://127.0.0.1:1/")
+        return 0
+
+    monkeypatch.setattr(demo_command, "run_service", serve_once)
+    folder = tmp_path / "demo"
+    code = main(["demo", "--folder", str(folder), "--listen", "127.0.0.1:0"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Dovecot is not installed" in printed
+    assert "apt-get install dovecot-imapd" in printed
+    assert len(served) == 1
+    engine = practice_db.make_engine(f"sqlite:///{folder / 'practices' / 'Smile Dental.sqlite3'}")
+    with engine.connect() as conn:
+        imap_enabled = conn.execute(select(email_settings.c.imap_enabled)).scalar_one()
+        queued = conn.execute(select(email_messages.c.id)).all()
+    engine.dispose()
+    assert (imap_enabled, len(queued)) == (False, 4)
