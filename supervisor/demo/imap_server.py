@@ -17,6 +17,7 @@ it, no chroot). ``installed()`` says whether Dovecot is there at all.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import signal
@@ -78,8 +79,10 @@ class LocalImapServer:
         else:
             mail_uid, mail_gid = os.geteuid(), os.getegid()
             me = pwd.getpwuid(mail_uid).pw_name
+            my_group = grp.getgrgid(mail_gid).gr_name
             rootless = [
                 f"default_internal_user = {me}",
+                f"default_internal_group = {my_group}",
                 f"default_login_user = {me}",
                 "service anvil {",
                 "  chroot =",
