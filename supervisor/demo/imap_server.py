@@ -143,6 +143,7 @@ class LocalImapServer:
         ``ImapServerError`` with Dovecot's own words when it cannot."""
         if not installed():
             raise ImapServerError(f"{DOVECOT} is not installed ({INSTALL_HINT})")
+        self._stop_left_over()
         self._write_files()
         check = subprocess.run(
             [DOVECONF, "-c", str(self.config), "-n"],
@@ -173,6 +174,31 @@ class LocalImapServer:
             time.sleep(0.05)
         self.stop()
         raise ImapServerError(f"Dovecot did not answer on port {self.port} in {START_SECONDS} s")
+
+    def _stop_left_over(self) -> None:
+        """Kill a Dovecot left running on this configuration by a demo that was killed
+        itself (SIGKILL gives it no chance to stop its children): it would hold the
+        folder, and a second one refuses to start there. Only a process whose command
+        line names this configuration file is touched."""
+        pid_file = self.folder / "run" / "master.pid"
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            return
+        if (
+            str(self.config.resolve()).encode() not in command
+            and str(self.config).encode() not in command
+        ):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/status").exists() and time.monotonic() < deadline:
+            if b"State:\tZ" in Path(f"/proc/{pid}/status").read_bytes():
+                break  # killed; its parent (not us) has yet to reap it
+            time.sleep(0.05)
+        pid_file.unlink(missing_ok=True)  # Dovecot refuses to start beside a live PID
 
     def stop(self) -> None:
         """Kill Dovecot's whole process group (idempotent)."""
