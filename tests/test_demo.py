@@ -34,6 +34,7 @@ from supervisor.cli import main
 from supervisor.commands import demo as demo_command
 from supervisor.commands.demo import FAILING, IMAP_PASSWORD, PRACTICES, page_settings
 from supervisor.demo import imap_server, samples
+from tests.http_fixtures import ARTIFACTS
 from tests.mail_helpers import wait_until
 
 SERVED = ("Smile Dental", "Harbour Family Dentistry")
@@ -258,6 +259,8 @@ def test_on_the_page_the_failing_practice_flashes_and_its_tooltip_names_smtp(pag
         )
     failing.hover()
     expect(page.get_by_role("tooltip", name="Sending (SMTP)")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
 
 
 def test_the_printed_hints_name_the_fix_and_every_folder(demo: Demo) -> None:
