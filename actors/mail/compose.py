@@ -41,6 +41,7 @@ _SPACES = re.compile(r"\s+")
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+_BARE_ADDRESS = re.compile(r"^[^\s<>\"@]+@[^\s<>\"@]+$")
 _FOLDED_COMMA = ",\r\n "
 _NAME_MAX = 200  # keeps an encoded name and its address well inside a 998-byte line
 _LINE_MAX = 78  # policy.SMTP's max_line_length: longer body lines are quoted-printable
@@ -80,7 +81,9 @@ def clean_header_text(text: str) -> str:
 
 
 def split_addresses(text: str | None) -> tuple[str, ...]:
-    """Split a row's address list on commas and semicolons outside quotes and ``<...>``.
+    """Split a row's address list on commas, semicolons and line breaks outside quotes
+    and ``<...>``; an entry that is only bare addresses separated by spaces or tabs
+    (``a@x b@y``) is split there too.
 
     Returns the non-empty entries, stripped, as written (``"Bob <b@x>"`` stays whole).
     """
@@ -100,13 +103,20 @@ def split_addresses(text: str | None) -> tuple[str, ...]:
             angle = True
         elif char == ">" and not quoted:
             angle = False
-        elif char in ",;" and not quoted and not angle:
+        elif char in ",;\r\n" and not quoted and not angle:
             entries.append("".join(current))
             current = []
             continue
         current.append(char)
     entries.append("".join(current))
-    return tuple(entry.strip() for entry in entries if entry.strip())
+    found: list[str] = []
+    for entry in entries:
+        words = entry.split()
+        if len(words) > 1 and all(_BARE_ADDRESS.match(word) for word in words):
+            found.extend(words)
+        elif words:
+            found.append(entry.strip())
+    return tuple(found)
 
 
 def parse_address(entry: str) -> Address:

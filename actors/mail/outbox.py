@@ -44,15 +44,31 @@ sending events of a batch together, when the batch ends or fails).
 from __future__ import annotations
 
 import contextlib
+import logging
 import random as random_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from email.errors import MessageError
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    bindparam,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import NullType
 
+from actors.fence import StaleIncarnationError
 from actors.mail import backoff, compose
+from actors.mail.outbox_row import OutboxItem, RowProblem, read_attempts, read_outbox_row
 from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings
@@ -72,8 +88,30 @@ UNCERTAIN_HELD = (
     "after it was sent); not sent again automatically, check before retrying"
 )
 _MESSAGE_ID_MAX = 255  # email_messages.message_id is String(255)
+_ROW_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, MessageError)
+_ERROR_MAX = 2000  # last_error is long text; a line this long is read by no one
+
+log = logging.getLogger(__name__)
 
 RetryDelay = Callable[[int, float], float]
+
+
+class _WireCall:
+    """``on_wire`` for one message, remembering whether it was called and whether it
+    raised (an exception from it is the fence's or the database's, never the row's)."""
+
+    def __init__(self, on_wire: Callable[[], None]) -> None:
+        self._on_wire = on_wire
+        self.called = False
+        self.raised = False
+
+    def __call__(self) -> None:
+        self.called = True
+        try:
+            self._on_wire()
+        except BaseException:
+            self.raised = True
+            raise
 
 
 class RowTakenError(Exception):
@@ -97,6 +135,11 @@ class _Replied:
 
 
 _m = email_messages
+# Every column as the driver returns it, without SQLAlchemy's result processing: a row the
+# practice software wrote with a value of another type (text in raw, a date in a format
+# SQLite keeps as text) is read by ``read_outbox_row`` and refused on its own, instead of
+# failing the whole batch's claim.
+_AS_STORED = tuple(type_coerce(column, NullType()).label(column.name) for column in _m.c)
 _OURS = (
     _m.c.id == bindparam("b_id"),
     _m.c.status == "sending",
@@ -184,6 +227,7 @@ class Outbox:
         self._send_log = SendLog()
         self._replied: list[_Replied] = []
         self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
+        self._refused_in_claim = 0  # rows the last claim failed as written (RowProblem)
         self.held = ""
         """Why the outbox is holding mail right now ("" when it is not): read it for the
         self-test's diagnostics (sending off, a bad send window, outside the window,
@@ -221,7 +265,13 @@ class Outbox:
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
             rows = conn.execute(
-                select(m.c.id, m.c.channel, m.c.message_id, m.c.wire_at, m.c.attempts).where(
+                select(
+                    m.c.id,
+                    m.c.channel,
+                    m.c.message_id,
+                    m.c.wire_at,
+                    type_coerce(m.c.attempts, NullType()).label("attempts"),
+                ).where(
                     m.c.folder == "outbox",
                     m.c.status == "sending",
                     or_(
@@ -253,7 +303,7 @@ class Outbox:
                     conn.execute(
                         stuck.values(
                             status="queued",
-                            attempts=row.attempts + 1,
+                            attempts=read_attempts(row.attempts) + 1,
                             next_attempt_at=None,
                             wire_at=None,
                             last_error=UNCERTAIN_RESENT,
@@ -262,7 +312,9 @@ class Outbox:
                 else:
                     conn.execute(
                         stuck.values(
-                            status="failed", attempts=row.attempts + 1, last_error=UNCERTAIN_HELD
+                            status="failed",
+                            attempts=read_attempts(row.attempts) + 1,
+                            last_error=UNCERTAIN_HELD,
                         )
                     )
                     failed.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
@@ -292,7 +344,9 @@ class Outbox:
         # while the mail server is waited for, except the commit of wire_at itself).
         with self._engine.connect() as conn:
             try:
-                for claimed in self._claim(conn, self._due_ids(conn, count)):
+                claims = self._claim(conn, self._due_ids(conn, count))
+                handled += self._refused_in_claim
+                for claimed in claims:
                     used.add(claimed.channel)
                     handled += 1
                     self._deliver(conn, claimed)
@@ -388,6 +442,7 @@ class Outbox:
         sent, and a crash leaves the unsent ones in ``sending`` without ``wire_at``, which
         ``recover`` puts back in the queue.
         """
+        self._refused_in_claim = 0
         if not row_ids:
             return []
         m = email_messages
@@ -400,68 +455,94 @@ class Outbox:
             )
             rows: dict[int, RowMapping] = {}
             if conn.dialect.update_returning:
-                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*m.c)).all()
-                rows = {row.id: row._mapping for row in found}
+                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*_AS_STORED))
+                rows = {row.id: row._mapping for row in found.all()}
             else:
                 ours = [i for i in row_ids if conn.execute(swap.where(m.c.id == i)).rowcount == 1]
                 if ours:
-                    found = conn.execute(select(m).where(m.c.id.in_(ours))).all()
-                    rows = {row.id: row._mapping for row in found}
+                    found = conn.execute(select(*_AS_STORED).where(m.c.id.in_(ours)))
+                    rows = {row.id: row._mapping for row in found.all()}
             claimed: list[_Claimed] = []
             new_ids: list[dict[str, Any]] = []
+            refused: list[Event] = []
             for row_id in row_ids:
                 row = rows.get(row_id)
                 if row is None:
                     continue
-                message_id = row["message_id"]
-                if message_id is None and row["raw"] is not None:
-                    message_id = self._fix_message_id(conn, row)
+                item = read_outbox_row(dict(row))
+                if isinstance(item, RowProblem):
+                    refused.append(self._refuse(conn, row_id, item))
+                    continue
+                for note in item.notes:
+                    log.info("outbox row %s: %s", row_id, note)
+                message_id = item.message_id
+                if message_id is None and item.raw is not None:
+                    message_id = self._fix_message_id(conn, item)
                 elif message_id is None:
-                    message_id = self._new_message_id(row)
+                    message_id = self._new_message_id(item)
                     new_ids.append({"b_id": row_id, "b_message_id": message_id})
-                claimed.append(_Claimed(self._outgoing(row, message_id), row["channel"]))
+                claimed.append(_Claimed(self._outgoing(item, message_id), item.channel))
             if new_ids:
                 conn.execute(_SET_MESSAGE_ID, new_ids)
+        self._stored += refused  # committed: emitted with the batch's other events
+        self._refused_in_claim = len(refused)
         return claimed
 
-    def _new_message_id(self, row: RowMapping) -> str:
-        domain = compose.domain_of(self._settings.from_address or row["from_addr"] or "")
+    def _refuse(self, conn: Connection, row_id: int, problem: RowProblem) -> Event:
+        """Fail a claimed row that cannot be sent as written (in the claim's transaction);
+        return its event. The other rows of the batch go on."""
+        error = f"not sent: {problem.reason}"[:_ERROR_MAX]
+        log.warning("%s; failed, the other messages go on", problem.describe())
+        conn.execute(
+            _FAILED,
+            {
+                "b_id": row_id,
+                "b_incarnation": self._incarnation,
+                "b_attempts": problem.attempts + 1,
+                "b_error": error,
+                "b_refused": None,
+            },
+        )
+        return self._failed_event(row_id, None, error, True)
+
+    def _new_message_id(self, item: OutboxItem) -> str:
+        domain = compose.domain_of(self._settings.from_address or item.from_addr)
         return compose.make_message_id(domain, self._random)
 
-    def _fix_message_id(self, conn: Connection, row: RowMapping) -> str:
+    def _fix_message_id(self, conn: Connection, item: OutboxItem) -> str:
         """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
         m = email_messages
-        message_id = compose.raw_message_id(row["raw"]) if row["raw"] is not None else None
+        message_id = compose.raw_message_id(item.raw) if item.raw is not None else None
         if message_id is not None and (
             len(message_id) > _MESSAGE_ID_MAX
             or not message_id.isascii()
             or conn.execute(
-                select(func.count()).where(m.c.message_id == message_id, m.c.id != row["id"])
+                select(func.count()).where(m.c.message_id == message_id, m.c.id != item.row_id)
             ).scalar_one()
         ):
             message_id = None  # unusable or already another row's: raw still carries its own
         if message_id is None:
-            message_id = self._new_message_id(row)
+            message_id = self._new_message_id(item)
         conn.execute(
             update(m)
-            .where(m.c.id == row["id"], m.c.message_id.is_(None))
+            .where(m.c.id == item.row_id, m.c.message_id.is_(None))
             .values(message_id=message_id)
         )
         return message_id
 
-    def _outgoing(self, row: RowMapping, message_id: str) -> OutgoingMessage:
+    def _outgoing(self, item: OutboxItem, message_id: str) -> OutgoingMessage:
         return OutgoingMessage(
-            row_id=row["id"],
-            channel=row["channel"],
+            row_id=item.row_id,
+            channel=item.channel,
             message_id=message_id,
-            from_addr=(row["from_addr"] or "").strip() or self._default_from(),
-            to_addrs=compose.split_addresses(row["to_addrs"]),
-            cc_addrs=compose.split_addresses(row["cc_addrs"]),
-            subject=row["subject"] or "",
-            body_text=row["body_text"] or "",
-            body_html=row["body_html"] or "",
-            raw=bytes(row["raw"]) if row["raw"] is not None else None,
-            attempts=row["attempts"],
+            from_addr=item.from_addr.strip() or self._default_from(),
+            to_addrs=item.to_addrs,
+            cc_addrs=item.cc_addrs,
+            subject=item.subject,
+            body_text=item.body_text,
+            body_html=item.body_html,
+            raw=item.raw,
+            attempts=item.attempts,
         )
 
     def _default_from(self) -> str:
@@ -477,10 +558,25 @@ class Outbox:
         ``_on_wire``) or by ``_store_replies`` at the end of the batch."""
         message = claimed.message
         sender = self._senders[claimed.channel]
+        wire = _WireCall(lambda: self._on_wire(conn, message.row_id))
         try:
-            outcome = sender.send(message, lambda: self._on_wire(conn, message.row_id))
+            outcome = sender.send(message, wire)
         except RowTakenError:
             return
+        except _ROW_ERRORS as exc:
+            if wire.raised or isinstance(exc, (SQLAlchemyError, StaleIncarnationError)):
+                raise  # the database or the fence: the mailbox's problem, not this row's
+            # An error of the kind a message's own content causes (a bug it triggers must
+            # not stop the practice's other mail): the row is settled, named in the log.
+            # Others (RuntimeError, MemoryError, ...) still crash the mailbox.
+            log.exception("outbox row %s failed while being sent", message.row_id)
+            words = f"{type(exc).__name__}: {exc}"[:500]
+            if wire.called:
+                outcome = SendOutcome("uncertain", f"the service failed after sending ({words})")
+            else:
+                outcome = SendOutcome(
+                    "failed", f"the service could not send this message ({words})"
+                )
         self._replied.append(_Replied(message, sender, outcome))
 
     def _on_wire(self, conn: Connection, row_id: int) -> None:
