@@ -14,7 +14,7 @@ mailbox). ``detail`` carries the server's own words with every secret removed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 OutcomeKind = Literal["sent", "retry", "failed", "uncertain"]
@@ -41,6 +41,15 @@ class OutgoingMessage:
     attempts: int  # earlier attempts (0 on the first)
 
 
+ServerHealth = Literal["ok", "fault", ""]
+"""What an attempt says about the server (the self-test's component), apart from the
+message: ``ok`` the server was reached and answered (a 4xx or 5xx for this message or one
+of its recipients included: that is the message's problem); ``fault`` the server could
+not be used (no connection, TLS or log-in failed, the connection was lost, an SMS gateway
+answering 5xx or refusing the account); ``""`` nothing was learnt (the message was refused
+before any contact, e.g. a bad address)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
     """What became of one message."""
@@ -48,6 +57,8 @@ class SendOutcome:
     kind: OutcomeKind
     detail: str = ""  # the server's words (secrets removed); "" when sent cleanly
     refused: tuple[str, ...] = ()  # recipients refused while the others were accepted
+    # Not part of equality: what the attempt says about the server, not about the message.
+    server: ServerHealth = field(default="", compare=False)  # see ServerHealth
 
 
 class Sender(Protocol):

@@ -24,6 +24,7 @@ it returns ok or a one-line reason in plain words. No text made here holds a pas
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import re
 import smtplib
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.mail import compose
-from actors.mail.sender import OutcomeKind, OutgoingMessage, SendOutcome
+from actors.mail.sender import OutcomeKind, OutgoingMessage, SendOutcome, ServerHealth
 from actors.mail.settings import EmailSettings
 from events.clock import Clock
 
@@ -284,11 +285,11 @@ class SmtpSender:
                 connection = self._connect()
             except (OSError, smtplib.SMTPException, _SetupError) as exc:
                 self._broken = SendOutcome(
-                    "retry", describe_failure(exc, self._settings, self._timeout)
+                    "retry", describe_failure(exc, self._settings, self._timeout), server="fault"
                 )
                 return self._broken
             try:
-                return self._transaction(connection, sender, recipients, data, on_wire)
+                answered = self._transaction(connection, sender, recipients, data, on_wire)
             except _Lost as lost:
                 self._drop()
                 if lost.wired:
@@ -297,11 +298,19 @@ class SmtpSender:
                         "the connection failed after the message was sent and before the "
                         "server's reply: "
                         + describe_failure(lost.cause, self._settings, self._timeout),
+                        server="fault",
                     )
                 if not (reused and attempt == 0):
                     return SendOutcome(
-                        "retry", describe_failure(lost.cause, self._settings, self._timeout)
+                        "retry",
+                        describe_failure(lost.cause, self._settings, self._timeout),
+                        server="fault",
                     )
+            else:
+                # The server answered (a 4xx or 5xx for this message is this message's
+                # problem); a reply it could not make sense of is not an answer.
+                health: ServerHealth = "fault" if answered.kind == "uncertain" else "ok"
+                return dataclasses.replace(answered, server=health)
                 # A reused connection the server had closed: once more on a new one.
         raise AssertionError("unreachable: the second attempt always returns")
 
