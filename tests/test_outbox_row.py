@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from actors.mail.outbox_row import (
     OutboxItem,
-    RecipientResult,
     RowProblem,
     looks_like_message,
     parse_time,
@@ -20,6 +19,7 @@ from actors.mail.outbox_row import (
     read_outbox_row,
     recipients_text,
 )
+from actors.mail.sender import RecipientResult
 
 MESSAGE = "From: reception@practice.example\r\nTo: a@example.org\r\nSubject: Hi\r\n\r\nBody\r\n"
 
@@ -256,7 +256,7 @@ def test_reading_any_row_never_raises(values: dict[str, Any]) -> None:
         assert read.attempts >= 0
 
 
-@given(st.one_of(st.text(), st.binary(), st.integers(), st.floats(), st.none()))
+@given(st.one_of(st.text(), st.binary(), st.integers(), st.floats(), st.decimals(), st.none()))
 def test_parsing_any_time_never_raises(value: Any) -> None:
     parsed = parse_time(value)
     assert parsed is None or parsed.tzinfo is None

@@ -68,9 +68,16 @@ from sqlalchemy.types import NullType
 
 from actors.fence import StaleIncarnationError
 from actors.mail import backoff, compose
-from actors.mail.outbox_row import OutboxItem, RowProblem, read_attempts, read_outbox_row
+from actors.mail.outbox_row import (
+    OutboxItem,
+    RowProblem,
+    read_attempts,
+    read_outbox_row,
+    recipients_text,
+)
+from actors.mail.recipients import settle
 from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
-from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
+from actors.mail.sender import OutgoingMessage, RecipientResult, Sender, SendOutcome
 from actors.mail.settings import EmailSettings
 from actors.mail.throttle import SendLog, allowance, next_allowed
 from actors.practice_db import check_incarnation
@@ -123,6 +130,7 @@ class RowTakenError(Exception):
 class _Claimed:
     message: OutgoingMessage
     channel: str
+    earlier: tuple[RecipientResult, ...] = ()  # the row's recipient_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,7 @@ class _Replied:
     message: OutgoingMessage
     sender: Sender
     outcome: SendOutcome
+    earlier: tuple[RecipientResult, ...] = ()
 
 
 _m = email_messages
@@ -158,6 +167,7 @@ _SENT = (
         next_attempt_at=None,
         last_error=bindparam("b_error"),
         refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
 _RETRY = (
@@ -169,6 +179,8 @@ _RETRY = (
         next_attempt_at=bindparam("b_next"),
         wire_at=None,
         last_error=bindparam("b_error"),
+        refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
 _FAILED = (
@@ -180,6 +192,7 @@ _FAILED = (
         next_attempt_at=None,
         last_error=bindparam("b_error"),
         refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
 _SET_MESSAGE_ID = (
@@ -481,7 +494,9 @@ class Outbox:
                 elif message_id is None:
                     message_id = self._new_message_id(item)
                     new_ids.append({"b_id": row_id, "b_message_id": message_id})
-                claimed.append(_Claimed(self._outgoing(item, message_id), item.channel))
+                claimed.append(
+                    _Claimed(self._outgoing(item, message_id), item.channel, item.recipients)
+                )
             if new_ids:
                 conn.execute(_SET_MESSAGE_ID, new_ids)
         self._stored += refused  # committed: emitted with the batch's other events
@@ -501,6 +516,7 @@ class Outbox:
                 "b_attempts": problem.attempts + 1,
                 "b_error": error,
                 "b_refused": None,
+                "b_recipients": None,
             },
         )
         return self._failed_event(row_id, None, error, True)
@@ -543,6 +559,7 @@ class Outbox:
             body_html=item.body_html,
             raw=item.raw,
             attempts=item.attempts,
+            skip=item.done,
         )
 
     def _default_from(self) -> str:
@@ -577,7 +594,7 @@ class Outbox:
                 outcome = SendOutcome(
                     "failed", f"the service could not send this message ({words})"
                 )
-        self._replied.append(_Replied(message, sender, outcome))
+        self._replied.append(_Replied(message, sender, outcome, claimed.earlier))
 
     def _on_wire(self, conn: Connection, row_id: int) -> None:
         """Commit ``wire_at`` for a row we hold, together with the outcomes of the rows
@@ -625,12 +642,11 @@ class Outbox:
         return the events to emit once it has committed."""
         events: list[Event] = []
         for reply in replied:
-            events += self._record_one(conn, reply.message, reply.sender, reply.outcome)
+            events += self._record_one(conn, reply)
         return events
 
-    def _record_one(
-        self, conn: Connection, message: OutgoingMessage, sender: Sender, outcome: SendOutcome
-    ) -> list[Event]:
+    def _record_one(self, conn: Connection, reply: _Replied) -> list[Event]:
+        message, sender, outcome = reply.message, reply.sender, reply.outcome
         attempts = message.attempts + 1
         kind, detail = outcome.kind, outcome.detail
         events: list[Event] = []
@@ -646,34 +662,47 @@ class Outbox:
                 kind, detail = "retry", f"{UNCERTAIN_RESENT} ({detail})"
             else:
                 kind, detail = "failed", f"{UNCERTAIN_HELD} ({detail})"
-        if kind == "retry" and attempts >= backoff.MAX_ATTEMPTS:
-            kind, detail = "failed", f"gave up after {attempts} attempts: {detail}"
+        settled = settle(
+            "sent" if kind == "sent" else "retry" if kind == "retry" else "failed",
+            detail,
+            reply.earlier,
+            outcome.recipients,
+            attempts,
+            backoff.MAX_ATTEMPTS,
+        )
+        kind, detail = settled.kind, settled.detail
+        refused = settled.refused if settled.recipients else outcome.refused
         values: dict[str, Any] = {
             "b_id": message.row_id,
             "b_incarnation": self._incarnation,
             "b_attempts": attempts,
-            "b_error": detail or None,
+            "b_error": detail[:_ERROR_MAX] or None,
+            "b_refused": ", ".join(refused) or None,
+            "b_recipients": recipients_text(settled.recipients),
         }
         if kind == "retry":
             now = conn.execute(select(utcnow())).scalar_one()
             delay = self._retry_delay(attempts, self._random.random())
             conn.execute(_RETRY, {**values, "b_next": now + timedelta(seconds=delay)})
         else:
-            values["b_refused"] = ", ".join(outcome.refused) or None
             conn.execute(_SENT if kind == "sent" else _FAILED, values)
-        if kind == "sent":
-            recipients = len(message.to_addrs) + len(message.cc_addrs) - len(outcome.refused)
+        delivered = settled.newly_sent
+        if not outcome.recipients and kind == "sent":  # a sender that does not tell (SMS)
+            delivered = max(len(message.to_addrs) + len(message.cc_addrs) - len(refused), 1)
+        if delivered:
             events.append(
                 MessageSent(
                     incarnation=self._incarnation,
                     row_id=message.row_id,
                     message_id=message.message_id,
-                    recipients=max(recipients, 1),
+                    recipients=delivered,
                 )
             )
-        else:
+        if kind != "sent" or not delivered:
+            # A retry or failure; or the row is settled as sent with its last recipients
+            # given up (they had nothing delivered this time).
             events.append(
-                self._failed_event(message.row_id, message.message_id, detail, kind == "failed")
+                self._failed_event(message.row_id, message.message_id, detail, kind != "retry")
             )
         return events
 

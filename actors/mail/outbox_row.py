@@ -35,14 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from actors.mail import compose
-
-RecipientState = Literal["sent", "deferred", "refused"]
-"""``sent``: the server accepted the message for this recipient. ``deferred``: a
-temporary refusal (4xx); the recipient is tried again. ``refused``: a permanent refusal
-(5xx, or an address this server cannot take); never tried again."""
+from actors.mail.sender import RecipientResult
 
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 _KNOWN_HEADERS = frozenset({"from", "to", "cc", "subject", "date", "message-id", "sender"})
@@ -54,15 +50,6 @@ _HEAD_BYTES = 256 * 1024  # where a message's header block must have ended
 _MESSAGE_FORM = (
     "RFC 5322: header lines such as 'From: ...' and 'Subject: ...', a blank line, the body"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
-    """What became of one recipient of a row (lower-case ``address``)."""
-
-    address: str
-    state: RecipientState
-    reply: str = ""  # the server's words for deferred and refused recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +214,9 @@ def read_attempts(value: Any) -> int:
         return 0
     if isinstance(value, int):
         number = value
-    elif isinstance(value, (float, Decimal)):
+    elif isinstance(value, Decimal):
+        number = int(value) if value.is_finite() else 0
+    elif isinstance(value, float):
         number = int(value) if math.isfinite(value) else 0
     elif isinstance(value, (str, bytes)):
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
@@ -309,6 +298,8 @@ def parse_time(value: Any) -> datetime | None:
         except UnicodeDecodeError:
             return None
     if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal) and not value.is_finite():
         return None
     if isinstance(value, (int, float, Decimal)):
         return _from_epoch(float(value))

@@ -39,6 +39,24 @@ class OutgoingMessage:
     body_html: str
     raw: bytes | None  # a complete RFC 5322 message to send as it is, or None
     attempts: int  # earlier attempts (0 on the first)
+    # Recipients (lower-case addresses) an earlier attempt settled (accepted, or refused
+    # for good): not sent to again. The message itself is the same (same Message-ID).
+    skip: frozenset[str] = frozenset()
+
+
+RecipientState = Literal["sent", "deferred", "refused"]
+"""``sent``: the server accepted the message for this recipient. ``deferred``: a
+temporary refusal (4xx); the recipient is tried again. ``refused``: a permanent refusal
+(5xx, or an address this server cannot take); never tried again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """What became of one recipient of a row (lower-case ``address``)."""
+
+    address: str
+    state: RecipientState
+    reply: str = ""  # the server's words for deferred and refused recipients
 
 
 ServerHealth = Literal["ok", "fault", ""]
@@ -59,6 +77,9 @@ class SendOutcome:
     refused: tuple[str, ...] = ()  # recipients refused while the others were accepted
     # Not part of equality: what the attempt says about the server, not about the message.
     server: ServerHealth = field(default="", compare=False)  # see ServerHealth
+    # Per recipient, when the server answered for each (SMTP): accepted, deferred (4xx)
+    # or refused (5xx, or an address it cannot take). Not part of equality either.
+    recipients: tuple[RecipientResult, ...] = field(default=(), compare=False)
 
 
 class Sender(Protocol):
