@@ -162,6 +162,13 @@ def test_recipient_status_written_by_the_service_reads_back() -> None:
     assert (read.recipients, read.done) == (results, frozenset({"a@x.example"}))
 
 
+def test_refused_recipients_are_tried_again_when_a_person_requeues_the_row() -> None:
+    results = (RecipientResult("a@x.example", "sent"), RecipientResult("b@y.example", "refused"))
+    text = recipients_text(results)
+    assert item(recipient_status=text, attempts=3).done == {"a@x.example", "b@y.example"}
+    assert item(recipient_status=text, attempts=0).done == {"a@x.example"}
+
+
 def test_recipient_status_that_is_not_the_services_record_means_nothing_was_delivered() -> None:
     read = item(recipient_status="sent to everybody")
     assert (read.recipients, len(read.notes)) == ((), 1)

@@ -74,8 +74,12 @@ class OutboxItem:
 
     @property
     def done(self) -> frozenset[str]:
-        """Recipients never to be sent to again (accepted or permanently refused)."""
-        return frozenset(r.address for r in self.recipients if r.state != "deferred")
+        """Recipients not to be sent to this time: those who have the message, and those
+        refused for good while the row is being retried. A row with ``attempts`` 0 was
+        queued (again) by a person or the practice software (``mail retry-failed``
+        resets it): its refused recipients are tried again, its accepted ones never."""
+        settled = ("sent",) if self.attempts == 0 else ("sent", "refused")
+        return frozenset(r.address for r in self.recipients if r.state in settled)
 
 
 @dataclass(frozen=True, slots=True)
