@@ -528,7 +528,10 @@ class Outbox:
     def _fix_message_id(self, conn: Connection, item: OutboxItem) -> str:
         """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
         m = email_messages
-        message_id = compose.raw_message_id(item.raw) if item.raw is not None else None
+        try:
+            message_id = compose.raw_message_id(item.raw) if item.raw is not None else None
+        except _ROW_ERRORS:  # a header block the parser cannot take: the row gets a new one
+            message_id = None
         if message_id is not None and (
             len(message_id) > _MESSAGE_ID_MAX
             or not message_id.isascii()
