@@ -41,6 +41,7 @@ from actors.mail import compose
 from actors.mail.sender import RecipientResult
 
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
+_HEADER_END = re.compile(r"\r?\n\r?\n|\r\r")
 _KNOWN_HEADERS = frozenset({"from", "to", "cc", "subject", "date", "message-id", "sender"})
 _DAY_FIRST = re.compile(
     r"^(\d{1,2})[./](\d{1,2})[./](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?$"
@@ -258,7 +259,9 @@ def looks_like_message(text: str) -> bool:
     (continuations indented) with at least one of From, To, Cc, Subject, Date, Message-ID or
     Sender, ended by a blank line or the end of the text."""
     fields: set[str] = set()
-    for line in re.split(r"\r\n|\r|\n", text.lstrip("\r\n")):
+    text = text.lstrip("\r\n")
+    end = _HEADER_END.search(text)
+    for line in re.split(r"\r\n|\r|\n", text[: end.start()] if end else text):
         if not line:
             break
         if line[0] in " \t":

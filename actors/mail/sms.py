@@ -594,7 +594,9 @@ class EmailToSmsSender:
             raw=raw,
             attempts=message.attempts,
         )
-        outcome = self._email.send(email, on_wire)
+        # One number, one gateway address: the email's per-recipient record says nothing
+        # the outcome does not (and would name the gateway's address, not the number).
+        outcome = dataclasses.replace(self._email.send(email, on_wire), recipients=())
         if address in outcome.refused:
             refused = tuple(number if r == address else r for r in outcome.refused)
             return dataclasses.replace(outcome, refused=refused)
