@@ -33,8 +33,10 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from actors.budget_pool import BudgetPool
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+from actors.server_budget import ServerBudget
 
 __all__ = [
     "PracticeDbError",
@@ -60,6 +62,10 @@ no difference in idle CPU (pages past the cap are read from the OS's file cache)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another writer's lock before failing."""
+
+APPLICATION_NAME = "email-service"
+"""How the service's connections name themselves to PostgreSQL (``application_name`` in
+``pg_stat_activity``) and MariaDB (the ``program_name`` connection attribute)."""
 
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
@@ -217,6 +223,7 @@ def make_engine(
     query_cache_size: int | None = None,
     sqlite_statement_cache: int | None = None,
     pool_size: int | None = None,
+    budget: ServerBudget | None = None,
 ) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
@@ -231,16 +238,29 @@ def make_engine(
     (default: the driver's 128), which hold SQLite's memory. ``pool_size`` is how many
     idle connections the pool keeps (default SQLAlchemy's 5); more may be open at once,
     and those beyond it are closed when given back.
-    Connects lazily: nothing is opened until first use.
+    ``budget`` (a server database only; SQLite files have no server): every connection
+    takes a slot of that server's connection budget (``actors.budget_pool``); pooled, one
+    idle connection is kept while no other database needs its slot, else (``pooled=False``)
+    each is closed after use. Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
     parsed = _mariadb_odbc_port(make_url(url))
     kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, timeout)}
-    if not pooled:
+    driver = parsed.get_driver_name()
+    if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
+        kwargs["connect_args"]["application_name"] = APPLICATION_NAME
+    elif driver == "pymysql":
+        kwargs["connect_args"]["program_name"] = APPLICATION_NAME
+    if budget is not None and parsed.get_backend_name() != "sqlite":
+        kwargs["poolclass"] = BudgetPool
+        kwargs["connection_budget"] = budget
+        kwargs["keep_idle"] = pooled
+        pooled = False  # the budget pool decides what is kept
+    elif not pooled:
         kwargs["poolclass"] = NullPool
     if query_cache_size is not None:
         kwargs["query_cache_size"] = query_cache_size
-    if pooled and pool_size is not None:
+    if pooled and pool_size is not None and "poolclass" not in kwargs:
         kwargs["pool_size"] = pool_size
     if parsed.get_backend_name() == "sqlite":
         if sqlite_statement_cache is not None:

@@ -35,6 +35,7 @@ from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
+from actors.server_budget import ServerBudgets
 from actors.watchdog import WatchdogActor, WatchdogDeps
 from config import Settings
 from events.clock import SystemClock
@@ -95,6 +96,7 @@ def discover_served(
             server_id=settings.service.server_id,
             genuine_server_check=settings.service.genuine_server_check,
             open_engine=None if engines is None else engines.served_engine,
+            budgets=None if engines is None else engines.budgets,
         )
     except discovery.DiscoveryError as exc:
         log.error("cannot list the databases: %s", exc)
@@ -124,6 +126,7 @@ class Tree:
     gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
+    budgets: ServerBudgets | None = None
 
 
 def start_tree(
@@ -145,7 +148,7 @@ def start_tree(
     scheduler = ThreadScheduler()
     clock = SystemClock()
     registry = IncarnationRegistry(store)
-    engines = engines or EngineRegistry()
+    engines = engines or EngineRegistry(budgets=ServerBudgets(settings.databases.max_connections))
     sup = settings.supervision
     policy = RestartPolicy(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
@@ -257,7 +260,10 @@ def start_tree(
         make_work=make_work or default_work,
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event)
+    return Tree(
+        store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event,
+        budgets=engines.budgets,
+    )  # fmt: skip
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -348,6 +354,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         tree.gauges,
         tree_up=lambda: tree_answers(tree),
         append_latency=tree.store.append_latency,
+        budgets=None if tree.budgets is None else tree.budgets.views,
     )
     source = PracticeStatusSource(
         settings.databases.server_url,
@@ -356,6 +363,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         grace=timedelta(seconds=settings.health.grace_seconds),
         tree_up=lambda: tree_answers(tree),
         metrics_text=metrics.text,
+        budgets=tree.budgets,
     )
     server = HttpServer(create_app(source), settings.http.host, settings.http.port)
     server.start()
