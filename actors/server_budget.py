@@ -12,11 +12,14 @@ budget, each keeps its connection all day (today's behaviour); beyond it the slo
 between databases.
 
 When the server refuses a connection for lack of slots (``is_refusal``), the whole server
-is backed off: no new connection is tried until the backoff ends (doubling from
-``BACKOFF_MIN_SECONDS`` to ``BACKOFF_MAX_SECONDS`` while refusals go on, cleared by the first
-connection that succeeds); what the service already holds goes on being used; a database
-that needs a new connection meanwhile gets ``ServerFullError`` at once, whose message is
-the one line its diagnostics show. The refusal is logged once per episode, not per database.
+is backed off, not each database: the service's ceiling drops to the connections it holds
+then, and no new connection is tried until the backoff ends (doubling from
+``BACKOFF_MIN_SECONDS`` to ``BACKOFF_MAX_SECONDS`` while refusals go on). After it, one
+connection at a time tries the server, without closing any held one first (closing one
+to make room would lose it if the server still refuses); each that opens raises the
+ceiling by one, until it is the budget again. What the service holds goes on being used;
+a database that needs a new connection meanwhile gets ``ServerFullError`` at once, whose
+message is the one line its diagnostics show. The refusal is logged once per episode.
 
 SQLite files have no server and no connection limit: no budget applies (``server_key``
 returns None).
@@ -145,7 +148,8 @@ class BudgetView:
     in_use: int
     peak: int
     refusals: int
-    backed_off: bool
+    short_of_slots: bool
+    """The server refused a connection lately, and the service holds no more than it let it."""
 
 
 class ServerBudget:
@@ -170,9 +174,10 @@ class ServerBudget:
         self._peak = 0
         self._idle: OrderedDict[int, tuple[object, Entry]] = OrderedDict()  # id(entry): LRU first
         self._refusals = 0
-        self._refused_until: float | None = None
+        self._ceiling: int | None = None  # after a refusal: what the server let us hold
+        self._refused_until = 0.0
         self._backoff = 0.0
-        self._probing = False  # one connection is trying the server after a backoff
+        self._probing = False  # one connection is trying the server after a refusal
 
     @property
     def limit(self) -> int:
@@ -202,11 +207,11 @@ class ServerBudget:
                 self._in_use,
                 self._peak,
                 self._refusals,
-                self._backed_off(),
+                self._ceiling is not None,
             )
 
     def _backed_off(self) -> bool:
-        return self._refused_until is not None and self._clock() < self._refused_until
+        return self._ceiling is not None and self._clock() < self._refused_until
 
     # --- taking and giving back ------------------------------------------------------
 
@@ -224,18 +229,19 @@ class ServerBudget:
         """Take a slot for a new connection, closing the least recently used idle one if
         every slot is taken; wait while all are in use.
 
-        Raises ``ServerFullError`` while the server is backed off (or another connection
-        is trying it after a backoff), ``BudgetWaitError`` after ``wait_seconds``.
+        After a refusal: raises ``ServerFullError`` while the server is backed off or
+        another connection is trying it; else this one tries it, as one more connection.
+        Raises ``BudgetWaitError`` when all slots stayed in use for ``wait_seconds``.
         """
         evicted: Entry | None = None
         deadline = self._clock() + self._wait_seconds
-        probe = False
         with self._cond:
             while True:
-                if self._refused_until is not None and not probe:
-                    if self._backed_off() or self._probing:
+                if self._ceiling is not None:
+                    if self._backed_off() or self._probing or self._open >= self.limit:
                         raise ServerFullError(refusal_message(self._open))
-                    self._probing = probe = True  # the backoff is over: this one tries
+                    self._probing = True
+                    break
                 if self._open < self.limit:
                     break
                 if self._idle:
@@ -244,7 +250,6 @@ class ServerBudget:
                     break
                 left = deadline - self._clock()
                 if left <= 0:
-                    self._probing = self._probing and not probe
                     raise BudgetWaitError(
                         f"all {self._open} connections of the email service's budget on the "
                         f"database server stayed in use for {self._wait_seconds:g} s"
@@ -257,13 +262,17 @@ class ServerBudget:
             _close_quietly(evicted)
 
     def connected(self) -> None:
-        """A reserved slot's connection opened: any refusal is over."""
+        """A reserved slot's connection opened: after a refusal, the ceiling rises by one."""
         with self._cond:
-            if self._refused_until is not None:
-                log.warning("the database server %s accepts connections again", self.server)
-            self._refused_until = None
-            self._backoff = 0.0
             self._probing = False
+            if self._ceiling is None:
+                return
+            self._ceiling = max(self._ceiling, self._open)
+            self._backoff = 0.0
+            if self._ceiling >= self.limit:
+                self._ceiling = None
+                log.warning("the database server %s has free connections again", self.server)
+            self._cond.notify_all()
 
     def failed(self, exc: BaseException) -> None:
         """A reserved slot's connection did not open: free the slot; a refusal for lack of
@@ -274,7 +283,8 @@ class ServerBudget:
             self._probing = False
             if is_refusal(exc):
                 self._refusals += 1
-                first = self._refused_until is None
+                first = self._ceiling is None
+                self._ceiling = self._open
                 self._backoff = (
                     BACKOFF_MIN_SECONDS
                     if first

@@ -1,0 +1,191 @@
+"""The connection budget on real PostgreSQL and MariaDB servers (issue 17).
+
+Each test makes its own login and more practice databases than the budget
+(``tests/many_practices.py``) and counts that login's connections as the server sees them,
+so other tests on the same server are not counted. The server's own limit is never
+lowered (other tests share it): the login's own limit (PostgreSQL ``CONNECTION LIMIT``,
+MariaDB ``MAX_USER_CONNECTIONS``) is, which the server refuses with the same errors
+(SQLSTATE 53300, MariaDB 1226) through the same path as a full server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from actors.server_budget import refusal_message
+from config import Settings, load_settings
+from events.store import read_all
+from events.types import SelfTestFailed, SelfTestPassed
+from supervisor.service import Tree, start_tree, stop_tree
+from supervisor.workstation_view import read_status
+from tests.many_practices import ManyPractices, many_practices
+from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL
+
+BACKENDS = ["postgresql", "mariadb"]
+BUDGET = 4
+PRACTICES = 10
+WAIT_SECONDS = 90.0
+
+
+def settings_for(tmp_path: Path, made: ManyPractices, budget: int = BUDGET) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "service.event_store": f"sqlite:///{tmp_path / 'events.sqlite3'}",
+            "service.server_id": "budget-test",
+            "databases.server_url": made.server_url,
+            "databases.max_connections": budget,
+            "databases.rescan_seconds": 5.0,
+            "health.checkin_seconds": 2.0,
+        },
+    )
+
+
+def admin_url(made: ManyPractices, name: str) -> str:
+    admin = POSTGRES_ADMIN_URL if made.backend == "postgresql" else MARIADB_ADMIN_URL
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+def running(made: ManyPractices) -> list[str]:
+    """The practices a workstation (another login) reads as running."""
+    grace = timedelta(seconds=15)
+    return [
+        name
+        for name in made.names
+        if read_status(name, admin_url(made, name), grace).status.status == "running"
+    ]
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.25)
+
+
+class Sampler:
+    """Counts the login's connections, and connects as another client, every 20 ms."""
+
+    def __init__(self, made: ManyPractices) -> None:
+        self._made = made
+        self._stop = threading.Event()
+        self.counts: list[int] = []
+        self.client_failures: list[str] = []
+        admin = POSTGRES_ADMIN_URL if made.backend == "postgresql" else MARIADB_ADMIN_URL
+        self._client = create_engine(admin, poolclass=NullPool)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.counts.append(self._made.connections())
+            try:
+                with self._client.connect() as conn:  # a new connection each time
+                    conn.execute(text("SELECT 1"))
+            except Exception as exc:
+                self.client_failures.append(str(exc).splitlines()[0])
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._client.dispose()
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[Tree]:
+    tree = start_tree(settings)
+    try:
+        yield tree
+    finally:
+        stop_tree(tree, "test finished")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_more_practices_than_the_budget_all_run_within_it(backend: str, tmp_path: Path) -> None:
+    with many_practices(backend, PRACTICES) as made:
+        with Sampler(made) as sampler, serving(settings_for(tmp_path, made)) as tree:
+            wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
+            time.sleep(5.0)  # a rescan and a few check-ins more, still sampled
+            assert running(made) == made.names
+        assert max(sampler.counts) <= BUDGET
+        assert max(sampler.counts) > 0  # the sampler saw the service's connections
+        assert sampler.client_failures == []
+        assert tree.budgets is not None
+        (view,) = tree.budgets.views()
+        assert view.peak <= BUDGET
+        assert view.budget == BUDGET
+
+
+def failures_with(store_tree: Tree, message_start: str) -> dict[str, list[str]]:
+    lines: dict[str, list[str]] = {}
+    for record in read_all(store_tree.store):
+        event = record.event
+        if isinstance(event, SelfTestFailed):
+            for d in event.diagnostics:
+                if d.message.startswith(message_start):
+                    lines.setdefault(record.stream, []).append(d.message)
+    return lines
+
+
+def passes_after(tree: Tree, seq: int) -> set[str]:
+    return {r.stream for r in read_all(tree.store, seq) if isinstance(r.event, SelfTestPassed)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_server_without_free_slots_degrades_and_recovers(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with many_practices(backend, PRACTICES) as made:
+        with Sampler(made) as sampler, serving(settings_for(tmp_path, made)) as tree:
+            wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
+            assert tree.budgets is not None
+            held = tree.budgets.views()[0].held
+            assert 0 < held <= BUDGET
+            # The server now accepts fewer connections from this login than it holds.
+            made.set_connection_limit(1)
+            started = max(r.seq for r in read_all(tree.store))
+            wait_until(
+                lambda: tree.budgets is not None and tree.budgets.views()[0].refusals > 0,
+                "the server refused a connection",
+            )
+            wait_until(
+                lambda: failures_with(tree, "the database server has no free connections"),
+                "a practice's self-test says so",
+            )
+            time.sleep(6.0)  # three check-ins while short of slots
+            view = tree.budgets.views()[0]
+            assert view.short_of_slots
+            failed = failures_with(tree, "the database server has no free connections")
+            for lines in failed.values():
+                assert all(
+                    line.startswith(refusal_message(0).split(" using ")[0]) for line in lines
+                )
+            # What it held goes on working: practices still pass their self-tests.
+            assert passes_after(tree, started)
+            # Logged once for the server, not once per practice or per attempt.
+            refused = [r for r in caplog.records if "refused a connection" in r.getMessage()]
+            assert len(refused) == 1
+            # Slots free again: every practice recovers.
+            made.set_connection_limit(None)
+            wait_until(
+                lambda: tree.budgets is not None and not tree.budgets.views()[0].short_of_slots,
+                "the service has its budget again",
+            )
+            wait_until(lambda: len(running(made)) == PRACTICES, "every practice runs again")
+        assert max(sampler.counts) <= BUDGET
+        assert sampler.client_failures == []
