@@ -10,10 +10,13 @@ MariaDB ``MAX_USER_CONNECTIONS``) is, which the server refuses with the same err
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,10 +29,13 @@ from actors.server_budget import refusal_message
 from config import Settings, load_settings
 from events.store import read_all
 from events.types import SelfTestFailed, SelfTestPassed
-from supervisor.service import Tree, start_tree, stop_tree
+from supervisor.cli import main
+from supervisor.commands.budget_report import held_by_service
+from supervisor.service import Tree, start_http, start_tree, stop_tree
 from supervisor.workstation_view import read_status
 from tests.many_practices import ManyPractices, many_practices
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL
+from tests.smtp_servers import free_port
 
 BACKENDS = ["postgresql", "mariadb"]
 BUDGET = 4
@@ -189,3 +195,37 @@ def test_a_server_without_free_slots_degrades_and_recovers(
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice runs again")
         assert max(sampler.counts) <= BUDGET
         assert sampler.client_failures == []
+
+
+def test_metrics_and_the_databases_command_show_what_the_service_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    with many_practices("postgresql", PRACTICES) as made:
+        settings = settings_for(tmp_path, made)
+        settings = replace(settings, http=replace(settings.http, listen=f"127.0.0.1:{port}"))
+        config = tmp_path / "service.toml"
+        config.write_text(
+            f'[databases]\nserver_url = "{made.server_url}"\nmax_connections = {BUDGET}\n'
+            f'[http]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        with serving(settings) as tree:
+            http = start_http(settings, tree)
+            try:
+                wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
+                with urllib.request.urlopen(f"{http.url}metrics", timeout=10) as response:
+                    metrics = response.read().decode()
+                server = 'server="postgresql://127.0.0.1:5432"'
+                assert f"email_service_db_connection_budget{{{server}}} {BUDGET}.0" in metrics
+                held = held_by_service(metrics)["postgresql://127.0.0.1:5432"]
+                assert 0 < held <= BUDGET
+                capsys.readouterr()
+                assert main(["--config", str(config), "databases"]) == 0
+                out = capsys.readouterr().out
+            finally:
+                http.stop()
+    line = next(x for x in out.splitlines() if x.startswith("Connection budget on "))
+    assert f": {BUDGET} (databases.max_connections {BUDGET};" in line
+    match = re.search(r"the email service holds (\d+) of them now", line)
+    assert match is not None
+    assert 0 < int(match[1]) <= BUDGET
