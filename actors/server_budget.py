@@ -178,6 +178,7 @@ class ServerBudget:
         self._refused_until = 0.0
         self._backoff = 0.0
         self._probing = False  # one connection is trying the server after a refusal
+        self._closed = False  # the service is stopping: no more connections
 
     @property
     def limit(self) -> int:
@@ -237,6 +238,8 @@ class ServerBudget:
         deadline = self._clock() + self._wait_seconds
         with self._cond:
             while True:
+                if self._closed:
+                    raise BudgetWaitError("the email service is stopping")
                 if self._ceiling is not None:
                     if self._backed_off() or self._probing or self._open >= self.limit:
                         raise ServerFullError(refusal_message(self._open))
@@ -315,6 +318,12 @@ class ServerBudget:
         if close:
             _close_quietly(entry)
 
+    def close(self) -> None:
+        """The service is stopping: refuse new connections, wake whoever waits for one."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def forget_owner(self, owner: object) -> None:
         """Close ``owner``'s idle connections (its engine is disposed of)."""
         gone: list[Entry] = []
@@ -369,6 +378,14 @@ class ServerBudgets:
                     key, self.configured, clock=self._clock, wait_seconds=self._wait_seconds
                 )
             return budget
+
+    def close(self) -> None:
+        """The service is stopping: every server's budget refuses new connections at once,
+        so no thread waits for a slot while the tree stops."""
+        with self._lock:
+            budgets = list(self._budgets.values())
+        for budget in budgets:
+            budget.close()
 
     def views(self) -> list[BudgetView]:
         """Every server's figures, by server."""

@@ -280,13 +280,18 @@ def tree_answers(tree: Tree) -> bool:
 
 def stop_tree(tree: Tree, reason: str) -> None:
     """Stop the tree in order and close the log; never raises."""
+    if tree.budgets is not None:
+        tree.budgets.close()  # a mailbox waiting for a database connection stops waiting
     try:
         tree.supervisor.proxy().stop_tree(reason, STOP_BUDGET_SECONDS - 2).get(
             timeout=STOP_BUDGET_SECONDS
         )
     except (pykka.Timeout, pykka.ActorDeadError) as exc:
         log.error("the supervisor did not stop in order: %r", exc)
-    pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    try:
+        pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    except pykka.Timeout as exc:  # an actor still in I/O: its thread ends on its timeout
+        log.error("an actor did not stop within 2 s: %r", exc)
     tree.scheduler.close()
     tree.engines.close()
     tree.store.close()  # flushes every pending append

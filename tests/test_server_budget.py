@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -325,3 +326,23 @@ def test_the_sql_server_limit_query_compiles_for_sql_server() -> None:
     assert sql is not None
     compiled = str(text(sql).compile(dialect=mssql.dialect()))
     assert compiled == "SELECT @@MAX_CONNECTIONS"
+
+
+def test_a_closed_budget_wakes_and_refuses_whoever_waits_for_a_slot() -> None:
+    clock = FakeClock()
+    b = ServerBudget("postgresql://db:5432", 1, clock=clock, wait_seconds=3600.0)
+    open_one(b, object(), "busy")
+    raised: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            b.reserve()
+        except BudgetWaitError as exc:
+            raised.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    b.close()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert len(raised) == 1
