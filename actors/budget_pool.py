@@ -17,8 +17,12 @@ Runs in the calling thread; thread-safe through the budget's lock.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, cast
 
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from actors.server_budget import (
@@ -29,6 +33,12 @@ from actors.server_budget import (
     refusal_message,
 )
 
+log = logging.getLogger(__name__)
+
+MoveConnection = Callable[[Any], None]
+"""Points a driver connection to another database on the server at this pool's database
+(MariaDB: ``COM_INIT_DB``, PyMySQL's ``select_db``); raises if it cannot."""
+
 
 class BudgetPool(Pool):
     """A pool that holds at most one idle connection and takes every slot from a budget."""
@@ -38,6 +48,7 @@ class BudgetPool(Pool):
         creator: Any,
         connection_budget: ServerBudget | None = None,
         keep_idle: bool = True,
+        move_connection: MoveConnection | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(creator, **kw)
@@ -45,7 +56,21 @@ class BudgetPool(Pool):
             raise TypeError("BudgetPool needs connection_budget")
         self._budget = connection_budget
         self._keep_idle = keep_idle
+        self._move = move_connection
         self._disposed = False
+        # A connection moved here from another database, for the creator to hand over
+        # instead of opening one (so the engine's connect events still run on it).
+        self._handoff = threading.local()
+        opener = self._invoke_creator
+
+        def invoke(rec: ConnectionPoolEntry) -> DBAPIConnection:
+            moved = getattr(self._handoff, "connection", None)
+            if moved is not None:
+                self._handoff.connection = None
+                return cast(DBAPIConnection, moved)
+            return opener(rec)
+
+        self._invoke_creator = invoke
 
     @property
     def budget(self) -> ServerBudget:
@@ -60,7 +85,13 @@ class BudgetPool(Pool):
         if idle is not None:
             assert isinstance(idle, ConnectionPoolEntry)
             return idle
-        self._budget.reserve()
+        moved = self._budget.reserve(movable=self._move is not None)
+        if moved is not None:
+            assert isinstance(moved, ConnectionPoolEntry)
+            record = self._adopt(moved)
+            if record is not None:
+                return record
+            self._budget.reserve()  # the move failed and freed its slot: open one
         try:
             record = self._create_connection()
         except BaseException as exc:
@@ -75,6 +106,34 @@ class BudgetPool(Pool):
             self._budget.set_server_limit(limit)
         return record
 
+    def _adopt(self, entry: ConnectionPoolEntry) -> ConnectionPoolEntry | None:
+        """Take another database's idle connection, point it at this one, and return it as
+        this pool's; None (its slot freed) if it could not be moved."""
+        assert self._move is not None
+        connection = entry.dbapi_connection
+        cast(Any, entry).dbapi_connection = None  # the other pool's record lets it go, unclosed
+        try:
+            if connection is None:
+                raise ValueError("the idle connection was already closed")
+            self._move(connection)
+        except Exception as exc:
+            log.debug("moving a connection failed; opening one instead", exc_info=True)
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:
+                    log.debug("closing it failed too", exc_info=True)
+            self._budget.failed(exc)
+            return None
+        self._handoff.connection = connection
+        try:
+            record = self._create_connection()
+        except BaseException as exc:
+            self._handoff.connection = None
+            self._budget.failed(exc)
+            raise
+        return record
+
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         keep = self._keep_idle and not self._disposed and record.dbapi_connection is not None
         self._budget.give_back(self, record, keep=keep)
@@ -84,6 +143,7 @@ class BudgetPool(Pool):
             self._creator,
             connection_budget=self._budget,
             keep_idle=self._keep_idle,
+            move_connection=self._move,
             recycle=self._recycle,
             echo=self.echo,
             logging_name=self._orig_logging_name,

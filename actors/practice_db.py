@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +66,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 APPLICATION_NAME = "email-service"
 """How the service's connections name themselves to PostgreSQL (``application_name`` in
 ``pg_stat_activity``) and MariaDB (the ``program_name`` connection attribute)."""
+
+MOVE_CONNECTIONS = True
+"""Whether a budgeted MariaDB (PyMySQL) engine may take another database's idle connection
+and point it at its own (``_select_db``) instead of opening one; ``bench/supervision.py
+--server mariadb --no-move`` turns it off to measure the difference."""
 
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
@@ -197,6 +202,17 @@ def _one(engine: Engine) -> Iterator[Connection]:
         conn.commit()
 
 
+def _select_db(database: str) -> Callable[[Any], None]:
+    """Point a PyMySQL connection at ``database`` (``COM_INIT_DB``): a connection moved
+    between practice databases on one MariaDB server instead of a new one, which costs
+    PyMySQL about 40 ms of CPU (it builds a TLS context for every connection)."""
+
+    def move(connection: Any) -> None:
+        connection.select_db(database)
+
+    return move
+
+
 def _mariadb_odbc_port(url: URL) -> URL:
     """Move a ``mysql+pyodbc`` URL's port into ``?port=``.
 
@@ -255,6 +271,8 @@ def make_engine(
         kwargs["poolclass"] = BudgetPool
         kwargs["connection_budget"] = budget
         kwargs["keep_idle"] = pooled
+        if driver == "pymysql" and parsed.database and pooled and MOVE_CONNECTIONS:
+            kwargs["move_connection"] = _select_db(parsed.database)
         pooled = False  # the budget pool decides what is kept
     elif not pooled:
         kwargs["poolclass"] = NullPool

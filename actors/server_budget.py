@@ -150,6 +150,8 @@ class BudgetView:
     refusals: int
     short_of_slots: bool
     """The server refused a connection lately, and the service holds no more than it let it."""
+    moves: int = 0
+    """Connections moved from one database to another without reconnecting (MariaDB)."""
 
 
 class ServerBudget:
@@ -179,6 +181,7 @@ class ServerBudget:
         self._backoff = 0.0
         self._probing = False  # one connection is trying the server after a refusal
         self._closed = False  # the service is stopping: no more connections
+        self._moves = 0
 
     @property
     def limit(self) -> int:
@@ -209,6 +212,7 @@ class ServerBudget:
                 self._peak,
                 self._refusals,
                 self._ceiling is not None,
+                self._moves,
             )
 
     def _backed_off(self) -> bool:
@@ -226,9 +230,14 @@ class ServerBudget:
                     return entry
         return None
 
-    def reserve(self) -> None:
+    def reserve(self, *, movable: bool = False) -> Entry | None:
         """Take a slot for a new connection, closing the least recently used idle one if
-        every slot is taken; wait while all are in use.
+        every slot is taken; wait while all are in use. Return None.
+
+        ``movable``: the caller can point another database's connection at its own (MariaDB's
+        ``USE``); then, when every slot is taken or the server refused one lately, the least
+        recently used idle connection is returned instead, in use by the caller and still
+        open, for it to move: no new connection is needed, even while backed off.
 
         After a refusal: raises ``ServerFullError`` while the server is backed off or
         another connection is trying it; else this one tries it, as one more connection.
@@ -240,6 +249,12 @@ class ServerBudget:
             while True:
                 if self._closed:
                     raise BudgetWaitError("the email service is stopping")
+                full = self._ceiling is not None or self._open >= self.limit
+                if movable and full and self._idle:
+                    _key, (_who, moved) = self._idle.popitem(last=False)
+                    self._in_use += 1
+                    self._moves += 1
+                    return moved
                 if self._ceiling is not None:
                     if self._backed_off() or self._probing or self._open >= self.limit:
                         raise ServerFullError(refusal_message(self._open))
@@ -263,6 +278,7 @@ class ServerBudget:
             self._peak = max(self._peak, self._open)
         if evicted is not None:
             _close_quietly(evicted)
+        return None
 
     def connected(self) -> None:
         """A reserved slot's connection opened: after a refusal, the ceiling rises by one."""

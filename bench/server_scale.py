@@ -114,7 +114,9 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     from bench import supervision
 
     n = args.databases
-    results: dict[str, Any] = {"config": {"databases": n, "server": args.server}}
+    results: dict[str, Any] = {
+        "config": {"databases": n, "server": args.server, "no_move": args.no_move}
+    }
     supervision.log(f"server: creating {n:,} practice databases on {args.server} ...")
     start = time.perf_counter()
     with many_practices(args.server, n) as made:
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         settings: dict[str, object] = {"databases.server_url": made.server_url}
         if args.max_connections is not None:
             settings["databases.max_connections"] = args.max_connections
+        if args.no_move:
+            settings["bench.no_move"] = True
         with Sampler(made) as sampler:
             quiet_from = time.time()
             time.sleep(args.idle_seconds)  # the server's CPU without this service
@@ -241,6 +245,7 @@ def main(args: argparse.Namespace) -> int:
         f" {args.checkin_seconds:g} s, idle S={args.idle_seconds:g} s;"
         f" databases.max_connections {budget.get('configured', '-')}, the server accepts"
         f" {budget.get('server_limit', '-')}, budget {budget.get('budget', '-')}"
+        f"{'; --no-move' if args.no_move else ''}"
     )
     for name in ("server", "sqlite"):
         r = results[name]

@@ -112,6 +112,7 @@ from typing import Any, NamedTuple  # noqa: E402
 
 import pykka  # noqa: E402
 
+from actors import practice_db  # noqa: E402
 from actors.database_selftest import DatabaseSelfTest  # noqa: E402
 from actors.engines import EngineRegistry  # noqa: E402
 from actors.mailbox import MailboxActor  # noqa: E402
@@ -576,7 +577,10 @@ def scale_child(
     """
     handler = configure_logging()
     prepare_process()  # as `serve` does, before it opens a database or starts a thread
-    settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds, **(server or {})})
+    server = dict(server or {})
+    if server.pop("bench.no_move", False):
+        practice_db.MOVE_CONNECTIONS = False  # --no-move: close and reopen instead
+    settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds, **server})
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()
     start_cpu = _rusage_cpu()
@@ -977,6 +981,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         metavar="M",
         help="databases.max_connections for --server (default: config/default.toml's)",
+    )
+    parser.add_argument(
+        "--no-move",
+        action="store_true",
+        help=(
+            "with --server mariadb: close an idle connection and open a new one for another"
+            " database instead of moving it there (USE), to measure what moving saves"
+        ),
     )
     parser.add_argument("--server-settings", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -229,3 +229,15 @@ def test_metrics_and_the_databases_command_show_what_the_service_holds(
     match = re.search(r"the email service holds (\d+) of them now", line)
     assert match is not None
     assert 0 < int(match[1]) <= BUDGET
+
+
+def test_on_mariadb_a_connection_moves_between_databases_instead_of_reconnecting(
+    tmp_path: Path,
+) -> None:
+    with many_practices("mariadb", PRACTICES) as made:
+        with Sampler(made) as sampler, serving(settings_for(tmp_path, made)) as tree:
+            wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
+        assert tree.budgets is not None
+        (view,) = tree.budgets.views()
+        assert view.moves > 0
+        assert max(sampler.counts) <= BUDGET
