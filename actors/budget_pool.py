@@ -135,8 +135,9 @@ class BudgetPool(Pool):
         return record
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        keep = self._keep_idle and not self._disposed and record.dbapi_connection is not None
-        self._budget.give_back(self, record, keep=keep)
+        usable = record.dbapi_connection is not None
+        keep = self._keep_idle and not self._disposed and usable
+        self._budget.give_back(self, record, keep=keep, park=usable and self._move is not None)
 
     def recreate(self) -> BudgetPool:
         return self.__class__(

@@ -257,7 +257,9 @@ def make_engine(
     ``budget`` (a server database only; SQLite files have no server): every connection
     takes a slot of that server's connection budget (``actors.budget_pool``); pooled, one
     idle connection is kept while no other database needs its slot, else (``pooled=False``)
-    each is closed after use. Connects lazily: nothing is opened until first use.
+    each is closed after use, except on MariaDB (PyMySQL), where it is kept for the next
+    database to move to itself (``MOVE_CONNECTIONS``).
+    Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
     parsed = _mariadb_odbc_port(make_url(url))
@@ -271,7 +273,7 @@ def make_engine(
         kwargs["poolclass"] = BudgetPool
         kwargs["connection_budget"] = budget
         kwargs["keep_idle"] = pooled
-        if driver == "pymysql" and parsed.database and pooled and MOVE_CONNECTIONS:
+        if driver == "pymysql" and parsed.database and MOVE_CONNECTIONS:
             kwargs["move_connection"] = _select_db(parsed.database)
         pooled = False  # the budget pool decides what is kept
     elif not pooled:

@@ -250,8 +250,14 @@ class ServerBudget:
                 if self._closed:
                     raise BudgetWaitError("the email service is stopping")
                 full = self._ceiling is not None or self._open >= self.limit
-                if movable and full and self._idle:
+                parked = next((k for k, (who, _e) in self._idle.items() if who is _NOBODY), None)
+                if movable and parked is not None:
+                    moved = self._idle.pop(parked)[1]
+                elif movable and full and self._idle:
                     _key, (_who, moved) = self._idle.popitem(last=False)
+                else:
+                    moved = None
+                if moved is not None:
                     self._in_use += 1
                     self._moves += 1
                     return moved
@@ -319,14 +325,19 @@ class ServerBudget:
                     )
             self._cond.notify_all()
 
-    def give_back(self, owner: object, entry: Entry, *, keep: bool) -> None:
+    def give_back(self, owner: object, entry: Entry, *, keep: bool, park: bool = False) -> None:
         """An in-use connection is given back: kept idle for ``owner`` if ``keep`` (and
-        ``owner`` has no idle one yet), else closed and its slot freed."""
+        ``owner`` has no idle one yet); else, with ``park``, kept idle for nobody, for the
+        next database that can move it to itself (a discovery visit's, on MariaDB); else
+        closed and its slot freed."""
         close = True
         with self._cond:
             self._in_use -= 1
             if keep and not any(who is owner for who, _e in self._idle.values()):
                 self._idle[id(entry)] = (owner, entry)
+                close = False
+            elif park:
+                self._idle[id(entry)] = (_NOBODY, entry)
                 close = False
             else:
                 self._open -= 1
@@ -364,6 +375,9 @@ def _close_quietly(entry: Entry) -> None:
         entry.close()
     except Exception:  # closing a connection the server already dropped
         log.debug("closing an idle connection failed", exc_info=True)
+
+
+_NOBODY = object()  # the owner of a parked idle connection, which any database may move
 
 
 class ServerBudgets:

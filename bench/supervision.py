@@ -580,6 +580,7 @@ def scale_child(
     server = dict(server or {})
     if server.pop("bench.no_move", False):
         practice_db.MOVE_CONNECTIONS = False  # --no-move: close and reopen instead
+    running_timeout = float(server.pop("bench.running_timeout", ALL_RUNNING_TIMEOUT_S))
     settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds, **server})
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()
@@ -593,7 +594,7 @@ def scale_child(
     while True:
         follower.poll()
         elapsed = time.perf_counter() - start
-        if len(follower.passed_first) >= n or elapsed > ALL_RUNNING_TIMEOUT_S:
+        if len(follower.passed_first) >= n or elapsed > running_timeout:
             break
         if tree.fatal_event.is_set():
             break
