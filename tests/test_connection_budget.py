@@ -176,7 +176,9 @@ def kill_one_connection(made: ManyPractices) -> None:
 def test_a_server_without_free_slots_degrades_and_recovers(
     backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with many_practices(backend, PRACTICES) as made:
+    # A limit from the start: MariaDB counts an account's connections only while it has
+    # one, so a limit set later would not count those already open.
+    with many_practices(backend, PRACTICES, connection_limit=50) as made:
         with Sampler(made) as sampler, serving(settings_for(tmp_path, made)) as tree:
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
             assert tree.budgets is not None
