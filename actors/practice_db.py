@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +33,10 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from actors.budget_pool import BudgetPool
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+from actors.server_budget import ServerBudget
 
 __all__ = [
     "PracticeDbError",
@@ -60,6 +62,15 @@ no difference in idle CPU (pages past the cap are read from the OS's file cache)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another writer's lock before failing."""
+
+APPLICATION_NAME = "email-service"
+"""How the service's connections name themselves to PostgreSQL (``application_name`` in
+``pg_stat_activity``) and MariaDB (the ``program_name`` connection attribute)."""
+
+MOVE_CONNECTIONS = True
+"""Whether a budgeted MariaDB (PyMySQL) engine may take another database's idle connection
+and point it at its own (``_select_db``) instead of opening one; ``bench/supervision.py
+--server mariadb --no-move`` turns it off to measure the difference."""
 
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
@@ -192,6 +203,17 @@ def _one(engine: Engine) -> Iterator[Connection]:
         conn.commit()
 
 
+def _select_db(database: str) -> Callable[[Any], None]:
+    """Point a PyMySQL connection at ``database`` (``COM_INIT_DB``): a connection moved
+    between practice databases on one MariaDB server instead of a new one, which costs
+    PyMySQL about 40 ms of CPU (it builds a TLS context for every connection)."""
+
+    def move(connection: Any) -> None:
+        connection.select_db(database)
+
+    return move
+
+
 def _mariadb_odbc_port(url: URL) -> URL:
     """Move a ``mysql+pyodbc`` URL's port into ``?port=``.
 
@@ -219,6 +241,7 @@ def make_engine(
     sqlite_statement_cache: int | None = None,
     pool_size: int | None = None,
     wait_timeout: float | None = None,
+    budget: ServerBudget | None = None,
 ) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
@@ -238,16 +261,34 @@ def make_engine(
     ``statement_timeout`` and ``lock_timeout``, pyodbc's query timeout (whole seconds),
     and the wait for a pooled connection; PyMySQL's reads and writes are already bounded
     by ``timeout``.
+    ``budget`` (a server database only; SQLite files have no server): every connection
+    takes a slot of that server's connection budget (``actors.budget_pool``); pooled, one
+    idle connection is kept while no other database needs its slot, else (``pooled=False``)
+    each is closed after use, except on MariaDB (PyMySQL), where it is kept for the next
+    database to move to itself (``MOVE_CONNECTIONS``). The wait for a slot is the
+    budget's own (``ServerBudgets(wait_seconds=…)``).
     Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
     parsed = _mariadb_odbc_port(make_url(url))
     kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, timeout)}
-    if not pooled:
+    driver = parsed.get_driver_name()
+    if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
+        kwargs["connect_args"]["application_name"] = APPLICATION_NAME
+    elif driver == "pymysql":
+        kwargs["connect_args"]["program_name"] = APPLICATION_NAME
+    if budget is not None and parsed.get_backend_name() != "sqlite":
+        kwargs["poolclass"] = BudgetPool
+        kwargs["connection_budget"] = budget
+        kwargs["keep_idle"] = pooled
+        if driver == "pymysql" and parsed.database and MOVE_CONNECTIONS:
+            kwargs["move_connection"] = _select_db(parsed.database)
+        pooled = False  # the budget pool decides what is kept
+    elif not pooled:
         kwargs["poolclass"] = NullPool
     if query_cache_size is not None:
         kwargs["query_cache_size"] = query_cache_size
-    if pooled and pool_size is not None:
+    if pooled and pool_size is not None and "poolclass" not in kwargs:
         kwargs["pool_size"] = pool_size
     if pooled and wait_timeout is not None:
         kwargs["pool_timeout"] = wait_timeout

@@ -227,6 +227,7 @@ _RULES: dict[str, _Rule] = {
     "service.event_store": _url(server=False),
     "databases.server_url": _url(server=True),
     "databases.rescan_seconds": _number(0, inclusive=False),
+    "databases.max_connections": _count(1),
     "health.checkin_seconds": _number(0, inclusive=False),
     "health.probe_seconds": _number(0, inclusive=False),
     "health.grace_seconds": _number(0, inclusive=True),

@@ -11,8 +11,6 @@ timers, close the practice databases' shared engines, flush and close the log â€
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import random
 import signal
@@ -29,7 +27,7 @@ from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
 from actors.checkin_writer import PRUNE_EVERY_SECONDS, CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
-from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry, default_engine
+from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
@@ -37,6 +35,7 @@ from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
+from actors.server_budget import ServerBudgets
 from actors.watchdog import WatchdogActor, WatchdogDeps
 from config import Settings
 from events.clock import SystemClock
@@ -113,6 +112,7 @@ def discover_served(
             server_id=settings.service.server_id,
             genuine_server_check=settings.service.genuine_server_check,
             open_engine=None if engines is None else engines.served_engine,
+            budgets=None if engines is None else engines.budgets,
         )
     except discovery.DiscoveryError as exc:
         log.error("cannot list the databases: %s", exc)
@@ -142,6 +142,7 @@ class Tree:
     gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
+    budgets: ServerBudgets | None = None
 
 
 def start_tree(
@@ -164,7 +165,10 @@ def start_tree(
     clock = SystemClock()
     registry = IncarnationRegistry(store)
     engines = engines or EngineRegistry(
-        functools.partial(default_engine, timeout=db_timeout(settings))
+        budgets=ServerBudgets(
+            settings.databases.max_connections, wait_seconds=db_timeout(settings)
+        ),
+        timeout=db_timeout(settings),
     )
     sup = settings.supervision
     policy = RestartPolicy(
@@ -285,7 +289,10 @@ def start_tree(
         make_work=make_work or default_work,
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event)
+    return Tree(
+        store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event,
+        budgets=engines.budgets,
+    )  # fmt: skip
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -309,6 +316,8 @@ def stop_tree(tree: Tree, reason: str) -> None:
     one abandoned earlier): it runs on a daemon thread and cannot hold the exit.
     """
     deadline = time.monotonic() + STOP_BUDGET_SECONDS
+    if tree.budgets is not None:
+        tree.budgets.close()  # a mailbox waiting for a database connection stops waiting
     try:
         tree.supervisor.proxy().stop_tree(reason, MAILBOX_STOP_SECONDS).get(
             timeout=STOP_BUDGET_SECONDS / 2
@@ -319,8 +328,12 @@ def stop_tree(tree: Tree, reason: str) -> None:
         future = ref.stop(block=False)
         if getattr(ref.actor_class, "use_daemon_thread", False):
             continue  # a mailbox the supervisor already gave its time, or an abandoned one
-        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+        try:
             future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.ActorDeadError:
+            pass
+        except pykka.Timeout:  # an actor still in I/O: its thread ends on its timeout
+            log.error("%s did not stop in time", ref)
     tree.scheduler.close()
     tree.engines.close()
     tree.store.close()  # flushes every pending append
@@ -388,6 +401,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         tree.gauges,
         tree_up=lambda: tree_answers(tree),
         append_latency=tree.store.append_latency,
+        budgets=None if tree.budgets is None else tree.budgets.views,
     )
     source = PracticeStatusSource(
         settings.databases.server_url,
@@ -396,6 +410,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         grace=timedelta(seconds=settings.health.grace_seconds),
         tree_up=lambda: tree_answers(tree),
         metrics_text=metrics.text,
+        budgets=tree.budgets,
     )
     server = HttpServer(create_app(source), settings.http.host, settings.http.port)
     server.start()

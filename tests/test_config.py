@@ -66,7 +66,11 @@ def test_defaults_are_the_documented_values() -> None:
             "genuine_server_check": False,
             "event_store": "sqlite:///var/events.sqlite3",
         },
-        "databases": {"server_url": "sqlite:///var/practices", "rescan_seconds": 60.0},
+        "databases": {
+            "server_url": "sqlite:///var/practices",
+            "rescan_seconds": 60.0,
+            "max_connections": 10,
+        },
         "health": {
             "checkin_seconds": 15.0,
             "probe_seconds": 60.0,
@@ -310,6 +314,7 @@ def test_whole_number_in_file_becomes_a_float_for_seconds(tmp_path: Path) -> Non
         ("supervision.max_restarts", 0),
         ("supervision.within_seconds", 0),
         ("supervision.backoff_min_seconds", 0),
+        ("databases.max_connections", 0),
     ],
 )
 def test_out_of_range_values_are_rejected(key: str, value: object) -> None:
