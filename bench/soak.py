@@ -278,12 +278,20 @@ class Service:
         )
         self.process: subprocess.Popen[bytes] | None = None
         self._err: Any = None
+        self.generation = 0  # processes started: a dead one is started again, as systemd would
+        self.started = 0.0
+        self.exits: list[str] = []
+        self._offset = 0
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "supervisor.cli", "--config", str(self.config), *args]
 
     def start(self) -> None:
-        self._err = (self.root / "serve.log").open("ab")
+        if self._err is None:
+            self._err = (self.root / "serve.log").open("ab")
+        self.generation += 1
+        self.started = time.monotonic()
+        self._offset = self._err.tell()
         self.process = subprocess.Popen(
             self.command("serve"),
             cwd=_ROOT,
@@ -312,8 +320,12 @@ class Service:
         return code
 
     def last_stderr(self) -> str:
-        lines = (self.root / "serve.log").read_text(errors="replace").strip().splitlines()
-        return lines[-1][:200] if lines else ""
+        """The line saying why this process exited (else its last line on stderr)."""
+        with (self.root / "serve.log").open("rb") as log:
+            log.seek(self._offset)
+            lines = log.read().decode(errors="replace").strip().splitlines()
+        why = [ln for ln in lines if ln.startswith(("email-service:", "CRITICAL"))]
+        return (why or lines or [""])[-1][:200]
 
 
 # --- sampling -----------------------------------------------------------------------------
@@ -331,6 +343,20 @@ def proc_status(pid: int) -> dict[str, int]:
 
 def log_bytes(log: Path) -> int:
     return sum(f.stat().st_size for f in (log, log.with_name(log.name + "-wal")) if f.exists())
+
+
+def log_used_mb(log: Path) -> float | None:
+    try:
+        conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True, timeout=10)
+        try:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return float((pages - free) * size / 1e6)
 
 
 def checkin_lag(practices: Sequence[Practice], interval: float) -> float | None:
@@ -356,10 +382,13 @@ def checkin_lag(practices: Sequence[Practice], interval: float) -> float | None:
 @dataclass
 class Sample:
     t: float  # seconds since the services started
+    up: float  # seconds since this process started
+    generation: int  # which process (1 = the first; more after the service died)
     rss_mb: float
     threads: int
     fds: int
-    log_mb: float
+    log_mb: float  # the file and its WAL
+    log_used_mb: float | None  # SQLite's pages in use (the file keeps freed pages for reuse)
     lag_s: float | None
 
 
@@ -373,12 +402,34 @@ def sample(service: Service, practices: Sequence[Practice], t: float, interval: 
         fds = -1
     return Sample(
         t,
+        time.monotonic() - service.started,
+        service.generation,
         st.get("VmRSS", 0) / 1024,
         st.get("Threads", 0),
         fds,
         log_bytes(service.log) / 1e6,
+        log_used_mb(service.log),
         checkin_lag(practices, interval),
     )
+
+
+RESTART_SECONDS = 2.0
+"""systemd's RestartSec in deploy/: a serve that exits is started again after this long."""
+
+
+def restart_dead(services: dict[str, Service], stop: threading.Event) -> None:
+    """Do what the service manager does with ``Restart=on-failure``: start a serve that
+    exited again, and remember why it exited."""
+    while not stop.wait(1.0):
+        for name, s in services.items():
+            if s.process is None or s.alive():
+                continue
+            up = time.monotonic() - s.started
+            s.exits.append(f"exit {s.process.returncode} after {up:.0f} s: {s.last_stderr()}")
+            progress(f"serve ({name}) {s.exits[-1]}; starting it again in {RESTART_SECONDS:g} s")
+            if stop.wait(RESTART_SECONDS):
+                return
+            s.start()
 
 
 def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
@@ -798,28 +849,26 @@ def soak(
     for t in threads:
         t.start()
     next_sample = began + 5
-    died: dict[str, str] = {}
+    watcher = threading.Thread(
+        target=restart_dead, args=(services, stop), name="soak-systemd", daemon=True
+    )
+    watcher.start()
     while time.monotonic() < end:
         time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
         for name, s in services.items():
             if not s.alive():
-                if name not in died:
-                    died[name] = f"exited {s.process.returncode if s.process else '?'}: " + (
-                        s.last_stderr()
-                    )
-                    progress(f"serve ({name}) {died[name]}")
                 continue
             own = [p for p in practices if p.service == name]
             got = sample(s, own, time.monotonic() - began, args.checkin_seconds)
             samples[name].append(got)
             progress(
                 f"{name}: t={got.t / 60:4.1f} min RSS {got.rss_mb:.1f} MB, {got.threads} threads,"
-                f" {got.fds} fds, log {got.log_mb:.2f} MB, lag {_num(got.lag_s)} s"
+                f" {got.fds} fds, log {got.log_mb:.2f} MB ({_num(got.log_used_mb)} MB in use),"
+                f" lag {_num(got.lag_s)} s"
             )
         next_sample += args.sample_seconds
-        if len(died) == len(services):
-            break
     stop.set()
+    watcher.join(timeout=30)
     for t in threads:
         t.join(timeout=LOCK_SECONDS + CRASH_WAIT_SECONDS + SMTP_DOWN_SECONDS + 30)
     progress(f"queueing stopped; draining the outboxes (at most {args.drain_seconds:.0f} s)")
@@ -873,7 +922,7 @@ def soak(
         "faults": [asdict(f) for f in done_faults],
         "mail": lost,
         "exit_codes": exit_codes,
-        "died": died,
+        "exits": {name: s.exits for name, s in services.items()},
         "smtp_restarts": smtp.restarts,
         "imap_cuts": faults.imap_cuts,
     }
@@ -885,8 +934,11 @@ def soak(
 def judged(report: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     warm = report["config"]["warmup_minutes"] * 60
-    for name, raw in report["samples"].items():
-        after = [s for s in raw if s["t"] >= warm]
+    for name, every in report["samples"].items():
+        # The last process only (a dead serve is started again): its samples after warm-up.
+        last = max((s["generation"] for s in every), default=0)
+        raw = [s for s in every if s["generation"] == last and s["up"] >= warm]
+        after = raw
         if not after:
             rows.append(Row(f"{name}: samples after warm-up", "none", "-", "-", "-", "MISS"))
             continue
@@ -894,11 +946,12 @@ def judged(report: dict[str, Any]) -> list[Row]:
             ("threads", "threads", ""),
             ("fds", "open fds", ""),
             ("rss_mb", "RSS", " MB"),
-            ("log_mb", "event log size", " MB"),
+            ("log_mb", "event log file + WAL", " MB"),
+            ("log_used_mb", "event log bytes in use", " MB"),
             ("lag_s", "check-in lag", " s"),
         ):
             since = warm
-            if key == "log_mb":
+            if key.startswith("log"):
                 horizon = report["config"]["retention_horizon_s"]
                 since = max(warm, horizon if horizon is not None else 0.0)
                 label += (
@@ -907,7 +960,7 @@ def judged(report: dict[str, Any]) -> list[Row]:
                     else f" after retention's horizon, {since / 60:.1f} min"
                 )
             points = [
-                (s["t"], float(s[key])) for s in raw if s[key] is not None and s["t"] >= since
+                (s["t"], float(s[key])) for s in raw if s[key] is not None and s["up"] >= since
             ]
             slope = slope_per_hour(points)
             mean = sum(y for _, y in points) / len(points) if points else 0.0
@@ -916,10 +969,10 @@ def judged(report: dict[str, Any]) -> list[Row]:
             if key == "rss_mb":
                 target = f"< {TARGET_RSS_MB_PER_HOUR:g} MB/h"
                 ok = slope is not None and slope < TARGET_RSS_MB_PER_HOUR
-            elif key == "lag_s":
+            elif key in ("lag_s", "log_mb"):
                 target, ok = "info", None
             else:
-                what = "its size" if key == "log_mb" else "its mean"
+                what = "its size" if key.startswith("log") else "its mean"
                 target = f"24 h growth < 10 % of {what}"
                 ok = slope is not None and slope * 24 < TREND_SHARE_PER_DAY * max(mean, 1e-9)
             rows.append(
@@ -933,6 +986,17 @@ def judged(report: dict[str, Any]) -> list[Row]:
                     "" if ok is None else "n/a" if slope is None else "PASS" if ok else "MISS",
                 )
             )
+    for name, exits in report["exits"].items():
+        rows.append(
+            Row(
+                f"{name}: serve exits during the run (started again)",
+                str(len(exits)),
+                "-",
+                "-",
+                "0",
+                "PASS" if not exits else "MISS",
+            )
+        )
     m = report["mail"]
     mail_ok = (
         m["other"] == 0
@@ -1007,7 +1071,7 @@ def print_report(report: dict[str, Any]) -> None:
     for name, code in report["exit_codes"].items():
         print(
             f"serve ({name}): exit {code} at the end"
-            + (f"; died during the run: {report['died'][name]}" if name in report["died"] else "")
+            + "".join(f"; died during the run, started again: {e}" for e in report["exits"][name])
         )
     m = report["mail"]
     print(
