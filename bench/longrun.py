@@ -33,8 +33,8 @@ end):
    followed by ``InboxSynced``. The store stamps ``recorded_at`` from its clock once per
    commit, as it does in the service: this script gives it a clock it sets, and commits
    one slice of simulated time at a time (``--commit-seconds``; by default so that a
-   commit holds about 100 events), so times fall on that grid. At 5 databases 10 M
-   events are about 340 days; at 1,000 databases they are about 1.7 days.
+   commit holds at least 100 events and 5 per database), so times fall on that grid. At
+   5 databases 10 M events are about 340 days; at 1,000 databases about 1.7 days.
 4. **The service on the long log**: the same two ``serve`` measurements on a fresh copy of
    the practice folder. A year of operation would have left whatever start-up state the
    service stores (i11-core's checkpoint, saved every minute and at stop); a log built
@@ -70,6 +70,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 sys.path.insert(0, str(_ROOT))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -125,6 +126,9 @@ DAY = 86_400.0
 SEED = 20261202
 SAMPLE_SECONDS = 0.02
 EVENTS_PER_COMMIT = 100
+EVENTS_PER_APPEND = 5
+"""A commit holds at least 100 events, and each database's append in it at least 5 (at
+1,000 databases a 15 s slice would be one event per append: the build would crawl)."""
 
 # A practice's day, per database (assumptions, stated in the module docstring).
 FAILED_PER_DAY = 3.0
@@ -472,6 +476,22 @@ class CommandResult:
     note: str = ""
 
 
+def median_start(results: list[StartResult]) -> StartResult:
+    """The median start by time to READY; a start that never became ready wins."""
+    failed = [r for r in results if r.ready_seconds is None]
+    if failed:
+        return failed[0]
+    return sorted(results, key=lambda r: r.ready_seconds or 0.0)[len(results) // 2]
+
+
+def median_command(results: list[CommandResult]) -> CommandResult:
+    """The median run by time; a run that failed wins."""
+    failed = [r for r in results if r.exit_code != 0]
+    if failed:
+        return failed[0]
+    return sorted(results, key=lambda r: r.seconds)[len(results) // 2]
+
+
 def time_command(config: Path, args: Sequence[str], timeout: float) -> CommandResult:
     began = time.perf_counter()
     try:
@@ -536,17 +556,12 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
     empty_log = base / "empty.sqlite3"
     empty_config = write_config(base, empty_log, empty_practices)
     out["empty_first"] = asdict(start_serve(empty_config, base, args.ready_timeout, "first"))
-    out["empty_start"] = asdict(start_serve(empty_config, base, args.ready_timeout, "again"))
-    now = datetime.now(UTC).isoformat()
-    replay_args = ["events", "replay", "--db", middle_db, "--until", now]
-    out["empty_replay"] = asdict(time_command(empty_config, replay_args, args.command_timeout))
-    out["empty_stats"] = asdict(
-        time_command(empty_config, ["events", "stats"], args.command_timeout)
-    )
 
     long_log = base / "long.sqlite3"
     rate = databases / CHECKIN_SECONDS
-    slice_seconds = args.commit_seconds or max(CHECKIN_SECONDS, EVENTS_PER_COMMIT / rate)
+    slice_seconds = args.commit_seconds or max(
+        EVENTS_PER_APPEND * CHECKIN_SECONDS, EVENTS_PER_COMMIT / rate
+    )
     slice_seconds = math.ceil(slice_seconds / CHECKIN_SECONDS) * CHECKIN_SECONDS
     progress(
         f"{databases} databases: building {events:,} events (one commit per"
@@ -569,16 +584,37 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
     # is the upgrade's (information, with a longer wait), and the judged one is the next.
     out["long_first"] = asdict(start_serve(long_config, base, args.first_ready_timeout, "first"))
     progress(f"  first start: {out['long_first']['outcome']}")
-    out["long_start"] = asdict(start_serve(long_config, base, args.ready_timeout, "again"))
-    progress(f"  next start: {out['long_start']['outcome']}")
+    # The next starts and the commands take turns between the two logs, --repeat times
+    # each; the median is the figure (the machine is shared: one run can be unlucky).
+    starts: dict[str, list[StartResult]] = {"empty": [], "long": []}
+    for i in range(args.repeat):
+        for which, config in (("empty", empty_config), ("long", long_config)):
+            got = start_serve(config, base, args.ready_timeout, f"again{i}")
+            starts[which].append(got)
+            progress(f"  next start on the {which} log: {got.outcome} {_s(got.ready_seconds)}")
+    for which in starts:
+        out[f"{which}_start"] = asdict(median_start(starts[which]))
+        out[f"{which}_starts"] = [r.ready_seconds for r in starts[which]]
     first = datetime.fromisoformat(out["build"]["first"])
     last = datetime.fromisoformat(out["build"]["last"])
     until = (first + (last - first) / 2).isoformat()
     out["until"] = until
-    progress(f"{databases} databases: events replay --db and events stats on the long log")
-    replay_args = ["events", "replay", "--db", middle_db, "--until", until]
-    out["long_replay"] = asdict(time_command(long_config, replay_args, args.command_timeout))
-    out["long_stats"] = asdict(time_command(long_config, ["events", "stats"], args.command_timeout))
+    progress(f"{databases} databases: events replay --db and events stats on both logs")
+    commands: dict[str, list[CommandResult]] = {}
+    for _ in range(args.repeat):
+        for which, config, at in (
+            ("empty", empty_config, datetime.now(UTC).isoformat()),
+            ("long", long_config, until),
+        ):
+            for key, cmd in (
+                ("replay", ["events", "replay", "--db", middle_db, "--until", at]),
+                ("stats", ["events", "stats"]),
+            ):
+                got_c = time_command(config, cmd, args.command_timeout)
+                commands.setdefault(f"{which}_{key}", []).append(got_c)
+    for key, results in commands.items():
+        out[key] = asdict(median_command(results))
+        out[f"{key}_all"] = [r.seconds for r in results]
 
     out["has_prune"] = has_prune(long_config)
     if out["has_prune"]:
@@ -764,7 +800,9 @@ def print_report(report: dict[str, Any]) -> None:
     print_machine(report["machine"])
     print(
         f"config: defaults; targets judged at 10 M events (rows built smaller show the"
-        f" verdict in parentheses); ready timeout {report['ready_timeout']:.0f} s"
+        f" verdict in parentheses); ready timeout {report['ready_timeout']:.0f} s; load average"
+        f" {' '.join(f'{x:.1f}' for x in report['load_average_at_start'])} at the start,"
+        f" {' '.join(f'{x:.1f}' for x in report['load_average'])} at the end"
     )
     rows: list[Row] = []
     five = next((s for s in report["scenarios"] if s["databases"] <= 5), None)
@@ -789,6 +827,16 @@ def print_report(report: dict[str, Any]) -> None:
                 )
                 if st["outcome"] != "ready":
                     print(f"    last stderr line: {st['last_stderr']}")
+
+        def runs(values: list[float | None]) -> str:
+            return "/".join("-" if v is None else f"{v:.2f}" for v in values)
+
+        print(
+            f"  runs (s; the median is the figure): next starts empty {runs(s['empty_starts'])},"
+            f" long {runs(s['long_starts'])}; replay empty {runs(s['empty_replay_all'])}, long"
+            f" {runs(s['long_replay_all'])}; stats empty {runs(s['empty_stats_all'])}, long"
+            f" {runs(s['long_stats_all'])}"
+        )
         if s.get("prune"):
             p = s["prune"]
             print(f"  events prune: {_s(p['seconds'])}, exit {p['exit_code']} {p['note']}")
@@ -828,12 +876,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds to READY, the first start on a built log (900)",
     )
     p.add_argument("--command-timeout", type=float, default=300.0, help="seconds (300)")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="next starts and commands per log; median (3)"
+    )
     p.add_argument("--dir", type=Path, help="temp files here (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.quick:
         args.events = min(args.events, 200_000)
+        args.repeat = 1
         if args.databases == [5, 1000]:
             args.databases = [5, 50]
     return args
@@ -845,11 +897,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "machine": machine_info(root),
         "ready_timeout": args.ready_timeout,
+        "load_average_at_start": os.getloadavg(),
+        "load_average": os.getloadavg(),
         "scenarios": [],
     }
     try:
         for d in sorted(args.databases):
             report["scenarios"].append(scenario(root, d, args.events, args))
+            report["load_average"] = os.getloadavg()
+            with contextlib.redirect_stdout(sys.stderr):
+                print_report(report)  # so far: a run stopped later still leaves its figures
     finally:
         if args.keep:
             progress(f"kept {root}")
