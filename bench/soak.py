@@ -345,6 +345,32 @@ def log_bytes(log: Path) -> int:
     return sum(f.stat().st_size for f in (log, log.with_name(log.name + "-wal")) if f.exists())
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """The process's open descriptors by kind (from ``/proc/PID/fd`` links)."""
+    kinds: dict[str, int] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return kinds
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            kind = "socket"
+        elif target.endswith(("-wal", "-shm")):
+            kind = "sqlite wal/shm"
+        elif target.endswith((".sqlite3", ".sqlite", ".db")):
+            kind = "sqlite file"
+        elif target.startswith("pipe:"):
+            kind = "pipe"
+        else:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def log_used_mb(log: Path) -> float | None:
     try:
         conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True, timeout=10)
@@ -390,16 +416,15 @@ class Sample:
     log_mb: float  # the file and its WAL
     log_used_mb: float | None  # SQLite's pages in use (the file keeps freed pages for reuse)
     lag_s: float | None
+    fd_kinds: dict[str, int]  # what the descriptors are: sockets, SQLite files, ...
 
 
 def sample(service: Service, practices: Sequence[Practice], t: float, interval: float) -> Sample:
     assert service.process is not None
     pid = service.process.pid
     st = proc_status(pid)
-    try:
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        fds = -1
+    kinds = fd_kinds(pid)
+    fds = sum(kinds.values()) if kinds else -1
     return Sample(
         t,
         time.monotonic() - service.started,
@@ -410,6 +435,7 @@ def sample(service: Service, practices: Sequence[Practice], t: float, interval: 
         log_bytes(service.log) / 1e6,
         log_used_mb(service.log),
         checkin_lag(practices, interval),
+        kinds,
     )
 
 
@@ -861,6 +887,7 @@ def soak(
             own = [p for p in practices if p.service == name]
             got = sample(s, own, time.monotonic() - began, args.checkin_seconds)
             samples[name].append(got)
+            progress(f"{name}: fds {' '.join(f'{k} {v}' for k, v in sorted(got.fd_kinds.items()))}")
             progress(
                 f"{name}: t={got.t / 60:4.1f} min RSS {got.rss_mb:.1f} MB, {got.threads} threads,"
                 f" {got.fds} fds, log {got.log_mb:.2f} MB ({_num(got.log_used_mb)} MB in use),"
@@ -1073,6 +1100,17 @@ def print_report(report: dict[str, Any]) -> None:
             f"serve ({name}): exit {code} at the end"
             + "".join(f"; died during the run, started again: {e}" for e in report["exits"][name])
         )
+    for name, every in report["samples"].items():
+        if every:
+            first, last = every[0], every[-1]
+
+            def kinds(sample: dict[str, Any]) -> str:
+                return ", ".join(f"{k} {v}" for k, v in sorted(sample["fd_kinds"].items()))
+
+            print(
+                f"serve ({name}) descriptors: {kinds(first)} at {first['t'] / 60:.1f} min;"
+                f" {kinds(last)} at {last['t'] / 60:.1f} min"
+            )
     m = report["mail"]
     print(
         f"mail: {m['queued']} rows queued, SMTP server got {m['smtp_messages']} messages"
