@@ -47,7 +47,8 @@ growth over 24 h below 10 % of its size), no mail lost (every queued row ``sent`
 ``failed`` with a reason, each sent row's Message-ID received by the SMTP server; every
 delivered message imported), and every fault visible in ``email-service events replay
 --db NAME --json`` (an event of the expected kinds for that database within the fault's
-window).
+window), looked for 30 s after each fault while the run goes on (the shortened retention
+would prune it before the end).
 
 A short run cannot show a slow leak or the log's size over days: its slopes come from few
 samples, and with the default retention nothing is pruned within minutes.
@@ -611,6 +612,11 @@ def count_events(log: Path, db: str, kind: str) -> int:
         conn.close()
 
 
+def check_evidence(service: Service, fault: Fault, args: argparse.Namespace) -> None:
+    fault.seen = evidence(service, fault, args.timeline)
+    progress(f"  {fault.kind} on {fault.db}: {', '.join(fault.seen[:3]) or 'NOTHING'} in the log")
+
+
 def evidence(service: Service, fault: Fault, timeline: int) -> list[str]:
     """The events ``events replay --db NAME --json`` shows for the fault's window."""
     start = datetime.fromisoformat(fault.started)
@@ -846,6 +852,8 @@ def soak(
             if mail.rng.random() < 0.5:
                 mail.deliver_one()
 
+    checkers: list[threading.Timer] = []
+
     def fault_loop() -> None:
         order = 0
         sqlite_ps = [p for p in practices if p.kind == "sqlite"]
@@ -865,6 +873,14 @@ def soak(
             done_faults.append(fault)
             if fault.note.startswith("could not"):
                 progress(f"  {fault.note}")
+            # Looked for once the fault's window has passed, while the run goes on: the
+            # shortened retention would have pruned it by the end of the run.
+            checker = threading.Timer(
+                EVIDENCE_SLACK_SECONDS, check_evidence, (services[fault.service], fault, args)
+            )
+            checker.daemon = True
+            checker.start()
+            checkers.append(checker)
             if stop.wait(args.fault_every):
                 return
 
@@ -942,8 +958,8 @@ def soak(
     lost["smtp_messages"] = len(received)
     lost["smtp_duplicates"] = duplicates
     lost["queue_errors"] = len(mail.errors)
-    for fault in done_faults:
-        fault.seen = evidence(services[fault.service], fault, args.timeline)
+    for checker in checkers:
+        checker.join(timeout=600)
     return {
         "samples": {k: [asdict(s) for s in v] for k, v in samples.items()},
         "faults": [asdict(f) for f in done_faults],
