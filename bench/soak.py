@@ -17,10 +17,13 @@ dropped):
   databases, one on P PostgreSQL databases (random names, ``practice.registered_server``
   set to this run's ``server_id`` and the Genuine Server Check on, so neither serves a
   database another run made). Each has its own SQLite event log. Short intervals:
-  check-in 3 s, probes 5 s, outbox looked at every 2 s, rescan 30 s (``--checkin-seconds``
-  sets the first; the rest follow). Retention is shortened when the code has retention
-  settings (``RETENTION`` below: the keys are chosen by what ``config/default.toml``
-  holds), so the log should reach its bound inside the run.
+  check-in 5 s, probes 5 s, outbox looked at every 2 s, rescan 30 s, network timeouts
+  8 s (``--checkin-seconds`` sets the first; the probes and the timeouts follow: a
+  timeout is kept under the watchdog's hang limit, two check-in intervals, or a slow IMAP
+  login on a busy machine makes mailboxes "hang" together and the process exit 75).
+  Retention is shortened when the code has retention settings (``RETENTION`` below: the
+  keys are chosen by what ``config/default.toml`` holds), so the log should reach its
+  bound inside the run.
 - **Mail through the run.** Every few seconds a row is queued in a random practice's
   outbox (as the practice software does: ``email_messages`` status ``queued``), and a
   message is delivered to a random practice's IMAP folder. At the end queueing stops, the
@@ -274,7 +277,7 @@ class Service:
             f"grace_seconds = {c}\n"
             "[supervision]\nbackoff_max_seconds = 10.0\n"
             "[mail]\noutbox_poll_seconds = 2.0\ninbox_poll_seconds = 5.0\n"
-            "io_timeout_seconds = 10.0\n"
+            f"io_timeout_seconds = {1.6 * c}\n"
             f'[http]\nlisten = "127.0.0.1:{self.port}"\n' + args.retention
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -1153,7 +1156,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=30.0, help="length of the run (30)")
     p.add_argument("--databases", type=int, default=50, help="practice databases (50)")
     p.add_argument("--postgres", type=int, default=10, help="of which on PostgreSQL (10)")
-    p.add_argument("--checkin-seconds", type=float, default=3.0, help="health.checkin_seconds")
+    p.add_argument("--checkin-seconds", type=float, default=5.0, help="health.checkin_seconds")
     p.add_argument("--fault-every", type=float, default=60.0, help="seconds between faults")
     p.add_argument("--sample-seconds", type=float, default=60.0, help="seconds between samples")
     p.add_argument("--warmup-minutes", type=float, help="slopes start here (default M/4, <= 5)")
