@@ -119,6 +119,7 @@ TARGET_READY_RATIO = 1.5
 TARGET_RSS_ABOVE_MB = 50.0
 TARGET_COMMAND_SECONDS = 1.0
 TARGET_YEAR_MB = 100.0
+TARGET_EVENTS = 10_000_000
 """The issue's targets, judged at 10 million events (and a year of 5 databases)."""
 
 CHECKIN_SECONDS = 15.0
@@ -691,7 +692,7 @@ def start_row(label: str, ours: dict[str, Any], base: dict[str, Any], judged: bo
 def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
     d = s["databases"]
     built = s["build"]["events"]
-    at_target = built >= 10_000_000
+    at_target = built >= 0.99 * TARGET_EVENTS  # the builder stops within a slice of it
     tag = f"{d} dbs, {built / 1e6:.1f} M events"
     rows = [
         start_row(
