@@ -466,7 +466,8 @@ def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartRe
             sock.close()
             sock_path.unlink(missing_ok=True)
     lines = err_path.read_text(errors="replace").strip().splitlines()
-    result.last_stderr = lines[-1][:200] if lines else ""
+    why = [ln for ln in lines if ln.startswith(("email-service:", "CRITICAL"))]
+    result.last_stderr = (why or lines or [""])[-1][:200]  # the line saying why, if any
     return result
 
 
