@@ -136,7 +136,10 @@ judged at it."""
 TARGET_RATIO = 2.0
 TARGET_ALL_RUNNING_S = 10.0
 TARGET_RSS_MB = 300.0
-TARGET_IDLE_CPU_PCT = 5.0
+TARGET_IDLE_CPU_PCT = 10.0
+"""Idle CPU at 1,000 databases, % of one core: 10 since issue 11 (it was 5). One pykka thread
+per mailbox is the design; a practice server has 1 to 5 databases; its measured cost (about
+8 %) was accepted by the product owner."""
 TARGET_STOP_S = 10.0
 
 WARMUP_TRIALS = 3
