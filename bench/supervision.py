@@ -130,6 +130,7 @@ from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
 DEFAULT_CHECKIN_S = load_settings(environ={}).health.checkin_seconds
+DEFAULT_IO_S = load_settings(environ={}).mail.io_timeout_seconds
 """``health.checkin_seconds`` as ``config/default.toml`` sets it: the scale targets are
 judged at it."""
 
@@ -584,7 +585,11 @@ def scale_child(
     if server.pop("bench.no_move", False):
         practice_db.MOVE_CONNECTIONS = False  # --no-move: close and reopen instead
     running_timeout = float(server.pop("bench.running_timeout", ALL_RUNNING_TIMEOUT_S))
-    settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds, **server})
+    # A mail wait may take at most one check-in (the loader refuses more): shorter
+    # check-ins than the default shorten it with them.
+    io = min(DEFAULT_IO_S, checkin_seconds)
+    overrides = {"health.checkin_seconds": checkin_seconds, "mail.io_timeout_seconds": io}
+    settings = settings_for(folder, {**overrides, **server})
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()
     start_cpu = _rusage_cpu()
