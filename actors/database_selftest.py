@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors import practice_db
+from actors import practice_db, schema_upgrade
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox
 from actors.selftest import SelfTestResult
@@ -81,6 +81,8 @@ class DatabaseSelfTest:
                 practice_db.claim_incarnation(
                     engine, self._incarnation, self._server_name, self._clock.now()
                 )
+                # A database made by an older version gets the columns added since.
+                schema_upgrade.upgrade_once(engine, self._url)
                 self._claimed = True
             if self._write:
                 self._read_and_write(engine)

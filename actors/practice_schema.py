@@ -422,19 +422,23 @@ def init_practice_database(
     that is missing, then the ``practice`` row (id 1) and the default ``email_settings`` row
     (id 1) if they are absent.
 
-    Idempotent: existing tables and rows are left exactly as they are (an existing
-    ``practice`` row keeps its name and registered server). Opens only the database named
-    in ``url`` (a SQLite URL creates the file; its folder must exist) and disposes of the
-    engine before returning. Raises SQLAlchemy's errors (``OperationalError`` for an
-    unreachable server, ``ArgumentError`` for a URL it cannot use) as they are.
+    Idempotent: existing rows are left exactly as they are (an existing ``practice`` row
+    keeps its name and registered server); an existing table made by an older version
+    gets the columns added since (``actors.schema_upgrade``), nothing else. Opens only
+    the database named in ``url`` (a SQLite URL creates the file; its folder must exist)
+    and disposes of the engine before returning. Raises SQLAlchemy's errors
+    (``OperationalError`` for an unreachable server, ``ArgumentError`` for a URL it cannot
+    use) as they are.
     """
     # Imported here: practice_db imports this module for its tables.
     from actors.practice_db import make_engine
+    from actors.schema_upgrade import add_missing_columns
 
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             METADATA.create_all(conn, checkfirst=True)
+        add_missing_columns(engine)  # tables an older version made lack newer columns
         with engine.begin() as conn:
             practice_row = select(practice.c.id).where(practice.c.id == SINGLE_ROW_ID)
             if conn.execute(practice_row).first() is None:
