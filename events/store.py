@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from events.codec import Codec
-from events.recorded import RawRecord, Recorded
+from events.recorded import RawRecord, Recorded, to_micros
 from events.types import Event
 
 ANY = -1
@@ -143,6 +143,31 @@ class EventStore(Protocol):
         """Flush pending appends and release connections; idempotent."""
         ...
 
+    def delete_events(self, seqs: Sequence[int]) -> int:
+        """Delete the rows with these ``seq``s (retention); return how many went.
+
+        Never deletes the newest event of a stream (so ``stream_version`` and the
+        numbering of ``seq`` never go back): such a ``seq`` is left in place. Unknown
+        ``seq``s are ignored. One short write transaction; the stored counts
+        (``event_counts``) go down with the rows.
+        """
+        ...
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        """Return how many events the log holds per ``(stream, type)``, without a scan.
+
+        Kept by every append and every delete in the same transaction.
+        """
+        ...
+
+    def save_checkpoint(self, name: str, seq: int, state: bytes) -> None:
+        """Store ``state``, a reader's fold of the log up to ``seq``, under ``name``."""
+        ...
+
+    def load_checkpoint(self, name: str) -> tuple[int, bytes] | None:
+        """Return ``(seq, state)`` last saved under ``name``, or None."""
+        ...
+
 
 def read_raw(
     store: EventStore, after_seq: int = 0, *, stream: str | None = None
@@ -167,6 +192,34 @@ def read_all(
 ) -> Iterator[Recorded]:
     """Yield every decoded event past ``after_seq`` in global order."""
     return store.codec.decode_chunks(store.read_chunks(after_seq, until=until))
+
+
+def seq_at(store: EventStore, until: datetime) -> int:
+    """Return the ``seq`` of the newest event recorded at or before ``until`` (0: none).
+
+    A binary search over ``seq`` (a handful of one-row reads by the primary key), on the
+    log's order: ``recorded_at`` never goes down along ``seq`` (one clock, one writer).
+    """
+    cutoff = to_micros(until)
+
+    def first_after(seq: int) -> tuple[int, int] | None:
+        for chunk in store.read_chunks(seq, limit=1):
+            for row in chunk:
+                return row[0], row[4]
+        return None
+
+    low = 0  # recorded at or before ``until`` (or the start)
+    high = store.last_seq() + 1  # after it (or past the end)
+    while high - low > 1:
+        mid = (low + high) // 2
+        row = first_after(mid - 1)
+        if row is not None and row[0] < high and row[1] <= cutoff:
+            low = row[0]
+        else:
+            # Nothing stored in [mid, high), or the first row there is after ``until``
+            # (and so is every later one): the answer is below mid.
+            high = mid
+    return low
 
 
 def read_types(
