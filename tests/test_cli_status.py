@@ -129,7 +129,7 @@ def test_status_of_an_unknown_database_is_a_one_line_error(
 ) -> None:
     code, _, err = run(capsys, "--config", str(config), "status", "--db", "Nobody")
     assert code == exit_codes.NO_INPUT
-    assert err == "email-service: no database named 'Nobody' on the server\n"
+    assert err == "email-service: no database named 'Nobody' on the server (exit 66 NO_INPUT)\n"
 
 
 def test_diagnostics_shows_the_newest_failing_checkins_lines(
