@@ -97,6 +97,18 @@ class InMemoryEventStore:
             rows = rows[:limit]
         return iter([rows] if rows else [])
 
+    def read_last(
+        self, n: int, *, stream: str | None = None, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        with self._changed:
+            rows = [
+                r
+                for r in self._rows
+                if (stream is None or r.stream == stream)
+                and (up_to_seq is None or r.seq <= up_to_seq)
+            ]
+        return rows[-n:] if n > 0 else []
+
     def streams(self) -> list[str]:
         with self._changed:
             return sorted(s for s, p in self._by_stream.items() if p)

@@ -373,14 +373,19 @@ class SqlEventStore:
         stmt = select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data).where(
             c.seq > after_seq
         )
-        if until is not None:
-            stmt = stmt.where(c.recorded_at <= to_micros(until))
         if stream is not None:
             # Through the (stream, version) index: within a stream, version order is
             # seq order, and the planner must not walk the whole log by seq instead.
+            # ``until`` is not a filter here but where reading stops (times never go
+            # down along a stream), so the rows after it are never visited.
             stmt = stmt.where(c.stream == stream).order_by(c.version)
-        else:
-            stmt = stmt.order_by(c.seq)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            chunks = self._row_chunks(stmt)
+            return chunks if until is None else _stop_after(chunks, to_micros(until))
+        if until is not None:
+            stmt = stmt.where(c.recorded_at <= to_micros(until))
+        stmt = stmt.order_by(c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
         return self._row_chunks(stmt)
@@ -409,6 +414,23 @@ class SqlEventStore:
                     yield [(s, st, v, t, a, bytes(d)) for s, st, v, t, a, d in part]
             finally:
                 result.close()
+
+    def read_last(
+        self, n: int, *, stream: str | None = None, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        if n <= 0:
+            return []
+        c = events_table.c
+        stmt = select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data)
+        if up_to_seq is not None:
+            stmt = stmt.where(c.seq <= up_to_seq)
+        if stream is not None:
+            stmt = stmt.where(c.stream == stream).order_by(c.version.desc())
+        else:
+            stmt = stmt.order_by(c.seq.desc())
+        with self._read_engine.connect() as conn:
+            rows = conn.execute(stmt.limit(n)).all()
+        return [RawRecord(s, st, v, t, a, bytes(d)) for s, st, v, t, a, d in reversed(rows)]
 
     def streams(self) -> list[str]:
         # One index seek per stream ("skip scan"), not a walk over every row's index entry.
@@ -507,6 +529,19 @@ class SqlEventStore:
             writer.join()
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+
+def _stop_after(chunks: Iterator[Sequence[Any]], cutoff_us: int) -> Iterator[Sequence[Any]]:
+    """Yield the rows recorded at or before ``cutoff_us``; stop reading at the first after."""
+    for chunk in chunks:
+        if chunk[-1][4] <= cutoff_us:
+            yield chunk
+            continue
+        kept = [row for row in chunk if row[4] <= cutoff_us]
+        if kept:
+            yield kept
+        chunks.close()  # type: ignore[attr-defined]
+        return
 
 
 class _Locked:

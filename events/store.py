@@ -131,6 +131,14 @@ class EventStore(Protocol):
         """Return the names of all streams, sorted."""
         ...
 
+    def read_last(
+        self, n: int, *, stream: str | None = None, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        """Return the newest ``n`` stored rows (of ``stream``; at or before ``up_to_seq``),
+        oldest first, reading backwards through an index: no more than it returns,
+        whatever the length of the log."""
+        ...
+
     def wait_for_append(self, after_seq: int, timeout: float) -> bool:
         """Block until the log holds an event past ``after_seq`` or ``timeout`` ends.
 
