@@ -105,6 +105,7 @@ class PruneReport:
     batches: int = 0
     done: bool = True  # False: it stopped at max_batches, and there is more to do
     cursors: dict[str, int] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)  # kinds walked to their end
 
 
 def load_cursors(store: EventStore) -> dict[str, int]:
@@ -134,6 +135,7 @@ def prune(
     cursors: Mapping[str, int],
     batch_rows: int = 500,
     max_batches: int | None = None,
+    finished: frozenset[str] = frozenset(),
 ) -> PruneReport:
     """Delete the prunable events, kind by kind from each kind's cursor; return a report.
 
@@ -141,16 +143,24 @@ def prune(
     in one transaction (``EventStore.delete_events``). Stops after ``max_batches`` batches
     (``done`` False) or when every kind has reached its cutoff or ``covered_seq``. The
     report's ``cursors`` are where to go on from; a crash between batches loses nothing
-    (what was deleted is gone, what was not is found again).
+    (what was deleted is gone, what was not is found again). ``finished`` names the kinds
+    a previous call of the same run already walked to their end.
     """
-    report = PruneReport(cursors=dict(cursors))
+    report = PruneReport(cursors=dict(cursors), finished=set(finished))
     for kind in KINDS:
+        if kind in report.finished:
+            continue
         cutoff_us = to_micros(cutoffs[kind])
         cursor = report.cursors.get(kind, 0)
         while True:
             if max_batches is not None and report.batches >= max_batches:
                 report.done = False
                 return report
+            # One row first: a kind with nothing old enough costs one row, not a batch.
+            peek = [row for chunk in store.read_chunks(cursor, limit=1) for row in chunk]
+            if not peek or peek[0][0] > covered_seq or peek[0][4] >= cutoff_us:
+                report.finished.add(kind)
+                break
             rows = [row for chunk in store.read_chunks(cursor, limit=batch_rows) for row in chunk]
             doomed: list[int] = []
             reached_end = len(rows) < batch_rows
@@ -169,6 +179,7 @@ def prune(
             report.batches += 1
             report.cursors[kind] = cursor
             if reached_end:
+                report.finished.add(kind)
                 break
     return report
 
@@ -182,6 +193,7 @@ class RetentionRun:
     protected: frozenset[int]
     cursors: dict[str, int]
     deleted: int = 0
+    finished: frozenset[str] = frozenset()
 
 
 def begin_run(
@@ -213,8 +225,10 @@ def go_on(
         cursors=run.cursors,
         batch_rows=batch_rows,
         max_batches=max_batches,
+        finished=run.finished,
     )
     run.cursors = report.cursors
+    run.finished = frozenset(report.finished)
     run.deleted += report.deleted
     save_cursors(store, run.cursors)
     if not report.done:
