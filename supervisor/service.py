@@ -40,7 +40,7 @@ from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
 from actors.watchdog import WatchdogActor, WatchdogDeps
-from config import Settings
+from config import Settings, mask_url
 from events.clock import SystemClock
 from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
@@ -445,7 +445,11 @@ def serve_until_stopped(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     notifier.status("starting: opening the event log")
-    tree = start_tree(settings)
+    try:
+        tree = start_tree(settings)
+    except OSError as exc:  # its folder cannot be made or written (a database error is raised)
+        where = mask_url(settings.service.event_store)
+        return Outcome(exit_codes.CONFIG, f"cannot open the event log {where}: {exc}")
     failed = wait_until_up(tree, notifier, stop)
     if failed is not None:
         notifier.stopping()

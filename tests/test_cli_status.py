@@ -194,3 +194,14 @@ def test_diagnostics_say_when_two_services_check_in_to_one_database(
     assert line["message"].startswith(
         "Two email services are checking in to this database: OTHER-SERVER and SRV1."
     )
+
+
+def test_a_status_that_is_not_all_running_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path
+) -> None:
+    check_in(url_of(folder, "Smile Dental"), ok=False, summary="SMTP: 535 authentication failed")
+    code, _, err = run(capsys, "--config", str(config), "status")
+    assert (code, err) == (
+        exit_codes.NOT_ALL_RUNNING,
+        "email-service: not every database is running (exit 1 NOT_ALL_RUNNING)\n",
+    )
