@@ -212,3 +212,23 @@ def test_a_read_by_stream_in_seq_order_would_be_caught(year: tuple[Path, Path, F
         db_file, ["SELECT * FROM events WHERE seq > 0 AND stream = 'db:a' ORDER BY seq"]
     )
     assert BY_STREAM not in plan or "TEMP B-TREE" in plan
+
+
+def test_a_log_from_before_the_counts_is_counted_once_when_opened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    store = SqlEventStore(url)
+    store.append("db:a", ANY, [MailboxStarted(1), SelfTestPassed(1, ()), SelfTestPassed(1, ())])
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE event_counts"))  # as an older version left it
+    engine.dispose()
+    reader = SqlEventStore(url, create=False)  # the command line: creates nothing
+    counted = reader.event_counts()
+    reader.close()
+    store = SqlEventStore(url)  # the service: adds the table and counts the log once
+    store.append("db:a", ANY, [SelfTestPassed(1, ())])
+    stored = store.event_counts()
+    store.close()
+    expected = {("db:a", "MailboxStarted"): 1, ("db:a", "SelfTestPassed"): 2}
+    assert (counted, stored) == (expected, {**expected, ("db:a", "SelfTestPassed"): 3})
