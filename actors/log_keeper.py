@@ -7,7 +7,9 @@ that memory (the next start reads it plus only what is newer); every
 retention (``events.retention``) at most ``BATCHES_PER_TICK`` batches per message, and
 comes back ``STEP_SECONDS`` later for the rest: its own thread and inbox are never held
 for long, and no mailbox waits on it (appends go through the log's writer thread, which
-waits at most one small delete transaction). On stop it stores the memory once more.
+waits at most one small delete transaction). On stop it stores the memory once more. A
+database error is logged and tried again at the next tick (the log busy or its server
+away is a fault it expects, not a crash); anything else crashes it, as usual.
 
 ``latest`` is shared with ``/metrics``, which starts its counters from it.
 """
@@ -18,6 +20,8 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from actors.periodic import PeriodicActor
 from actors.scheduler import Scheduler
@@ -82,6 +86,15 @@ class LogKeeperActor(PeriodicActor):
         self._run: RetentionRun | None = None
 
     def tick(self) -> float:
+        try:
+            return self._keep()
+        except SQLAlchemyError as exc:
+            # The log busy or away for a while: the next tick tries again from where the
+            # memory and the run's cursors are (both only move forward on success).
+            log.warning("the log keeper could not read or write the event log: %s", exc)
+            return self._deps.checkpoint_seconds
+
+    def _keep(self) -> float:
         d = self._deps
         self._memory = follow(d.store, self._memory)
         d.latest.set(self._memory)
