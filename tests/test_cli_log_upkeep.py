@@ -232,3 +232,51 @@ def test_a_log_from_before_the_counts_is_counted_once_when_opened(tmp_path: Path
     store.close()
     expected = {("db:a", "MailboxStarted"): 1, ("db:a", "SelfTestPassed"): 2}
     assert (counted, stored) == (expected, {**expected, ("db:a", "SelfTestPassed"): 3})
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs"),
+    [
+        ("read_chunks", (0,), {"stream": "db:a"}),  # replay --db
+        ("read_last", (10,), {"stream": "db:a", "up_to_seq": 100}),  # tail --db
+        ("read_last", (10,), {"up_to_seq": 100}),  # tail, the timeline
+        ("read_chunks", (100,), {"limit": 1}),  # stats' first event, a peek
+        ("read_chunks", (400,), {}),  # start-up: what came after the stored memory
+        ("stream_version", ("db:a",), {}),
+        ("streams", (), {}),
+    ],
+)
+def test_on_postgresql_the_reads_can_go_through_an_index(
+    postgres_url: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        for table in ("events", "event_counts", "event_checkpoints"):
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    store = SqlEventStore(postgres_url)
+    for db in ("a", "b"):
+        store.append(f"db:{db}", ANY, [SelfTestPassed(1, ("database",))] * 300)
+    seen: list[tuple[str, Any]] = []
+
+    def before(_c: Any, _cur: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "events" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(store._read_engine, "before_cursor_execute", before)
+    try:
+        result = getattr(store, method)(*args, **kwargs)
+        if not isinstance(result, list | dict | int):
+            list(result)
+    finally:
+        event.remove(store._read_engine, "before_cursor_execute", before)
+        store.close()
+    plans = []
+    with engine.connect() as conn:
+        # A table this small is read whole whatever its indexes; with sequential scans
+        # off, a "Seq Scan" left in the plan means no index can serve the statement.
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in seen:
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+            plans.append(" | ".join(r[0] for r in rows))
+    engine.dispose()
+    assert (seen != [], [p for p in plans if "Seq Scan on events" in p]) == (True, []), plans
