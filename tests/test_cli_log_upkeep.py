@@ -280,3 +280,16 @@ def test_on_postgresql_the_reads_can_go_through_an_index(
             plans.append(" | ".join(r[0] for r in rows))
     engine.dispose()
     assert (seen != [], [p for p in plans if "Seq Scan on events" in p]) == (True, []), plans
+
+
+@pytest.mark.parametrize("scope", [[], ["--db", "a"]])
+def test_replay_from_the_stored_state_says_what_a_full_replay_says(
+    capsys: pytest.CaptureFixture[str], year: tuple[Path, Path, FakeClock], scope: list[str]
+) -> None:
+    config, db_file, _ = year
+    store = SqlEventStore(f"sqlite:///{db_file}")
+    store.append("db:a", ANY, [SelfTestPassed(2, ("database",))] * 3)  # after the stored state
+    store.close()
+    argv = ["--config", str(config), "events", "replay", *scope]
+    fast, full = replay_json(capsys, *argv), replay_json(capsys, *argv, "--full")
+    assert fast == full
