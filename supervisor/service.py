@@ -314,6 +314,7 @@ def keeper_deps(
 ) -> LogKeeperDeps:
     """The log keeper's settings: retention as configured, its first run within the hour."""
     r = settings.retention
+    first = min(60.0, r.prune_every_seconds)  # a minute in, spread over the first hour
     retention = (
         Retention(r.steady_days, r.selftest_failure_days, r.keep_days) if r.enabled else None
     )
@@ -325,7 +326,7 @@ def keeper_deps(
         retention,
         r.prune_every_seconds,
         r.batch_rows,
-        first_prune_after=rng.uniform(60.0, max(60.0, min(3600.0, r.prune_every_seconds))),
+        first_prune_after=rng.uniform(first, max(first, min(3600.0, r.prune_every_seconds))),
         latest=latest,
     )
 

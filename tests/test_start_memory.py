@@ -38,6 +38,7 @@ def _decoded(records: Sequence[Recorded]) -> list[Recorded]:
 
 
 @given(logs(max_size=60), st.integers(0, 60))
+@settings(deadline=None)  # a shared machine's pauses are not this fold's business
 def test_folding_in_two_parts_is_folding_at_once(log: list[Recorded], cut: int) -> None:
     log = _decoded(log)
     whole = fold_memory(ServiceMemory(), log)
@@ -46,13 +47,14 @@ def test_folding_in_two_parts_is_folding_at_once(log: list[Recorded], cut: int) 
 
 
 @given(logs(max_size=60))
+@settings(deadline=None)
 def test_the_stored_memory_reads_back_equal(log: list[Recorded]) -> None:
     memory = fold_memory(ServiceMemory(), _decoded(log))
     assert decode_memory(encode_memory(memory, CODEC.encode), CODEC.decode) == memory
 
 
 @given(logs(max_size=60))
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 def test_the_memory_holds_the_replay_view(log: list[Recorded]) -> None:
     store = InMemoryEventStore(FakeClock())
     for r in log:
@@ -62,7 +64,7 @@ def test_the_memory_holds_the_replay_view(log: list[Recorded]) -> None:
 
 
 @given(logs(max_size=60), st.integers(0, 60))
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 def test_a_stored_memory_plus_the_rest_is_the_whole_fold(log: list[Recorded], cut: int) -> None:
     clock = FakeClock()
     with_checkpoint, without = InMemoryEventStore(clock), InMemoryEventStore(clock)
