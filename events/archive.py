@@ -121,7 +121,7 @@ class ArchiveLog:
             if row.seq <= after_seq or (stream is not None and row.stream != stream):
                 continue
             if cutoff is not None and row.recorded_at_us > cutoff:
-                continue
+                break
             if limit is not None and taken >= limit:
                 break
             chunk.append(row)

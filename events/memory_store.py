@@ -92,7 +92,8 @@ class InMemoryEventStore:
                 rows = [r for r in self._rows if r.seq in wanted]
         if until is not None:
             cutoff = to_micros(until)
-            rows = [r for r in rows if r.recorded_at_us <= cutoff]
+            after = next((i for i, r in enumerate(rows) if r.recorded_at_us > cutoff), len(rows))
+            rows = rows[:after]
         if limit is not None:
             rows = rows[:limit]
         return iter([rows] if rows else [])

@@ -376,19 +376,18 @@ class SqlEventStore:
         if stream is not None:
             # Through the (stream, version) index: within a stream, version order is
             # seq order, and the planner must not walk the whole log by seq instead.
-            # ``until`` is not a filter here but where reading stops (times never go
-            # down along a stream), so the rows after it are never visited.
+            # ``until`` is not a filter but where reading stops (below), so the rows after
+            # it are never visited.
             stmt = stmt.where(c.stream == stream).order_by(c.version)
             if limit is not None:
                 stmt = stmt.limit(limit)
             chunks = self._row_chunks(stmt)
             return chunks if until is None else _stop_after(chunks, to_micros(until))
-        if until is not None:
-            stmt = stmt.where(c.recorded_at <= to_micros(until))
         stmt = stmt.order_by(c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return self._row_chunks(stmt)
+        chunks = self._row_chunks(stmt)
+        return chunks if until is None else _stop_after(chunks, to_micros(until))
 
     def _row_chunks(self, stmt: Any) -> Iterator[Sequence[Any]]:
         # A generator: the connection is held only while the caller iterates, and

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from events.codec import Codec
-from events.recorded import RawRecord, Recorded, to_micros
+from events.recorded import RawRecord, Recorded
 from events.types import Event
 
 ANY = -1
@@ -121,9 +121,11 @@ class EventStore(Protocol):
     ) -> Iterator[Sequence[RawRecord]]:
         """Yield stored rows with ``seq > after_seq`` in ``seq`` order, in chunks.
 
-        ``stream`` keeps one stream's rows, ``until`` those recorded at or before
-        it, ``limit`` stops after that many rows. Memory does not grow with the
-        size of the log. A chunk's rows may be plain tuples of RawRecord's shape.
+        ``stream`` keeps one stream's rows; ``until`` stops at the first row recorded
+        after it (the log's order is its history: a row after that one belongs after
+        ``until`` even if a clock stepped back); ``limit`` stops after that many rows.
+        Memory does not grow with the size of the log. A chunk's rows may be plain
+        tuples of RawRecord's shape.
         """
         ...
 
@@ -200,34 +202,6 @@ def read_all(
 ) -> Iterator[Recorded]:
     """Yield every decoded event past ``after_seq`` in global order."""
     return store.codec.decode_chunks(store.read_chunks(after_seq, until=until))
-
-
-def seq_at(store: EventStore, until: datetime) -> int:
-    """Return the ``seq`` of the newest event recorded at or before ``until`` (0: none).
-
-    A binary search over ``seq`` (a handful of one-row reads by the primary key), on the
-    log's order: ``recorded_at`` never goes down along ``seq`` (one clock, one writer).
-    """
-    cutoff = to_micros(until)
-
-    def first_after(seq: int) -> tuple[int, int] | None:
-        for chunk in store.read_chunks(seq, limit=1):
-            for row in chunk:
-                return row[0], row[4]
-        return None
-
-    low = 0  # recorded at or before ``until`` (or the start)
-    high = store.last_seq() + 1  # after it (or past the end)
-    while high - low > 1:
-        mid = (low + high) // 2
-        row = first_after(mid - 1)
-        if row is not None and row[0] < high and row[1] <= cutoff:
-            low = row[0]
-        else:
-            # Nothing stored in [mid, high), or the first row there is after ``until``
-            # (and so is every later one): the answer is below mid.
-            high = mid
-    return low
 
 
 def read_types(

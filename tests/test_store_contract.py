@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from events.memory_store import InMemoryEventStore
 from events.recorded import RawRecord
 from events.replay import replay_store
 from events.sql_store import SqlEventStore
-from events.store import ANY, EventStore, read_all, read_raw, read_stream, seq_at
+from events.store import ANY, EventStore, read_all, read_raw, read_stream
 from events.types import MailboxStarted, MessageSent, SelfTestPassed
 from tests.event_samples import SAMPLES
 
@@ -329,19 +328,6 @@ def test_a_checkpoint_is_saved_replaced_and_loaded(store: EventStore) -> None:
         (9, b"second"),
         (1, b"x"),
     )
-
-
-def test_seq_at_finds_the_newest_event_at_or_before_a_time(
-    store: EventStore, clock: FakeClock
-) -> None:
-    times = []
-    for i in range(9):
-        store.append("db:a", ANY, [MailboxStarted(i)])
-        times.append(clock.now())
-        clock.advance(10)
-    store.delete_events([3, 4, 5])
-    assert [seq_at(store, t) for t in times] == [1, 2, 2, 2, 2, 6, 7, 8, 9]
-    assert seq_at(store, times[0] - timedelta(seconds=1)) == 0
 
 
 def test_streams_are_listed_after_deletes(store: EventStore) -> None:
