@@ -137,7 +137,9 @@ def _start_and_count(store: SqlEventStore, clock: FakeClock) -> tuple[int, list[
         harness.unresponsive.clear()
         harness.settle()
         rows = counting.rows_read
-        started = harness.events("a", MailboxStarted)  # the test's own read, not counted
+        # The test's own read, after the count: the new process numbers on from the log
+        # (its appends are committed by the writer thread, so it is waited for).
+        started = [harness.wait_event("a", MailboxStarted, incarnation=3).event]
     finally:
         harness.stop()
     return rows, started
