@@ -3,11 +3,12 @@
 A running mailbox writes its own check-ins (``actors.mail.steps.CheckInStep``). One that
 crashed, is waiting for its restart, was found hung or was given up cannot, yet its
 workstations must flash for the right reason (DESIGN decision 4). This actor follows the
-event log, folds each database's health (``events.projections.health``) and, every
-check-in interval, writes a failed check-in that says so into each such database, with
-the same pure content rule as the mailbox (``events.projections.checkin``). A database
-that does not answer is skipped until it does (the outage is remembered for the
-recovery line); one no longer served has no engine and is left alone.
+event log (from the start-up memory's position), folds each database's health
+(``events.projections.health``) and, every check-in interval, writes a failed check-in
+that says so into each such database, with the same pure content rule as the mailbox
+(``events.projections.checkin``). A database that does not answer is skipped until it
+does (the outage is remembered for the recovery line); one no longer served has no engine
+and is left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from actors.periodic import PeriodicActor
 from actors.scheduler import Scheduler
 from events.clock import Clock
 from events.projections.health import HEALTH_TYPES, DbHealth, HealthStatus, apply_health
+from events.projections.memory import ServiceMemory
 from events.store import EventStore
 from events.types import db_of
 
@@ -52,11 +54,13 @@ class CheckInProjectorDeps:
 class CheckInProjectorActor(PeriodicActor):
     """Follows the log; writes failed check-ins for mailboxes that cannot."""
 
-    def __init__(self, deps: CheckInProjectorDeps) -> None:
+    def __init__(self, deps: CheckInProjectorDeps, memory: ServiceMemory | None = None) -> None:
+        """``memory``: what start-up read (``events.snapshot.read_memory``); the projector
+        follows the log from its ``last_seq`` with its health, instead of from the start."""
         super().__init__(deps.scheduler)
         self._deps = deps
-        self._after = 0
-        self._health: dict[str, DbHealth] = {}
+        self._after = 0 if memory is None else memory.last_seq
+        self._health: dict[str, DbHealth] = {} if memory is None else dict(memory.view.health)
         self._writers: dict[str, CheckInWriter] = {}
 
     def tick(self) -> float:

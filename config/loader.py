@@ -243,6 +243,13 @@ _RULES: dict[str, _Rule] = {
     "mail.ca_file": _text("a file path (empty for the system's certificate store)", strip=True),
     "mail.poison_limit": _count(1),
     "http.listen": _listen(),
+    "retention.enabled": _flag(),
+    "retention.steady_days": _number(0, inclusive=False),
+    "retention.selftest_failure_days": _number(0, inclusive=False),
+    "retention.keep_days": _number(0, inclusive=False),
+    "retention.checkpoint_seconds": _number(0, inclusive=False),
+    "retention.prune_every_seconds": _number(0, inclusive=False),
+    "retention.batch_rows": _count(1),
 }
 
 # The keys are the fields of the settings classes; _RULES must cover each one.

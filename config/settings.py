@@ -139,6 +139,25 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """``[retention]``: how long the event log keeps each kind of event.
+
+    Passed self-tests are kept ``steady_days``, failed ones ``selftest_failure_days``,
+    everything else ``keep_days``; the stored start-up state is saved every
+    ``checkpoint_seconds``, and retention runs every ``prune_every_seconds`` in
+    transactions of ``batch_rows`` events, only while ``enabled``.
+    """
+
+    enabled: bool = True
+    steady_days: float = 7.0
+    selftest_failure_days: float = 90.0
+    keep_days: float = 400.0
+    checkpoint_seconds: float = 60.0
+    prune_every_seconds: float = 3600.0
+    batch_rows: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration of one service process, read once at start-up."""
 
@@ -148,6 +167,7 @@ class Settings:
     supervision: SupervisionSettings
     mail: MailSettings
     http: HttpSettings
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def settings_as_dict(settings: Settings) -> dict[str, dict[str, object]]:

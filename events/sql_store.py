@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -35,10 +36,15 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     create_engine,
+    delete,
     event,
     func,
+    insert,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -66,6 +72,25 @@ events_table = Table(
     Column("data", LargeBinary, nullable=False),
     UniqueConstraint("stream", "version", name="uq_events_stream_version"),
 )
+
+checkpoints_table = Table(
+    "event_checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("saved_at", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+)
+"""A reader's stored fold of the log up to ``seq`` (start-up reads it, then only what is newer)."""
+
+counts_table = Table(
+    "event_counts",
+    metadata,
+    Column("stream", String(255), primary_key=True),
+    Column("type", String(100), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+)
+"""How many events of each type each stream holds: kept with every append and delete."""
 
 _MAX_BATCH_EVENTS = 10_000
 _READ_CHUNK = 5_000
@@ -149,8 +174,14 @@ class SqlEventStore:
         self._insert_sql = (
             f"INSERT INTO events (seq, stream, version, type, recorded_at, data) VALUES ({marks})"
         )
+        self._counts_sql = _counts_upsert(self._read_engine.dialect.name, self._read_engine)
+        self._has_counts: bool | None = None  # whether event_counts exists (older logs lack it)
         if create:
+            had_counts = inspect(self._write_engine).has_table(counts_table.name)
             metadata.create_all(self._write_engine)
+            if not had_counts:
+                self._backfill_counts()
+            self._has_counts = True
         self._queue: queue.SimpleQueue[PendingAppend | object] = queue.SimpleQueue()
         self._versions: dict[str, int] = {}  # writer thread only: cache, verified by the unique key
         self._appended = threading.Condition()
@@ -271,8 +302,39 @@ class SqlEventStore:
                 outcome.append((request, recorded))
             if rows:
                 conn.exec_driver_sql(self._insert_sql, rows)
+                self._add_counts(conn, Counter((r[1], r[3]) for r in rows))
         self._versions = versions
         return outcome
+
+    def _add_counts(self, conn: Connection, added: Counter[tuple[str, str]]) -> None:
+        """Add ``added`` to the stored counts, in the caller's write transaction."""
+        params = [(stream, type_, n) for (stream, type_), n in added.items()]
+        if self._counts_sql is not None:
+            conn.exec_driver_sql(self._counts_sql, params)
+            return
+        c = counts_table.c
+        for stream, type_, n in params:  # any other database: update, else insert
+            changed = conn.execute(
+                update(counts_table)
+                .where(c.stream == stream, c.type == type_)
+                .values(events=c.events + n)
+            ).rowcount
+            if changed == 0:
+                conn.execute(insert(counts_table).values(stream=stream, type=type_, events=n))
+
+    def _backfill_counts(self) -> None:
+        """Count a log written before ``event_counts`` existed (once, at its first open)."""
+        c = events_table.c
+        with self._write_engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+            grouped = select(c.stream, c.type, func.count()).group_by(c.stream, c.type)
+            conn.execute(delete(counts_table))
+            conn.execute(insert(counts_table).from_select(["stream", "type", "events"], grouped))
+
+    def _write(self) -> Any:
+        """A write transaction that holds the log's write lock (as the writer's do)."""
+        return _Locked(self._write_engine, self._dialect)
 
     @staticmethod
     def _read_version(conn: Connection, stream: str) -> int:
@@ -312,13 +374,20 @@ class SqlEventStore:
             c.seq > after_seq
         )
         if stream is not None:
-            stmt = stmt.where(c.stream == stream)
-        if until is not None:
-            stmt = stmt.where(c.recorded_at <= to_micros(until))
+            # Through the (stream, version) index: within a stream, version order is
+            # seq order, and the planner must not walk the whole log by seq instead.
+            # ``until`` is not a filter but where reading stops (below), so the rows after
+            # it are never visited.
+            stmt = stmt.where(c.stream == stream).order_by(c.version)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            chunks = self._row_chunks(stmt)
+            return chunks if until is None else _stop_after(chunks, to_micros(until))
         stmt = stmt.order_by(c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return self._row_chunks(stmt)
+        chunks = self._row_chunks(stmt)
+        return chunks if until is None else _stop_after(chunks, to_micros(until))
 
     def _row_chunks(self, stmt: Any) -> Iterator[Sequence[Any]]:
         # A generator: the connection is held only while the caller iterates, and
@@ -345,13 +414,91 @@ class SqlEventStore:
             finally:
                 result.close()
 
-    def streams(self) -> list[str]:
+    def read_last(
+        self, n: int, *, stream: str | None = None, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        if n <= 0:
+            return []
+        c = events_table.c
+        stmt = select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data)
+        if up_to_seq is not None:
+            stmt = stmt.where(c.seq <= up_to_seq)
+        if stream is not None:
+            stmt = stmt.where(c.stream == stream).order_by(c.version.desc())
+        else:
+            stmt = stmt.order_by(c.seq.desc())
         with self._read_engine.connect() as conn:
-            return list(
-                conn.scalars(
-                    select(events_table.c.stream).distinct().order_by(events_table.c.stream)
+            rows = conn.execute(stmt.limit(n)).all()
+        return [RawRecord(s, st, v, t, a, bytes(d)) for s, st, v, t, a, d in reversed(rows)]
+
+    def streams(self) -> list[str]:
+        # One index seek per stream ("skip scan"), not a walk over every row's index entry.
+        stream = events_table.c.stream
+        found: list[str] = []
+        with self._read_engine.connect() as conn:
+            following = select(func.min(stream))
+            name = conn.scalar(following)
+            while name is not None:
+                found.append(name)
+                name = conn.scalar(following.where(stream > name))
+        return found
+
+    # --- retention and stored state --------------------------------------------------
+
+    def delete_events(self, seqs: Sequence[int]) -> int:
+        if not seqs:
+            return 0
+        c = events_table.c
+        with self._write() as conn:
+            rows = conn.execute(
+                select(c.seq, c.stream, c.version, c.type).where(c.seq.in_(list(seqs)))
+            ).all()
+            newest = {s: self._read_version(conn, s) for s in {stream for _, stream, _, _ in rows}}
+            doomed = [r for r in rows if r[2] != newest[r[1]]]
+            if not doomed:
+                return 0
+            conn.execute(delete(events_table).where(c.seq.in_([r[0] for r in doomed])))
+            gone = Counter((r[1], r[3]) for r in doomed)
+            k = counts_table.c
+            conn.execute(
+                update(counts_table)
+                .where(k.stream == bindparam("s"), k.type == bindparam("t"))
+                .values(events=k.events - bindparam("n")),
+                [{"s": s, "t": t, "n": n} for (s, t), n in gone.items()],
+            )
+            return len(doomed)
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        with self._read_engine.connect() as conn:
+            if self._has_counts is None:
+                self._has_counts = inspect(conn).has_table(counts_table.name)
+            if self._has_counts:
+                k = counts_table.c
+                rows = conn.execute(select(k.stream, k.type, k.events).where(k.events > 0))
+            else:  # a log written before the counts were kept, opened read-only: count it
+                c = events_table.c
+                rows = conn.execute(
+                    select(c.stream, c.type, func.count()).group_by(c.stream, c.type)
+                )
+            return {(stream, type_): int(n) for stream, type_, n in rows}
+
+    def save_checkpoint(self, name: str, seq: int, state: bytes) -> None:
+        k = checkpoints_table.c
+        with self._write_engine.begin() as conn:
+            conn.execute(delete(checkpoints_table).where(k.name == name))
+            conn.execute(
+                insert(checkpoints_table).values(
+                    name=name, seq=seq, saved_at=to_micros(self._clock.now()), state=state
                 )
             )
+
+    def load_checkpoint(self, name: str) -> tuple[int, bytes] | None:
+        k = checkpoints_table.c
+        with self._read_engine.connect() as conn:
+            if not inspect(conn).has_table(checkpoints_table.name):
+                return None
+            row = conn.execute(select(k.seq, k.state).where(k.name == name)).first()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def wait_for_append(self, after_seq: int, timeout: float) -> bool:
         # Real time, not the injected clock: this waits on I/O from other processes.
@@ -381,6 +528,52 @@ class SqlEventStore:
             writer.join()
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+
+def _stop_after(chunks: Iterator[Sequence[Any]], cutoff_us: int) -> Iterator[Sequence[Any]]:
+    """Yield the rows recorded at or before ``cutoff_us``; stop reading at the first after."""
+    for chunk in chunks:
+        if chunk[-1][4] <= cutoff_us:
+            yield chunk
+            continue
+        kept = [row for row in chunk if row[4] <= cutoff_us]
+        if kept:
+            yield kept
+        chunks.close()  # type: ignore[attr-defined]
+        return
+
+
+class _Locked:
+    """``with``: a write transaction holding the log's write lock; yields the connection."""
+
+    def __init__(self, engine: Engine, dialect: str) -> None:
+        self._engine = engine
+        self._dialect = dialect
+        self._cm: Any = None
+
+    def __enter__(self) -> Connection:
+        self._cm = self._engine.begin()
+        conn: Connection = self._cm.__enter__()
+        if self._dialect == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        return conn
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+def _counts_upsert(dialect: str, engine: Engine) -> str | None:
+    """The statement that adds to ``event_counts`` in one call, or None (update, insert)."""
+    marks = ", ".join(_placeholders(engine.dialect.paramstyle, 3))
+    head = f"INSERT INTO event_counts (stream, type, events) VALUES ({marks}) "
+    if dialect in ("sqlite", "postgresql"):
+        return head + (
+            "ON CONFLICT (stream, type) DO UPDATE SET events = event_counts.events + "
+            "excluded.events"
+        )
+    if dialect in ("mysql", "mariadb"):
+        return head + "ON DUPLICATE KEY UPDATE events = events + VALUES(events)"
+    return None
 
 
 def sqlite_file_of(url: str) -> Path | None:

@@ -121,14 +121,24 @@ class EventStore(Protocol):
     ) -> Iterator[Sequence[RawRecord]]:
         """Yield stored rows with ``seq > after_seq`` in ``seq`` order, in chunks.
 
-        ``stream`` keeps one stream's rows, ``until`` those recorded at or before
-        it, ``limit`` stops after that many rows. Memory does not grow with the
-        size of the log. A chunk's rows may be plain tuples of RawRecord's shape.
+        ``stream`` keeps one stream's rows; ``until`` stops at the first row recorded
+        after it (the log's order is its history: a row after that one belongs after
+        ``until`` even if a clock stepped back); ``limit`` stops after that many rows.
+        Memory does not grow with the size of the log. A chunk's rows may be plain
+        tuples of RawRecord's shape.
         """
         ...
 
     def streams(self) -> list[str]:
         """Return the names of all streams, sorted."""
+        ...
+
+    def read_last(
+        self, n: int, *, stream: str | None = None, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        """Return the newest ``n`` stored rows (of ``stream``; at or before ``up_to_seq``),
+        oldest first, reading backwards through an index: no more than it returns,
+        whatever the length of the log."""
         ...
 
     def wait_for_append(self, after_seq: int, timeout: float) -> bool:
@@ -141,6 +151,31 @@ class EventStore(Protocol):
 
     def close(self) -> None:
         """Flush pending appends and release connections; idempotent."""
+        ...
+
+    def delete_events(self, seqs: Sequence[int]) -> int:
+        """Delete the rows with these ``seq``s (retention); return how many went.
+
+        Never deletes the newest event of a stream (so ``stream_version`` and the
+        numbering of ``seq`` never go back): such a ``seq`` is left in place. Unknown
+        ``seq``s are ignored. One short write transaction; the stored counts
+        (``event_counts``) go down with the rows.
+        """
+        ...
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        """Return how many events the log holds per ``(stream, type)``, without a scan.
+
+        Kept by every append and every delete in the same transaction.
+        """
+        ...
+
+    def save_checkpoint(self, name: str, seq: int, state: bytes) -> None:
+        """Store ``state``, a reader's fold of the log up to ``seq``, under ``name``."""
+        ...
+
+    def load_checkpoint(self, name: str) -> tuple[int, bytes] | None:
+        """Return ``(seq, state)`` last saved under ``name``, or None."""
         ...
 
 

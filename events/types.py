@@ -13,6 +13,7 @@ happened is the store's ``recorded_at``, taken from the store's injected clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 SERVICE_STREAM = "service"
@@ -248,6 +249,19 @@ class MessageParked(Event):
     reason: str
 
 
+# --- the log itself -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogPruned(Event):
+    """Retention deleted ``count`` old events, none past ``up_to_seq`` (covered by the
+    stored start-up state) and none recorded at or after ``before`` (the newest cutoff)."""
+
+    count: int
+    before: datetime
+    up_to_seq: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -270,4 +284,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageReceived,
     InboxSynced,
     MessageParked,
+    LogPruned,
 )

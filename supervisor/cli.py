@@ -38,7 +38,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that says what is wrong."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(exit_codes.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        code = exit_codes.USAGE
+        self.exit(
+            code,
+            f"{self.prog}: error: {message} (see --help) "
+            f"(exit {code} {exit_codes.name_of(code)})\n",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,38 +80,57 @@ def _first_line(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit code (``sys.exit`` is the caller's)."""
+    """Run one command; return its exit code (``sys.exit`` is the caller's).
+
+    Every non-zero exit says why in one line, ending with the code and its name
+    (``... (exit 75 TREE_FAILED)``), on standard error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    code, reason = _run(args)
+    if code != exit_codes.OK:
+        _say_exit(code, reason or exit_codes.meaning_of(code))
+    return code
+
+
+def _run(args: argparse.Namespace) -> tuple[int, str | None]:
+    """Run the command; return its exit code and, for a failure, why (None: say the code)."""
     try:
         settings = load_settings(args.config)
         code: int = args.handler(args, settings)
-        return code
+        return code, None
     except CliError as exc:
-        _say(str(exc))
-        return exc.code
+        return exc.code, str(exc)
     except ConfigError as exc:
-        _say(str(exc))
-        return exit_codes.CONFIG
+        return exit_codes.CONFIG, str(exc)
     except CorruptEventError as exc:
-        _say(f"{exc} (replay with --skip-corrupt to go on past it)")
-        return exit_codes.DATA_ERROR
+        return exit_codes.DATA_ERROR, f"{exc} (replay with --skip-corrupt to go on past it)"
     except EventLogError as exc:
-        _say(str(exc))
-        return exit_codes.DATA_ERROR
+        return exit_codes.DATA_ERROR, str(exc)
     except DBAPIError as exc:
-        _say(f"database error: {_first_line(str(exc.orig))}")
-        return exit_codes.UNAVAILABLE
+        return exit_codes.UNAVAILABLE, f"database error: {_first_line(str(exc.orig))}"
     except SQLAlchemyError as exc:
-        _say(f"database error: {_first_line(str(exc))}")
-        return exit_codes.UNAVAILABLE
+        return exit_codes.UNAVAILABLE, f"database error: {_first_line(str(exc))}"
     except KeyboardInterrupt:
-        return exit_codes.INTERRUPTED
+        return exit_codes.INTERRUPTED, "interrupted (Ctrl-C)"
     except Exception as exc:
         if args.debug:
             raise
-        _say(f"internal error: {type(exc).__name__}: {_first_line(str(exc))} (--debug shows more)")
-        return exit_codes.SOFTWARE
+        return (
+            exit_codes.SOFTWARE,
+            f"internal error: {type(exc).__name__}: {_first_line(str(exc))} (--debug shows more)",
+        )
+
+
+def _say_exit(code: int, reason: str) -> None:
+    # Standard error is the log of a command that logs (``serve`` under systemd: the
+    # journal), so one line there is both; ``serve`` also records why in the event log
+    # (``ServiceStopping``).
+    _say(f"{_one_line(reason)} (exit {code} {exit_codes.name_of(code)})")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip()) or text
 
 
 def _say(message: str) -> None:

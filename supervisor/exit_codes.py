@@ -10,3 +10,28 @@ SOFTWARE = 70  # an internal error: a bug, reported in one line (run with --debu
 CONFIG = 78  # the configuration is wrong
 TREE_FAILED = 75  # the supervision tree failed: the service manager should restart us
 INTERRUPTED = 130  # stopped by Ctrl-C where that is not the normal way out
+
+
+MEANINGS: dict[int, tuple[str, str]] = {
+    OK: ("OK", "done"),
+    NOT_ALL_RUNNING: ("NOT_ALL_RUNNING", "not every database is running"),
+    USAGE: ("USAGE", "the command line is wrong"),
+    DATA_ERROR: ("DATA_ERROR", "the data read does not decode"),
+    NO_INPUT: ("NO_INPUT", "what was named does not exist"),
+    UNAVAILABLE: ("UNAVAILABLE", "a database server could not be reached"),
+    SOFTWARE: ("SOFTWARE", "an internal error"),
+    CONFIG: ("CONFIG", "the configuration is wrong"),
+    TREE_FAILED: ("TREE_FAILED", "the supervision tree failed"),
+    INTERRUPTED: ("INTERRUPTED", "interrupted"),
+}
+"""Each code's name (as above) and what it means in words, for the one-line exit reason."""
+
+
+def name_of(code: int) -> str:
+    """Return the code's name (``TREE_FAILED``), or ``EXIT_<n>`` for a code not listed."""
+    return MEANINGS.get(code, (f"EXIT_{code}", ""))[0]
+
+
+def meaning_of(code: int) -> str:
+    """Return what the code means in words ("" for a code not listed)."""
+    return MEANINGS.get(code, ("", f"exited with code {code}"))[1]

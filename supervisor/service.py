@@ -1,8 +1,11 @@
 """The server process: builds the supervision tree from the settings and runs it.
 
 ``run_service`` returns only when asked to stop (SIGTERM, SIGINT, or ``stop``) or
-when the tree has failed; it returns the exit code. Order at start: open the event
-log, start the tree, tell systemd READY. While running it tells systemd's watchdog
+when the tree has failed; it returns the exit code (``serve_until_stopped`` also says
+why). Order at start: open the event log, start the tree (the supervisor reads the
+stored start-up memory and the events after it), wait for it to answer for as long as
+it takes while telling systemd it is still starting (``EXTEND_TIMEOUT_USEC``,
+``STATUS=``), tell systemd READY. While running it tells systemd's watchdog
 only while the supervisor and the watchdog actor both answer. Order at stop: tell
 systemd STOPPING, stop the tree (children, then all mailboxes at once), stop the
 timers, close the practice databases' shared engines, flush and close the log — within
@@ -29,6 +32,7 @@ from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
 from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
+from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
@@ -37,8 +41,9 @@ from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
 from actors.server_budget import ServerBudgets
 from actors.watchdog import WatchdogActor, WatchdogDeps
-from config import Settings
+from config import Settings, mask_url
 from events.clock import SystemClock
+from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import discovery, exit_codes
 from supervisor.http.app import create_app
@@ -130,6 +135,24 @@ def discover_served(
     ]
 
 
+class StartProgress:
+    """The start-up's newest step, in words, for systemd's ``STATUS=`` line; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._line = "starting"
+
+    def set(self, line: str) -> None:
+        """Note the step start-up is at (the supervisor's thread)."""
+        with self._lock:
+            self._line = line
+
+    def get(self) -> str:
+        """Return the newest step."""
+        with self._lock:
+            return self._line
+
+
 @dataclass
 class Tree:
     """A running tree and what it runs on."""
@@ -142,6 +165,8 @@ class Tree:
     gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
+    latest: LatestMemory = field(default_factory=LatestMemory)  # the log keeper's memory
+    progress: StartProgress = field(default_factory=lambda: StartProgress())
     budgets: ServerBudgets | None = None
 
 
@@ -177,6 +202,8 @@ def start_tree(
     children: dict[str, pykka.ActorRef[Any]] = {}
     fatal: list[str] = []
     fatal_event = threading.Event()
+    latest = LatestMemory()
+    progress = StartProgress()
 
     def on_fatal(reason: str) -> None:
         log.critical("%s", reason)
@@ -253,8 +280,12 @@ def start_tree(
             command_idle_poll_seconds(settings),
             on_restart=limiter.grant,
         )
+        memory = latest.get()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
+        children["keeper"] = LogKeeperActor.start(
+            keeper_deps(settings, store, clock, scheduler, latest, rng), memory
+        )
         if real_work:
             projector = CheckInProjectorDeps(
                 store,
@@ -266,7 +297,7 @@ def start_tree(
                 SERVICE_VERSION,
                 on_written=gauges.checkin_written,
             )
-            children["checkins"] = CheckInProjectorActor.start(projector)
+            children["checkins"] = CheckInProjectorActor.start(projector, memory)
         return children
 
     deps = SupervisorDeps(
@@ -287,12 +318,50 @@ def start_tree(
         start_children=start_children,
         engines=engines,
         make_work=make_work or default_work,
+        on_memory=latest.set,
+        progress=progress.set,
     )
     supervisor = SupervisorActor.start(deps)
     return Tree(
-        store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event,
+        store,
+        scheduler,
+        supervisor,
+        engines,
+        children,
+        gauges,
+        fatal,
+        fatal_event,
+        latest,
+        progress,
         budgets=engines.budgets,
-    )  # fmt: skip
+    )
+
+
+def keeper_deps(
+    settings: Settings,
+    store: SqlEventStore,
+    clock: SystemClock,
+    scheduler: ThreadScheduler,
+    latest: LatestMemory,
+    rng: random.Random,
+) -> LogKeeperDeps:
+    """The log keeper's settings: retention as configured, its first run within the hour."""
+    r = settings.retention
+    first = min(60.0, r.prune_every_seconds)  # a minute in, spread over the first hour
+    retention = (
+        Retention(r.steady_days, r.selftest_failure_days, r.keep_days) if r.enabled else None
+    )
+    return LogKeeperDeps(
+        store,
+        clock,
+        scheduler,
+        r.checkpoint_seconds,
+        retention,
+        r.prune_every_seconds,
+        r.batch_rows,
+        first_prune_after=rng.uniform(first, max(first, min(3600.0, r.prune_every_seconds))),
+        latest=latest,
+    )
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -339,6 +408,56 @@ def stop_tree(tree: Tree, reason: str) -> None:
     tree.store.close()  # flushes every pending append
 
 
+STARTING_EXTEND_SECONDS = 30.0
+"""How much more time each ``EXTEND_TIMEOUT_USEC=`` asks systemd for while the tree starts."""
+STARTING_POLL_SECONDS = 1.0
+"""How often start-up is looked at (and systemd told it goes on) until the tree answers."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the service ended: the exit code and, for a failure, why (one line)."""
+
+    code: int
+    reason: str = ""
+
+
+def wait_until_up(tree: Tree, notifier: Notifier, stop: threading.Event) -> str | None:
+    """Wait for the tree to answer, telling systemd start-up goes on; return why it failed.
+
+    No fixed limit: however long the start takes (a long log to read, a slow database
+    server), each second systemd gets ``EXTEND_TIMEOUT_USEC=`` (``STARTING_EXTEND_SECONDS``)
+    and a ``STATUS=`` line saying which step start-up is at. Returns None once the
+    supervisor and the watchdog answer, or when a stop was asked for meanwhile; the reason
+    when the tree failed (a fatal report, or the supervisor or watchdog gone).
+    """
+    while not stop.is_set():
+        if tree.fatal_event.is_set():
+            return tree.fatal[0] if tree.fatal else "the supervision tree failed while starting"
+        notifier.extend_timeout(STARTING_EXTEND_SECONDS)
+        notifier.status(f"starting: {tree.progress.get()}")
+        try:
+            answered = tree.supervisor.ask(Ping(), timeout=STARTING_POLL_SECONDS)
+        except pykka.Timeout:
+            continue  # still building: its Init is long, not failed
+        except pykka.ActorDeadError:
+            time.sleep(0.1)  # its on_failure reports why (fatal) just before it is gone
+            return tree.fatal[0] if tree.fatal else "the supervisor stopped while starting"
+        if answered is not True:
+            return "the supervisor gave a wrong answer to a ping"
+        watchdog = tree.children.get("watchdog")
+        if watchdog is None:
+            return "the supervisor started without a watchdog"
+        try:
+            if watchdog.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is True:
+                return None
+        except pykka.Timeout:
+            continue
+        except pykka.ActorDeadError:
+            return "the watchdog stopped while starting"
+    return None
+
+
 def run_service(
     settings: Settings,
     *,
@@ -348,6 +467,24 @@ def run_service(
     install_signals: bool = True,
 ) -> int:
     """Run the service until stopped or failed; return the process's exit code."""
+    return serve_until_stopped(
+        settings,
+        notifier=notifier,
+        stop=stop,
+        on_ready=on_ready,
+        install_signals=install_signals,
+    ).code
+
+
+def serve_until_stopped(
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    install_signals: bool = True,
+) -> Outcome:
+    """Run the service until stopped or failed; return the exit code and why."""
     notifier = notifier or Notifier()
     stop = stop or threading.Event()
     reason = ["stop requested"]
@@ -359,27 +496,38 @@ def run_service(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    tree = start_tree(settings)
-    if not tree_answers(tree):
-        stop_tree(tree, "the tree did not start")
-        return exit_codes.TREE_FAILED
+    notifier.status("starting: opening the event log")
+    try:
+        tree = start_tree(settings)
+    except OSError as exc:  # its folder cannot be made or written (a database error is raised)
+        where = mask_url(settings.service.event_store)
+        return Outcome(exit_codes.CONFIG, f"cannot open the event log {where}: {exc}")
+    failed = wait_until_up(tree, notifier, stop)
+    if failed is not None:
+        notifier.stopping()
+        stop_tree(tree, failed)
+        return Outcome(exit_codes.TREE_FAILED, f"the service did not start: {failed}")
+    if stop.is_set():
+        notifier.stopping()
+        stop_tree(tree, reason[0])
+        return Outcome(exit_codes.OK)
     try:
         http = start_http(settings, tree)
     except HttpError as exc:
         log.critical("%s", exc)
         stop_tree(tree, str(exc))
-        return exit_codes.CONFIG
+        return Outcome(exit_codes.CONFIG, str(exc))
     notifier.ready("serving")
     if on_ready is not None:
         on_ready(http.url)
     interval = notifier.watchdog_interval or 5.0
-    code = exit_codes.OK
+    outcome = Outcome(exit_codes.OK)
     next_ping = time.monotonic()
     while not stop.is_set():
         # Short waits, so a signal is acted on within a second.
         if tree.fatal_event.wait(timeout=1.0):
             reason[0] = tree.fatal[0] if tree.fatal else "the tree failed"
-            code = exit_codes.TREE_FAILED
+            outcome = Outcome(exit_codes.TREE_FAILED, reason[0])
             break
         if stop.is_set() or time.monotonic() < next_ping:
             continue
@@ -391,7 +539,7 @@ def run_service(
     notifier.stopping()
     http.stop()
     stop_tree(tree, reason[0])
-    return code
+    return outcome
 
 
 def start_http(settings: Settings, tree: Tree) -> HttpServer:
@@ -402,6 +550,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         tree_up=lambda: tree_answers(tree),
         append_latency=tree.store.append_latency,
         budgets=None if tree.budgets is None else tree.budgets.views,
+        memory=tree.latest.get,
     )
     source = PracticeStatusSource(
         settings.databases.server_url,

@@ -52,10 +52,10 @@ from actors.messages import (
 from actors.scheduler import Scheduler, Timer, tell_later
 from actors.selftest import SelfTest
 from events.clock import Clock
-from events.projections.service_view import ServiceView
+from events.projections.memory import ServiceMemory, trim_history
 from events.recorded import Recorded
-from events.replay import replay_store
-from events.store import ANY, EventStore, PendingAppend, read_types
+from events.snapshot import read_memory
+from events.store import ANY, EventStore, PendingAppend
 from events.types import (
     DatabaseDiscovered,
     DatabaseIgnored,
@@ -68,7 +68,6 @@ from events.types import (
     RestartScheduled,
     ServiceStarted,
     ServiceStopping,
-    db_of,
     stream_for,
 )
 from supervisor.escalation import (
@@ -91,21 +90,6 @@ log = logging.getLogger(__name__)
 
 APPEND_WAIT_SECONDS = 30.0
 """How long the supervisor waits for its own appends to commit before it fails."""
-
-HISTORY_KEPT = 200
-"""Lifecycle events kept per database for restart decisions (far more than any window needs)."""
-
-_HISTORY_TYPES = frozenset(
-    t.__name__
-    for t in (
-        RestartScheduled,
-        MailboxGaveUp,
-        MailboxStarted,
-        MailboxStopped,
-        RestartRequested,
-        DatabaseLost,
-    )
-)
 
 
 class _RequestedRestartDue(NamedTuple):
@@ -149,6 +133,8 @@ class SupervisorDeps:
     )  # "watchdog" and "commands" (the reader), given the supervisor and the log position
     engines: EngineRegistry | None = None  # the served databases' shared engines
     make_work: MakeWork = no_work  # a mailbox's steps after its self-test
+    on_memory: Callable[[ServiceMemory], None] = lambda _m: None  # what start-up read
+    progress: Callable[[str], None] = lambda _line: None  # start-up's steps, for STATUS=
 
 
 @dataclass
@@ -218,29 +204,31 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _init(self) -> None:
         d = self._deps
-        view, _ = replay_store(d.store)
-        self._learn(view)
-        position = view.last_seq
+        d.progress("reading the stored start-up state and the events after it")
+        memory = read_memory(d.store)
+        self._learn(memory)
+        d.on_memory(memory)
+        position = memory.last_seq
         d.store.append(
             "service", ANY, [ServiceStarted(d.server_id, d.service_version, os.getpid())]
         )
         self._children = d.start_children(self.actor_ref, position)
+        d.progress("listing the practice databases and starting their mailboxes")
         self._scan()
         self._schedule_rescan()
 
-    def _learn(self, view: ServiceView) -> None:
-        """Take from the log what survives a restart of the process."""
+    def _learn(self, memory: ServiceMemory) -> None:
+        """Take from the log what survives a restart of the process.
+
+        ``memory`` is the stored start-up state plus the events after it
+        (``events.snapshot.read_memory``): the same fold of the same log as a replay from
+        the start, read in time that does not grow with the log's length.
+        """
+        view = memory.view
         for db, entry in view.tree.items():
             self._logged[db] = (entry.served, entry.reason)
         incarnations = {db: h.incarnation for db, h in view.health.items()}
-        histories: dict[str, list[Recorded]] = {}
-        for r in read_types(self._deps.store, _HISTORY_TYPES):
-            name = db_of(r.stream)
-            if name is not None:
-                kept = histories.setdefault(name, [])
-                kept.append(r)
-                if len(kept) > 2 * HISTORY_KEPT:
-                    del kept[:HISTORY_KEPT]
+        histories = {db: list(h) for db, h in memory.histories.items()}
         self._incarnations = incarnations
         self._histories = histories
         now = self._deps.clock.now()
@@ -559,8 +547,7 @@ class SupervisorActor(pykka.ThreadingActor):
             recorded = pending.result()  # a failed append fails the supervisor (on_fatal)
             if db is not None:
                 db.history.extend(recorded)
-                if len(db.history) > 2 * HISTORY_KEPT:
-                    del db.history[:HISTORY_KEPT]
+                trim_history(db.history)
                 if db.last_pending is pending:
                     db.last_pending = None
 

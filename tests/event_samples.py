@@ -20,6 +20,7 @@ from events.types import (
     Diagnostic,
     Event,
     InboxSynced,
+    LogPruned,
     MailboxCrashed,
     MailboxGaveUp,
     MailboxStarted,
@@ -59,6 +60,7 @@ SAMPLES: list[Event] = [
     MessageReceived(3, 55, "<x@gmail.example>", 1700000000, 12),
     InboxSynced(3, 1700000000, 12),
     MessageParked(3, 1700000000, 13, 56, "parked: importing UID 13 stopped the importer 3 times"),
+    LogPruned(120, datetime(2026, 1, 5, 3, 0, tzinfo=UTC), 5000),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 
@@ -69,6 +71,9 @@ _BASE: dict[Any, st.SearchStrategy[Any]] = {
     float: st.floats(allow_nan=False),
     bool: st.booleans(),
     type(None): st.none(),
+    datetime: st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
 }
 
 

@@ -96,7 +96,7 @@ def test_replay_of_an_unknown_database_says_so(capsys: pytest.CaptureFixture[str
     code, _, err = run(capsys, "--config", str(log[0]), "events", "replay", "--db", "Nope")
     assert (code, err) == (
         exit_codes.NO_INPUT,
-        "email-service: no events for database 'Nope' in the log\n",
+        "email-service: no events for database 'Nope' in the log (exit 66 NO_INPUT)\n",
     )
 
 

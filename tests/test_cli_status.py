@@ -4,12 +4,14 @@ read from the practice databases' own check-in tables (SQLite, PostgreSQL, Maria
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Engine, event, insert
 
 from actors import checkins_table, practice_db
 from actors.checkins_table import NewCheckIn
@@ -129,7 +131,7 @@ def test_status_of_an_unknown_database_is_a_one_line_error(
 ) -> None:
     code, _, err = run(capsys, "--config", str(config), "status", "--db", "Nobody")
     assert code == exit_codes.NO_INPUT
-    assert err == "email-service: no database named 'Nobody' on the server\n"
+    assert err == "email-service: no database named 'Nobody' on the server (exit 66 NO_INPUT)\n"
 
 
 def test_diagnostics_shows_the_newest_failing_checkins_lines(
@@ -194,3 +196,44 @@ def test_diagnostics_say_when_two_services_check_in_to_one_database(
     assert line["message"].startswith(
         "Two email services are checking in to this database: OTHER-SERVER and SRV1."
     )
+
+
+def test_a_status_that_is_not_all_running_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path
+) -> None:
+    check_in(url_of(folder, "Smile Dental"), ok=False, summary="SMTP: 535 authentication failed")
+    code, _, err = run(capsys, "--config", str(config), "status")
+    assert (code, err) == (
+        exit_codes.NOT_ALL_RUNNING,
+        "email-service: not every database is running (exit 1 NOT_ALL_RUNNING)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "--db", "Smile Dental"], ["diagnostics", "--db", "Smile Dental"]]
+)
+def test_status_and_diagnostics_read_the_check_ins_through_their_indexes(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path, command: list[str]
+) -> None:
+    for n in range(30):
+        check_in(url_of(folder, "Smile Dental"), ok=n % 7 != 0, lines=(("error", "smtp", "x"),))
+    seen: list[str] = []
+
+    def trace(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.set_trace_callback(seen.append)  # type: ignore[attr-defined]
+
+    event.listen(Engine, "connect", trace)
+    try:
+        run(capsys, "--config", str(config), *command)
+    finally:
+        event.remove(Engine, "connect", trace)
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "email_service_" in s]
+    conn = sqlite3.connect(folder / "Smile Dental.sqlite3")
+    try:
+        plans = [" | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + s)) for s in reads]
+    finally:
+        conn.close()
+    # Each read is a search by an index, or a walk down the check-ins' time index from the
+    # newest one, never a scan of a whole table.
+    scans = [p for p in plans if re.search(r"SCAN email_service_\w+\b(?! USING)", p)]
+    assert (reads != [], scans) == (True, []), plans

@@ -92,6 +92,15 @@ def test_defaults_are_the_documented_values() -> None:
             "backoff_max_seconds": 300.0,
         },
         "http": {"listen": "127.0.0.1:8025"},
+        "retention": {
+            "enabled": True,
+            "steady_days": 7.0,
+            "selftest_failure_days": 90.0,
+            "keep_days": 400.0,
+            "checkpoint_seconds": 60.0,
+            "prune_every_seconds": 3600.0,
+            "batch_rows": 500,
+        },
     }
 
 

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events.memory_store import InMemoryEventStore
 from events.projections.counts import count_events
 from events.recorded import Recorded
+from events.snapshot import read_memory
 from events.store import ANY
 from events.types import MailboxCrashed, MessageSent, RestartScheduled, stream_for
 from supervisor.http.metrics import MetricsView, ProcessGauges
@@ -74,3 +75,15 @@ def test_append_latency_is_a_histogram() -> None:
 @given(logs(), logs())
 def test_counting_is_a_fold(first: list[Recorded], second: list[Recorded]) -> None:
     assert count_events({}, first + second) == count_events(count_events({}, first), second)
+
+
+def test_counters_start_from_the_stored_memory_and_survive_retention() -> None:
+    store = InMemoryEventStore()
+    db = stream_for("Smile Dental")
+    store.append(db, ANY, [MessageSent(1, n, "<a@b>", 1) for n in range(5)])
+    memory = read_memory(store)
+    store.delete_events([1, 2, 3, 4])  # retention took all but the stream's newest
+    store.append(db, ANY, [MessageSent(1, 9, "<c@b>", 1)])
+    view = MetricsView(store, ProcessGauges(), tree_up=lambda: True, memory=lambda: memory)
+    found = samples(view.text())
+    assert found[("email_service_messages_sent_total", (("database", "Smile Dental"),))] == 6

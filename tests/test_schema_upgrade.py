@@ -71,10 +71,10 @@ def test_db_init_again_adds_the_columns_and_keeps_the_rows(old_database: str) ->
 
 def test_the_mailboxs_first_claim_upgrades_the_database(old_database: str) -> None:
     clock = FakeClock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
-    result = DatabaseSelfTest("Old Practice", old_database, 1, "SRV", clock).run()
-    assert result.diagnostics == ()
     engine = create_engine(old_database)
     try:
+        selftest = DatabaseSelfTest("Old Practice", old_database, 1, "SRV", clock, lambda: engine)
+        assert selftest.run().diagnostics == ()
         assert set(NEWER) <= columns(engine)
     finally:
         engine.dispose()

@@ -731,7 +731,7 @@ def test_a_password_variable_that_is_not_set_is_named(
     assert code == exit_codes.USAGE
     assert err.strip() == (
         "email-service: --smtp-password-env names PES_TEST_UNSET, "
-        "which is not set in the environment"
+        "which is not set in the environment (exit 2 USAGE)"
     )
 
 
@@ -745,7 +745,8 @@ def test_an_invalid_address_flag_stops_with_one_line(
     assert out == ""
     assert err.strip() == (
         "email-service: cannot set up 'Smile Dental': 'reception@smile' is not an email "
-        "address: 'smile' is not a mail domain (it needs a dot, like smiledental.co.uk)."
+        "address: 'smile' is not a mail domain (it needs a dot, like smiledental.co.uk). "
+        "(exit 2 USAGE)"
     )
 
 

@@ -31,7 +31,8 @@ class Backend:
 def _corrupt_memory(store: EventStore, seq: int, data: bytes) -> None:
     assert isinstance(store, InMemoryEventStore)
     rows = store._rows  # the fake's own list: the only way to damage it
-    rows[seq - 1] = RawRecord(*rows[seq - 1][:5], data)
+    i = next(i for i, r in enumerate(rows) if r.seq == seq)
+    rows[i] = RawRecord(*rows[i][:5], data)
 
 
 def _sql_corrupter(url: str) -> Callable[[EventStore, int, bytes], None]:
@@ -55,7 +56,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         url = request.getfixturevalue("postgres_url")
         engine = create_engine(url)
         with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS events"))
+            for table in ("events", "event_counts", "event_checkpoints"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
     yield Backend(lambda clock: SqlEventStore(url, clock=clock), _sql_corrupter(url))
 
@@ -267,3 +269,69 @@ def test_a_second_writer_on_the_same_log_is_seen_not_overwritten(
     finally:
         a.close()
         b.close()
+
+
+# --- retention and stored state ----------------------------------------------------------
+
+
+def test_deleted_events_are_gone_and_the_rest_keep_their_numbers(store: EventStore) -> None:
+    for i in range(6):
+        store.append(f"db:{i % 2}", ANY, [SelfTestPassed(1, ("database",))])
+    assert store.delete_events([1, 2, 4]) == 3
+    assert [(r.seq, r.stream, r.version) for r in read_all(store)] == [
+        (3, "db:0", 2),
+        (5, "db:0", 3),
+        (6, "db:1", 3),
+    ]
+
+
+def test_the_newest_event_of_a_stream_is_never_deleted(store: EventStore) -> None:
+    store.append("db:a", 0, [MailboxStarted(1), MailboxStarted(2)])
+    store.append("db:b", 0, [MailboxStarted(1)])
+    assert store.delete_events([1, 2, 3]) == 1
+    assert [r.seq for r in read_all(store)] == [2, 3]
+
+
+def test_numbering_goes_on_after_a_delete(store: EventStore) -> None:
+    store.append("db:a", 0, [MailboxStarted(1), MailboxStarted(2), MailboxStarted(3)])
+    store.delete_events([1, 2])
+    [r] = store.append("db:a", 3, [MailboxStarted(4)])
+    assert (r.seq, r.version, store.stream_version("db:a"), store.last_seq()) == (4, 4, 4, 4)
+
+
+def test_a_stream_is_read_past_a_delete(store: EventStore) -> None:
+    store.append("db:a", 0, [MailboxStarted(1), MailboxStarted(2), MailboxStarted(3)])
+    store.append("db:b", 0, [MailboxStarted(9)])
+    store.delete_events([2])
+    assert [r.version for r in read_stream(store, "db:a")] == [1, 3]
+    assert [r.seq for r in read_all(store, after_seq=1)] == [3, 4]
+
+
+def test_event_counts_follow_appends_and_deletes(store: EventStore) -> None:
+    store.append("db:a", 0, [MailboxStarted(1), SelfTestPassed(1, ()), SelfTestPassed(1, ())])
+    store.append("db:b", 0, [MailboxStarted(1)])
+    assert store.event_counts() == {
+        ("db:a", "MailboxStarted"): 1,
+        ("db:a", "SelfTestPassed"): 2,
+        ("db:b", "MailboxStarted"): 1,
+    }
+    store.delete_events([1, 2])
+    assert store.event_counts() == {("db:a", "SelfTestPassed"): 1, ("db:b", "MailboxStarted"): 1}
+
+
+def test_a_checkpoint_is_saved_replaced_and_loaded(store: EventStore) -> None:
+    assert store.load_checkpoint("memory") is None
+    store.save_checkpoint("memory", 5, b"first")
+    store.save_checkpoint("memory", 9, b"second")
+    store.save_checkpoint("other", 1, b"x")
+    assert (store.load_checkpoint("memory"), store.load_checkpoint("other")) == (
+        (9, b"second"),
+        (1, b"x"),
+    )
+
+
+def test_streams_are_listed_after_deletes(store: EventStore) -> None:
+    store.append("db:a", 0, [MailboxStarted(1), MailboxStarted(2)])
+    store.append("db:b", 0, [MailboxStarted(1)])
+    store.delete_events([1])
+    assert store.streams() == ["db:a", "db:b"]

@@ -1,28 +1,37 @@
-"""``email-service events tail | replay | stats``: the event log, for support and diagnostics."""
+"""``email-service events tail | replay | stats | archive | prune``: the event log, for support.
+
+Every read goes through an index or the stored counts (``tail`` and the timeline read
+backwards from the newest event; ``replay --db`` reads one stream through ``(stream,
+version)``; ``stats`` reads ``event_counts``), so none walks the whole log.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from config import Settings
+from events.archive import ArchiveLog, write_archive_file
 from events.describe import as_json, describe, plain, where
 from events.projections.health import DbHealth
-from events.projections.service_view import ServiceView
+from events.projections.service_view import ServiceInfo, ServiceView
 from events.projections.tree import TreeEntry
 from events.recorded import Recorded, from_micros
 from events.replay import replay_store
+from events.retention import Retention, run_retention
+from events.snapshot import load_checkpoint
 from events.sql_store import SqlEventStore
-from events.store import read_all
-from events.types import stream_for
+from events.types import db_of, stream_for
 from supervisor import exit_codes
 from supervisor.commands.common import (
     CliError,
@@ -83,6 +92,18 @@ def register(subparsers: Any) -> None:
         type=float,
         help="restart window (supervision.within_seconds)",
     )
+    rp.add_argument(
+        "--full",
+        action="store_true",
+        help="fold the log from its first event, not from the stored start-up state "
+        "(checks every record)",
+    )
+    rp.add_argument(
+        "--from-archive",
+        metavar="FILE",
+        type=Path,
+        help="replay an archive written by 'events archive' instead of the log",
+    )
     rp.add_argument("--json", action="store_true", help="print JSON for programs")
     rp.set_defaults(handler=run_replay)
 
@@ -93,6 +114,37 @@ def register(subparsers: Any) -> None:
     )
     stats.add_argument("--json", action="store_true", help="print JSON for programs")
     stats.set_defaults(handler=run_stats)
+
+    archive = sub.add_parser(
+        "archive",
+        help="write the events recorded before a time to a file support can keep",
+        description="Write every event recorded before --before to FILE (msgpack records in "
+        "the log's own format): all that 'events prune --before' may delete, and the few "
+        "it keeps. Read it back with 'events replay --from-archive FILE'. Nothing in the "
+        "log changes.",
+    )
+    archive.add_argument(
+        "--before", metavar="TIME", type=parse_time, required=True, help="ISO 8601, UTC"
+    )
+    archive.add_argument("--to", metavar="FILE", type=Path, required=True, help="file to write")
+    archive.set_defaults(handler=run_archive)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete old events now, as retention does",
+        description="Run retention now: bring the stored start-up state up to date, then "
+        "delete the events the [retention] settings let go (or, with --before, every event "
+        "recorded before TIME), except each stream's newest event and the lifecycle events "
+        "restart decisions still read. Records LogPruned. Safe while the service runs.",
+    )
+    prune.add_argument(
+        "--before",
+        metavar="TIME",
+        type=parse_time,
+        help="delete every kind of event recorded before TIME (ISO 8601, UTC)",
+    )
+    prune.add_argument("--json", action="store_true", help="print JSON for programs")
+    prune.set_defaults(handler=run_prune)
 
 
 def _count(text: str) -> int:
@@ -120,19 +172,33 @@ def _progress(total: int | None, enabled: bool) -> Iterator[Callable[[int], None
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    store = open_event_log(settings)
+    store: Any
+    if args.from_archive is not None:
+        if not args.from_archive.is_file():
+            raise CliError(f"no archive at {args.from_archive}", exit_codes.NO_INPUT)
+        store = ArchiveLog(args.from_archive)
+        source = str(args.from_archive)
+    else:
+        store = open_event_log(settings)
+        source = masked(settings.service.event_store)
     try:
         stream = stream_for(args.db) if args.db else None
         total = store.last_seq()
+        start = None
+        if args.until is None and not args.full and isinstance(store, SqlEventStore):
+            start = _stored_start(store, stream)
         show_bar = sys.stderr.isatty() and not args.json and total >= PROGRESS_FROM
         with _progress(None if stream else total, show_bar) as on_progress:
             view, report = replay_store(
                 store,
+                view=start[0] if start else None,
                 stream=stream,
                 until=args.until,
                 skip_corrupt=args.skip_corrupt,
                 on_progress=on_progress,
             )
+        if start is not None:
+            report.events += start[1]
         timeline = _timeline(store, view, stream, args.until, args.timeline)
     finally:
         store.close()
@@ -143,7 +209,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(
             {
-                "event_log": masked(settings.service.event_store),
+                "event_log": source,
                 "events": report.events,
                 "last_seq": view.last_seq,
                 "at": at.isoformat() if at else None,
@@ -157,8 +223,30 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         return exit_codes.OK
-    _print_replay(settings, view, report.events, report.skipped, timeline, window, at, args)
+    _print_replay(source, view, report.events, report.skipped, timeline, window, at, args)
     return exit_codes.OK
+
+
+def _stored_start(store: SqlEventStore, stream: str | None) -> tuple[ServiceView, int] | None:
+    """The replay's start from the stored start-up state: its view (of ``stream``'s
+    database only, with ``stream``) and how many events of that scope it covers."""
+    memory = load_checkpoint(store)
+    if memory is None:
+        return None
+    view = memory.view
+    db = None if stream is None else db_of(stream)
+    if db is not None:
+        view = replace(
+            view,
+            health={db: view.health[db]} if db in view.health else {},
+            tree={db: view.tree[db]} if db in view.tree else {},
+            service=ServiceInfo(),
+        )
+    counts = store.event_counts()
+    covered = sum(n for (s, _t), n in counts.items() if stream is None or s == stream)
+    # The counts are of the whole log now; what came after the state is replayed again.
+    after = sum(len(chunk) for chunk in store.read_chunks(view.last_seq, stream=stream))
+    return view, covered - after
 
 
 def _names(view: ServiceView) -> list[str]:
@@ -166,19 +254,14 @@ def _names(view: ServiceView) -> list[str]:
 
 
 def _timeline(
-    store: SqlEventStore, view: ServiceView, stream: str | None, until: datetime | None, n: int
+    store: Any, view: ServiceView, stream: str | None, _until: datetime | None, n: int
 ) -> list[Recorded]:
-    """Return the last ``n`` events up to the view's position (decoding only those)."""
+    """Return the last ``n`` events up to the view's position (reading and decoding only
+    those, backwards through an index)."""
     if n == 0 or view.last_seq == 0:
         return []
-    if stream is None:  # seq has no gaps: the last n events start right here
-        after = max(0, view.last_seq - n)
-        chunks = store.read_chunks(after, until=until, limit=n)
-    else:
-        chunks = store.read_chunks(0, stream=stream, until=until)
-    kept: deque[Recorded] = deque(maxlen=n)
-    kept.extend(store.codec.decode_chunks(chunks, on_corrupt=lambda _e: None))
-    return list(kept)
+    rows = store.read_last(n, stream=stream, up_to_seq=view.last_seq)
+    return list(store.codec.decode_chunks([rows], on_corrupt=lambda _e: None))
 
 
 def _db_json(
@@ -208,7 +291,7 @@ def _when(t: datetime | None) -> str:
 
 
 def _print_replay(
-    settings: Settings,
+    source: str,
     view: ServiceView,
     events: int,
     skipped: list[Any],
@@ -219,7 +302,7 @@ def _print_replay(
 ) -> None:
     scope = f" of database {args.db!r}" if args.db else ""
     until = f" up to {_when(args.until)}" if args.until else ""
-    print(f"Replayed {events:,} events{scope}{until} from {masked(settings.service.event_store)}")
+    print(f"Replayed {events:,} events{scope}{until} from {source}")
     print(f"State after seq {view.last_seq} ({_when(view.last_at)})")
     if skipped:
         seqs = ", ".join(str(e.seq) for e in skipped)
@@ -292,12 +375,9 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         last = store.last_seq()
-        if stream is None:
-            first = list(read_all(store, max(0, last - args.lines)))
-        else:
-            kept: deque[Recorded] = deque(maxlen=args.lines)
-            kept.extend(store.codec.decode_chunks(store.read_chunks(0, stream=stream)))
-            first = list(kept) if args.lines else []
+        # Backwards through an index: the newest N, whatever the log's length.
+        newest = store.read_last(args.lines, stream=stream, up_to_seq=last)
+        first = list(store.codec.decode_chunks([newest]))
         for r in first:
             show(r)
         sys.stdout.flush()
@@ -330,21 +410,19 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     store = open_event_log(settings)
     by_type: Counter[str] = Counter()
     by_stream: Counter[str] = Counter()
-    first_us = last_us = None
     try:
-        for chunk in store.read_chunks():
-            for _seq, stream, _version, type_, _at_us, _data in chunk:
-                by_type[type_] += 1
-                by_stream[stream] += 1
-            if first_us is None:
-                first_us = chunk[0][4]
-            last_us = chunk[-1][4]
+        # Stored counts, kept with every append and delete: no scan of the log.
+        for (stream, type_), n in store.event_counts().items():
+            by_type[type_] += n
+            by_stream[stream] += n
+        oldest = next(iter(store.read_chunks(0, limit=1)), [])
+        newest = store.read_last(1)
         last_seq = store.last_seq()
     finally:
         store.close()
     total = sum(by_type.values())
-    first = from_micros(first_us) if first_us is not None else None
-    last = from_micros(last_us) if last_us is not None else None
+    first = from_micros(oldest[0][4]) if oldest else None
+    last = from_micros(newest[0][4]) if newest else None
     if args.json:
         print_json(
             {
@@ -363,4 +441,47 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     print_table(["Event type", "Count"], [[t, f"{n:,}"] for t, n in by_type.most_common()])
     print()
     print_table(["Database", "Events"], [[where(s), f"{n:,}"] for s, n in by_stream.most_common()])
+    return exit_codes.OK
+
+
+# --- archive and prune ---------------------------------------------------------------
+
+
+def run_archive(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_event_log(settings)
+    if not args.to.parent.is_dir():
+        raise CliError(
+            f"no folder {args.to.parent} to write {args.to.name} in", exit_codes.NO_INPUT
+        )
+    try:
+        count = write_archive_file(store, args.before, args.to, written_at=datetime.now(UTC))
+    finally:
+        store.close()
+    print(f"Wrote {count:,} events recorded before {_when(args.before)} to {args.to}")
+    return exit_codes.OK
+
+
+def run_prune(args: argparse.Namespace, settings: Settings) -> int:
+    open_event_log(settings).close()  # says so when there is no log, creating nothing
+    store = SqlEventStore(settings.service.event_store)  # adds the tables an older log lacks
+    r = settings.retention
+    try:
+        if args.before is not None:
+            cutoffs = Retention.all_before(args.before)
+        else:
+            retention = Retention(r.steady_days, r.selftest_failure_days, r.keep_days)
+            cutoffs = retention.cutoffs(datetime.now(UTC))
+        run = run_retention(store, cutoffs, batch_rows=r.batch_rows)
+    finally:
+        store.close()
+    if args.json:
+        print_json(
+            {
+                "deleted": run.deleted,
+                "up_to_seq": run.covered_seq,
+                "before": {kind: t.isoformat() for kind, t in run.cutoffs.items()},
+            }
+        )
+    else:
+        print(f"Deleted {run.deleted:,} events (none past seq {run.covered_seq})")
     return exit_codes.OK

@@ -9,7 +9,9 @@ from typing import Any
 
 from actors.sqlite_memory import disable_page_cache_preallocation
 from config import Settings, mask_url
-from supervisor.service import run_service
+from supervisor import exit_codes
+from supervisor.commands.common import CliError
+from supervisor.service import serve_until_stopped
 
 
 def register(subparsers: Any) -> None:
@@ -58,4 +60,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.service.server_id,
         mask_url(settings.service.event_store),
     )
-    return run_service(settings)
+    outcome = serve_until_stopped(settings)
+    if outcome.code != exit_codes.OK:
+        raise CliError(outcome.reason or exit_codes.meaning_of(outcome.code), outcome.code)
+    return outcome.code

@@ -1,9 +1,11 @@
 """``/metrics``: counters folded from the event log, plus gauges the process reports.
 
-Counters come from ``events.projections.counts`` over the log, folded incrementally on
-each scrape (only events past the last one seen are read), so they survive a restart of
-the process exactly as the log does. Gauges (outbox depth, check-ins written, whether the
-tree is up) and the event-append latency are reported by the running process.
+Counters come from ``events.projections.counts`` over the log: they start from the stored
+start-up memory's counts (``events.projections.memory``) and fold incrementally on each
+scrape only the events past the last one seen, so they survive a restart of the process
+and retention, and a scrape's cost does not grow with the log. Gauges (outbox depth,
+check-ins written, whether the tree is up) and the event-append latency are reported by
+the running process.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from actors.server_budget import BudgetView
 from events.projections.counts import METRIC_NAMES, count_events
+from events.projections.memory import ServiceMemory
 from events.store import EventStore, read_all
 
 PREFIX = "email_service_"
@@ -80,7 +83,11 @@ class MetricsView(Collector):
         tree_up: Callable[[], bool],
         append_latency: Callable[[], LatencySnapshot] | None = None,
         budgets: Callable[[], list[BudgetView]] | None = None,
+        memory: Callable[[], ServiceMemory] | None = None,
     ) -> None:
+        """``memory``: the newest start-up memory (the log keeper's): counters start from
+        its counts and only the events after it are read, so a scrape never reads the
+        log's past, and counters survive retention."""
         self._store = store
         self._gauges = gauges
         self._tree_up = tree_up
@@ -89,11 +96,17 @@ class MetricsView(Collector):
         self._lock = threading.Lock()
         self._after_seq = 0
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._memory = memory
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
 
     def _fold(self) -> Counter[tuple[str, str]]:
         with self._lock:
+            if self._memory is not None:
+                memory = self._memory()
+                if memory.last_seq > self._after_seq:
+                    self._counts = Counter(memory.counts)
+                    self._after_seq = memory.last_seq
             records = list(read_all(self._store, self._after_seq))
             if records:
                 self._counts = count_events(self._counts, records)
