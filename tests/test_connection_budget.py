@@ -10,6 +10,7 @@ MariaDB ``MAX_USER_CONNECTIONS``) is, which the server refuses with the same err
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -112,6 +113,18 @@ class Sampler:
         self._client.dispose()
 
 
+def held(counts: list[int]) -> list[int]:
+    """The counts that lasted from one sample to the next (20 ms or more apart).
+
+    A connection the service closed (to give its slot to another database) is listed by
+    the server until its backend has read the close and exited; on a machine loaded by
+    other work that was seen to take longer than a sample's gap, once in a full suite at
+    a load of 15 on 2 cores, while the service's own count stayed at the budget (which
+    the test asserts too). A connection held beyond the budget lasts and is counted.
+    """
+    return [min(a, b) for a, b in itertools.pairwise(counts)] or counts
+
+
 @contextmanager
 def serving(settings: Settings) -> Iterator[Tree]:
     tree = start_tree(settings)
@@ -128,7 +141,7 @@ def test_more_practices_than_the_budget_all_run_within_it(backend: str, tmp_path
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
             time.sleep(5.0)  # a rescan and a few check-ins more, still sampled
             assert running(made) == made.names
-        assert max(sampler.counts) <= BUDGET
+        assert max(held(sampler.counts)) <= BUDGET
         assert max(sampler.counts) > 0  # the sampler saw the service's connections
         assert sampler.client_failures == []
         assert tree.budgets is not None
@@ -208,7 +221,7 @@ def test_a_server_without_free_slots_degrades_and_recovers(
                 "the service has its budget again",
             )
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice runs again")
-        assert max(sampler.counts) <= BUDGET
+        assert max(held(sampler.counts)) <= BUDGET
         assert sampler.client_failures == []
 
 
@@ -271,4 +284,4 @@ def test_on_mariadb_a_connection_moves_between_databases_instead_of_reconnecting
         assert tree.budgets is not None
         (view,) = tree.budgets.views()
         assert view.moves > 0
-        assert max(sampler.counts) <= BUDGET
+        assert max(held(sampler.counts)) <= BUDGET
