@@ -10,3 +10,5 @@ SOFTWARE = 70  # an internal error: a bug, reported in one line (run with --debu
 CONFIG = 78  # the configuration is wrong
 TREE_FAILED = 75  # the supervision tree failed: the service manager should restart us
 INTERRUPTED = 130  # stopped by Ctrl-C where that is not the normal way out
+BROKEN_PIPE = 141  # the reader of our output went away (`... | head`): 128 + SIGPIPE, as a
+# standard tool killed by SIGPIPE reports through the shell; quiet, and visible to pipefail
