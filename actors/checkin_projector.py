@@ -47,6 +47,7 @@ class CheckInProjectorDeps:
     server_name: str
     service_version: str
     on_written: Callable[[str], None] = lambda _db: None
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 class CheckInProjectorActor(PeriodicActor):
@@ -58,6 +59,9 @@ class CheckInProjectorActor(PeriodicActor):
         self._after = 0
         self._health: dict[str, DbHealth] = {}
         self._writers: dict[str, CheckInWriter] = {}
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         self._follow()

@@ -58,6 +58,7 @@ class CommandReaderDeps:
     engine: Callable[[str], Engine]  # db -> its shared engine
     idle_poll_seconds: float | None = None  # the longest interval; None: poll_seconds
     on_restart: Callable[[str], None] = lambda _db: None  # a person asked to restart ``db``
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 def source_of(requested_by: str) -> str:
@@ -114,6 +115,9 @@ class CommandReaderActor(PeriodicActor):
         else:
             return super().handle(message)
         return None
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         now = self._deps.clock.monotonic()

@@ -54,3 +54,16 @@ class RestartCommand(NamedTuple):
 
 class Ping(NamedTuple):
     """Ask: answer ``True`` if the actor's loop is turning."""
+
+
+class ChildFailed(NamedTuple):
+    """To the supervisor: its child ``child`` (not a mailbox) died of ``error``."""
+
+    child: str
+    error: str
+
+
+class StartChild(NamedTuple):
+    """To the supervisor: a scheduled restart of its child ``child`` is due."""
+
+    child: str

@@ -9,6 +9,7 @@ every tick, appends ``CheckInMissed`` for a mailbox silent for longer than
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class WatchdogDeps:
     tick_seconds: float
     hang_after_seconds: float
     supervisor: pykka.ActorRef[Any]
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 class WatchdogActor(PeriodicActor):
@@ -45,6 +47,9 @@ class WatchdogActor(PeriodicActor):
         self._deps = deps
         self._after = after_seq
         self._live: dict[str, Liveness] = {}
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         self._check()

@@ -2,8 +2,12 @@
 
 ``run_service`` returns only when asked to stop (SIGTERM, SIGINT, or ``stop``) or
 when the tree has failed; it returns the exit code. Order at start: open the event
-log, start the tree, tell systemd READY. While running it tells systemd's watchdog
-only while the supervisor and the watchdog actor both answer. Order at stop: tell
+log, start the tree, start the status page (a port that is taken is a ``ChildCrashed``
+of ``http`` and a retry with backoff, never the end of the mail), tell systemd READY.
+While running it tells systemd's watchdog only while the supervisor, every child actor
+(watchdog, command reader, check-in projector) and the scheduler's thread answer.
+Every child is supervised: its death reaches the supervisor as ``ChildFailed``, which
+restarts it through ``Tree.restarters`` (``supervisor.child_policy``). Order at stop: tell
 systemd STOPPING, stop the tree (children, then all mailboxes at once), stop the
 timers, close the practice databases' shared engines, flush and close the log — within
 ``STOP_BUDGET_SECONDS``.
@@ -32,7 +36,7 @@ from actors.fence import IncarnationRegistry
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
-from actors.messages import Ping
+from actors.messages import ChildFailed, Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
 from actors.watchdog import WatchdogActor, WatchdogDeps
@@ -124,6 +128,21 @@ class Tree:
     gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
+    restarters: dict[str, Callable[[], pykka.ActorRef[Any] | None]] = field(
+        default_factory=dict
+    )  # child -> start it again (the supervisor's ``restart_child``)
+
+
+def reporter(supervisor: pykka.ActorRef[Any], child: str) -> Callable[[str], None]:
+    """Return what ``child`` calls when it dies: a ``ChildFailed`` to the supervisor."""
+
+    def failed(error: str) -> None:
+        try:
+            supervisor.tell(ChildFailed(child, error))
+        except pykka.ActorDeadError:
+            log.error("the supervisor is gone; the %s died: %s", child, error)
+
+    return failed
 
 
 def start_tree(
@@ -151,6 +170,7 @@ def start_tree(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
     )
     children: dict[str, pykka.ActorRef[Any]] = {}
+    restarters: dict[str, Callable[[], pykka.ActorRef[Any] | None]] = {}
     fatal: list[str] = []
     fatal_event = threading.Event()
 
@@ -210,7 +230,7 @@ def start_tree(
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
-            hang_after(settings), ref,
+            hang_after(settings), ref, on_failed=reporter(ref, "watchdog"),
         )  # fmt: skip
         reader = CommandReaderDeps(
             clock,
@@ -220,7 +240,12 @@ def start_tree(
             engines.get,
             command_idle_poll_seconds(settings),
             on_restart=limiter.grant,
+            on_failed=reporter(ref, "commands"),
         )
+        scheduler.on_died = reporter(ref, "scheduler")
+        restarters["watchdog"] = lambda: WatchdogActor.start(watchdog, position)
+        restarters["commands"] = lambda: CommandReaderActor.start(reader)
+        restarters["scheduler"] = lambda: scheduler.restart()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
         if real_work:
@@ -233,7 +258,9 @@ def start_tree(
                 settings.service.server_id,
                 SERVICE_VERSION,
                 on_written=gauges.checkin_written,
+                on_failed=reporter(ref, "checkins"),
             )
+            restarters["checkins"] = lambda: CheckInProjectorActor.start(projector)
             children["checkins"] = CheckInProjectorActor.start(projector)
         return children
 
@@ -255,19 +282,33 @@ def start_tree(
         start_children=start_children,
         engines=engines,
         make_work=make_work or default_work,
+        restart_child=lambda name: restarters[name](),
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event)
+    return Tree(
+        store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event, restarters
+    )
 
 
 def tree_answers(tree: Tree) -> bool:
-    """Return whether the supervisor and the watchdog both answer a ping in time."""
+    """Return whether the supervisor, every child actor and the scheduler answer in time.
+
+    A child that died and waits for its restart does not answer. The HTTP server is
+    not asked: without it only the status page is missing (it is restarted on its own).
+    """
     try:
         # The supervisor first: once it answers, it has built its children.
         if tree.supervisor.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is not True:
             return False
-        watchdog = tree.children.get("watchdog")
-        return watchdog is not None and watchdog.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is True
+        children = list(tree.children.values())
+        if "watchdog" not in tree.children:
+            return False
+        futures = [child.ask(Ping(), block=False) for child in children]
+        deadline = time.monotonic() + PING_TIMEOUT_SECONDS
+        for future in futures:
+            if future.get(timeout=max(0.0, deadline - time.monotonic())) is not True:
+                return False
+        return tree.scheduler.answers(max(0.0, deadline - time.monotonic()))
     except (pykka.Timeout, pykka.ActorDeadError):
         return False
 
@@ -310,12 +351,12 @@ def run_service(
     if not tree_answers(tree):
         stop_tree(tree, "the tree did not start")
         return exit_codes.TREE_FAILED
+    http = HttpChild(settings, tree)
+    tree.restarters["http"] = http.restart
     try:
-        http = start_http(settings, tree)
-    except HttpError as exc:
-        log.critical("%s", exc)
-        stop_tree(tree, str(exc))
-        return exit_codes.CONFIG
+        http.restart()
+    except HttpError as exc:  # mail goes on; the supervisor retries with backoff
+        reporter(tree.supervisor, "http")(str(exc))
     notifier.ready("serving")
     if on_ready is not None:
         on_ready(http.url)
@@ -341,7 +382,52 @@ def run_service(
     return code
 
 
-def start_http(settings: Settings, tree: Tree) -> HttpServer:
+class HttpChild:
+    """The status page as a child of the supervisor: started, restarted, stopped.
+
+    ``restart`` (the supervisor's thread, or the main thread at start) stops the old
+    server, if any, and starts a new one, raising ``HttpError`` when it cannot listen;
+    after ``stop`` it does nothing.
+    """
+
+    def __init__(self, settings: Settings, tree: Tree) -> None:
+        self._settings = settings
+        self._tree = tree
+        self._lock = threading.Lock()
+        self._server: HttpServer | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The page's address: the bound one, or the configured one while not listening."""
+        with self._lock:
+            if self._server is not None:
+                return self._server.url
+        http = self._settings.http
+        host = f"[{http.host}]" if ":" in http.host else http.host
+        return f"http://{host}:{http.port}/"
+
+    def restart(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            old, self._server = self._server, None
+            if old is not None:
+                old.stop()
+            self._server = start_http(
+                self._settings, self._tree, reporter(self._tree.supervisor, "http")
+            )
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._server is not None:
+                self._server.stop()
+
+
+def start_http(
+    settings: Settings, tree: Tree, on_died: Callable[[str], None] = lambda _error: None
+) -> HttpServer:
     """Start the status page and API on ``http.listen``; raise ``HttpError`` if it cannot."""
     metrics = MetricsView(
         tree.store,
@@ -357,7 +443,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         tree_up=lambda: tree_answers(tree),
         metrics_text=metrics.text,
     )
-    server = HttpServer(create_app(source), settings.http.host, settings.http.port)
+    server = HttpServer(create_app(source), settings.http.host, settings.http.port, on_died)
     server.start()
     log.info("status page at %s", server.url)
     return server

@@ -38,15 +38,18 @@ import pykka
 
 from actors.command_reader import Unwatch, Watch
 from actors.engines import EngineRegistry
+from actors.errors import one_line_error
 from actors.fence import IncarnationRegistry
 from actors.mailbox import MailboxActor, MailboxDeps, describe_error, no_engine
 from actors.mailbox_work import MakeWork, no_work
 from actors.messages import (
+    ChildFailed,
     Init,
     MailboxFailed,
     Ping,
     Rescan,
     RestartCommand,
+    StartChild,
     StartMailbox,
 )
 from actors.scheduler import Scheduler, Timer, tell_later
@@ -57,6 +60,9 @@ from events.recorded import Recorded
 from events.replay import replay_store
 from events.store import ANY, EventStore, PendingAppend, read_types
 from events.types import (
+    SERVICE_STREAM,
+    ChildCrashed,
+    ChildRestartScheduled,
     DatabaseDiscovered,
     DatabaseIgnored,
     DatabaseLost,
@@ -71,6 +77,7 @@ from events.types import (
     db_of,
     stream_for,
 )
+from supervisor.child_policy import decide_child
 from supervisor.escalation import (
     BURST_MIN_DATABASES,
     counts_toward_burst,
@@ -149,6 +156,9 @@ class SupervisorDeps:
     )  # "watchdog" and "commands" (the reader), given the supervisor and the log position
     engines: EngineRegistry | None = None  # the served databases' shared engines
     make_work: MakeWork = no_work  # a mailbox's steps after its self-test
+    restart_child: Callable[[str], pykka.ActorRef[Any] | None] = lambda _name: None
+    # starts a child again after ChildFailed (an actor's new ref, or None for the
+    # scheduler's thread and the HTTP server); raises if it cannot
 
 
 @dataclass
@@ -189,6 +199,8 @@ class SupervisorActor(pykka.ThreadingActor):
         # database whose history takes them (None: not a lifecycle event).
         self._unconfirmed: deque[tuple[_Db | None, PendingAppend]] = deque()
         self._mailbox_deps: MailboxDeps | None = None
+        self._child_restarts: dict[str, list[datetime]] = {}  # this process's, per child
+        self._child_pending: dict[str, Timer] = {}
 
     # --- life ------------------------------------------------------------------------
 
@@ -212,6 +224,11 @@ class SupervisorActor(pykka.ThreadingActor):
             self._restart_command(message)
         elif isinstance(message, _RequestedRestartDue):
             self._requested_restart_due(message.db)
+        elif isinstance(message, ChildFailed):
+            self._child_failed(message.child, message.error)
+        elif isinstance(message, StartChild):
+            self._child_pending.pop(message.child, None)
+            self._start_child(message.child)
         else:
             return super().on_receive(message)
         return None
@@ -259,6 +276,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._deps.store.append("service", ANY, [ServiceStopping(reason)])
         if self._rescan is not None:
             self._rescan.cancel()
+        for timer in self._child_pending.values():
+            timer.cancel()
         for child in self._children.values():
             _stop(child)
         futures = []
@@ -516,6 +535,51 @@ class SupervisorActor(pykka.ThreadingActor):
         db.gave_up = None
         self._append(name, [RestartScheduled(decision.delay, decision.cause, decision.attempt)], db)
         self._start_mailbox(name, db)
+
+    # --- the other children ------------------------------------------------------------
+
+    def _child_failed(self, name: str, error: str) -> None:
+        """Log a child's failure and restart it by the policy; give up: the process exits."""
+        if self._stopping or name in self._child_pending:
+            return
+        log.error("the %s failed: %s", name, error)
+        self._deps.store.append_async(SERVICE_STREAM, ANY, [ChildCrashed(name, error)])
+        now = self._deps.clock.now()
+        since = now - timedelta(seconds=self._deps.policy.within_seconds)
+        restarts = [t for t in self._child_restarts.get(name, []) if t > since]
+        decision = decide_child(self._deps.policy, name, restarts, now, self._deps.jitter())
+        if isinstance(decision, GiveUp):
+            self._deps.on_fatal(
+                f"the {name} failed {decision.restarts + 1} times within "
+                f"{decision.within_seconds:.0f} s; the process must restart ({error})"
+            )
+            return
+        self._child_restarts[name] = [*restarts, now]
+        self._deps.store.append_async(
+            SERVICE_STREAM, ANY, [ChildRestartScheduled(name, decision.delay, decision.attempt)]
+        )
+        if decision.delay == 0:
+            self._start_child(name)
+        else:
+            self._child_pending[name] = tell_later(
+                self._deps.scheduler, decision.delay, self.actor_ref, StartChild(name)
+            )
+
+    def _start_child(self, name: str) -> None:
+        """Start ``name`` again; a failure to start is one more failure of it."""
+        if self._stopping:
+            return
+        try:
+            ref = self._deps.restart_child(name)
+        except Exception as exc:
+            self._child_failed(name, one_line_error(exc))
+            return
+        if ref is None:
+            return
+        self._children[name] = ref
+        if name == "commands":  # the new reader knows nothing yet
+            for db in self._dbs:
+                self._tell_child("commands", Watch(db))
 
     # --- queries (ask) ---------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from events.types import (
     EVENT_TYPES,
     CheckInMissed,
     CheckInWritten,
+    ChildCrashed,
+    ChildRestartScheduled,
     DatabaseDiscovered,
     DatabaseIgnored,
     DatabaseLost,
@@ -59,6 +61,8 @@ SAMPLES: list[Event] = [
     MessageReceived(3, 55, "<x@gmail.example>", 1700000000, 12),
     InboxSynced(3, 1700000000, 12),
     MessageParked(3, 1700000000, 13, 56, "parked: importing UID 13 stopped the importer 3 times"),
+    ChildCrashed("http", "cannot listen on 127.0.0.1:8025: Address already in use"),
+    ChildRestartScheduled("http", 2.0, 2),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 
