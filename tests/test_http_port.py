@@ -44,7 +44,7 @@ def test_a_port_another_socket_listens_on_is_never_shared(reuse: bool) -> None:
     held = hold_port(reuse)
     try:
         server = HttpServer(FastAPI(), "127.0.0.1", held.getsockname()[1])
-        with pytest.raises(HttpError, match="cannot listen on 127.0.0.1:.*in use"):
+        with pytest.raises(HttpError, match=r"cannot listen on 127\.0\.0\.1:.*in use"):
             server.start()
     finally:
         held.close()
