@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from actors.command_reader import Unwatch, Watch
+from actors.command_reader import Unwatch, Watch, source_of
 from actors.engines import EngineRegistry
 from actors.errors import one_line_error
 from actors.fence import IncarnationRegistry
@@ -44,6 +44,7 @@ from actors.mailbox import MailboxActor, MailboxDeps, describe_error, no_engine
 from actors.mailbox_work import MakeWork, no_work
 from actors.messages import (
     ChildFailed,
+    CommandsLogged,
     Init,
     MailboxFailed,
     Ping,
@@ -200,6 +201,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._unconfirmed: deque[tuple[_Db | None, PendingAppend]] = deque()
         self._mailbox_deps: MailboxDeps | None = None
         self._child_restarts: dict[str, list[datetime]] = {}  # this process's, per child
+        # Every command id each database's log holds a RestartRequested for, with the
+        # append not yet seen committed (None: committed, or from the log at start).
+        self._commands: dict[str, dict[int, PendingAppend | None]] = {}
         self._child_pending: dict[str, Timer] = {}
 
     # --- life ------------------------------------------------------------------------
@@ -253,6 +257,8 @@ class SupervisorActor(pykka.ThreadingActor):
         histories: dict[str, list[Recorded]] = {}
         for r in read_types(self._deps.store, _HISTORY_TYPES):
             name = db_of(r.stream)
+            if isinstance(r.event, RestartRequested) and r.event.command_id is not None:
+                self._commands.setdefault(name or "", {})[r.event.command_id] = None
             if name is not None:
                 kept = histories.setdefault(name, [])
                 kept.append(r)
@@ -503,21 +509,43 @@ class SupervisorActor(pykka.ThreadingActor):
     def _restart_command(self, msg: RestartCommand) -> None:
         """Log the request; restart once, after the messages already queued.
 
-        The restart is pending until this actor has handled what was in its inbox when
-        the request came: further requests for the database meanwhile are logged and
+        Each command row gets one ``RestartRequested`` ever: a row whose id the log
+        already holds (read again after a crash before it was marked) is not logged
+        again and restarts nothing; the reader is told all the same, to mark it. The
+        restart is pending until this actor has handled what was in its inbox when the
+        request came: further requests for the database meanwhile are logged and
         coalesce into that one restart.
         """
         db = self._dbs.get(msg.db)
         if db is None or self._stopping:
             return
-        command_id = msg.command_ids[0] if msg.command_ids else None
-        requested = RestartRequested(msg.source, msg.requested_by, command_id)
-        self._append(msg.db, [requested], db)
-        if db.requested is None:
-            db.requested = db.incarnation
-            self.actor_ref.tell(_RequestedRestartDue(msg.db))
+        known = self._commands.setdefault(msg.db, {})
+        requested = []
+        for i, command_id in enumerate(msg.command_ids or (None,)):
+            if command_id is not None and command_id in known:
+                continue
+            by = msg.requesters[i] if i < len(msg.requesters) else msg.requested_by
+            source = source_of(by) if i < len(msg.requesters) else msg.source
+            requested.append(RestartRequested(source, by, command_id))
+        durable: PendingAppend | None = None
+        if requested:
+            durable = self._deps.store.append_async(stream_for(msg.db), ANY, requested)
+            self._track(db, durable)
+            for event in requested:
+                if event.command_id is not None:
+                    known[event.command_id] = durable
+            if db.requested is None:
+                db.requested = db.incarnation
+                self.actor_ref.tell(_RequestedRestartDue(msg.db))
+            else:
+                log.info("%s: a restart is already pending; the request joins it", msg.db)
         else:
-            log.info("%s: a restart is already pending; the request joins it", msg.db)
+            earlier = [known[c] for c in msg.command_ids]
+            durable = next((p for p in earlier if p is not None and not p.done()), None)
+            log.info("%s: commands %s are logged already; marking them", msg.db, msg.command_ids)
+        if msg.reply_to is not None and msg.command_ids:
+            with contextlib.suppress(pykka.ActorDeadError):
+                msg.reply_to.tell(CommandsLogged(msg.db, msg.command_ids, durable))
 
     def _requested_restart_due(self, name: str) -> None:
         db = self._dbs.get(name)
