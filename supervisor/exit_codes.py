@@ -12,3 +12,5 @@ TREE_FAILED = 75  # the supervision tree failed: the service manager should rest
 INTERRUPTED = 130  # stopped by Ctrl-C where that is not the normal way out
 BROKEN_PIPE = 141  # the reader of our output went away (`... | head`): 128 + SIGPIPE, as a
 # standard tool killed by SIGPIPE reports through the shell; quiet, and visible to pipefail
+ALREADY_RUNNING = 73  # another service holds this event log's or these databases' lock
+# (sysexits has no "already running"; 73 is EX_CANTCREAT: the lock could not be created)

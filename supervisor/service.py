@@ -43,7 +43,7 @@ from actors.watchdog import WatchdogActor, WatchdogDeps
 from config import Settings
 from events.clock import SystemClock
 from events.sql_store import SqlEventStore, sqlite_file_of
-from supervisor import discovery, exit_codes
+from supervisor import discovery, exit_codes, instance_lock
 from supervisor.http.app import create_app
 from supervisor.http.metrics import MetricsView, ProcessGauges
 from supervisor.http.server import HttpError, HttpServer
@@ -190,12 +190,15 @@ def start_tree(
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
     )
 
+    # This process's name in check-ins and the fence row: two processes never share one.
+    instance = instance_lock.instance_name(settings.service.server_id)
+
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
             db,
             engines.url(db),
             incarnation,
-            settings.service.server_id,
+            instance,
             clock,
             engine=lambda: engines.get(db),
             write=not real_work,  # with check-ins, the check-in is the write
@@ -211,7 +214,7 @@ def start_tree(
         )
         writer = CheckInWriter(
             context.engine,
-            server_name=settings.service.server_id,
+            server_name=instance,
             service_version=SERVICE_VERSION,
             interval_seconds=settings.health.checkin_seconds,
             clock=clock,
@@ -219,6 +222,8 @@ def start_tree(
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
             first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
+            recall_as=settings.service.server_id,
+            grace_seconds=settings.health.grace_seconds,
         )
         return [
             MailCheck(work),
@@ -255,7 +260,7 @@ def start_tree(
                 scheduler,
                 settings.health.checkin_seconds,
                 engines.get,
-                settings.service.server_id,
+                instance,
                 SERVICE_VERSION,
                 on_written=gauges.checkin_written,
                 on_failed=reporter(ref, "checkins"),
@@ -347,6 +352,25 @@ def run_service(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    try:
+        locks = instance_lock.acquire(settings.service.event_store, settings.databases.server_url)
+    except instance_lock.AlreadyRunningError as exc:
+        log.critical("%s", exc)
+        return exit_codes.ALREADY_RUNNING
+    try:
+        return _serve(settings, notifier, stop, reason, on_ready)
+    finally:
+        locks.release()
+
+
+def _serve(
+    settings: Settings,
+    notifier: Notifier,
+    stop: threading.Event,
+    reason: list[str],
+    on_ready: Callable[[str], None] | None,
+) -> int:
+    """``run_service`` once this process holds the locks."""
     tree = start_tree(settings)
     if not tree_answers(tree):
         stop_tree(tree, "the tree did not start")
