@@ -18,7 +18,9 @@ ok one; if it is late (the database's clock is past its ``next_checkin_due_at`` 
 ``grace_seconds``: the service was dead or hung, and nobody wrote anything), the outage
 started when that check-in said the next was due. So the first ok check-in of a new
 incarnation (after a crash, a restart of the mailbox or of the whole process, a kill or
-a hang) still carries the recovery line. This costs one read per writer, not per
+a hang) still carries the recovery line. A writer that finds its own last check-in
+longer ago than an interval plus the grace (the whole process was paused, or its thread
+hung and woke) asks the database again before it writes. This costs one read per writer, not per
 check-in.
 """
 
@@ -97,6 +99,7 @@ class CheckInWriter:
         self._keep_days = keep_days
         self._first_prune_after = first_prune_after
         self._prune_due: float | None = None  # monotonic; set at the first write
+        self._last_write: float | None = None  # monotonic: when the last check-in landed
 
     def unreachable(self) -> None:
         """Note that the database did not answer (no check-in can be written now)."""
@@ -111,6 +114,12 @@ class CheckInWriter:
         ``incarnation``: fence the write with it (raises ``StaleIncarnationError`` when a
         newer one holds the database); None for the projector's unfenced check-ins.
         """
+        late = self._interval + self._grace
+        if (
+            self._last_write is not None
+            and self._clock.monotonic() - self._last_write > late.total_seconds()
+        ):
+            self._recalled = False  # the process was paused or this thread hung: ask again
         try:
             engine = self._engine()
             if not self._recalled:
@@ -131,6 +140,7 @@ class CheckInWriter:
             return False
         self.last_error = ""
         self._memory = memory
+        self._last_write = self._clock.monotonic()
         self._on_written()
         self._prune_now_and_then(engine)
         return True

@@ -93,8 +93,8 @@ def acquire(event_store: str, server_url: str) -> HeldLocks:
     """
     held = HeldLocks()
     try:
-        _lock(held, event_store, "event log", _log_lock_file)
-        _lock(held, server_url, "practice databases", _folder_lock_file)
+        _lock(held, event_store, "this event log", _log_lock_file)
+        _lock(held, server_url, "these practice databases", _folder_lock_file)
     except BaseException:
         held.release()
         raise
@@ -136,7 +136,7 @@ def _flock(held: HeldLocks, path: Path, what: str) -> None:
         other = handle.read().strip() or "a process that wrote nothing"
         handle.close()
         raise AlreadyRunningError(
-            f"another email service ({other}) serves these {what}: it holds the lock on {path}"
+            f"another email service ({other}) serves {what}: it holds the lock on {path}"
         ) from None
     handle.seek(0)
     handle.truncate()
@@ -178,7 +178,7 @@ def _pg_lock(held: HeldLocks, url: str, what: str) -> None:
         conn.close()
         name = other[0] if other is not None and other[0] else "another process"
         raise AlreadyRunningError(
-            f"another email service ({name}) serves these {what}: it holds an advisory lock "
+            f"another email service ({name}) serves {what}: it holds an advisory lock "
             f"on {mask_url(url)}"
         )
 
@@ -196,7 +196,7 @@ def _mysql_lock(held: HeldLocks, url: str, what: str) -> None:
         holder = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
         conn.close()
         raise AlreadyRunningError(
-            f"another email service (database connection {holder}) serves these {what}: "
+            f"another email service (database connection {holder}) serves {what}: "
             f"it holds the named lock {name} on {mask_url(url)}"
         )
 
