@@ -34,9 +34,11 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from config import mask_url
+from supervisor.discovery import error_line
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,16 @@ def acquire(event_store: str, server_url: str) -> HeldLocks:
     held = HeldLocks()
     try:
         _lock(held, event_store, "this event log", _log_lock_file)
-        _lock(held, server_url, "these practice databases", _folder_lock_file)
+        try:
+            _lock(held, server_url, "these practice databases", _folder_lock_file)
+        except SQLAlchemyError as exc:
+            # A database server down at boot must not stop the service (it serves what
+            # answers, and rescans); the log's lock still keeps a second service out.
+            log.warning(
+                "no lock on the practice databases' server (it does not answer: %s); "
+                "going on without it",
+                error_line(exc, server_url),
+            )
     except BaseException:
         held.release()
         raise
