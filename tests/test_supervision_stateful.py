@@ -134,28 +134,36 @@ def settle(h: Harness, timeout: float = 30.0) -> None:
     while quiet < 2:
         before = h.store.last_seq()
         h.scheduler.advance(0)
-        pending: list[pykka.Future[Any]] = []
+        # An actor that dies between the registry's list and the ask may never answer
+        # (pykka drains its inbox once, as it stops): a dead one counts as settled.
+        pending: list[tuple[pykka.ActorRef[Any], pykka.Future[Any]]] = []
         for ref in pykka.ActorRegistry.get_all():
             with contextlib.suppress(pykka.ActorDeadError):
-                pending.append(ref.ask(Ping(), block=False))
+                pending.append((ref, ref.ask(Ping(), block=False)))
         while len(pending) > len(h.held):
             if time.monotonic() > deadline:
+                busy = sorted(type_name(ref) for ref, _ in pending)
                 raise AssertionError(
-                    f"the tree did not settle in {timeout} s: {len(pending)} actors busy, "
-                    f"{len(h.held)} held; log: {h.log()[-20:]}"
+                    f"the tree did not settle in {timeout} s: {len(pending)} actors busy "
+                    f"({busy}), {len(h.held)} held; log: {h.log()[-20:]}"
                 )
             still = []
-            for future in pending:
+            for ref, future in pending:
                 try:
                     future.get(timeout=0)
                 except pykka.Timeout:
-                    still.append(future)
+                    if ref.is_alive():
+                        still.append((ref, future))
                 except pykka.ActorDeadError:
                     pass
             if len(still) == len(pending):
                 time.sleep(0.0005)
             pending = still
         quiet = quiet + 1 if h.store.last_seq() == before else 0
+
+
+def type_name(ref: pykka.ActorRef[Any]) -> str:
+    return ref.actor_class.__name__
 
 
 def advance(h: Harness, seconds: float) -> None:
