@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from actors import practice_db
 
 DB_TIMEOUT_SECONDS = 10.0
-"""How long connecting to a practice database may take."""
+"""How long connecting to a practice database, or any wait on it, may take at most; the
+service makes it shorter still when its hang limit asks (``default_engine``'s ``timeout``)."""
 
 QUERY_CACHE_SIZE = 50
 """Compiled statements kept per engine: the service uses a handful per database."""
@@ -37,14 +38,16 @@ steady state runs two (the self-test's write, the command poll); more would keep
 start's one-off statements, and SQLite's memory for them, alive."""
 
 
-def default_engine(url: str) -> Engine:
-    """Return the engine the service uses for one practice database."""
+def default_engine(url: str, timeout: float = DB_TIMEOUT_SECONDS) -> Engine:
+    """Return the engine the service uses for one practice database: connecting and every
+    wait on it (a lock, a statement, a pooled connection) bounded by ``timeout``."""
     return practice_db.make_engine(
         url,
-        timeout=DB_TIMEOUT_SECONDS,
+        timeout=timeout,
         query_cache_size=QUERY_CACHE_SIZE,
         sqlite_statement_cache=SQLITE_STATEMENT_CACHE,
         pool_size=POOL_SIZE,
+        wait_timeout=timeout,
     )
 
 

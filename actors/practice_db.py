@@ -100,6 +100,7 @@ def connect_args(url: str | URL, timeout: float | None) -> dict[str, Any]:
 
 
 _WAL = "practice_db_wal"  # connection info: the SQLite connection is in WAL mode
+_BUSY_MS = "practice_db_busy_ms"  # connection info: its lock wait, when not the default
 _RELAXED = "practice_db_relaxed"  # connection info: its commits now skip their fsync
 
 
@@ -117,7 +118,7 @@ def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
     # because the outbox relies on it); only ``one_statement(durable=False)`` relaxes it.
     cursor.execute("PRAGMA synchronous=FULL")
     record.info[_RELAXED] = False
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={record.info.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS)}")
     # A small page cache: the service keeps a connection open to every practice database
     # for as long as it runs, and SQLite's default (2 MB each) fills as the check-in
     # table grows: a thousand databases would slowly take gigabytes.
@@ -217,6 +218,7 @@ def make_engine(
     query_cache_size: int | None = None,
     sqlite_statement_cache: int | None = None,
     pool_size: int | None = None,
+    wait_timeout: float | None = None,
 ) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
@@ -230,7 +232,12 @@ def make_engine(
     ``sqlite_statement_cache`` the prepared statements each SQLite connection keeps
     (default: the driver's 128), which hold SQLite's memory. ``pool_size`` is how many
     idle connections the pool keeps (default SQLAlchemy's 5); more may be open at once,
-    and those beyond it are closed when given back.
+    and those beyond it are closed when given back. ``wait_timeout`` bounds every wait
+    once connected, for a caller that must never wait longer (a mailbox, whose waits
+    must stay below its hang limit): SQLite's lock wait (default 30 s), PostgreSQL's
+    ``statement_timeout`` and ``lock_timeout``, pyodbc's query timeout (whole seconds),
+    and the wait for a pooled connection; PyMySQL's reads and writes are already bounded
+    by ``timeout``.
     Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
@@ -242,14 +249,36 @@ def make_engine(
         kwargs["query_cache_size"] = query_cache_size
     if pooled and pool_size is not None:
         kwargs["pool_size"] = pool_size
+    if pooled and wait_timeout is not None:
+        kwargs["pool_timeout"] = wait_timeout
     if parsed.get_backend_name() == "sqlite":
         if sqlite_statement_cache is not None:
             kwargs["connect_args"]["cached_statements"] = sqlite_statement_cache
         engine = create_engine(parsed, **kwargs)
+        if wait_timeout is not None:
+            busy_ms = max(1, round(wait_timeout * 1000))
+            # Registered first, so it runs before _sqlite_on_connect reads it.
+            event.listen(
+                engine, "connect", lambda _c, record: record.info.__setitem__(_BUSY_MS, busy_ms)
+            )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if wait_timeout is not None:
+        kwargs["connect_args"].update(_wait_args(parsed, wait_timeout))
+    engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if wait_timeout is not None and parsed.get_driver_name() == "pyodbc":
+        whole = max(1, math.ceil(wait_timeout))
+        event.listen(engine, "connect", lambda dbapi, _r: setattr(dbapi, "timeout", whole))
+    return engine
+
+
+def _wait_args(url: URL, wait_timeout: float) -> dict[str, Any]:
+    """Connect arguments that bound waits once connected (see ``make_engine``). Pure."""
+    if url.get_driver_name() in ("psycopg", "psycopg2"):
+        ms = max(1, round(wait_timeout * 1000))
+        return {"options": f"-c statement_timeout={ms} -c lock_timeout={ms}"}
+    return {}
 
 
 def _once(engine: Engine) -> Engine:

@@ -15,6 +15,8 @@ timers, close the practice databases' shared engines, flush and close the log â€
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import random
 import signal
@@ -31,7 +33,7 @@ from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
 from actors.checkin_writer import PRUNE_EVERY_SECONDS, CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
-from actors.engines import EngineRegistry
+from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry, default_engine
 from actors.fence import IncarnationRegistry
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 SERVICE_VERSION = "0.1.0"
 STOP_BUDGET_SECONDS = 8.0
 """Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
+MAILBOX_STOP_SECONDS = 2.0
+"""How long a stop waits for mailboxes: one between ticks stops within milliseconds, and
+one waiting on a server (up to its timeout) runs on a daemon thread, left behind."""
 PING_TIMEOUT_SECONDS = 5.0
 COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
@@ -74,8 +79,21 @@ def command_idle_poll_seconds(settings: Settings) -> float:
 
 
 def hang_after(settings: Settings) -> float:
-    """Seconds of silence after which a mailbox is taken to hang: two check-in intervals."""
+    """Seconds without progress after which a mailbox is taken to hang: two check-in
+    intervals (``supervisor.hang_rule``)."""
     return 2 * settings.health.checkin_seconds
+
+
+def wait_limit(settings: Settings) -> float:
+    """The longest any one wait of a mailbox may take: half the hang limit. The loader
+    holds ``mail.io_timeout_seconds`` to it; database waits are the smaller of it and
+    ``DB_TIMEOUT_SECONDS``."""
+    return hang_after(settings) / 2
+
+
+def db_timeout(settings: Settings) -> float:
+    """Connecting to, and each wait on, a practice database (see ``wait_limit``)."""
+    return min(DB_TIMEOUT_SECONDS, wait_limit(settings))
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -164,7 +182,9 @@ def start_tree(
     scheduler = ThreadScheduler()
     clock = SystemClock()
     registry = IncarnationRegistry(store)
-    engines = engines or EngineRegistry()
+    engines = engines or EngineRegistry(
+        functools.partial(default_engine, timeout=db_timeout(settings))
+    )
     sup = settings.supervision
     policy = RestartPolicy(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
@@ -210,7 +230,15 @@ def start_tree(
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
         work = MailWork(
-            db, context.incarnation, context.engine, context.append, clock, mail, context.flush
+            db,
+            context.incarnation,
+            context.engine,
+            context.append,
+            clock,
+            mail,
+            context.flush,
+            must_yield=context.must_yield,
+            record=context.record,
         )
         writer = CheckInWriter(
             context.engine,
@@ -235,7 +263,8 @@ def start_tree(
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
-            hang_after(settings), ref, on_failed=reporter(ref, "watchdog"),
+            hang_after(settings), ref, progress=registry.progress,
+            on_failed=reporter(ref, "watchdog"),
         )  # fmt: skip
         reader = CommandReaderDeps(
             clock,
@@ -319,14 +348,26 @@ def tree_answers(tree: Tree) -> bool:
 
 
 def stop_tree(tree: Tree, reason: str) -> None:
-    """Stop the tree in order and close the log; never raises."""
+    """Stop the tree in order and close the log, within ``STOP_BUDGET_SECONDS``; never raises.
+
+    The supervisor gives its mailboxes ``MAILBOX_STOP_SECONDS`` together. Every actor
+    still registered after that is asked to stop; the others are waited for within what
+    is left of the budget, but not a mailbox (one still waiting on a server, or a hung
+    one abandoned earlier): it runs on a daemon thread and cannot hold the exit.
+    """
+    deadline = time.monotonic() + STOP_BUDGET_SECONDS
     try:
-        tree.supervisor.proxy().stop_tree(reason, STOP_BUDGET_SECONDS - 2).get(
-            timeout=STOP_BUDGET_SECONDS
+        tree.supervisor.proxy().stop_tree(reason, MAILBOX_STOP_SECONDS).get(
+            timeout=STOP_BUDGET_SECONDS / 2
         )
     except (pykka.Timeout, pykka.ActorDeadError) as exc:
         log.error("the supervisor did not stop in order: %r", exc)
-    pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    for ref in reversed(pykka.ActorRegistry.get_all()):
+        future = ref.stop(block=False)
+        if getattr(ref.actor_class, "use_daemon_thread", False):
+            continue  # a mailbox the supervisor already gave its time, or an abandoned one
+        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
     tree.scheduler.close()
     tree.engines.close()
     tree.store.close()  # flushes every pending append

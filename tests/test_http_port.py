@@ -87,7 +87,7 @@ def test_serve_sends_mail_while_its_port_is_taken_and_listens_once_free(
         f'[databases]\nserver_url = "sqlite:///{folder}"\n'
         "[health]\ncheckin_seconds = 2.0\n"
         "[supervision]\nbackoff_min_seconds = 0.2\nbackoff_max_seconds = 1.0\n"
-        "[mail]\noutbox_poll_seconds = 1.0\n"
+        "[mail]\noutbox_poll_seconds = 1.0\nio_timeout_seconds = 2.0\n"
         f'[http]\nlisten = "127.0.0.1:{port}"\n'
     )
     proc = subprocess.Popen(

@@ -34,7 +34,7 @@ def config(path: Path, store_url: str, folder: Path) -> Path:
     path.write_text(
         f'[service]\nserver_id = "SRV1"\nevent_store = "{store_url}"\n'
         f'[databases]\nserver_url = "sqlite:///{folder}"\n'
-        "[health]\ncheckin_seconds = 1.0\n"
+        "[health]\ncheckin_seconds = 1.0\n[mail]\nio_timeout_seconds = 1.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     return path

@@ -28,7 +28,7 @@ def start(tmp_path: Path) -> subprocess.Popen[bytes]:
     config.write_text(
         f'[service]\nevent_store = "sqlite:///{tmp_path / "events.sqlite3"}"\n'
         f'[databases]\nserver_url = "sqlite:///{tmp_path / "practices"}"\n'
-        "[health]\ncheckin_seconds = 1.0\ngrace_seconds = 1.0\n"
+        "[health]\ncheckin_seconds = 1.0\ngrace_seconds = 1.0\n[mail]\nio_timeout_seconds = 1.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     with (tmp_path / "serve.log").open("ab") as log:  # the child keeps its own copy

@@ -101,7 +101,7 @@ class Harness:
 
             deps = WatchdogDeps(
                 self.store, self.clock, self.scheduler, 5.0, HANG_AFTER, sup,
-                on_failed=report("watchdog"),
+                progress=self.registry.progress, on_failed=report("watchdog"),
             )  # fmt: skip
             self.restarters["watchdog"] = lambda: WatchdogActor.start(deps, position)
             if self.commands is not None:
