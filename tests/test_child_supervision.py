@@ -17,6 +17,7 @@ from config import load_settings
 from events.store import read_all
 from events.types import ChildCrashed, ChildRestartScheduled, RestartRequested, SelfTestPassed
 from supervisor.service import Tree, start_tree, stop_tree, tree_answers
+from tests.mail_helpers import wait_until
 from tests.test_service import make_practices, settings_for, wait_for_events
 
 
@@ -53,7 +54,8 @@ def test_a_crashed_child_actor_is_logged_and_restarted(tree: Tree, child: str) -
     crashed = [r.event for r in read_all(tree.store) if isinstance(r.event, ChildCrashed)]
     assert crashed == [ChildCrashed(child, crashed[0].error)]
     assert crashed[0].error.startswith("TypeError:")
-    assert tree.children[child] is not old
+    # The decision is logged before the new child is started: wait for the start.
+    wait_until(lambda: tree.children[child] is not old, f"a new {child}")
     assert tree_answers(tree)
 
 
