@@ -49,6 +49,7 @@ class CheckInProjectorDeps:
     server_name: str
     service_version: str
     on_written: Callable[[str], None] = lambda _db: None
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 class CheckInProjectorActor(PeriodicActor):
@@ -62,6 +63,9 @@ class CheckInProjectorActor(PeriodicActor):
         self._after = 0 if memory is None else memory.last_seq
         self._health: dict[str, DbHealth] = {} if memory is None else dict(memory.view.health)
         self._writers: dict[str, CheckInWriter] = {}
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         self._follow()

@@ -12,20 +12,28 @@ incarnation cannot write one. A check-in with diagnostic lines (a failure, a rec
 is one short transaction instead: fence check, check-in, lines.
 
 A writer's memory of an outage starts with what the database itself says: on its first
-write it reads whether this server's newest check-in there failed and, if so, since
-when. So the first ok check-in of a new incarnation (after a crash, a restart of the
-mailbox or of the whole process, whose failed check-ins another writer wrote) still
-carries the recovery line. This costs one read per writer, not per check-in.
+write it reads this server's newest check-in there (any process of ``recall_as``, the
+``server_id``). If it failed, the outage started at the oldest failed one since the last
+ok one; if it is late (the database's clock is past its ``next_checkin_due_at`` plus
+``grace_seconds``: the service was dead or hung, and nobody wrote anything), the outage
+started when that check-in said the next was due. So the first ok check-in of a new
+incarnation (after a crash, a restart of the mailbox or of the whole process, a kill or
+a hang) still carries the recovery line. A writer that finds its own last check-in
+longer ago than an interval plus the grace (the whole process was paused, or its thread
+hung and woke) asks the database again before it writes. This costs one read per writer, not per
+check-in.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Engine,
     Insert,
     String,
@@ -36,6 +44,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    or_,
     select,
     true,
 )
@@ -69,9 +78,15 @@ class CheckInWriter:
         on_written: Callable[[], None] = lambda: None,
         keep_days: float | None = None,
         first_prune_after: float = 0.0,
+        recall_as: str | None = None,
+        grace_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
         self._server_name = server_name
+        # Check-ins of any process of this server: its name, or its name and " (...)".
+        recall = recall_as if recall_as is not None else server_name
+        self._recall_params = {"server_id": recall, "pattern": _like_escaped(recall) + " (%"}
+        self._grace = timedelta(seconds=grace_seconds)
         self._version = service_version
         self._interval = timedelta(seconds=interval_seconds)
         self._clock = clock
@@ -87,6 +102,7 @@ class CheckInWriter:
         self._keep_days = keep_days
         self._first_prune_after = first_prune_after
         self._prune_due: float | None = None  # monotonic; set at the first write
+        self._last_write: float | None = None  # monotonic: when the last check-in landed
 
     def unreachable(self) -> None:
         """Note that the database did not answer (no check-in can be written now)."""
@@ -101,6 +117,12 @@ class CheckInWriter:
         ``incarnation``: fence the write with it (raises ``StaleIncarnationError`` when a
         newer one holds the database); None for the projector's unfenced check-ins.
         """
+        late = self._interval + self._grace
+        if (
+            self._last_write is not None
+            and self._clock.monotonic() - self._last_write > late.total_seconds()
+        ):
+            self._recalled = False  # the process was paused or this thread hung: ask again
         try:
             engine = self._engine()
             if not self._recalled:
@@ -123,6 +145,7 @@ class CheckInWriter:
         self.last_error = ""
         self.server_full = False
         self._memory = memory
+        self._last_write = self._clock.monotonic()
         self._on_written()
         self._prune_now_and_then(engine)
         return True
@@ -149,14 +172,17 @@ class CheckInWriter:
         # The first question is asked by every mailbox that starts: compiled once for the
         # process; the rest only after a failure, not worth a place in any SQL cache.
         sql, params = practice_db.driver_form(
-            _NEWEST_OK, "newest_checkin_ok", engine.dialect, {"server_name": self._server_name}
+            _NEWEST_OK, "newest_checkin_ok", engine.dialect, self._recall_params
         )
         with practice_db.one_read(engine) as conn:
             row = conn.exec_driver_sql(sql, params).first()
-        if row is None or row[0]:
+        if row is None:
+            return
+        if row[0]:
+            self._recall_gap(engine, row[1])
             return
         t = checkins
-        mine = t.c.server_name == self._server_name
+        mine = _mine(self._recall_params)
         with engine.execution_options(compiled_cache=None).connect() as conn:
             last_ok = conn.execute(
                 select(func.max(t.c.checked_in_at)).where(mine, t.c.ok == true())
@@ -168,6 +194,18 @@ class CheckInWriter:
         known = self._memory.unavailable_since
         if since is not None and (known is None or since < known):
             self._memory = CheckInMemory(since)
+
+    def _recall_gap(self, engine: Engine, due: object) -> None:
+        """The newest check-in was ok: the database was served since, unless it is late."""
+        with practice_db.one_read(engine) as conn:
+            now = checkins_table.server_now(conn)
+        if isinstance(due, str):  # SQLite through the driver: the stored text
+            due = datetime.fromisoformat(due[:26])
+        if not isinstance(due, datetime):
+            return
+        due = due.replace(tzinfo=None)
+        if now > due + self._grace and self._memory.unavailable_since is None:
+            self._memory = CheckInMemory(due)
 
     def _fenced_plain(self, engine: Engine, content: CheckInContent, incarnation: int) -> None:
         params = {
@@ -229,13 +267,30 @@ def _plain_insert(interval_seconds: float) -> Insert:
     )
 
 
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _mine(params: dict[str, str] | None = None) -> ColumnElement[bool]:
+    """This server's check-ins: ``server_name`` is its id, or its id and " (host pid N)"."""
+    server_id: Any = bindparam("server_id", type_=Unicode())
+    pattern: Any = bindparam("pattern", type_=Unicode())
+    if params is not None:
+        server_id, pattern = params["server_id"], params["pattern"]
+    return or_(
+        checkins.c.server_name == server_id,
+        checkins.c.server_name.like(pattern, escape="\\"),
+    )
+
+
 _NEWEST_OK = (
-    select(checkins.c.ok)
-    .where(checkins.c.server_name == bindparam("server_name", type_=Unicode()))
+    select(checkins.c.ok, checkins.c.next_checkin_due_at)
+    .where(_mine())
     .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
     .limit(1)
 )
-"""Whether this server's newest check-in here was ok (``_recall``'s first question)."""
+"""Whether this server's newest check-in here was ok, and when the next was due
+(``_recall``'s first question)."""
 
 PRUNE_EVERY_SECONDS = 3600.0
 """How often a writer deletes check-ins past their keeping time."""

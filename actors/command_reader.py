@@ -2,9 +2,13 @@
 
 It runs outside every mailbox (a mailbox cannot be trusted to read the command that
 restarts it). It reads each served database's unhandled rows through that database's
-shared engine, claims them (exactly once) and tells the supervisor one
-``RestartCommand`` per database however many rows asked: a storm of clicks is one
-restart.
+shared engine and tells the supervisor one ``RestartCommand`` per database however many
+rows asked: a storm of clicks is one restart. The rows are marked handled only when the
+supervisor answers ``CommandsLogged`` and the ``RestartRequested`` events are durable:
+a crash of anything in between leaves them unhandled, to be read again, and the
+supervisor, which knows every command id in the log, logs none twice and just answers
+(handled exactly once). While a database's rows wait for that answer the database is
+not read again, for at most ``IN_FLIGHT_SECONDS``.
 
 Polling a thousand databases costs CPU even when nobody asks for anything, so each
 database is read every ``idle_poll_seconds`` while it stays quiet, and every
@@ -27,12 +31,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
 from actors import commands_table
-from actors.messages import RestartCommand
+from actors.messages import CommandsLogged, RestartCommand
 from actors.periodic import PeriodicActor
 from actors.scheduler import Scheduler
 from events.clock import Clock
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT_SECONDS = 60.0
+"""How long rows told to the supervisor wait for its answer before they are read again
+(it does not answer for a database it stopped serving meanwhile)."""
+
+DURABLE_WAIT_SECONDS = 30.0
+"""How long the reader waits for the supervisor's append to commit before it fails."""
+
+RESTART_OUTCOME = "restarting the email service for this database"
 
 
 class Watch(NamedTuple):
@@ -58,6 +71,7 @@ class CommandReaderDeps:
     engine: Callable[[str], Engine]  # db -> its shared engine
     idle_poll_seconds: float | None = None  # the longest interval; None: poll_seconds
     on_restart: Callable[[str], None] = lambda _db: None  # a person asked to restart ``db``
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 def source_of(requested_by: str) -> str:
@@ -93,6 +107,15 @@ class _Polled:
     due: float  # monotonic seconds
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    """Rows told to the supervisor, waiting for ``CommandsLogged``."""
+
+    ids: tuple[int, ...]
+    outcome: str
+    since: float  # monotonic seconds
+
+
 class CommandReaderActor(PeriodicActor):
     """Polls the served databases' command tables."""
 
@@ -102,6 +125,7 @@ class CommandReaderActor(PeriodicActor):
         self._base = deps.poll_seconds
         self._ceiling = max(deps.poll_seconds, deps.idle_poll_seconds or deps.poll_seconds)
         self._watched: dict[str, _Polled] = {}
+        self._in_flight: dict[str, _InFlight] = {}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Watch):
@@ -111,15 +135,24 @@ class CommandReaderActor(PeriodicActor):
             self._watched.setdefault(message.db, _Polled(self._ceiling, now))
         elif isinstance(message, Unwatch):
             self._watched.pop(message.db, None)
+            self._in_flight.pop(message.db, None)
+        elif isinstance(message, CommandsLogged):
+            self._logged(message)
         else:
             return super().handle(message)
         return None
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         now = self._deps.clock.monotonic()
         for db, polled in list(self._watched.items()):
             if polled.due > now:
                 continue
+            flight = self._in_flight.get(db)
+            if flight is not None and now - flight.since < IN_FLIGHT_SECONDS:
+                continue  # its rows wait for the supervisor's answer
             found = False
             try:
                 engine = self._deps.engine(db)
@@ -134,25 +167,45 @@ class CommandReaderActor(PeriodicActor):
         return self._base
 
     def _read(self, db: str, engine: Engine) -> bool:
-        """Handle ``db``'s pending commands; return whether there were any."""
+        """Tell the supervisor about ``db``'s pending commands; return whether there were any."""
         rows = commands_table.pending(engine)
         if not rows:
             return False
-        now = self._deps.clock.now()
         for row in rows:
             if row.command != commands_table.RESTART:
-                commands_table.claim(engine, [row.id], now, f"unknown command {row.command!r}")
+                commands_table.mark_handled(engine, [row.id], f"unknown command {row.command!r}")
         restarts = [r for r in rows if r.command == commands_table.RESTART]
         if not restarts:
             return True
-        outcome = "restarting the email service for this database"
+        outcome = RESTART_OUTCOME
         if len(restarts) > 1:
             outcome += f" ({len(restarts)} requests, one restart)"
-        won = commands_table.claim(engine, [r.id for r in restarts], now, outcome)
-        if won:
-            first = next(r for r in restarts if r.id == won[0])
-            self._deps.on_restart(db)
-            self._deps.supervisor.tell(
-                RestartCommand(db, source_of(first.requested_by), first.requested_by, tuple(won))
+        ids = tuple(r.id for r in restarts)
+        self._in_flight[db] = _InFlight(ids, outcome, self._deps.clock.monotonic())
+        first = restarts[0]
+        self._deps.on_restart(db)
+        self._deps.supervisor.tell(
+            RestartCommand(
+                db,
+                source_of(first.requested_by),
+                first.requested_by,
+                ids,
+                reply_to=self.actor_ref,
+                requesters=tuple(r.requested_by for r in restarts),
             )
+        )
         return True
+
+    def _logged(self, message: CommandsLogged) -> None:
+        """Mark the rows handled once their events are durable (a failed append: crash)."""
+        flight = self._in_flight.get(message.db)
+        if flight is None or flight.ids != message.command_ids:
+            return  # no longer watched, or an answer to rows given up on and read again
+        del self._in_flight[message.db]
+        if message.durable is not None:
+            message.durable.result(timeout=DURABLE_WAIT_SECONDS)
+        try:
+            commands_table.mark_handled(self._deps.engine(message.db), flight.ids, flight.outcome)
+        except (SQLAlchemyError, LookupError) as exc:
+            # Read again at its next poll; their events are logged, so they are only marked.
+            log.warning("marking commands of %s handled failed: %s", message.db, exc)

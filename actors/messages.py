@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from events.store import PendingAppend
 from events.types import Event
 
 
@@ -44,13 +45,42 @@ class Rescan(NamedTuple):
 
 
 class RestartCommand(NamedTuple):
-    """To the supervisor: people asked to restart ``db`` (command rows, coalesced)."""
+    """To the supervisor: people asked to restart ``db`` (command rows, coalesced).
+
+    ``requesters`` holds each row's ``requested_by`` in the order of ``command_ids``
+    (empty: all are ``requested_by``). With ``reply_to``, the supervisor answers
+    ``CommandsLogged`` there once it has logged the rows' ``RestartRequested``.
+    """
 
     db: str
     source: str
     requested_by: str
     command_ids: tuple[int, ...]
+    reply_to: Any = None  # pykka.ActorRef of the command reader
+    requesters: tuple[str, ...] = ()
+
+
+class CommandsLogged(NamedTuple):
+    """To the command reader: these rows' ``RestartRequested`` are logged; ``durable`` is
+    the append to wait for before marking them handled (None: already committed)."""
+
+    db: str
+    command_ids: tuple[int, ...]
+    durable: PendingAppend | None
 
 
 class Ping(NamedTuple):
     """Ask: answer ``True`` if the actor's loop is turning."""
+
+
+class ChildFailed(NamedTuple):
+    """To the supervisor: its child ``child`` (not a mailbox) died of ``error``."""
+
+    child: str
+    error: str
+
+
+class StartChild(NamedTuple):
+    """To the supervisor: a scheduled restart of its child ``child`` is due."""
+
+    child: str

@@ -5,16 +5,19 @@ fallible set-up runs in that first message, never in ``on_start``, where a failu
 silent), answers ``Ping`` with ``True``, runs ``tick`` on ``Init`` and on every ``Tick``
 (``run_now`` on ``RunNow``), and asks its scheduler for the next ``Tick`` after the delay
 that returns (None: no more ticks), replacing any tick still pending. The pending timer
-is cancelled in ``on_stop`` and, for a subclass that calls ``cancel_timer``, in
-``on_failure``. Everything runs in the actor's own thread.
+is cancelled in ``on_stop`` and in ``on_failure``, which then calls ``failed`` with the
+error on one line: the supervisor's children report their crash there
+(``ChildCrashed``). Everything runs in the actor's own thread.
 """
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 import pykka
 
+from actors.errors import one_line_error
 from actors.messages import Init, Ping, RunNow, Tick
 from actors.scheduler import Scheduler, Timer, tell_later
 
@@ -74,3 +77,18 @@ class PeriodicActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self.cancel_timer()
+
+    def on_failure(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel_timer()
+        self.failed(one_line_error(exc))
+
+    def failed(self, error: str) -> None:
+        """Report that this actor died of ``error`` (its thread, after pykka logged it).
+
+        Default: nothing. Must not raise.
+        """

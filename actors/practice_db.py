@@ -372,15 +372,23 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
 
     Upserts the ``email_service_mailbox`` row (id 1) with ``incarnation``, ``server_name``
     and ``started_at`` = ``now`` (aware, or naive meaning UTC), creating that service-owned
-    table first if this practice database lacks it. Claiming the stored number again is
-    allowed (idempotent); a lower one is refused.
+    table first if this practice database lacks it. A higher number than the stored one
+    wins; the stored number itself is claimed again only by the same service
+    (``same_service``: a process whose predecessor was killed before its start reached
+    the log gets the same number); a lower one is refused.
 
-    The update is a compare-and-swap (``WHERE incarnation <= :n``), so two services or two
-    incarnations racing can never both win with the lower number. It is tried first on
-    its own: when it changes the row (every claim but a database's very first) or finds
-    the fence table without the row, the table checks are skipped, since the service
-    creates the fence table only in a database that has the ``practice`` table. Raises
-    ``StaleIncarnationError`` when the stored incarnation is already higher,
+    So two services with event logs of their own, whose numbers run independently, can
+    never both hold one number: each claim of one fences the other out, and the winner's
+    outbox recovery settles the loser's rows (``MessageDeliveryUncertain`` for those on
+    the wire). Before, a second service claiming the number the first held got it too,
+    and both sent the same outbox row without a word in either log.
+
+    The update is a compare-and-swap (``WHERE incarnation < :n``), so two services or two
+    incarnations racing can never both win. It is tried first on its own: when it changes
+    the row (every claim but a database's very first) or finds the fence table without
+    the row, the table checks are skipped, since the service creates the fence table
+    only in a database that has the ``practice`` table. Raises ``StaleIncarnationError``
+    when the stored incarnation is higher, or equal and another service's;
     ``PracticeDbError`` when the database has no ``practice`` table, and the database's
     own errors when it cannot be reached.
     """
@@ -398,21 +406,26 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
         with _once(engine).begin() as conn:
             changed = conn.execute(
                 update(table)
-                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation <= incarnation)
+                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation < incarnation)
                 .values(**values)
             ).rowcount
             if changed == 1:
                 return
             stored = conn.execute(
-                select(table.c.incarnation).where(table.c.id == SINGLE_ROW_ID)
-            ).scalar_one_or_none()
+                select(table.c.incarnation, table.c.server_name).where(table.c.id == SINGLE_ROW_ID)
+            ).one_or_none()
+            if stored is not None and stored.incarnation == incarnation:
+                if not same_service(stored.server_name or "", server_name):
+                    raise StaleIncarnationError(incarnation, stored.incarnation)
+                conn.execute(
+                    update(table)
+                    .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation == incarnation)
+                    .values(**values)
+                )
+                return  # ours already (our predecessor's): taken over
         if stored is not None:
-            if stored > incarnation:
-                raise StaleIncarnationError(incarnation, stored)
-            if stored == incarnation:
-                # A driver that reports matched-but-unchanged rows as 0 (MySQL without
-                # FOUND_ROWS) and a claim with identical values: already ours.
-                return
+            if stored.incarnation > incarnation:
+                raise StaleIncarnationError(incarnation, stored.incarnation)
             continue  # a lower claim committed between our UPDATE and SELECT: swap again
         try:
             with _once(engine).begin() as conn:
@@ -425,6 +438,16 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
     )
 
 
+def same_service(stored: str, claiming: str) -> bool:
+    """Return whether two fence holders' names are one service on one host. Pure.
+
+    Names are ``server_id (host pid N)`` (``supervisor.instance_lock.instance_name``) or,
+    from older versions and tests, a bare name; a new process of the same service on
+    the same host differs only in its pid (one host runs one service: its lock).
+    """
+    return stored.rsplit(" pid ", 1)[0] == claiming.rsplit(" pid ", 1)[0]
+
+
 def _swap(engine: Engine, incarnation: int, values: dict[str, Any]) -> bool | None:
     """Try the compare-and-swap alone: whether it changed the row; None: no fence table."""
     table = email_service_mailbox
@@ -432,7 +455,7 @@ def _swap(engine: Engine, incarnation: int, values: dict[str, Any]) -> bool | No
         with _once(engine).begin() as conn:
             changed = conn.execute(
                 update(table)
-                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation <= incarnation)
+                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation < incarnation)
                 .values(**values)
             ).rowcount
     except DBAPIError:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.errors import one_line_error
 from events.clock import FakeClock
 
 log = logging.getLogger(__name__)
@@ -116,16 +117,47 @@ class ThreadScheduler:
     """One daemon thread that runs calls when they are due (``time.monotonic``).
 
     Calls a second or more away are coalesced onto a ``coalesce_seconds`` grid (see
-    ``coalesced_due``).
+    ``coalesced_due``). If the thread dies (a ``BaseException`` out of a call, or a bug),
+    ``on_died`` is called with the error from the dying thread, and ``restart`` starts a
+    new thread on the same queue: no call is lost. ``answers`` checks that calls run.
     """
 
-    def __init__(self, coalesce_seconds: float = COALESCE_SECONDS) -> None:
+    def __init__(
+        self,
+        coalesce_seconds: float = COALESCE_SECONDS,
+        on_died: Callable[[str], None] = lambda _error: None,
+    ) -> None:
         self._grid = coalesce_seconds
         self._heap = _Heap()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self._thread.start()
+        self.on_died = on_died
+        self._thread = self._start_thread()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._main, name="scheduler", daemon=True)
+        thread.start()
+        return thread
+
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # the thread ends here: say so, once
+            log.critical("the scheduler's thread died: %r", exc)
+            self.on_died(one_line_error(exc))
+
+    def restart(self) -> None:
+        """Start a new thread if the old one died (the queue is kept); else nothing."""
+        with self._cond:
+            if self._closed or self._thread.is_alive():
+                return
+            self._thread = self._start_thread()
+
+    def answers(self, timeout: float) -> bool:
+        """Return whether the thread runs a call within ``timeout`` seconds."""
+        ran = threading.Event()
+        self.call_later(0.0, ran.set)
+        return ran.wait(timeout)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
         timer = Timer(coalesced_due(time.monotonic(), delay, self._grid), fn)

@@ -43,6 +43,7 @@ class WatchdogDeps:
     supervisor: pykka.ActorRef[Any]
     progress: Callable[[], Progress] = field(default=dict)
     """The live incarnations' beat counts (``IncarnationRegistry.progress``)."""
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 class WatchdogActor(PeriodicActor):
@@ -54,6 +55,9 @@ class WatchdogActor(PeriodicActor):
         self._after = after_seq
         self._live: dict[str, Liveness] = {}
         self._last_tick: datetime | None = None
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         self._check()

@@ -262,6 +262,32 @@ class LogPruned(Event):
     up_to_seq: int
 
 
+# --- the supervisor's other children (service stream) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCrashed(Event):
+    """A child of the supervisor that is not a mailbox failed: ``child`` is ``watchdog``,
+    ``commands`` (the command reader), ``checkins`` (the check-in projector),
+    ``scheduler`` (the timer thread) or ``http`` (the status page's server, also when it
+    cannot listen on ``http.listen``); ``error`` is one line, without secrets."""
+
+    child: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRestartScheduled(Event):
+    """The supervisor will start ``child`` again after ``delay`` s; ``attempt`` counts its
+    restarts within ``supervision.within_seconds`` (the mailboxes' policy, counted per
+    child). Past ``max_restarts`` the process exits for the service manager to restart
+    it, except for ``http``, which goes on retrying every ``backoff_max_seconds``."""
+
+    child: str
+    delay: float
+    attempt: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -285,4 +311,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     InboxSynced,
     MessageParked,
     LogPruned,
+    ChildCrashed,
+    ChildRestartScheduled,
 )

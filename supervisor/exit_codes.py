@@ -10,6 +10,10 @@ SOFTWARE = 70  # an internal error: a bug, reported in one line (run with --debu
 CONFIG = 78  # the configuration is wrong
 TREE_FAILED = 75  # the supervision tree failed: the service manager should restart us
 INTERRUPTED = 130  # stopped by Ctrl-C where that is not the normal way out
+BROKEN_PIPE = 141  # the reader of our output went away (`... | head`): 128 + SIGPIPE, as a
+# standard tool killed by SIGPIPE reports through the shell; quiet, and visible to pipefail
+ALREADY_RUNNING = 73  # another service holds this event log's or these databases' lock
+# (sysexits has no "already running"; 73 is EX_CANTCREAT: the lock could not be created)
 
 
 MEANINGS: dict[int, tuple[str, str]] = {
@@ -23,6 +27,8 @@ MEANINGS: dict[int, tuple[str, str]] = {
     CONFIG: ("CONFIG", "the configuration is wrong"),
     TREE_FAILED: ("TREE_FAILED", "the supervision tree failed"),
     INTERRUPTED: ("INTERRUPTED", "interrupted"),
+    BROKEN_PIPE: ("BROKEN_PIPE", "the reader of the output went away"),
+    ALREADY_RUNNING: ("ALREADY_RUNNING", "another service already runs here"),
 }
 """Each code's name (as above) and what it means in words, for the one-line exit reason."""
 

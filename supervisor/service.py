@@ -2,11 +2,16 @@
 
 ``run_service`` returns only when asked to stop (SIGTERM, SIGINT, or ``stop``) or
 when the tree has failed; it returns the exit code (``serve_until_stopped`` also says
-why). Order at start: open the event log, start the tree (the supervisor reads the
-stored start-up memory and the events after it), wait for it to answer for as long as
-it takes while telling systemd it is still starting (``EXTEND_TIMEOUT_USEC``,
-``STATUS=``), tell systemd READY. While running it tells systemd's watchdog
-only while the supervisor and the watchdog actor both answer. Order at stop: tell
+why). Order at start: take the locks that keep a second service off this log and these
+databases, open the event log, start the tree (the supervisor reads the stored start-up
+memory and the events after it), wait for it to answer for as long as it takes while
+telling systemd it is still starting (``EXTEND_TIMEOUT_USEC``, ``STATUS=``), start the
+status page (a port that is taken is a ``ChildCrashed`` of ``http`` and a retry with
+backoff, never the end of the mail), tell systemd READY. While running it tells
+systemd's watchdog only while the supervisor, every child actor (watchdog, command
+reader, check-in projector) and the scheduler's thread answer. Every child is
+supervised: its death reaches the supervisor as ``ChildFailed``, which restarts it
+through ``Tree.restarters`` (``supervisor.child_policy``). Order at stop: tell
 systemd STOPPING, stop the tree (children, then all mailboxes at once), stop the
 timers, close the practice databases' shared engines, flush and close the log — within
 ``STOP_BUDGET_SECONDS``.
@@ -36,7 +41,7 @@ from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
-from actors.messages import Ping
+from actors.messages import ChildFailed, Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
 from actors.server_budget import ServerBudgets
@@ -45,7 +50,7 @@ from config import Settings, mask_url
 from events.clock import SystemClock
 from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
-from supervisor import discovery, exit_codes
+from supervisor import discovery, exit_codes, instance_lock
 from supervisor.http.app import create_app
 from supervisor.http.metrics import MetricsView, ProcessGauges
 from supervisor.http.server import HttpError, HttpServer
@@ -168,6 +173,21 @@ class Tree:
     latest: LatestMemory = field(default_factory=LatestMemory)  # the log keeper's memory
     progress: StartProgress = field(default_factory=lambda: StartProgress())
     budgets: ServerBudgets | None = None
+    restarters: dict[str, Callable[[], pykka.ActorRef[Any] | None]] = field(
+        default_factory=dict
+    )  # child -> start it again (the supervisor's ``restart_child``)
+
+
+def reporter(supervisor: pykka.ActorRef[Any], child: str) -> Callable[[str], None]:
+    """Return what ``child`` calls when it dies: a ``ChildFailed`` to the supervisor."""
+
+    def failed(error: str) -> None:
+        try:
+            supervisor.tell(ChildFailed(child, error))
+        except pykka.ActorDeadError:
+            log.error("the supervisor is gone; the %s died: %s", child, error)
+
+    return failed
 
 
 def start_tree(
@@ -200,6 +220,7 @@ def start_tree(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
     )
     children: dict[str, pykka.ActorRef[Any]] = {}
+    restarters: dict[str, Callable[[], pykka.ActorRef[Any] | None]] = {}
     fatal: list[str] = []
     fatal_event = threading.Event()
     latest = LatestMemory()
@@ -221,12 +242,15 @@ def start_tree(
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
     )
 
+    # This process's name in check-ins and the fence row: two processes never share one.
+    instance = instance_lock.instance_name(settings.service.server_id)
+
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
             db,
             engines.url(db),
             incarnation,
-            settings.service.server_id,
+            instance,
             clock,
             engine=lambda: engines.get(db),
             write=not real_work,  # with check-ins, the check-in is the write
@@ -250,7 +274,7 @@ def start_tree(
         )
         writer = CheckInWriter(
             context.engine,
-            server_name=settings.service.server_id,
+            server_name=instance,
             service_version=SERVICE_VERSION,
             interval_seconds=settings.health.checkin_seconds,
             clock=clock,
@@ -258,6 +282,8 @@ def start_tree(
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
             first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
+            recall_as=settings.service.server_id,
+            grace_seconds=settings.health.grace_seconds,
         )
         return [
             MailCheck(work),
@@ -270,6 +296,7 @@ def start_tree(
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
             hang_after(settings), ref, progress=registry.progress,
+            on_failed=reporter(ref, "watchdog"),
         )  # fmt: skip
         reader = CommandReaderDeps(
             clock,
@@ -279,8 +306,13 @@ def start_tree(
             engines.get,
             command_idle_poll_seconds(settings),
             on_restart=limiter.grant,
+            on_failed=reporter(ref, "commands"),
         )
         memory = latest.get()
+        scheduler.on_died = reporter(ref, "scheduler")
+        restarters["watchdog"] = lambda: WatchdogActor.start(watchdog, position)
+        restarters["commands"] = lambda: CommandReaderActor.start(reader)
+        restarters["scheduler"] = lambda: scheduler.restart()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
         children["keeper"] = LogKeeperActor.start(
@@ -293,10 +325,12 @@ def start_tree(
                 scheduler,
                 settings.health.checkin_seconds,
                 engines.get,
-                settings.service.server_id,
+                instance,
                 SERVICE_VERSION,
                 on_written=gauges.checkin_written,
+                on_failed=reporter(ref, "checkins"),
             )
+            restarters["checkins"] = lambda: CheckInProjectorActor.start(projector, latest.get())
             children["checkins"] = CheckInProjectorActor.start(projector, memory)
         return children
 
@@ -320,6 +354,7 @@ def start_tree(
         make_work=make_work or default_work,
         on_memory=latest.set,
         progress=progress.set,
+        restart_child=lambda name: restarters[name](),
     )
     supervisor = SupervisorActor.start(deps)
     return Tree(
@@ -334,6 +369,7 @@ def start_tree(
         latest,
         progress,
         budgets=engines.budgets,
+        restarters=restarters,
     )
 
 
@@ -365,13 +401,24 @@ def keeper_deps(
 
 
 def tree_answers(tree: Tree) -> bool:
-    """Return whether the supervisor and the watchdog both answer a ping in time."""
+    """Return whether the supervisor, every child actor and the scheduler answer in time.
+
+    A child that died and waits for its restart does not answer. The HTTP server is
+    not asked: without it only the status page is missing (it is restarted on its own).
+    """
     try:
         # The supervisor first: once it answers, it has built its children.
         if tree.supervisor.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is not True:
             return False
-        watchdog = tree.children.get("watchdog")
-        return watchdog is not None and watchdog.ask(Ping(), timeout=PING_TIMEOUT_SECONDS) is True
+        children = list(tree.children.values())
+        if "watchdog" not in tree.children:
+            return False
+        futures = [child.ask(Ping(), block=False) for child in children]
+        deadline = time.monotonic() + PING_TIMEOUT_SECONDS
+        for future in futures:
+            if future.get(timeout=max(0.0, deadline - time.monotonic())) is not True:
+                return False
+        return tree.scheduler.answers(max(0.0, deadline - time.monotonic()))
     except (pykka.Timeout, pykka.ActorDeadError):
         return False
 
@@ -496,6 +543,27 @@ def serve_until_stopped(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    try:
+        locks = instance_lock.acquire(settings.service.event_store, settings.databases.server_url)
+    except instance_lock.AlreadyRunningError as exc:
+        return Outcome(exit_codes.ALREADY_RUNNING, str(exc))
+    except OSError as exc:  # the log's folder (where its lock lives) cannot be made
+        where = mask_url(settings.service.event_store)
+        return Outcome(exit_codes.CONFIG, f"cannot open the event log {where}: {exc}")
+    try:
+        return _serve(settings, notifier, stop, reason, on_ready)
+    finally:
+        locks.release()
+
+
+def _serve(
+    settings: Settings,
+    notifier: Notifier,
+    stop: threading.Event,
+    reason: list[str],
+    on_ready: Callable[[str], None] | None,
+) -> Outcome:
+    """``serve_until_stopped`` once this process holds the locks."""
     notifier.status("starting: opening the event log")
     try:
         tree = start_tree(settings)
@@ -511,12 +579,12 @@ def serve_until_stopped(
         notifier.stopping()
         stop_tree(tree, reason[0])
         return Outcome(exit_codes.OK)
+    http = HttpChild(settings, tree)
+    tree.restarters["http"] = http.restart
     try:
-        http = start_http(settings, tree)
-    except HttpError as exc:
-        log.critical("%s", exc)
-        stop_tree(tree, str(exc))
-        return Outcome(exit_codes.CONFIG, str(exc))
+        http.restart()
+    except HttpError as exc:  # mail goes on; the supervisor retries with backoff
+        reporter(tree.supervisor, "http")(str(exc))
     notifier.ready("serving")
     if on_ready is not None:
         on_ready(http.url)
@@ -542,7 +610,52 @@ def serve_until_stopped(
     return outcome
 
 
-def start_http(settings: Settings, tree: Tree) -> HttpServer:
+class HttpChild:
+    """The status page as a child of the supervisor: started, restarted, stopped.
+
+    ``restart`` (the supervisor's thread, or the main thread at start) stops the old
+    server, if any, and starts a new one, raising ``HttpError`` when it cannot listen;
+    after ``stop`` it does nothing.
+    """
+
+    def __init__(self, settings: Settings, tree: Tree) -> None:
+        self._settings = settings
+        self._tree = tree
+        self._lock = threading.Lock()
+        self._server: HttpServer | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The page's address: the bound one, or the configured one while not listening."""
+        with self._lock:
+            if self._server is not None:
+                return self._server.url
+        http = self._settings.http
+        host = f"[{http.host}]" if ":" in http.host else http.host
+        return f"http://{host}:{http.port}/"
+
+    def restart(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            old, self._server = self._server, None
+            if old is not None:
+                old.stop()
+            self._server = start_http(
+                self._settings, self._tree, reporter(self._tree.supervisor, "http")
+            )
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._server is not None:
+                self._server.stop()
+
+
+def start_http(
+    settings: Settings, tree: Tree, on_died: Callable[[str], None] = lambda _error: None
+) -> HttpServer:
     """Start the status page and API on ``http.listen``; raise ``HttpError`` if it cannot."""
     metrics = MetricsView(
         tree.store,
@@ -561,7 +674,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         metrics_text=metrics.text,
         budgets=tree.budgets,
     )
-    server = HttpServer(create_app(source), settings.http.host, settings.http.port)
+    server = HttpServer(create_app(source), settings.http.host, settings.http.port, on_died)
     server.start()
     log.info("status page at %s", server.url)
     return server

@@ -52,8 +52,14 @@ def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) 
     """Return the status from check-ins (newest first) and the database server's ``now``.
 
     - No check-in: not available.
-    - Check-ins from two ``server_name``s within one interval of the newest: not available,
-      naming both (two services serve one database).
+    - Two services serve the database (not available, naming both): check-ins from two
+      ``server_id``s within one interval of the newest (the contract's rule), or from two
+      processes of one ``server_id`` (``server_name`` is ``server_id (host pid N)``,
+      ``supervisor.instance_lock.instance_name``) taking turns within two intervals of
+      the newest: A, then B, then A again. A process that follows another (a restart)
+      never takes turns with it, so a restart is not mistaken for two services, while two
+      services running side by side are seen at every check-in, with no gap in which
+      the status flaps back to running.
     - Now past the newest ``next_checkin_due_at`` plus ``grace``: not available, saying
       since when nothing was heard.
     - Newest not ok: not available, with its ``summary``.
@@ -67,6 +73,8 @@ def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) 
     newest = newest_first[0]
     interval = max(newest.next_checkin_due_at - newest.checked_in_at, timedelta(0))
     names = _servers_within(newest_first, newest.checked_in_at - interval)
+    if len({server_id_of(n) for n in names}) < 2:
+        names = _taking_turns(newest_first, newest.checked_in_at - 2 * interval)
     if len(names) > 1:
         listed = " and ".join(names)
         return Status(
@@ -97,6 +105,29 @@ def _servers_within(newest_first: Sequence[CheckIn], since: datetime) -> tuple[s
         if checkin.server_name not in names:
             names.append(checkin.server_name)
     return tuple(sorted(names))
+
+
+def server_id_of(server_name: str) -> str:
+    """Return the ``server_id`` part of a check-in's ``server_name``. Pure."""
+    return server_name.split(" (", 1)[0]
+
+
+def _taking_turns(newest_first: Sequence[CheckIn], since: datetime) -> tuple[str, ...]:
+    """Return the names of check-ins since ``since`` if some name comes back after another
+    (two processes writing side by side); else ``()``."""
+    window = [c for c in newest_first if c.checked_in_at >= since]
+    done: set[str] = set()
+    current: str | None = None
+    for checkin in reversed(window):  # oldest first
+        name = checkin.server_name
+        if name == current:
+            continue
+        if name in done:
+            return tuple(sorted({c.server_name for c in window}))
+        if current is not None:
+            done.add(current)
+        current = name
+    return ()
 
 
 def _when(moment: datetime) -> str:

@@ -36,17 +36,21 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from actors.command_reader import Unwatch, Watch
+from actors.command_reader import Unwatch, Watch, source_of
 from actors.engines import EngineRegistry
+from actors.errors import one_line_error
 from actors.fence import IncarnationRegistry
 from actors.mailbox import MailboxActor, MailboxDeps, describe_error, no_engine
 from actors.mailbox_work import MakeWork, no_work
 from actors.messages import (
+    ChildFailed,
+    CommandsLogged,
     Init,
     MailboxFailed,
     Ping,
     Rescan,
     RestartCommand,
+    StartChild,
     StartMailbox,
 )
 from actors.scheduler import Scheduler, Timer, tell_later
@@ -57,6 +61,9 @@ from events.recorded import Recorded
 from events.snapshot import read_memory
 from events.store import ANY, EventStore, PendingAppend
 from events.types import (
+    SERVICE_STREAM,
+    ChildCrashed,
+    ChildRestartScheduled,
     DatabaseDiscovered,
     DatabaseIgnored,
     DatabaseLost,
@@ -70,6 +77,7 @@ from events.types import (
     ServiceStopping,
     stream_for,
 )
+from supervisor.child_policy import decide_child
 from supervisor.escalation import (
     BURST_MIN_DATABASES,
     counts_toward_burst,
@@ -135,6 +143,9 @@ class SupervisorDeps:
     make_work: MakeWork = no_work  # a mailbox's steps after its self-test
     on_memory: Callable[[ServiceMemory], None] = lambda _m: None  # what start-up read
     progress: Callable[[str], None] = lambda _line: None  # start-up's steps, for STATUS=
+    restart_child: Callable[[str], pykka.ActorRef[Any] | None] = lambda _name: None
+    # starts a child again after ChildFailed (an actor's new ref, or None for the
+    # scheduler's thread and the HTTP server); raises if it cannot
 
 
 @dataclass
@@ -175,6 +186,11 @@ class SupervisorActor(pykka.ThreadingActor):
         # database whose history takes them (None: not a lifecycle event).
         self._unconfirmed: deque[tuple[_Db | None, PendingAppend]] = deque()
         self._mailbox_deps: MailboxDeps | None = None
+        self._child_restarts: dict[str, list[datetime]] = {}  # this process's, per child
+        # Every command id each database's log holds a RestartRequested for, with the
+        # append not yet seen committed (None: committed, or from the log at start).
+        self._commands: dict[str, dict[int, PendingAppend | None]] = {}
+        self._child_pending: dict[str, Timer] = {}
 
     # --- life ------------------------------------------------------------------------
 
@@ -198,6 +214,11 @@ class SupervisorActor(pykka.ThreadingActor):
             self._restart_command(message)
         elif isinstance(message, _RequestedRestartDue):
             self._requested_restart_due(message.db)
+        elif isinstance(message, ChildFailed):
+            self._child_failed(message.child, message.error)
+        elif isinstance(message, StartChild):
+            self._child_pending.pop(message.child, None)
+            self._start_child(message.child)
         else:
             return super().on_receive(message)
         return None
@@ -229,6 +250,12 @@ class SupervisorActor(pykka.ThreadingActor):
             self._logged[db] = (entry.served, entry.reason)
         incarnations = {db: h.incarnation for db, h in view.health.items()}
         histories = {db: list(h) for db, h in memory.histories.items()}
+        for name, kept in histories.items():
+            # The restart commands already in the log (the newest of each database's
+            # history): a row read again after a crash is only marked, never restarted twice.
+            for r in kept:
+                if isinstance(r.event, RestartRequested) and r.event.command_id is not None:
+                    self._commands.setdefault(name, {})[r.event.command_id] = None
         self._incarnations = incarnations
         self._histories = histories
         now = self._deps.clock.now()
@@ -247,6 +274,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._deps.store.append("service", ANY, [ServiceStopping(reason)])
         if self._rescan is not None:
             self._rescan.cancel()
+        for timer in self._child_pending.values():
+            timer.cancel()
         for child in self._children.values():
             _stop(child)
         futures = []
@@ -472,21 +501,43 @@ class SupervisorActor(pykka.ThreadingActor):
     def _restart_command(self, msg: RestartCommand) -> None:
         """Log the request; restart once, after the messages already queued.
 
-        The restart is pending until this actor has handled what was in its inbox when
-        the request came: further requests for the database meanwhile are logged and
+        Each command row gets one ``RestartRequested`` ever: a row whose id the log
+        already holds (read again after a crash before it was marked) is not logged
+        again and restarts nothing; the reader is told all the same, to mark it. The
+        restart is pending until this actor has handled what was in its inbox when the
+        request came: further requests for the database meanwhile are logged and
         coalesce into that one restart.
         """
         db = self._dbs.get(msg.db)
         if db is None or self._stopping:
             return
-        command_id = msg.command_ids[0] if msg.command_ids else None
-        requested = RestartRequested(msg.source, msg.requested_by, command_id)
-        self._append(msg.db, [requested], db)
-        if db.requested is None:
-            db.requested = db.incarnation
-            self.actor_ref.tell(_RequestedRestartDue(msg.db))
+        known = self._commands.setdefault(msg.db, {})
+        requested = []
+        for i, command_id in enumerate(msg.command_ids or (None,)):
+            if command_id is not None and command_id in known:
+                continue
+            by = msg.requesters[i] if i < len(msg.requesters) else msg.requested_by
+            source = source_of(by) if i < len(msg.requesters) else msg.source
+            requested.append(RestartRequested(source, by, command_id))
+        durable: PendingAppend | None = None
+        if requested:
+            durable = self._deps.store.append_async(stream_for(msg.db), ANY, requested)
+            self._track(db, durable)
+            for event in requested:
+                if event.command_id is not None:
+                    known[event.command_id] = durable
+            if db.requested is None:
+                db.requested = db.incarnation
+                self.actor_ref.tell(_RequestedRestartDue(msg.db))
+            else:
+                log.info("%s: a restart is already pending; the request joins it", msg.db)
         else:
-            log.info("%s: a restart is already pending; the request joins it", msg.db)
+            earlier = [known[c] for c in msg.command_ids]
+            durable = next((p for p in earlier if p is not None and not p.done()), None)
+            log.info("%s: commands %s are logged already; marking them", msg.db, msg.command_ids)
+        if msg.reply_to is not None and msg.command_ids:
+            with contextlib.suppress(pykka.ActorDeadError):
+                msg.reply_to.tell(CommandsLogged(msg.db, msg.command_ids, durable))
 
     def _requested_restart_due(self, name: str) -> None:
         db = self._dbs.get(name)
@@ -504,6 +555,51 @@ class SupervisorActor(pykka.ThreadingActor):
         db.gave_up = None
         self._append(name, [RestartScheduled(decision.delay, decision.cause, decision.attempt)], db)
         self._start_mailbox(name, db)
+
+    # --- the other children ------------------------------------------------------------
+
+    def _child_failed(self, name: str, error: str) -> None:
+        """Log a child's failure and restart it by the policy; give up: the process exits."""
+        if self._stopping or name in self._child_pending:
+            return
+        log.error("the %s failed: %s", name, error)
+        self._deps.store.append_async(SERVICE_STREAM, ANY, [ChildCrashed(name, error)])
+        now = self._deps.clock.now()
+        since = now - timedelta(seconds=self._deps.policy.within_seconds)
+        restarts = [t for t in self._child_restarts.get(name, []) if t > since]
+        decision = decide_child(self._deps.policy, name, restarts, now, self._deps.jitter())
+        if isinstance(decision, GiveUp):
+            self._deps.on_fatal(
+                f"the {name} failed {decision.restarts + 1} times within "
+                f"{decision.within_seconds:.0f} s; the process must restart ({error})"
+            )
+            return
+        self._child_restarts[name] = [*restarts, now]
+        self._deps.store.append_async(
+            SERVICE_STREAM, ANY, [ChildRestartScheduled(name, decision.delay, decision.attempt)]
+        )
+        if decision.delay == 0:
+            self._start_child(name)
+        else:
+            self._child_pending[name] = tell_later(
+                self._deps.scheduler, decision.delay, self.actor_ref, StartChild(name)
+            )
+
+    def _start_child(self, name: str) -> None:
+        """Start ``name`` again; a failure to start is one more failure of it."""
+        if self._stopping:
+            return
+        try:
+            ref = self._deps.restart_child(name)
+        except Exception as exc:
+            self._child_failed(name, one_line_error(exc))
+            return
+        if ref is None:
+            return
+        self._children[name] = ref
+        if name == "commands":  # the new reader knows nothing yet
+            for db in self._dbs:
+                self._tell_child("commands", Watch(db))
 
     # --- queries (ask) ---------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from events.types import (
     EVENT_TYPES,
     CheckInMissed,
     CheckInWritten,
+    ChildCrashed,
+    ChildRestartScheduled,
     DatabaseDiscovered,
     DatabaseIgnored,
     DatabaseLost,
@@ -61,6 +63,8 @@ SAMPLES: list[Event] = [
     InboxSynced(3, 1700000000, 12),
     MessageParked(3, 1700000000, 13, 56, "parked: importing UID 13 stopped the importer 3 times"),
     LogPruned(120, datetime(2026, 1, 5, 3, 0, tzinfo=UTC), 5000),
+    ChildCrashed("http", "cannot listen on 127.0.0.1:8025: Address already in use"),
+    ChildRestartScheduled("http", 2.0, 2),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

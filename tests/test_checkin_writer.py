@@ -512,3 +512,61 @@ def test_a_writer_prunes_first_when_its_first_prune_is_due(engine: Engine) -> No
     clock.advance(600)
     writer.write(DbHealth(HealthStatus.RUNNING), incarnation=INCARNATION)
     assert "old" not in [r["summary"] for r in checkin_rows(engine)]
+
+
+# --- the outage line after the service itself was dead or hung (issue 12, item 6) --------
+
+
+def late_checkin(engine: Engine, server_name: str, ago: timedelta) -> datetime:
+    """An ok check-in written ``ago`` before the server's now (its process died then);
+    return when it said the next one was due."""
+    at = server_now(engine) - ago
+    due = at + timedelta(seconds=INTERVAL)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(email_service_checkins).values(
+                checked_in_at=at,
+                next_checkin_due_at=due,
+                ok=True,
+                summary="",
+                server_name=server_name,
+                service_version="1.2.3",
+            )
+        )
+    return due
+
+
+def next_process_writer(engine: Engine) -> CheckInWriter:
+    return CheckInWriter(
+        lambda: engine,
+        server_name="SRV1 (host-b pid 2)",
+        service_version="1.2.3",
+        interval_seconds=INTERVAL,
+        clock=FakeClock(WRONG_CLOCK),
+        recall_as="SRV1",
+        grace_seconds=INTERVAL,
+    )
+
+
+def test_after_a_dead_service_the_first_checkin_says_how_long_from_the_database(
+    engine: Engine,
+) -> None:
+    due = late_checkin(engine, "SRV1 (host-a pid 1)", timedelta(minutes=10))
+    next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
+    [line] = diagnostic_lines(engine)
+    assert line[:2] == ("info", "service")
+    assert line[2].startswith("Email was not available for 9 min")
+    assert f"from {due:%Y-%m-%d %H:%M:%S} to " in line[2]
+
+
+def test_a_restart_within_the_interval_writes_no_outage_line(engine: Engine) -> None:
+    late_checkin(engine, "SRV1 (host-a pid 1)", timedelta(seconds=3))
+    next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
+    assert diagnostic_lines(engine) == []
+
+
+def test_another_servers_late_checkin_is_not_our_outage(engine: Engine) -> None:
+    late_checkin(engine, "SRV10 (host-c pid 3)", timedelta(minutes=10))
+    late_checkin(engine, "SRV_1", timedelta(minutes=10))  # "_" is no wildcard here
+    next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
+    assert diagnostic_lines(engine) == []

@@ -329,6 +329,23 @@ def test_claiming_the_same_incarnation_again_is_allowed(engine: Engine) -> None:
     assert stored(engine) == (3, "SRV1")
 
 
+def test_a_new_process_of_the_same_service_takes_its_predecessors_number(engine: Engine) -> None:
+    claim_incarnation(engine, 3, "SRV1 (host-a pid 10)", NOW)
+    claim_incarnation(engine, 3, "SRV1 (host-a pid 11)", NOW)
+    assert stored(engine) == (3, "SRV1 (host-a pid 11)")
+
+
+def test_another_service_never_holds_the_same_number(engine: Engine) -> None:
+    # Two services with logs of their own count incarnations independently: the second
+    # one reaching the number the first holds must not share it (both would send).
+    claim_incarnation(engine, 3, "SRV1 (host-a pid 10)", NOW)
+    with pytest.raises(StaleIncarnationError):
+        claim_incarnation(engine, 3, "SRV1 (host-b pid 20)", NOW)
+    assert stored(engine) == (3, "SRV1 (host-a pid 10)")
+    claim_incarnation(engine, 4, "SRV1 (host-b pid 20)", NOW)  # its next one fences A out
+    assert stored(engine) == (4, "SRV1 (host-b pid 20)")
+
+
 def test_a_lower_claim_is_refused(engine: Engine) -> None:
     claim_incarnation(engine, 5, "SRV1", NOW)
     with pytest.raises(StaleIncarnationError) as raised:

@@ -30,6 +30,7 @@ from events.types import (
 )
 from supervisor import discovery, exit_codes
 from supervisor.service import Tree, start_tree, stop_tree
+from tests.mail_helpers import wait_until
 
 
 def make_practices(folder: Path, *names: str) -> None:
@@ -83,16 +84,23 @@ def test_three_command_rows_make_one_restart_and_are_each_handled_once(
     engine = practice_db.make_engine(f"sqlite:///{tmp_path / 'practices' / 'Smile Dental.sqlite3'}")
     try:
         ids = [commands_table.request_restart(engine, f"RECEPTION-{n}") for n in range(3)]
-        [requested] = wait_for_events(tree.store, lambda r: isinstance(r.event, RestartRequested))
+        requested = wait_for_events(
+            tree.store, lambda r: isinstance(r.event, RestartRequested), count=3
+        )
         wait_for_events(
             tree.store,
             lambda r: r.stream == "db:Smile Dental" and r.event == SelfTestPassed(2, ("database",)),
         )
+        wait_until(
+            lambda: all(commands_table.outcome_of(engine, i)[0] is not None for i in ids),
+            "the three rows marked handled",
+        )
         outcomes = [commands_table.outcome_of(engine, i) for i in ids]
     finally:
         engine.dispose()
-    assert requested.event == RestartRequested("workstation", "RECEPTION-0", ids[0])
-    assert all(handled_at is not None for handled_at, _ in outcomes)
+    assert [r.event for r in requested] == [
+        RestartRequested("workstation", f"RECEPTION-{n}", ids[n]) for n in range(3)
+    ]
     assert (
         outcomes[0][1] == "restarting the email service for this database (3 requests, one restart)"
     )

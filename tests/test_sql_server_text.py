@@ -30,7 +30,7 @@ def mssql() -> Dialect:
 
 
 DRIVER_LEVEL: list[tuple[str, ClauseElement, dict[str, Any]]] = [
-    ("newest_checkin_ok", _NEWEST_OK, {"server_name": "PRACTICE-SRV"}),
+    ("newest_checkin_ok", _NEWEST_OK, {"server_id": "PRACTICE-SRV", "pattern": "PRACTICE-SRV (%"}),
     ("pending_commands", _PENDING, {"limit": 100}),
     ("read_practice", _READ_PRACTICE, {}),
     (
@@ -61,9 +61,10 @@ def test_driver_level_statement_is_complete_t_sql(
 
 
 def test_newest_check_in_asks_for_the_top_row(mssql: Dialect) -> None:
-    sql, values = driver_form(_NEWEST_OK, ("sql-server-text", "top"), mssql, {"server_name": "S"})
+    params = {"server_id": "S", "pattern": "S (%"}
+    sql, values = driver_form(_NEWEST_OK, ("sql-server-text", "top"), mssql, params)
     assert "TOP 1 " in sql
-    assert values == ("S",)
+    assert values == ("S", "S (%")
 
 
 def _dateadd_amounts(days: float, mssql: Dialect) -> list[int]:

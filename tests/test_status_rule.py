@@ -108,3 +108,32 @@ def test_durations_read_like_people_write_them() -> None:
     assert describe_duration(timedelta(hours=1, minutes=12, seconds=9)) == "1 h 12 min"
     assert describe_duration(timedelta(days=2, hours=3)) == "2 d 3 h"
     assert describe_duration(timedelta(0)) == "0 s"
+
+
+A = "SRV1 (host-a pid 100)"
+B = "SRV1 (host-b pid 200)"
+
+
+def test_a_restart_of_the_same_server_is_not_two_services() -> None:
+    rows = [checkin(T0 + timedelta(seconds=s), server=n) for s, n in [(0, A), (15, A), (20, B)]]
+    status = status_of(rows[::-1], T0 + timedelta(seconds=21), GRACE)
+    assert status.running
+
+
+@given(offset=st.floats(0.1, 14.9))
+def test_two_processes_of_one_server_id_stay_not_available_at_every_checkin(
+    offset: float,
+) -> None:
+    # A checks in every interval; B, the same server_id elsewhere, starts later. From
+    # the check-in after B's first one, every check-in either writes shows both names.
+    times = sorted(
+        [(15.0 * k, A) for k in range(8)] + [(15.0 * k + offset, B) for k in range(1, 8)]
+    )
+    rows: list[CheckIn] = []
+    seen_b = 0
+    for at, name in times:
+        rows.insert(0, checkin(T0 + timedelta(seconds=at), server=name))
+        if seen_b:
+            status = status_of(rows[:10], rows[0].checked_in_at, GRACE)
+            assert (status.running, status.two_services) == (False, (A, B)), at
+        seen_b += name == B

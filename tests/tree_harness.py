@@ -6,16 +6,18 @@ proves the tree reacted (``Harness.wait_for``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
 
+from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.fence import IncarnationRegistry
 from actors.mailbox_work import MakeWork, no_work
-from actors.messages import Ping
+from actors.messages import ChildFailed, Ping
 from actors.scheduler import FakeScheduler
 from actors.selftest import SelfTestResult
 from actors.watchdog import WatchdogActor, WatchdogDeps
@@ -75,6 +77,9 @@ class Harness:
     make_work: MakeWork = no_work  # the mailboxes' steps after the self-test
     held: dict[str, tuple[threading.Event, list[str]]] = field(default_factory=dict)
     """Self-tests blocked in mode ``hold``, by ``db#incarnation``: their gate and next mode."""
+    commands: Callable[[pykka.ActorRef[Any]], CommandReaderDeps] | None = None
+    """With it, a command reader (these deps) is the supervisor's child ``commands``."""
+    restarters: dict[str, Callable[[], pykka.ActorRef[Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = InMemoryEventStore(self.clock)
@@ -87,16 +92,22 @@ class Harness:
         self.registry = IncarnationRegistry(self.store)
 
         def children(sup: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
+            def report(child: str) -> Callable[[str], None]:
+                def failed(error: str) -> None:
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        sup.tell(ChildFailed(child, error))
+
+                return failed
+
             deps = WatchdogDeps(
-                self.store,
-                self.clock,
-                self.scheduler,
-                5.0,
-                HANG_AFTER,
-                sup,
-                progress=self.registry.progress,
-            )
-            return {"watchdog": WatchdogActor.start(deps, position)}
+                self.store, self.clock, self.scheduler, 5.0, HANG_AFTER, sup,
+                progress=self.registry.progress, on_failed=report("watchdog"),
+            )  # fmt: skip
+            self.restarters["watchdog"] = lambda: WatchdogActor.start(deps, position)
+            if self.commands is not None:
+                reader = replace(self.commands(sup), on_failed=report("commands"))
+                self.restarters["commands"] = lambda: CommandReaderActor.start(reader)
+            return {name: start() for name, start in self.restarters.items()}
 
         deps = SupervisorDeps(
             store=self.store,
@@ -115,6 +126,7 @@ class Harness:
             on_fatal=self.fatal.append,
             start_children=children,
             make_work=self.make_work,
+            restart_child=lambda name: self.restarters[name](),
         )
         self.supervisor = SupervisorActor.start(deps)
         self.settle()  # Init is its first message: once it answers, the tree is built

@@ -112,10 +112,10 @@ def moved_to(
 ) -> ServiceMemory:
     """Return the memory having read rows up to ``last_seq`` (recorded ``last_at``), with the
     streams' newest ``seq``s among them (``heads``), also of rows it did not decode. Pure."""
-    if last_seq <= memory.last_seq:
-        return memory
     new_heads = dict(memory.heads)
     new_heads.update(heads)
+    if last_seq <= memory.last_seq:  # the fold already reached it (its last row decoded)
+        return ServiceMemory(memory.view, memory.histories, memory.counts, new_heads)
     v = memory.view
     view = ServiceView(v.health, v.tree, v.service, last_seq, last_at)
     return ServiceMemory(view, memory.histories, memory.counts, new_heads)

@@ -7,11 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Settings, mask_url
-from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import exit_codes
+
+if TYPE_CHECKING:
+    from events.sql_store import SqlEventStore
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -26,6 +28,8 @@ class CliError(Exception):
 
 def open_event_log(settings: Settings) -> SqlEventStore:
     """Open the configured event log for reading, without creating anything."""
+    from events.sql_store import SqlEventStore, sqlite_file_of  # only the log's commands
+
     url = settings.service.event_store
     path = sqlite_file_of(url)
     if path is not None and not path.exists():

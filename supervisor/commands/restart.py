@@ -75,7 +75,8 @@ def run_restart(args: argparse.Namespace, settings: Settings) -> int:
     for info in targets:
         engine = practice_db.make_engine(info.url, timeout=10.0)
         try:
-            sent.append((info.name, engine, commands_table.request_restart(engine, who)))
+            command_id, _ = commands_table.request_restart_once(engine, who)
+            sent.append((info.name, engine, command_id))
         except Exception:
             engine.dispose()
             raise

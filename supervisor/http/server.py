@@ -1,8 +1,14 @@
 """Run the HTTP application with uvicorn in a thread of the service process.
 
 The socket is bound here, before the thread starts, so a port that is taken is a one-line
-error at start-up (not a log line in a thread) and port 0 reports the port it got.
-uvicorn's own signal handlers are not installed: the service process owns SIGTERM/SIGINT.
+``HttpError`` from ``start`` (the service logs it as ``ChildCrashed`` and retries with
+backoff while mail goes on) and port 0 reports the port it got. The socket has
+``SO_REUSEADDR`` (a restarted service can bind while old connections linger in
+TIME_WAIT), never ``SO_REUSEPORT``: on Linux ``SO_REUSEADDR`` does not let a second
+socket bind a port another one listens on, so a second service cannot share the port
+(``tests/test_http_port.py`` checks it). If the server's thread ends while it should
+serve, ``on_died`` is called from that thread with the reason. uvicorn's own signal
+handlers are not installed: the service process owns SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -36,8 +42,15 @@ class _QuietServer(uvicorn.Server):
 class HttpServer:
     """The status page and API on ``host:port``, served until ``stop``."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        on_died: Callable[[str], None] = lambda _error: None,
+    ) -> None:
         self._app = app
+        self._on_died = on_died
         self._host = host
         self._port = port
         self._server: _QuietServer | None = None
@@ -80,7 +93,7 @@ class HttpServer:
         )
         self._server = _QuietServer(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+            target=self._serve, args=(self._server, sock), name="http", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -88,6 +101,19 @@ class HttpServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise HttpError(f"the HTTP interface did not start on {self.url}")
             time.sleep(0.01)
+
+    def _serve(self, server: _QuietServer, sock: socket.socket) -> None:
+        """The thread: serve until told to stop; report any other end."""
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # uvicorn ends a failed start with SystemExit
+            error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        else:
+            error = "the server stopped serving by itself"
+        if server.should_exit or not server.started:
+            return  # stopped on purpose, or never started: start() raised HttpError
+        log.error("the HTTP interface on %s stopped: %s", self.url, error)
+        self._on_died(error)
 
     def stop(self) -> None:
         """Stop serving (open requests get a moment to finish) and release the port."""

@@ -14,11 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import select
-
 from actors import commands_table, practice_db
 from actors.checkins_table import DiagnosticRow
-from actors.practice_schema import email_service_commands
 from actors.server_budget import ServerBudgets
 from supervisor import discovery
 from supervisor.workstation_view import DatabaseStatus, read_diagnostics, read_status
@@ -123,19 +120,7 @@ class PracticeStatusSource:
         budget = None if self._budgets is None else self._budgets.for_url(url)
         engine = practice_db.make_engine(url, timeout=10.0, pooled=False, budget=budget)
         try:
-            with engine.connect() as conn:
-                waiting = conn.execute(
-                    select(email_service_commands.c.id)
-                    .where(
-                        email_service_commands.c.handled_at.is_(None),
-                        email_service_commands.c.command == commands_table.RESTART,
-                    )
-                    .order_by(email_service_commands.c.id)
-                    .limit(1)
-                ).scalar_one_or_none()
-            if waiting is not None:
-                return int(waiting), True
-            return commands_table.request_restart(engine, requested_by), False
+            return commands_table.request_restart_once(engine, requested_by)
         finally:
             engine.dispose()
 
