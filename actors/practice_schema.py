@@ -276,6 +276,10 @@ email_messages = Table(
     Column("wire_at", UtcDateTime),
     # and the recipients the server refused while accepting the others.
     Column("refused_recipients", _Text),
+    # Inbox rows: the SHA-256 (hex) of the message as fetched, what de-duplicates a
+    # re-import (a changed UIDVALIDITY) by content rather than by a Message-ID header
+    # any sender can reuse.
+    Column("raw_sha256", String(64)),
     **_MYSQL,
 )
 # Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a
@@ -301,6 +305,7 @@ Index(
     email_messages.c.next_attempt_at,
 )
 Index("ix_email_messages_patient_id", email_messages.c.patient_id)
+Index("ix_email_messages_raw_sha256", email_messages.c.raw_sha256)
 
 patients = Table(
     "patients",

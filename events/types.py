@@ -248,6 +248,20 @@ class MessageParked(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class MessageSkipped(Event):
+    """A fetched message was not stored because the same bytes are stored already
+    (row ``duplicate_of``; a re-import after a changed UIDVALIDITY, or a second copy in
+    the folder). It is left on the server, whatever ``imap_after_import`` says."""
+
+    incarnation: int
+    uidvalidity: int
+    uid: int
+    message_id: str
+    duplicate_of: int | None
+    reason: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -270,4 +284,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageReceived,
     InboxSynced,
     MessageParked,
+    MessageSkipped,
 )

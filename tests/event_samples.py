@@ -29,6 +29,7 @@ from events.types import (
     MessageReceived,
     MessageSendFailed,
     MessageSent,
+    MessageSkipped,
     RestartRequested,
     RestartScheduled,
     SelfTestFailed,
@@ -59,6 +60,7 @@ SAMPLES: list[Event] = [
     MessageReceived(3, 55, "<x@gmail.example>", 1700000000, 12),
     InboxSynced(3, 1700000000, 12),
     MessageParked(3, 1700000000, 13, 56, "parked: importing UID 13 stopped the importer 3 times"),
+    MessageSkipped(3, 1700000001, 4, "<x@gmail.example>", 55, "the same bytes are row 55"),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

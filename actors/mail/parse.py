@@ -53,9 +53,16 @@ class ParsedMessage:
     problem: str = ""
 
 
-def derived_message_id(raw: bytes) -> str:
-    """Return a Message-ID made from the SHA-256 of ``raw``: the same bytes, the same id."""
-    return f"<{hashlib.sha256(raw).hexdigest()[:40]}@{DERIVED_DOMAIN}>"
+def raw_digest(raw: bytes) -> str:
+    """Return the SHA-256 of ``raw`` in hex: what identifies a message by its content
+    (``email_messages.raw_sha256``)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def derived_message_id(raw: bytes, digest: str | None = None) -> str:
+    """Return a Message-ID made from the SHA-256 of ``raw`` (or its ``digest``, when
+    already computed): the same bytes, the same id."""
+    return f"<{(digest or raw_digest(raw))[:40]}@{DERIVED_DOMAIN}>"
 
 
 def clean_text(value: str) -> str:
