@@ -33,9 +33,7 @@ def test_each_content_is_stored_once_under_a_unique_message_id(
     assert len({k.parsed.message_id for k in keep}) == len(keep)
     assert len({k.digest for k in keep}) == len(keep)
     assert not {k.digest for k in keep} & set(stored_digests)
-    assert {s.uid for s in skipped} | {k.fetched.uid for k in keep} == set(
-        range(1, len(batch) + 1)
-    )
+    assert {s.uid for s in skipped} | {k.fetched.uid for k in keep} == set(range(1, len(batch) + 1))
 
 
 def test_a_reused_message_id_keeps_the_first_and_derives_the_second() -> None:
