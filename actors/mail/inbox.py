@@ -32,7 +32,10 @@ restarts the folder from UID 0, or a second copy in the folder) is skipped, with
 ``MessageSkipped`` event, and left on the server whatever ``imap_after_import`` says. A
 different message reusing a stored Message-ID is stored under a Message-ID derived from
 its bytes, with a note in ``last_error`` (``docs/mail.md``).
-A message whose import killed ``mail.poison_limit`` incarnations is parked: stored raw,
+
+A message larger than the practice database takes is cut to fit, or parked (stored
+without ``raw`` and left on the server; ``actors.mail.storage_limits``). A message whose
+import killed ``mail.poison_limit`` incarnations is parked: stored raw,
 unparsed, with a ``last_error`` saying why; if even that fails it is skipped and left on
 the server; either way the mark moves past it and ``MessageParked`` is appended. After an
 incarnation died mid-batch, the next ``batch_size`` UIDs are imported one at a time, so a
@@ -62,6 +65,14 @@ from actors.mail.parse import (
     raw_digest,
 )
 from actors.mail.settings import EmailSettings
+from actors.mail.storage_limits import (
+    ColumnLimit,
+    FittedRow,
+    StorageLimits,
+    cut_text,
+    fit_row,
+    read_limits,
+)
 from actors.practice_db import StaleIncarnationError, check_incarnation
 from actors.practice_schema import email_messages, email_service_inbox, patients
 from config.settings import MailSettings
@@ -254,6 +265,7 @@ class Inbox:
         self._session: ImapSession | None = None
         self._idle = False
         self._has_patients: bool | None = None
+        self._limits: StorageLimits | None = None  # read at the first store
         self._folder = settings.imap_folder
 
     # --- public -------------------------------------------------------------------------
@@ -318,6 +330,9 @@ class Inbox:
                     select(email_messages.c.imap_uid).where(
                         email_messages.c.imap_uidvalidity == session.uidvalidity,
                         email_messages.c.imap_uid.in_(chunk),
+                        # a parked row (too large to store whole) has no raw: the
+                        # server keeps the only full copy
+                        email_messages.c.raw.is_not(None),
                     )
                 ).scalars()
         if stored:
@@ -432,11 +447,14 @@ class Inbox:
             ids = [p.message_id for _, p, _ in parsed]
             ids += [derived_message_id(m.raw, d) for m, _, d in parsed]
             rows, skipped = plan_rows(parsed, digests, self._row_ids(conn, ids))
+            if self._limits is None:
+                self._limits = read_limits(conn)
+            fitted = [
+                self._fitted(self._row(validity, r.fetched, r.parsed, r.digest, links))
+                for r in rows
+            ]
             if rows:
-                conn.execute(
-                    insert(email_messages),
-                    [self._row(validity, r.fetched, r.parsed, r.digest, links) for r in rows],
-                )
+                conn.execute(insert(email_messages), [f.row for f in fitted])
                 row_ids = self._row_ids(conn, [r.parsed.message_id for r in rows])
                 received = [
                     MessageReceived(
@@ -453,9 +471,30 @@ class Inbox:
                 skipped = [replace(s, duplicate_of=found.get(s.digest)) for s in skipped]
             self._advance(conn, validity, last, batch[-1], pending)
         events = [*received, *(self._skipped_event(validity, s) for s in skipped)]
+        parked = [(e, f) for e, f in zip(received, fitted, strict=True) if f.parked]
+        for event, fit in parked:
+            assert isinstance(event, MessageReceived)
+            reason = f"UID {event.uid} too large for this database: " + "; ".join(fit.notes)
+            log.warning("%s: %s", self._folder, reason)
+            events.append(
+                MessageParked(self._incarnation, validity, event.uid, event.row_id, reason)
+            )
         self._emit([*events, InboxSynced(self._incarnation, validity, batch[-1])])
-        # Skipped messages stay on the server: only stored ones get the after-import action.
-        return len(rows), sorted(r.fetched.uid for r in rows)
+        # Skipped and parked messages stay on the server: only messages stored whole get
+        # the after-import action.
+        return len(rows), sorted(
+            r.fetched.uid for r, f in zip(rows, fitted, strict=True) if not f.parked
+        )
+
+    def _fitted(self, row: dict[str, Any]) -> FittedRow:
+        """``row`` fitted to the database's limits, its notes added to ``last_error``."""
+        assert self._limits is not None
+        fit = fit_row(row, self._limits)
+        if not fit.notes:
+            return fit
+        note = "; ".join([*([fit.row["last_error"]] if fit.row["last_error"] else []), *fit.notes])
+        limit = self._limits.columns.get("last_error", ColumnLimit())
+        return replace(fit, row={**fit.row, "last_error": cut_text(note, limit)})
 
     def _skipped_event(self, validity: int, skipped: Skipped) -> MessageSkipped:
         reason = (
