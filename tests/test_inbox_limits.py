@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from email import policy
 from email.header import Header
 from email.message import EmailMessage
@@ -188,6 +187,7 @@ def test_a_fitted_row_fits(subject: str, body: str, raw: bytes, limits: StorageL
     cut = fit.row["subject"]
     limit = limits.columns["subject"]
     assert subject.startswith(cut)
-    assert len(cut) <= (limit.chars or 0) and len(cut.encode()) <= (limit.octets or 0)
-    assert fit.parked == (fit.row["raw"] is None and bool(raw)) or fit.row["body_text"] != body
+    assert len(cut) <= (limit.chars or 0)
+    assert len(cut.encode()) <= (limit.octets or 0)
+    assert fit.parked == (fit.row["raw"] != raw or fit.row["body_text"] != body)
     assert bool(fit.notes) == (fit.row != {"subject": subject, "body_text": body, "raw": raw})
