@@ -280,6 +280,10 @@ email_messages = Table(
     # re-import (a changed UIDVALIDITY) by content rather than by a Message-ID header
     # any sender can reuse.
     Column("raw_sha256", String(64)),
+    # True from the commit of an outcome (sent, failed, retried, received) until its
+    # event is durable in the service's log; a start appends the events still owed
+    # (actors/mail/outcome_events.py). NULL: nothing owed.
+    Column("event_pending", Boolean),
     **_MYSQL,
 )
 # Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a
@@ -306,6 +310,7 @@ Index(
 )
 Index("ix_email_messages_patient_id", email_messages.c.patient_id)
 Index("ix_email_messages_raw_sha256", email_messages.c.raw_sha256)
+Index("ix_email_messages_event_pending", email_messages.c.event_pending)
 
 patients = Table(
     "patients",

@@ -189,21 +189,27 @@ class RestartRequested(Event):
 class MessageSent(Event):
     """An outbox row was accepted by the SMTP server."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     recipients: int
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)
 class MessageSendFailed(Event):
     """Sending an outbox row failed; ``permanent`` for a 5xx, else it is retried."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     error: str
     permanent: bool
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +225,14 @@ class MessageDeliveryUncertain(Event):
 class MessageReceived(Event):
     """A message was imported from IMAP into the inbox."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     uidvalidity: int
     uid: int
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)

@@ -538,6 +538,7 @@ class Inbox:
             "imap_uid": message.uid,
             "last_error": parsed.problem or None,
             "raw_sha256": digest,
+            "event_pending": True,  # until MessageReceived is durable (outcome_events)
         }
 
     # --- poison -------------------------------------------------------------------------
@@ -609,6 +610,7 @@ class Inbox:
                     imap_uid=message.uid,
                     last_error=reason,
                     raw_sha256=digest,
+                    event_pending=True,
                 )
             )
             row_id = self._row_ids(conn, [message_id])[message_id]

@@ -114,6 +114,7 @@ _SENT = (
         attempts=bindparam("b_attempts"),
         next_attempt_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
     )
 )
@@ -126,6 +127,7 @@ _RETRY = (
         next_attempt_at=bindparam("b_next"),
         wire_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
     )
 )
 _FAILED = (
@@ -136,6 +138,7 @@ _FAILED = (
         attempts=bindparam("b_attempts"),
         next_attempt_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
     )
 )
@@ -262,7 +265,10 @@ class Outbox:
                 else:
                     conn.execute(
                         stuck.values(
-                            status="failed", attempts=row.attempts + 1, last_error=UNCERTAIN_HELD
+                            status="failed",
+                            attempts=row.attempts + 1,
+                            last_error=UNCERTAIN_HELD,
+                            event_pending=True,
                         )
                     )
                     failed.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
