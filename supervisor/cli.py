@@ -29,7 +29,7 @@ from supervisor.commands import (
     setup,
     status,
 )
-from supervisor.commands.common import CliError
+from supervisor.commands.common import CliError, printable
 
 PROG = "email-service"
 
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
