@@ -213,14 +213,48 @@ def parse_message(raw: bytes) -> ParsedMessage:
         fast = fast_parse(raw)
     except Exception:  # the fast reader's own bug must not lose a message: read it fully
         fast = None
-    return fast if fast is not None else full_parse(raw)
+    if fast is not None:
+        return fast
+    return full_parse(raw, without_attachments(raw) if len(raw) > SKELETON_OVER else raw)
 
 
-def full_parse(raw: bytes) -> ParsedMessage:
-    """Read ``raw`` with the ``email`` package (``policy.default``); never raises."""
+SKELETON_OVER = 1024 * 1024
+"""Bytes above which a message's attachments are left out before the ``email`` package
+reads it (``without_attachments``)."""
+# One character class repeated (not a repeated group, whose backtracking state would
+# cost memory per line): base64 text and its line ends, at least 4 KiB, from a line start.
+_BASE64_RUN = re.compile(rb"(?<=\n)[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]{4096,}")
+_LAST_TYPE = re.compile(rb"(?is).*content-type:[ \t]*([a-z]+)/")
+
+
+def without_attachments(raw: bytes) -> bytes:
+    """Return ``raw`` with the base64 body of every part that is not text (attachments,
+    images: runs of at least 4 KiB of base64) cut to one line: what the fields of an
+    inbox row are read from (they never hold an attachment). ``raw`` itself is stored
+    whole. The ``email`` package keeps several copies of what it reads (a text copy,
+    its lines, the joined payload): about eight times a big message's size, without
+    this."""
+    pieces: list[bytes] = []
+    position = 0
+    for run in _BASE64_RUN.finditer(raw):
+        before = _LAST_TYPE.match(raw, max(position, run.start() - 4096), run.start())
+        if before is not None and before.group(1).lower() == b"text":
+            continue
+        line_end = b"\r\n" if raw.endswith(b"\r\n", 0, run.end()) else b"\n"
+        pieces += [raw[position : run.start()], b"AAAA" + line_end]
+        position = run.end()
+    if not pieces:
+        return raw
+    pieces.append(raw[position:])
+    return b"".join(pieces)
+
+
+def full_parse(raw: bytes, skeleton: bytes | None = None) -> ParsedMessage:
+    """Read ``raw`` with the ``email`` package (``policy.default``); never raises. With
+    ``skeleton`` (``without_attachments(raw)``) the fields are read from it instead."""
     problems: list[str] = []
-    source = _tidy_header_names(raw)
-    if source.lower().count(b"multipart/") > MAX_NESTING:
+    source = _tidy_header_names(raw if skeleton is None else skeleton)
+    if _too_nested(source):
         # The email package parses parts recursively: thousands of nested multiparts
         # exhaust Python's recursion limit after seconds of work. Read it shallowly.
         return shallow_parse(raw, f"more than {MAX_NESTING} nested multiparts")
@@ -263,6 +297,17 @@ def full_parse(raw: bytes) -> ParsedMessage:
 
 MAX_NESTING = 100
 """More ``multipart/`` than this and the message is read by ``shallow_parse``."""
+_MULTIPART = re.compile(rb"multipart/", re.I)
+
+
+def _too_nested(raw: bytes) -> bool:
+    """Whether ``raw`` names more than ``MAX_NESTING`` multiparts (without copying it)."""
+    for count, _found in enumerate(_MULTIPART.finditer(raw), start=1):
+        if count > MAX_NESTING:
+            return True
+    return False
+
+
 _OBSOLETE_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.M)
 
 
@@ -554,9 +599,24 @@ def _delimiter_lines(body: bytes, delimiter: bytes) -> list[tuple[int, int]]:
         position = found + 1
 
 
+_TOP_TYPE = re.compile(rb"^content-type:[ \t]*([a-z]+/[a-z]+)", re.I | re.M)
+
+
+def _simple_top(raw: bytes) -> bool:
+    """Whether the message's own Content-Type (looked up in its header block only) is
+    one of the shapes ``fast_parse`` reads."""
+    end = raw.find(b"\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    found = _TOP_TYPE.search(raw, 0, len(raw) if end < 0 else end)
+    kind = b"text/plain" if found is None else found.group(1).lower()
+    return kind in (b"text/plain", b"text/html", b"multipart/alternative")
+
+
 def fast_parse(raw: bytes) -> ParsedMessage | None:
     """Read ``raw`` when it has one of the common shapes; None when it has not (then
     ``full_parse`` must). Gives exactly ``full_parse``'s answer where it gives one."""
+    if len(raw) > SKELETON_OVER and not _simple_top(raw):
+        return None  # not a shape read here: give up before copying a big message
     data = raw.replace(b"\r\n", b"\n")
     if b"\r" in data or data.startswith(b"From "):
         return None
