@@ -5,7 +5,10 @@ Dovecot."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
 
 import pytest
 from hypothesis import given
@@ -13,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from actors.mail.inbox import Inbox
-from actors.mail.parse import decode_8bit, parse_message
+from actors.mail.parse import decode_8bit, parse_message, without_attachments
 from actors.practice_schema import email_messages
 from config.settings import MailSettings
 from events.clock import FakeClock
@@ -138,3 +141,17 @@ def test_a_nul_byte_arrives_as_sent_when_the_server_offers_binary(
     dovecot.append(user, raw)
     inbox.poll()
     assert _row(engine).raw == raw  # type: ignore[attr-defined]
+
+
+def test_a_big_message_is_read_without_its_attachment_and_keeps_base64_text() -> None:
+    msg = EmailMessage()
+    msg["From"] = "pat@example.org"
+    msg["Subject"] = "X-ray"
+    text = "Grüße aus Köln. " * 1000  # base64 in the message: a long run to keep
+    msg.set_content(text, cte="base64")
+    msg.add_attachment(os.urandom(2_000_000), maintype="image", subtype="png", filename="x.png")
+    raw = msg.as_bytes(policy=policy.SMTP)
+    skeleton = without_attachments(raw)
+    assert len(skeleton) < 50_000 < len(raw)
+    parsed = parse_message(raw)
+    assert (parsed.subject, parsed.body_text) == ("X-ray", text + "\n")  # set_content adds it
