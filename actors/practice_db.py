@@ -422,6 +422,13 @@ def driver_form(
             made = statement.compile(dialect=dialect)
             assert isinstance(made, SQLCompiler)
             compiled = _COMPILED.setdefault(cache_key, made)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        # Values SQLAlchemy renders into the text at execution (SQL Server's ``TOP n``):
+        # the compiled string alone would reach the server as ``TOP __[POSTCOMPILE_…]``.
+        expanded = compiled.construct_expanded_state(params)
+        if compiled.positional:
+            return expanded.statement, tuple(expanded.positional_parameters)
+        return expanded.statement, dict(expanded.parameters)
     full: dict[str, Any] = dict(compiled.construct_params(params) or {})
     if compiled.positional:
         names = compiled.positiontup or []

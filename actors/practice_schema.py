@@ -164,7 +164,10 @@ def _utcnow_plus_mysql(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any)
 
 @compiles(utcnow_plus, "mssql")
 def _utcnow_plus_mssql(element: utcnow_plus, _compiler: SQLCompiler, **_kw: Any) -> str:
-    return f"DATEADD(millisecond, {_millis(element)}, SYSUTCDATETIME())"
+    # DATEADD takes an int: milliseconds overflow past 24.8 days (a check-in history of 30
+    # days), so whole seconds and the remaining milliseconds are added separately.
+    seconds, millis = divmod(_millis(element), 1000)
+    return f"DATEADD(second, {seconds}, DATEADD(millisecond, {millis}, SYSUTCDATETIME()))"
 
 
 # --- portable types --------------------------------------------------------------------
