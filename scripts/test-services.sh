@@ -29,6 +29,9 @@ if ! [ -x /usr/sbin/smtp-sink ]; then
 fi
 # The status page test drives Debian's Chromium through Playwright (never a downloaded browser).
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+# The unit file's test runs systemd-analyze verify and security --offline=yes (no systemd as
+# PID 1 needed); the package also brings the unit files the verify looks up.
+command -v systemd-analyze >/dev/null || need_packages+=(systemd)
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]}"
   apt_install "${need_packages[@]}"

@@ -172,6 +172,8 @@ def _run_the_wizard(
         child.expect_exact("IMAP (receiving)  ok")
         answer("Every test passed. Save these settings? [Y/n]:", "y")
         child.expect_exact("Saved.")
+        answer(f"Send a test message to {ADDRESS}? [Y/n]:", "n")
+        answer("Send a test message to another address (empty: none):", "")
         child.expect(pexpect.EOF)
     finally:
         child.close()

@@ -29,9 +29,11 @@ from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, patients, utcnow
 from config import Settings
 from supervisor import exit_codes
+from supervisor.commands import send_test
 from supervisor.commands.common import CliError, print_json, print_table, printable
 from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
+from supervisor.human_time import local_text
 
 FOLDERS = ("inbox", "outbox", "sent", "deleted")
 """The four folders of ``email_messages.folder``."""
@@ -86,7 +88,8 @@ def register(subparsers: Any) -> None:
     """Add the ``mail`` command and its subcommands."""
     parser = subparsers.add_parser(
         "mail",
-        help="look after the four folders: list, show, move, restore, action, retry-failed",
+        help="look after the four folders: list, show, move, restore, action, retry-failed, "
+        "send-test",
         description="Look after one practice database's mail (the email_messages table): "
         "list a folder, show a message, move it to deleted and back, link it to a patient, "
         "and put failed outbox messages back in the queue. --db NAME is the database's "
@@ -191,6 +194,8 @@ def register(subparsers: Any) -> None:
     retry.add_argument("--id", type=_message_id, metavar="ID", help="only this message")
     retry.set_defaults(handler=run_retry_failed)
 
+    send_test.register(sub)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="NAME", required=True, help="the practice database")
@@ -280,7 +285,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    return local_text(value)
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -370,7 +375,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     html = row.pop("body_html")
     for key, value in row.items():
         if value is not None and value != "":
-            shown = value.isoformat(sep=" ") if isinstance(value, datetime) else value
+            shown = local_text(value) if isinstance(value, datetime) else value
             print(f"{key + ':':<19} {printable(shown)}")
     if html:
         print(f"{'body_html:':<19} {len(html)} characters (see --json)")
@@ -444,7 +449,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
         args,
         after,
         f"Message {args.id} linked to patient {args.patient} by {args.by} at "
-        f"{after['actioned_at'].isoformat(sep=' ', timespec='seconds')} UTC.",
+        f"{local_text(after['actioned_at'])}.",
     )
 
 

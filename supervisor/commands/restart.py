@@ -11,11 +11,13 @@ import argparse
 import getpass
 import socket
 import time
+from datetime import datetime
 from typing import Any
 
 from config import Settings
 from supervisor import discovery, exit_codes
 from supervisor.commands.common import CliError, print_json, print_table
+from supervisor.human_time import local_text
 
 
 def register(subparsers: Any) -> None:
@@ -78,7 +80,7 @@ def run_restart(args: argparse.Namespace, settings: Settings) -> int:
             engine.dispose()
             raise
     deadline = time.monotonic() + args.wait
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for name, engine, command_id in sent:
             handled_at, outcome = commands_table.outcome_of(engine, command_id)
@@ -101,8 +103,12 @@ def run_restart(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_table(
             ["Database", "Command", "Handled at", "Outcome"],
-            [[r["name"], r["command_id"], r["handled_at"] or "-", r["outcome"]] for r in rows],
+            [[r["name"], r["command_id"], _local(r["handled_at"]), r["outcome"]] for r in rows],
         )
     if args.wait and any(r["handled_at"] is None for r in rows):
         return exit_codes.NOT_ALL_RUNNING
     return exit_codes.OK
+
+
+def _local(handled_at: str | None) -> str:
+    return local_text(datetime.fromisoformat(handled_at)) if handled_at else "-"

@@ -19,14 +19,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from actors.mail.settings import SECURITY_CHOICES
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json
 from supervisor.commands.databases import add_timeout, discover_or_fail, practice_database
+from supervisor.discovery import DatabaseInfo, error_line
 from supervisor.setup.answers import AnswerError
 from supervisor.setup.checks import CheckResult, ProbeChecker
 from supervisor.setup.draft import build_draft, lenient_settings
@@ -35,8 +38,15 @@ from supervisor.setup.prompt import TerminalPrompt, WizardAborted
 from supervisor.setup.providers import provider_keys
 from supervisor.setup.store import read_row, save_settings
 from supervisor.setup.wizard import Outcome, Wizard, result_lines, run_unattended
+from supervisor.test_message import (
+    describe,
+    queue_test_message,
+    wait_for_outcome,
+    wait_for_restart,
+)
 
 TESTS_FAILED = 1  # a connection test failed and nothing was saved
+TEST_WAIT_SECONDS = 60.0  # how long the wizard waits for its test message's outcome
 
 # flag dest -> email_settings column, for the flags that carry a value as written
 _TEXT_FLAGS = (
@@ -240,6 +250,7 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
                 save,
                 force=args.force,
                 timeout_hint=settings.mail.io_timeout_seconds,
+                send_test=_test_sender(info) if info.eligibility.eligible else None,
             )
             outcome = wizard.run(draft.settings, draft.provider)
         except WizardAborted as exc:
@@ -257,6 +268,31 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print_unattended(screen, problems, outcome, args)
     return exit_codes.OK if outcome.saved or outcome.all_passed else TESTS_FAILED
+
+
+def _test_sender(info: DatabaseInfo) -> Callable[[str], list[str]]:
+    """The wizard's test message: queued in the outbox, its outcome in words."""
+
+    def send(to: str) -> list[str]:
+        row = read_row(info.url) or {}
+        print(
+            f"Queuing a test message to {to} in the outbox of {info.name!r}; the email "
+            f"service sends it (waiting up to {TEST_WAIT_SECONDS:g} s for the answer)...",
+            flush=True,
+        )
+        try:
+            # The save asked the service to restart this database's mailbox: a message
+            # queued before it did could go out with the old settings.
+            wait_for_restart(info.url, TEST_WAIT_SECONDS / 2)
+            row_id = queue_test_message(
+                info.url, to, info.practice_name or info.name, str(row.get("from_address") or "")
+            )
+            outcome = wait_for_outcome(info.url, row_id, to, TEST_WAIT_SECONDS)
+        except SQLAlchemyError as exc:
+            return [f"The test message could not be queued: {error_line(exc, info.url)}"]
+        return describe(outcome, f"{row.get('smtp_host')}:{row.get('smtp_port')}", info.name)
+
+    return send
 
 
 def _json_row(result: CheckResult, outcome: Outcome) -> dict[str, Any]:

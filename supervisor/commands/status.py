@@ -3,7 +3,8 @@
 The workstation's view from the command line: each eligible database's status and
 tooltip, read from its own check-in tables (so it tells the truth when the service
 process is down); exit 0 when all are running, 1 otherwise. ``diagnostics`` prints the
-diagnostic log a workstation shows when its indicator is clicked.
+diagnostic log a workstation shows when its indicator is clicked. Times are shown in this
+server's time zone (``supervisor.human_time``); ``--json`` keeps UTC.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from config import Settings
 from supervisor import discovery, exit_codes
 from supervisor.commands.common import CliError, print_json, print_table
 from supervisor.discovery import DatabaseInfo
+from supervisor.human_time import local_sentence, local_text
 
 
 def register(subparsers: Any) -> None:
@@ -73,13 +75,13 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         print_json([v.as_json() for v in views])
     else:
         print_table(
-            ["Database", "Status", "Last check-in (UTC)", "Tooltip"],
+            ["Database", "Status", "Last check-in", "Tooltip"],
             [
                 [
                     v.name,
                     "running" if v.status.running else "NOT AVAILABLE",
-                    v.as_json()["last_checkin_at"] or "-",
-                    v.status.tooltip,
+                    local_text(v.status.last_checkin_at) or "-",
+                    local_sentence(v.status.tooltip),
                 ]
                 for v in views
             ],
@@ -108,7 +110,10 @@ def run_diagnostics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{info.name}: no diagnostic lines")
     else:
         print_table(
-            ["Logged at (UTC)", "Level", "Component", "Message"],
-            [[r.logged_at.isoformat(sep=" "), r.level, r.component, r.message] for r in rows],
+            ["Logged at", "Level", "Component", "Message"],
+            [
+                [local_text(r.logged_at), r.level, r.component, local_sentence(r.message)]
+                for r in rows
+            ],
         )
     return exit_codes.OK

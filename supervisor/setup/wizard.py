@@ -49,6 +49,9 @@ SECTIONS = ("sender", "smtp", "imap", "sms")
 """The parts of the settings a person can go back and correct."""
 
 SaveFn = Callable[[EmailSettings], None]
+SendTestFn = Callable[[str], Sequence[str]]
+"""Sends a test message to an address through the practice's outbox and returns the
+outcome in words (``supervisor.test_message``)."""
 _T = TypeVar("_T")
 
 
@@ -103,12 +106,14 @@ class Wizard:
         *,
         force: bool = False,
         timeout_hint: float = 0.0,
+        send_test: SendTestFn | None = None,
     ) -> None:
         self._prompt = prompt
         self._checker = checker
         self._save = save
         self._force = force
         self._timeout_hint = timeout_hint
+        self._send_test = send_test
 
     # --- the whole flow -------------------------------------------------------------
 
@@ -173,7 +178,27 @@ class Wizard:
             "Saved. The email service restarts this database's mailbox to use them: "
             "`email-service status` shows the result within one check-in interval."
         )
+        if self._send_test is not None:
+            self.offer_test_message(settings.from_address)
         return Outcome(settings, results, saved=True)
+
+    def offer_test_message(self, from_address: str) -> None:
+        """After saving: offer a test message through the practice's outbox, to the
+        practice's own address or another one, and show what the mail server answered."""
+        if self._send_test is None:
+            return
+        p = self._prompt
+        to = ""
+        if from_address and p.confirm(f"Send a test message to {from_address}?", True):
+            to = from_address
+        else:
+            to = _until_valid(
+                p,
+                lambda: p.ask("Send a test message to another address (empty: none)"),
+                lambda text: check_address(text) if text.strip() else "",
+            )
+        if to:
+            p.say("\n".join(self._send_test(to)))
 
     # --- the sections ---------------------------------------------------------------
 

@@ -8,6 +8,35 @@ const announcer = document.getElementById("announcer");
 const dialog = document.getElementById("details");
 let shown = new Map(); // name -> status word last shown
 let openName = null;
+const lastCheckin = new Map(); // name -> last_checkin_at (UTC ISO 8601) last shown
+
+// Times for people are shown in this browser's time zone, to the second, with the zone
+// named ("2026-12-02 09:14:03 GMT+1"); the API's JSON keeps UTC ISO 8601. The Python side
+// does the same for the command line (supervisor/human_time.py).
+const STAMP = "(\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}:\\d{2})(?:\\.\\d+)?";
+const UTC_TIMES = new RegExp(STAMP + "(?: to " + STAMP + ")? UTC\\b", "g");
+
+function localTime(utcText) {
+  // "2026-12-02T08:14:03.5Z", "2026-12-02 08:14:03" (UTC) -> local, or "" for none.
+  if (!utcText) return "";
+  const iso = utcText.replace(" ", "T").replace(/\.\d+/, "").replace(/Z$/, "") + "Z";
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return utcText;
+  const parts = {};
+  const format = new Intl.DateTimeFormat("en-GB", {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hourCycle: "h23", timeZoneName: "short",
+  });
+  for (const part of format.formatToParts(moment)) parts[part.type] = part.value;
+  return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" +
+    parts.minute + ":" + parts.second + " " + parts.timeZoneName;
+}
+
+function localSentence(text) {
+  // Times the service wrote into a sentence as "... 2026-12-02 08:14:03 UTC", shown local.
+  return text.replace(UTC_TIMES, (_match, first, second) =>
+    second ? localTime(first) + " to " + localTime(second) : localTime(first));
+}
 
 function label(status) {
   return status === "running" ? "Running" : "Not available";
@@ -50,15 +79,15 @@ function render(rows) {
     button.classList.toggle("not_available", row.status !== "running");
     button.dataset.status = row.status;
     item.querySelector(".state").textContent = label(row.status);
-    item.querySelector(".tooltip").textContent = row.tooltip;
+    item.querySelector(".tooltip").textContent = localSentence(row.tooltip);
     const before = shown.get(row.name);
     if (before !== undefined && before !== row.status) {
-      changes.push(row.name + ": " + label(row.status) + ". " + row.tooltip);
+      changes.push(row.name + ": " + label(row.status) + ". " + localSentence(row.tooltip));
     }
     shown.set(row.name, row.status);
+    lastCheckin.set(row.name, row.last_checkin_at);
     if (openName === row.name) {
-      document.getElementById("details-status").textContent =
-        label(row.status) + ": " + row.tooltip;
+      showDetailsStatus(row.name);
     }
   }
   for (const item of Array.from(list.children)) {
@@ -88,11 +117,18 @@ async function openDetails(name) {
   openName = name;
   document.getElementById("details-title").textContent = name;
   document.getElementById("restart-result").textContent = "";
-  const status = shown.get(name);
-  const tip = document.getElementById(idFor(name) + "-tip").textContent;
-  document.getElementById("details-status").textContent = label(status) + ": " + tip;
+  showDetailsStatus(name);
   await loadDiagnostics(name);
   if (!dialog.open) dialog.showModal();
+}
+
+function showDetailsStatus(name) {
+  const tip = document.getElementById(idFor(name) + "-tip").textContent;
+  document.getElementById("details-status").textContent = label(shown.get(name)) + ": " + tip;
+  const last = lastCheckin.get(name);
+  document.getElementById("details-checkin").textContent = last
+    ? "Last check-in: " + localTime(last)
+    : "No check-in yet.";
 }
 
 async function loadDiagnostics(name) {
@@ -103,8 +139,8 @@ async function loadDiagnostics(name) {
   const rows = response.ok ? await response.json() : [];
   for (const row of rows) {
     const tr = document.createElement("tr");
-    for (const value of [row.logged_at.replace("T", " ").replace("Z", ""), row.component,
-      row.level, row.message]) {
+    for (const value of [localTime(row.logged_at), row.component, row.level,
+      localSentence(row.message)]) {
       const td = document.createElement("td");
       td.textContent = value;
       tr.append(td);

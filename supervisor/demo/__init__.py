@@ -1,0 +1,1 @@
+"""The pieces of ``email-service demo``: a local IMAP server and the sample mail."""

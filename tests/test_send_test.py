@@ -1,0 +1,164 @@
+"""``email-service mail send-test`` against a real service and a real SMTP server.
+
+One ``serve`` process (a subprocess, as in production) serves one SQLite practice
+database whose settings point at aiosmtpd (``tests.smtp_servers``); each test runs the
+command as a subprocess and reads what it printed and its exit status. Recipients decide
+the server's answer: ``refused@`` gets ``550`` at RCPT, ``later@`` ``451`` at DATA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from actors import practice_db
+from actors.practice_schema import email_settings, init_practice_database
+from supervisor.commands.send_test import SEND_FAILED, STILL_QUEUED
+from tests.smtp_servers import RecordingSmtpServer
+
+DB = "Smile Dental"
+REFUSED = "550 5.1.1 No such user here"
+LATER = "451 4.3.0 Try again later"
+START_SECONDS = 60.0
+
+
+@dataclass
+class Service:
+    config: Path
+    process: subprocess.Popen[str]
+    stderr: list[str] = field(default_factory=list)
+
+    def send_test(self, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supervisor.cli",
+                "--config",
+                str(self.config),
+                "mail",
+                "send-test",
+                "--db",
+                DB,
+                "--to",
+                to,
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "TZ": "Europe/Berlin"},
+        )
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[RecordingSmtpServer]:
+    with RecordingSmtpServer() as server:
+        server.script.rcpt["refused@example.org"] = REFUSED
+        server.script.data_for["later@example.org"] = LATER
+        yield server
+
+
+def _read(stream: Iterator[str], into: list[str], ready: threading.Event) -> None:
+    for line in stream:
+        into.append(line)
+        if "status page at " in line:
+            ready.set()
+    ready.set()
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, smtp: RecordingSmtpServer
+) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("send-test")
+    folder = root / "practices"
+    folder.mkdir()
+    url = f"sqlite:///{folder / DB}.sqlite3"
+    init_practice_database(url, practice_name=DB)
+    engine = practice_db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            update(email_settings).values(
+                smtp_host=smtp.host,
+                smtp_port=smtp.port,
+                smtp_security="none",
+                from_address="reception@smile.example",
+                from_name=DB,
+            )
+        )
+    engine.dispose()
+    config = root / "service.toml"
+    config.write_text(
+        f'[service]\nevent_store = "sqlite:///{root / "events.sqlite3"}"\n'
+        f'[databases]\nserver_url = "sqlite:///{folder}"\n'
+        "[health]\ncheckin_seconds = 2.0\n"
+        "[mail]\noutbox_poll_seconds = 0.5\n"
+        '[http]\nlisten = "127.0.0.1:0"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    running = Service(config, process)
+    ready = threading.Event()
+    assert process.stderr is not None
+    reader = threading.Thread(
+        target=_read, args=(process.stderr, running.stderr, ready), daemon=True
+    )
+    reader.start()
+    try:
+        ready.wait(START_SECONDS)
+        assert "status page at " in "".join(running.stderr), "".join(running.stderr)
+        yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        reader.join(timeout=10)
+        process.stderr.close()
+    assert "Traceback" not in "".join(running.stderr)
+
+
+def test_an_accepted_test_message_exits_0_and_names_its_message_id(
+    service: Service, smtp: RecordingSmtpServer
+) -> None:
+    done = service.send_test("me@example.org", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [outcome] = json.loads(done.stdout)
+    assert outcome["status"] == "sent"
+    assert outcome["message_id"] in smtp.message_ids()
+
+
+def test_an_accepted_test_message_is_reported_in_the_servers_local_time(
+    service: Service,
+) -> None:
+    done = service.send_test("me@example.org")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("Sent: the mail server ")
+    assert " CET (message " in done.stdout or " CEST (message " in done.stdout
+
+
+def test_a_refused_test_message_exits_1_with_the_servers_words(service: Service) -> None:
+    done = service.send_test("refused@example.org")
+    assert done.returncode == SEND_FAILED, done.stdout + done.stderr
+    assert done.stdout.startswith("Failed: ")
+    assert REFUSED in done.stdout
+
+
+def test_a_deferred_test_message_is_still_queued_after_the_wait(service: Service) -> None:
+    done = service.send_test("later@example.org", "--wait", "5")
+    assert done.returncode == STILL_QUEUED, done.stdout + done.stderr
+    assert done.stdout.startswith("Still queued after ")
+    assert LATER in done.stdout
