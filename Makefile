@@ -36,6 +36,7 @@ bench: $(STAMP) services
 	$(BIN)/python bench/supervision.py
 	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/longrun.py --quick
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -47,6 +47,7 @@ from actors.practice_schema import SINGLE_ROW_ID, utcnow, utcnow_plus
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
 from actors.practice_schema import email_service_mailbox as fence
+from actors.server_budget import ServerFullError
 from events.clock import Clock
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
 from events.projections.health import DbHealth
@@ -77,6 +78,8 @@ class CheckInWriter:
         self._url = url
         self.last_error = ""
         """Why the last write failed ("" when it did not), one line, passwords masked."""
+        self.server_full = False
+        """Whether it failed because the database server had no free connection for it."""
         self._on_written = on_written
         self._memory = CheckInMemory()
         self._plain_insert = _plain_insert(self._interval.total_seconds())
@@ -114,9 +117,11 @@ class CheckInWriter:
                 self._with_lines(engine, content, incarnation)
         except SQLAlchemyError as exc:
             self.last_error = error_line(exc, self._url)
+            self.server_full = isinstance(exc, ServerFullError)
             self.unreachable()
             return False
         self.last_error = ""
+        self.server_full = False
         self._memory = memory
         self._on_written()
         self._prune_now_and_then(engine)

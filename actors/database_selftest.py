@@ -21,6 +21,7 @@ from actors import practice_db
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox
 from actors.selftest import SelfTestResult
+from actors.server_budget import ServerFullError
 from events.clock import Clock
 from events.types import Diagnostic
 from supervisor.discovery import error_line
@@ -87,6 +88,8 @@ class DatabaseSelfTest:
             # (actors.checkin_writer) is this database's read and write.
         except StaleIncarnationError as exc:
             raise StaleIncarnationError(exc.incarnation, exc.stored, self._db) from None
+        except ServerFullError as exc:  # the server's slots, not this database: say so
+            return SelfTestResult(("database",), (Diagnostic("database", "error", str(exc)),))
         except (SQLAlchemyError, practice_db.PracticeDbError, OSError) as exc:
             message = f"the practice database does not answer: {error_line(exc, self._url)}"
             return SelfTestResult(("database",), (Diagnostic("database", "error", message),))

@@ -9,6 +9,10 @@ The supervisor owns the registry: it names a database's URL when it starts servi
 (``serve``) and disposes of its engine when the database is stopped for good
 (``forget``); a restart of the mailbox keeps the engine. Engines are made lazily, on
 the first ``get``, in the caller's thread. Every method is thread-safe.
+
+With ``budgets`` (``actors.server_budget``), the engines of databases on one server share
+that server's connection budget: at most ``databases.max_connections`` connections at
+once, the idle ones moving to the databases that need them (SQLite files have no budget).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from actors import practice_db
+from actors.server_budget import ServerBudget, ServerBudgets
 
 DB_TIMEOUT_SECONDS = 10.0
-"""How long connecting to a practice database may take."""
+"""How long connecting to a practice database, or any wait on it, may take at most; the
+service makes it shorter still when its hang limit asks (``default_engine``'s ``timeout``)."""
 
 QUERY_CACHE_SIZE = 50
 """Compiled statements kept per engine: the service uses a handful per database."""
@@ -37,14 +43,20 @@ steady state runs two (the self-test's write, the command poll); more would keep
 start's one-off statements, and SQLite's memory for them, alive."""
 
 
-def default_engine(url: str) -> Engine:
-    """Return the engine the service uses for one practice database."""
+def default_engine(
+    url: str, budget: ServerBudget | None = None, timeout: float = DB_TIMEOUT_SECONDS
+) -> Engine:
+    """Return the engine the service uses for one practice database (within ``budget``):
+    connecting and every wait on it (a lock, a statement, a pooled connection) bounded by
+    ``timeout``."""
     return practice_db.make_engine(
         url,
-        timeout=DB_TIMEOUT_SECONDS,
+        timeout=timeout,
         query_cache_size=QUERY_CACHE_SIZE,
         sqlite_statement_cache=SQLITE_STATEMENT_CACHE,
         pool_size=POOL_SIZE,
+        wait_timeout=timeout,
+        budget=budget,
     )
 
 
@@ -55,8 +67,21 @@ class UnknownDatabaseError(KeyError):
 class EngineRegistry:
     """The served databases' URLs and their engines."""
 
-    def __init__(self, make: Callable[[str], Engine] = default_engine) -> None:
+    def __init__(
+        self,
+        make: Callable[[str], Engine] | None = None,
+        *,
+        budgets: ServerBudgets | None = None,
+        timeout: float = DB_TIMEOUT_SECONDS,
+    ) -> None:
+        if make is None:
+
+            def make(url: str) -> Engine:
+                budget = None if budgets is None else budgets.for_url(url)
+                return default_engine(url, budget, timeout)
+
         self._make = make
+        self.budgets = budgets
         self._urls: dict[str, str] = {}
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()

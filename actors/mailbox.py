@@ -10,6 +10,17 @@ commits them in order, and the next tick checks that they were committed (a fail
 append crashes the mailbox). Once the supervisor has moved on to a newer incarnation,
 this one's writes are refused (``StaleIncarnationError``) and it stops itself.
 
+Progress: the mailbox beats (``actors.progress``) at every tick and after every step,
+and what its steps run beats at every server reply and message; the watchdog reads the
+beats to tell a busy mailbox from a hung one. A step that runs long (a batch to a slow
+server) stops when the self-test falls due (``WorkContext.must_yield``), so the
+check-in is never late behind it.
+
+The actor runs on a daemon thread: a mailbox waiting on a server (at most its timeout)
+or hung cannot keep the process from exiting once ``serve`` has stopped the tree. What
+it was doing is in the practice database's committed transactions, which is all a
+kill leaves too, and the design survives a kill (DESIGN decision 7).
+
 Work arrives by ``tell``, so an unexpected exception kills the actor; ``on_failure``
 (in the actor's thread) fences this incarnation out, tells the supervisor at once with
 the ``MailboxCrashed`` event for it to append ahead of its decision (or appends it
@@ -29,6 +40,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine
 
+from actors import progress
 from actors.fence import IncarnationRegistry, StaleIncarnationError
 from actors.mailbox_work import MakeWork, SelfTestWork, Work, WorkContext, no_work
 from actors.messages import MailboxFailed
@@ -51,7 +63,8 @@ second early harms nothing (a check-in earlier than due, an outbox poll a little
 and every wake of a thousand mailbox threads costs the process CPU."""
 
 FLUSH_TIMEOUT_SECONDS = 10.0
-"""How long ``flush`` waits for the log; longer means the log is stuck (a crash)."""
+"""How long ``flush`` waits for the log; longer means the log is stuck (a crash). Never
+more than half the hang limit (``checkin_seconds``), like every other wait."""
 
 TRACEBACK_LIMIT = 4000
 """Characters of traceback kept in ``MailboxCrashed`` (its tail: where it broke)."""
@@ -123,6 +136,8 @@ def describe_error(exc: BaseException | None) -> str:
 class MailboxActor(PeriodicActor):
     """Serves one practice database as one incarnation."""
 
+    use_daemon_thread = True  # see the module docstring
+
     def __init__(self, db: str, incarnation: int, deps: MailboxDeps) -> None:
         super().__init__(deps.scheduler)
         self.db = db
@@ -134,8 +149,16 @@ class MailboxActor(PeriodicActor):
 
     def setup(self) -> None:
         d = self._deps
+        progress.install(self._beat)
         context = WorkContext(
-            self.db, self.incarnation, self._engine, self._append, d.clock, self._flush
+            self.db,
+            self.incarnation,
+            self._engine,
+            self._append,
+            d.clock,
+            self._flush,
+            must_yield=self._selftest_due,
+            record=self._record,
         )
         selftest = d.make_selftest(self.db, self.incarnation)
         steps = list(d.make_work(context))
@@ -146,10 +169,12 @@ class MailboxActor(PeriodicActor):
         clock = self._deps.clock
         now = clock.monotonic()
         try:
+            self._beat()
             self._confirm_appends()
             for i, step in enumerate(self._work):
                 if self._due[i] <= now + COALESCE_SECONDS:
                     self._due[i] = now + step.run()
+                    self._beat()
         except StaleIncarnationError:
             # Replaced while we were busy or hung: stop quietly, the successor serves.
             log.info("%s incarnation %d was replaced; stopping", self.db, self.incarnation)
@@ -164,13 +189,23 @@ class MailboxActor(PeriodicActor):
     def _engine(self) -> Engine:
         return self._deps.engine(self.db)
 
+    def _beat(self) -> None:
+        self._deps.registry.beat(self.db, self.incarnation)
+
+    def _selftest_due(self) -> bool:
+        return bool(self._due) and self._deps.clock.monotonic() >= self._due[0]
+
+    def _record(self, events: Sequence[Event]) -> None:
+        self._appended.append(self._deps.registry.record(self.db, events))
+
     def _append(self, events: Sequence[Event]) -> None:
         self._appended.append(self._deps.registry.append(self.db, self.incarnation, events))
 
     def _flush(self) -> None:
         """Wait for this incarnation's appends to be committed (see ``WorkContext.flush``)."""
+        timeout = min(FLUSH_TIMEOUT_SECONDS, self._deps.checkin_seconds)
         for pending in self._appended:
-            pending.result(timeout=FLUSH_TIMEOUT_SECONDS)  # raises its error: let it crash
+            pending.result(timeout=timeout)  # raises its error: let it crash
         self._appended = []
 
     def _confirm_appends(self) -> None:
@@ -203,10 +238,12 @@ class MailboxActor(PeriodicActor):
             log.error("the supervisor is gone; %s crashed: %s", self.db, error)
             registry.abandon(self.db, self.incarnation, [crashed])
         self._close_work()
+        progress.install(None)
 
     def on_stop(self) -> None:
         super().on_stop()
         self._close_work()
+        progress.install(None)
 
     def _close_work(self) -> None:
         for step in self._work:

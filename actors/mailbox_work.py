@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
+from actors import progress
 from actors.selftest import SelfTest, SelfTestResult
 from events.clock import Clock
 from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
@@ -49,6 +50,13 @@ class WorkContext:
     event is durable: the outbox resends an uncertain message only after the log holds
     ``MessageDeliveryUncertain`` for it, so a kill can never leave an unrecorded
     duplicate."""
+    must_yield: Callable[[], bool] = lambda: False
+    """Whether the self-test (and so the check-in) is due: a long round of work (a batch
+    of slow messages) stops at its next safe point and asks to run again at once, so the
+    check-in never waits behind it."""
+    record: Callable[[Sequence[Event]], None] = lambda _events: None
+    """Append events for the record even after this incarnation was replaced: only for
+    facts its committed transactions made true (``IncarnationRegistry.record``)."""
 
 
 class Work(Protocol):
@@ -114,6 +122,7 @@ class SelfTestWork:
 
     def run(self) -> float:
         result = self._selftest.run()
+        progress.beat()  # the database part is done; the mail part's waits follow
         if not result.diagnostics:  # the database answers: check the rest
             components, diagnostics = list(result.components), list(result.diagnostics)
             for part in self._parts:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +33,10 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from actors.budget_pool import BudgetPool
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
+from actors.server_budget import ServerBudget
 
 __all__ = [
     "PracticeDbError",
@@ -60,6 +62,15 @@ no difference in idle CPU (pages past the cap are read from the OS's file cache)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another writer's lock before failing."""
+
+APPLICATION_NAME = "email-service"
+"""How the service's connections name themselves to PostgreSQL (``application_name`` in
+``pg_stat_activity``) and MariaDB (the ``program_name`` connection attribute)."""
+
+MOVE_CONNECTIONS = True
+"""Whether a budgeted MariaDB (PyMySQL) engine may take another database's idle connection
+and point it at its own (``_select_db``) instead of opening one; ``bench/supervision.py
+--server mariadb --no-move`` turns it off to measure the difference."""
 
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
@@ -100,6 +111,7 @@ def connect_args(url: str | URL, timeout: float | None) -> dict[str, Any]:
 
 
 _WAL = "practice_db_wal"  # connection info: the SQLite connection is in WAL mode
+_BUSY_MS = "practice_db_busy_ms"  # connection info: its lock wait, when not the default
 _RELAXED = "practice_db_relaxed"  # connection info: its commits now skip their fsync
 
 
@@ -117,7 +129,7 @@ def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
     # because the outbox relies on it); only ``one_statement(durable=False)`` relaxes it.
     cursor.execute("PRAGMA synchronous=FULL")
     record.info[_RELAXED] = False
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={record.info.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS)}")
     # A small page cache: the service keeps a connection open to every practice database
     # for as long as it runs, and SQLite's default (2 MB each) fills as the check-in
     # table grows: a thousand databases would slowly take gigabytes.
@@ -191,6 +203,17 @@ def _one(engine: Engine) -> Iterator[Connection]:
         conn.commit()
 
 
+def _select_db(database: str) -> Callable[[Any], None]:
+    """Point a PyMySQL connection at ``database`` (``COM_INIT_DB``): a connection moved
+    between practice databases on one MariaDB server instead of a new one, which costs
+    PyMySQL about 40 ms of CPU (it builds a TLS context for every connection)."""
+
+    def move(connection: Any) -> None:
+        connection.select_db(database)
+
+    return move
+
+
 def _mariadb_odbc_port(url: URL) -> URL:
     """Move a ``mysql+pyodbc`` URL's port into ``?port=``.
 
@@ -217,6 +240,8 @@ def make_engine(
     query_cache_size: int | None = None,
     sqlite_statement_cache: int | None = None,
     pool_size: int | None = None,
+    wait_timeout: float | None = None,
+    budget: ServerBudget | None = None,
 ) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
@@ -230,26 +255,71 @@ def make_engine(
     ``sqlite_statement_cache`` the prepared statements each SQLite connection keeps
     (default: the driver's 128), which hold SQLite's memory. ``pool_size`` is how many
     idle connections the pool keeps (default SQLAlchemy's 5); more may be open at once,
-    and those beyond it are closed when given back.
+    and those beyond it are closed when given back. ``wait_timeout`` bounds every wait
+    once connected, for a caller that must never wait longer (a mailbox, whose waits
+    must stay below its hang limit): SQLite's lock wait (default 30 s), PostgreSQL's
+    ``statement_timeout`` and ``lock_timeout``, pyodbc's query timeout (whole seconds),
+    and the wait for a pooled connection; PyMySQL's reads and writes are already bounded
+    by ``timeout``.
+    ``budget`` (a server database only; SQLite files have no server): every connection
+    takes a slot of that server's connection budget (``actors.budget_pool``); pooled, one
+    idle connection is kept while no other database needs its slot, else (``pooled=False``)
+    each is closed after use, except on MariaDB (PyMySQL), where it is kept for the next
+    database to move to itself (``MOVE_CONNECTIONS``). The wait for a slot is the
+    budget's own (``ServerBudgets(wait_seconds=…)``).
     Connects lazily: nothing is opened until first use.
     Raises ``sqlalchemy.exc.ArgumentError`` for a URL SQLAlchemy cannot use.
     """
     parsed = _mariadb_odbc_port(make_url(url))
     kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, timeout)}
-    if not pooled:
+    driver = parsed.get_driver_name()
+    if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
+        kwargs["connect_args"]["application_name"] = APPLICATION_NAME
+    elif driver == "pymysql":
+        kwargs["connect_args"]["program_name"] = APPLICATION_NAME
+    if budget is not None and parsed.get_backend_name() != "sqlite":
+        kwargs["poolclass"] = BudgetPool
+        kwargs["connection_budget"] = budget
+        kwargs["keep_idle"] = pooled
+        if driver == "pymysql" and parsed.database and MOVE_CONNECTIONS:
+            kwargs["move_connection"] = _select_db(parsed.database)
+        pooled = False  # the budget pool decides what is kept
+    elif not pooled:
         kwargs["poolclass"] = NullPool
     if query_cache_size is not None:
         kwargs["query_cache_size"] = query_cache_size
-    if pooled and pool_size is not None:
+    if pooled and pool_size is not None and "poolclass" not in kwargs:
         kwargs["pool_size"] = pool_size
+    if pooled and wait_timeout is not None:
+        kwargs["pool_timeout"] = wait_timeout
     if parsed.get_backend_name() == "sqlite":
         if sqlite_statement_cache is not None:
             kwargs["connect_args"]["cached_statements"] = sqlite_statement_cache
         engine = create_engine(parsed, **kwargs)
+        if wait_timeout is not None:
+            busy_ms = max(1, round(wait_timeout * 1000))
+            # Registered first, so it runs before _sqlite_on_connect reads it.
+            event.listen(
+                engine, "connect", lambda _c, record: record.info.__setitem__(_BUSY_MS, busy_ms)
+            )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if wait_timeout is not None:
+        kwargs["connect_args"].update(_wait_args(parsed, wait_timeout))
+    engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if wait_timeout is not None and parsed.get_driver_name() == "pyodbc":
+        whole = max(1, math.ceil(wait_timeout))
+        event.listen(engine, "connect", lambda dbapi, _r: setattr(dbapi, "timeout", whole))
+    return engine
+
+
+def _wait_args(url: URL, wait_timeout: float) -> dict[str, Any]:
+    """Connect arguments that bound waits once connected (see ``make_engine``). Pure."""
+    if url.get_driver_name() in ("psycopg", "psycopg2"):
+        ms = max(1, round(wait_timeout * 1000))
+        return {"options": f"-c statement_timeout={ms} -c lock_timeout={ms}"}
+    return {}
 
 
 def _once(engine: Engine) -> Engine:

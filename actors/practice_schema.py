@@ -283,7 +283,7 @@ email_messages = Table(
     # the moment the final "." of DATA went on the wire (set durably before it is sent:
     # a row in "sending" with wire_at set may have reached the server, DESIGN decision 7),
     Column("wire_at", UtcDateTime),
-    # and the recipients the server refused while accepting the others.
+    # and the recipients the server refused while accepting the others,
     Column("refused_recipients", _Text),
     # Inbox rows: the SHA-256 (hex) of the message as fetched, what de-duplicates a
     # re-import (a changed UIDVALIDITY) by content rather than by a Message-ID header
@@ -293,6 +293,9 @@ email_messages = Table(
     # event is durable in the service's log; a start appends the events still owed
     # (actors/mail/outcome_events.py). NULL: nothing owed.
     Column("event_pending", Boolean),
+    # and what became of each recipient (JSON, docs/mail.md): accepted, deferred (4xx:
+    # tried again, the others are not sent to twice) or refused for good.
+    Column("recipient_status", _Text),
     **_MYSQL,
 )
 # Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a

@@ -1,15 +1,20 @@
-"""The watchdog actor: notices mailboxes whose self-test is overdue.
+"""The watchdog actor: notices mailboxes that make no progress.
 
 It follows the event log (it does not ask the mailboxes: a hung mailbox cannot
-answer), folds each database's liveness (``events.projections.liveness``) and,
-every tick, appends ``CheckInMissed`` for a mailbox silent for longer than
-``hang_after_seconds`` and tells the supervisor, which replaces that incarnation.
+answer), folds each database's liveness (``events.projections.liveness``), reads the
+live incarnations' beat counts (``progress``, from ``actors.fence``) and, every tick,
+judges them by ``supervisor.hang_rule``: it appends ``CheckInMissed`` for a mailbox
+that showed no progress for longer than ``hang_after_seconds`` and tells the
+supervisor, which replaces that incarnation. A tick that came late because the whole
+process was paused gives every mailbox a fresh deadline instead (logged at WARNING).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pykka
@@ -18,9 +23,10 @@ from actors.messages import MailboxFailed
 from actors.periodic import PeriodicActor
 from actors.scheduler import Scheduler
 from events.clock import Clock
-from events.projections.liveness import LIVENESS_TYPES, Liveness, apply_liveness, overdue
+from events.projections.liveness import LIVENESS_TYPES, Liveness, apply_liveness
 from events.store import ANY, EventStore
 from events.types import CheckInMissed, db_of, stream_for
+from supervisor.hang_rule import Progress, judge
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ class WatchdogDeps:
     tick_seconds: float
     hang_after_seconds: float
     supervisor: pykka.ActorRef[Any]
+    progress: Callable[[], Progress] = field(default=dict)
+    """The live incarnations' beat counts (``IncarnationRegistry.progress``)."""
 
 
 class WatchdogActor(PeriodicActor):
@@ -45,6 +53,7 @@ class WatchdogActor(PeriodicActor):
         self._deps = deps
         self._after = after_seq
         self._live: dict[str, Liveness] = {}
+        self._last_tick: datetime | None = None
 
     def tick(self) -> float:
         self._check()
@@ -66,13 +75,28 @@ class WatchdogActor(PeriodicActor):
             self._after = chunk[-1][0]
 
     def _check(self) -> None:
-        """Read what is new in the log, then report each silent mailbox once."""
+        """Read what is new in the log and the beats, then report each hung mailbox once."""
+        d = self._deps
         self._follow()
-        now = self._deps.clock.now()
-        for db, incarnation, silent in overdue(self._live, now, self._deps.hang_after_seconds):
-            log.warning("%s incarnation %d silent for %.0f s: hung", db, incarnation, silent)
-            self._deps.store.append(stream_for(db), ANY, [CheckInMissed(incarnation, silent)])
+        now = d.clock.now()
+        previous, self._last_tick = self._last_tick, now
+        verdict = judge(
+            self._live, d.progress(), now, previous, d.tick_seconds, d.hang_after_seconds
+        )
+        self._live = verdict.states
+        if verdict.paused and previous is not None:
+            late = (now - previous).total_seconds() - d.tick_seconds
+            log.warning(
+                "the watchdog's tick came %.0f s late: the process was paused (or the clock "
+                "jumped); every mailbox gets a fresh deadline",
+                late,
+            )
+        for db, incarnation, silent in verdict.hung:
+            log.warning(
+                "%s incarnation %d made no progress for %.0f s: hung", db, incarnation, silent
+            )
+            d.store.append(stream_for(db), ANY, [CheckInMissed(incarnation, silent)])
             self._live[db] = self._live[db]._replace(reported=True)
-            self._deps.supervisor.tell(
-                MailboxFailed(db, incarnation, "hung", f"no self-test for {silent:.0f} s")
+            d.supervisor.tell(
+                MailboxFailed(db, incarnation, "hung", f"no progress for {silent:.0f} s")
             )

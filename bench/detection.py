@@ -20,6 +20,14 @@ resolution) and times, with ``time.monotonic()``:
    ``running``.
 3. **Service hung** (SIGSTOP of a ``serve`` process): from the stop to ``not_available``;
    then SIGCONT (the "fix"): from there to ``running``.
+4. **Mail server silent** (one ``serve`` process with N practice databases, each with its
+   own aiosmtpd server behind the tests' fault proxy, ``tests/fault_proxy.py``): at a
+   random moment within the next probe interval the proxy swallows every byte both ways
+   (connections are accepted and never answered, like a hung provider): from there to
+   ``not_available``; then the proxy lets bytes through again and a restart command is
+   inserted: from there to ``running``. The service's own log is read afterwards: a
+   silent server must never be taken for a hung mailbox, so the count of ``CheckInMissed``
+   and hang-caused restarts during these trials is reported too (target 0).
 
 Faults 2 and 3 stop the whole process, so they cannot share one: ``LANES`` (5) ``serve``
 processes, one database and one mail server each, take the trials in turn (kill, hang,
@@ -92,12 +100,16 @@ from actors.practice_schema import (  # noqa: E402
 )
 from bench._report import Row, machine_info, met, print_machine, print_table  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
+from events.sql_store import SqlEventStore  # noqa: E402
+from events.store import read_all  # noqa: E402
+from events.types import CheckInMissed, RestartScheduled  # noqa: E402
 from supervisor.workstation_view import read_status  # noqa: E402
+from tests.fault_proxy import FaultProxy  # noqa: E402
 from tests.smtp_servers import free_port  # noqa: E402
 
 PRODUCT_SECONDS = 15 * 60.0
 """The product document: "a status change may take up to 15 minutes to show"."""
-TARGETS = {"outage": 90.0, "killed": 30.0, "hung": 30.0, "recovery": 20.0}
+TARGETS = {"outage": 90.0, "killed": 30.0, "hung": 30.0, "recovery": 20.0, "silent": 90.0}
 """The issue's targets, seconds at p95, with the default settings."""
 POLL_SECONDS = 0.5
 VERSION_POLL_SECONDS = 0.1
@@ -199,7 +211,9 @@ class Service:
     def url(self, db: str) -> str:
         return f"sqlite:///{self.folder / db}.sqlite3"
 
-    def add_database(self, db: str, smtp: MailServer) -> None:
+    def add_database(self, db: str, smtp: MailServer, port: int | None = None) -> None:
+        """Make ``db`` a practice database sending through ``smtp`` (or through ``port``
+        on this host: a proxy in front of it)."""
         init_practice_database(self.url(db), practice_name=db)
         engine = practice_db.make_engine(self.url(db))
         try:
@@ -207,7 +221,7 @@ class Service:
                 conn.execute(
                     update(email_settings).values(
                         smtp_host=HOST,
-                        smtp_port=smtp.port,
+                        smtp_port=smtp.port if port is None else port,
                         smtp_security="none",
                         smtp_username=SMTP_USER,
                         smtp_password=SMTP_PASSWORD,
@@ -433,6 +447,79 @@ def outage_trial(
     progress(f"outage: {watch.name} done")
 
 
+# --- the silent mail servers --------------------------------------------------------------
+
+
+def hang_restarts(service: Service) -> int:
+    """``CheckInMissed`` events and hang-caused restarts in the service's whole log."""
+    store = SqlEventStore(f"sqlite:///{service.root / 'events.sqlite3'}")
+    try:
+        return sum(
+            1
+            for r in read_all(store)
+            if isinstance(r.event, CheckInMissed)
+            or (isinstance(r.event, RestartScheduled) and r.event.cause == "hung")
+        )
+    finally:
+        store.close()
+
+
+def silent_lane(
+    root: Path, trials: int, settings: Settings, timeout: float, results: Results
+) -> dict[str, Any]:
+    """One service, one database per trial, each server behind a proxy that goes silent."""
+    service = Service(root, "silent")
+    names = [f"Silent Practice {n:02d}" for n in range(1, trials + 1)]
+    servers = [MailServer() for _ in names]
+    proxies = [FaultProxy(HOST, server.port) for server in servers]
+    grace = timedelta(seconds=settings.health.grace_seconds)
+    watches = [Watch(n, service.url(n), grace) for n in names]
+    for name, server, proxy in zip(names, servers, proxies, strict=True):
+        server.start()
+        proxy.start()
+        service.add_database(name, server, proxy.port)
+    service.start()
+    try:
+        for watch in watches:
+            if watch.until("running", time.monotonic(), START_SECONDS) == math.inf:
+                raise RuntimeError(f"{watch.name} never ran; serve said: {service.log_tail()}")
+        progress(f"silent: {len(names)} databases running; servers go silent, staggered")
+        before = hang_restarts(service)
+        rng = random.Random(SEED + 100)
+        delays = [rng.uniform(0, settings.health.probe_seconds) for _ in names]
+        threads = [
+            threading.Thread(target=silent_trial, args=(watch, proxy, delay, timeout, results))
+            for watch, proxy, delay in zip(watches, proxies, delays, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return {"hang_restarts": hang_restarts(service) - before}
+    finally:
+        service.stop()
+        for proxy in proxies:
+            proxy.stop()
+        for server in servers:
+            server.stop()
+
+
+def silent_trial(
+    watch: Watch, proxy: FaultProxy, delay: float, timeout: float, results: Results
+) -> None:
+    time.sleep(delay)
+    proxy.black_hole(True)
+    results.add("silent", watch.until("not_available", time.monotonic(), timeout))
+    proxy.black_hole(False)
+    engine = practice_db.make_engine(watch.url)
+    try:
+        commands_table.request_restart(engine, "bench")
+    finally:
+        engine.dispose()
+    results.add("silent_recovery", watch.until("running", time.monotonic(), timeout))
+    progress(f"silent: {watch.name} done")
+
+
 # --- the process lanes: killed and hung services -----------------------------------------
 
 
@@ -483,6 +570,8 @@ FIGURES = (
     ("killed_recovery", "service started again -> running", TARGETS["recovery"]),
     ("hung", "service hung (SIGSTOP) -> not available", TARGETS["hung"]),
     ("hung_recovery", "service continued (SIGCONT) -> running", TARGETS["recovery"]),
+    ("silent", "mail server silent (never answers) -> not available", TARGETS["silent"]),
+    ("silent_recovery", "server answers again + Restart -> running", TARGETS["recovery"]),
 )
 
 
@@ -519,6 +608,17 @@ def table(report: dict[str, Any]) -> list[Row]:
                 met(p95 <= target),
             )
         )
+    hangs = report["silent"]["hang_restarts"]
+    rows.append(
+        Row(
+            "hung mailboxes (CheckInMissed, hang restarts) in the silent-server trials",
+            str(hangs),
+            "-",
+            "-",
+            "0",
+            met(hangs == 0),
+        )
+    )
     costs = report["costs"]
     commits = max(costs["commits_per_interval"])
     rows.append(
@@ -593,7 +693,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="bench/detection.py",
         description=(
             "Time, with the default settings, from a fault (mail server stopped, service"
-            " killed, service hung) to `email-service status` saying not available, and from"
+            " killed, service hung, mail server silent) to `email-service status` saying not"
+            " available (and, for the silent server, no mailbox taken for hung), and from"
             " the fix (+ Restart) to running, p50/p95 beside the product document's 15"
             " minutes; and the cost: writes per check-in interval, probes per minute."
             " Exits 0 unless something crashed; a missed target is printed as MISSED."
@@ -641,6 +742,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         return body
 
     costs: dict[str, Any] = {}
+    silent: dict[str, Any] = {}
     faults = ["killed" if i % 2 == 0 else "hung" for i in range(2 * args.trials)]
     lanes = min(LANES, len(faults))
     started = time.monotonic()
@@ -648,7 +750,10 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     def outage() -> None:
         costs.update(outage_lane(root, args.trials, settings, args, results))
 
-    threads = [threading.Thread(target=guarded(outage))]
+    def silence() -> None:
+        silent.update(silent_lane(root, args.trials, settings, args.timeout, results))
+
+    threads = [threading.Thread(target=guarded(outage)), threading.Thread(target=guarded(silence))]
     for lane in range(lanes):
         mine = faults[lane::lanes]
         work = functools.partial(
@@ -675,6 +780,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "times": summary(results),
         "raw": results.times,
         "costs": costs,
+        "silent": silent,
         "wall_seconds": time.monotonic() - started,
     }
 

@@ -118,7 +118,12 @@ from events.store import PendingAppend  # noqa: E402
 from events.types import Event  # noqa: E402
 from tests.fault_proxy import FaultProxy  # noqa: E402
 
-TARGET_RATIO = 0.8
+TARGET_OUTBOX_LATENCY = 1.0
+TARGET_INBOX_LATENCY = 0.9
+"""The judged rows since issue 11: 5 ms added each way (every real provider is
+milliseconds away), outbox >= 1.0x and inbox >= 0.9x the bare loops. The loopback rows
+are information, printed with the share of ours spent in the practice database's durable
+commits (DESIGN decision 7: one before each final dot; it stands)."""
 SEED = 20260107
 INCARNATION = 1
 SERVER_NAME = "bench-server"
@@ -391,6 +396,24 @@ def profiled(enabled: bool, what: str) -> Iterator[None]:
 # --- the outbox ----------------------------------------------------------------------
 
 
+class CommitTimer:
+    """Seconds spent in COMMIT on one engine's connections: the durable commits (``fsync``
+    included, ``synchronous`` is FULL) of the practice database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seconds = 0.0
+        inner = engine.dialect.do_commit
+
+        def timed(dbapi_connection: Any) -> None:
+            began = time.perf_counter()
+            try:
+                inner(dbapi_connection)
+            finally:
+                self.seconds += time.perf_counter() - began
+
+        engine.dialect.do_commit = timed  # type: ignore[method-assign]
+
+
 @dataclass
 class Side:
     """One side's total over its rounds."""
@@ -497,6 +520,7 @@ def bench_outbox(
     emitter = Emitter(registry, "Outbox Practice")
     outbox = make_outbox(engine, settings, mail, emitter)
     outbox.recover()
+    commits, commit_s = CommitTimer(engine), 0.0
     ours, bare = Side(), Side()
     per_round = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
     position = 0
@@ -509,8 +533,10 @@ def bench_outbox(
             if side == "bare":
                 bare.add(count, run_bare_smtp(smtp.host, smtp.port, chunk))
             else:
+                before = commits.seconds
                 with profiled(args.profile == "outbox" and r == 0, "the outbox, round 1"):
                     ours.add(count, run_outbox(outbox, emitter, count, batch))
+                commit_s += commits.seconds - before
         log(f"  round {r + 1}: bare {bare.rounds[-1]:,.0f}/s, ours {ours.rounds[-1]:,.0f}/s")
     check = check_outbox(engine, smtp, n, bare_all)
     engine.dispose()
@@ -523,6 +549,7 @@ def bench_outbox(
         "ours_rounds_per_s": ours.rounds,
         "bare_rounds_per_s": bare.rounds,
         "mean_bytes": sum(len(m[2]) for m in bare_all) / max(1, len(bare_all)),
+        "commit_share": commit_s / ours.seconds if ours.seconds else 0.0,
         "events": emitter.count,
         **check,
     }
@@ -692,6 +719,7 @@ def bench_inbox(
             imap_after_import="keep",
         )
         engines = [practice_database(folder, f"Inbox Practice {r + 1}")[1] for r in range(rounds)]
+        timers, commit_s = [CommitTimer(e) for e in engines], 0.0
         ours, bare = Side(), Side()
         log(f"inbox: {n:,} messages, {rounds} rounds, fetch batches of {batch}")
         for r in range(rounds):
@@ -701,8 +729,10 @@ def bench_inbox(
                 if side == "bare":
                     bare.add(*run_bare_imap(dovecot.host, dovecot.port, batch))
                 else:
+                    before = timers[r].seconds
                     with profiled(args.profile == "inbox" and r == 0, "the inbox, round 1"):
                         ours.add(*run_inbox(engines[r], settings, emitter))
+                    commit_s += timers[r].seconds - before
             log(f"  round {r + 1}: bare {bare.rounds[-1]:,.0f}/s, ours {ours.rounds[-1]:,.0f}/s")
         for engine in engines:
             check_inbox(engine, n)
@@ -716,6 +746,7 @@ def bench_inbox(
             "ours_rounds_per_s": ours.rounds,
             "bare_rounds_per_s": bare.rounds,
             "mean_bytes": sum(map(len, messages)) / max(1, n),
+            "commit_share": commit_s / ours.seconds if ours.seconds else 0.0,
         }
         if not args.no_normal:
             result["normal"] = bench_inbox_variant(
@@ -882,6 +913,7 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
         part = results.get(key)
         if not part:
             continue
+        target = TARGET_OUTBOX_LATENCY if key == "outbox" else TARGET_INBOX_LATENCY
         ratio = part["ours_per_s"] / part["bare_per_s"]
         rows.append(
             Row(
@@ -890,8 +922,8 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                 f"{part['ours_per_s']:,.0f}",
                 f"{part['bare_per_s']:,.0f}",
                 f"{ratio:.2f}x",
-                f">= {TARGET_RATIO:.1f}x",
-                "yes" if ratio >= TARGET_RATIO else "MISSED",
+                f"info; commits {part['commit_share']:.0%}",
+                "",
             )
         )
         plain = part.get("plain")
@@ -903,21 +935,23 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                     f"{plain['ours_per_s']:,.0f}",
                     f"{plain['bare_per_s']:,.0f}",
                     f"{ratio:.2f}x",
-                    f">= {TARGET_RATIO:.1f}x",
-                    "yes" if ratio >= TARGET_RATIO else "MISSED",
+                    "info",
+                    "",
                 )
             )
         latency = part.get("latency")
         if latency:
+            ratio = latency["ours_per_s"] / latency["bare_per_s"]
+            judged = latency["latency_ms"] == 5.0
             rows.append(
                 Row(
                     f"{name}, {latency['latency_ms']:g} ms added each way"
                     f" ({latency['messages']:,} msgs)",
                     f"{latency['ours_per_s']:,.0f}",
                     f"{latency['bare_per_s']:,.0f}",
-                    f"{latency['ours_per_s'] / latency['bare_per_s']:.2f}x",
-                    "info",
-                    "",
+                    f"{ratio:.2f}x",
+                    f">= {target:.1f}x" if judged else "info (judged at 5 ms)",
+                    ("yes" if ratio >= target else "MISSED") if judged else "",
                 )
             )
         normal = part.get("normal")
@@ -993,7 +1027,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=(
             "Benchmark the outbox against a bare smtplib loop on one connection to the same"
             " aiosmtpd, and the inbox import against a bare imapclient fetch loop on the same"
-            " Dovecot, in one run, and print a table with the targets (>= 0.8x each). Exits"
+            " Dovecot, in one run, and print a table with the targets (with 5 ms added each"
+            " way: outbox >= 1.0x, inbox >= 0.9x; the loopback rows are information). Exits"
             " 0 unless something crashed or a check failed; a missed target is printed as"
             " MISSED."
         ),
@@ -1015,7 +1050,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--outbox-batch", type=int, default=50, metavar="B", help="mail.outbox_batch (50)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a quick check: N=1000, 2 rounds, no NORMAL rows"
+        "--quick",
+        action="store_true",
+        help="a quick check: N=1000, 2 rounds, no NORMAL rows, 100 rows in the outbox's 5 ms pair",
     )
     parser.add_argument("--only", choices=("outbox", "inbox"), help="run one half only")
     parser.add_argument(
@@ -1039,8 +1076,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="L",
         help=(
             "also run the outbox pair through a proxy that delays every chunk L ms each way"
-            " (a provider a few milliseconds away; information, not a target; 0: skip;"
-            " default 5)"
+            " (a provider a few milliseconds away; judged at 5, the default; 0: skip)"
         ),
     )
     parser.add_argument(
@@ -1050,7 +1086,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="L",
         help=(
             "also run the inbox pair once through a proxy that delays every chunk L ms each"
-            " way (information, not a target; 0: skip; default 5)"
+            " way (judged at 5, the default; 0: skip)"
         ),
     )
     parser.add_argument(
@@ -1065,7 +1101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.rounds, args.rounds_inbox, args.no_normal = 1000, 2, 2, True
-        args.smtp_latency_ms = args.imap_latency_ms = 0.0
+        args.latency_messages = min(args.latency_messages, 100)
     if args.messages < 1:
         parser.error("--messages must be at least 1")
     if args.latency_messages < 1 or args.smtp_latency_ms < 0 or args.imap_latency_ms < 0:

@@ -112,6 +112,7 @@ from typing import Any, NamedTuple  # noqa: E402
 
 import pykka  # noqa: E402
 
+from actors import practice_db  # noqa: E402
 from actors.database_selftest import DatabaseSelfTest  # noqa: E402
 from actors.engines import EngineRegistry  # noqa: E402
 from actors.mailbox import MailboxActor  # noqa: E402
@@ -129,13 +130,17 @@ from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
 DEFAULT_CHECKIN_S = load_settings(environ={}).health.checkin_seconds
+DEFAULT_IO_S = load_settings(environ={}).mail.io_timeout_seconds
 """``health.checkin_seconds`` as ``config/default.toml`` sets it: the scale targets are
 judged at it."""
 
 TARGET_RATIO = 2.0
 TARGET_ALL_RUNNING_S = 10.0
 TARGET_RSS_MB = 300.0
-TARGET_IDLE_CPU_PCT = 5.0
+TARGET_IDLE_CPU_PCT = 10.0
+"""Idle CPU at 1,000 databases, % of one core: 10 since issue 11 (it was 5). One pykka thread
+per mailbox is the design; a practice server has 1 to 5 databases; its measured cost (about
+8 %) was accepted by the product owner."""
 TARGET_STOP_S = 10.0
 
 WARMUP_TRIALS = 3
@@ -563,12 +568,28 @@ def _rusage_cpu() -> float:
 
 
 def scale_child(
-    folder: Path, n: int, idle_seconds: float, checkin_seconds: float = DEFAULT_CHECKIN_S
+    folder: Path,
+    n: int,
+    idle_seconds: float,
+    checkin_seconds: float = DEFAULT_CHECKIN_S,
+    server: dict[str, object] | None = None,
 ) -> dict[str, Any]:
-    """Start the tree on ``folder``'s N databases; measure start, memory, idle CPU, stop."""
+    """Start the tree on ``folder``'s N databases; measure start, memory, idle CPU, stop.
+
+    ``server``: settings that point the tree at a database server instead
+    (``--server``: ``databases.server_url``, ``databases.max_connections``).
+    """
     handler = configure_logging()
     prepare_process()  # as `serve` does, before it opens a database or starts a thread
-    settings = settings_for(folder, {"health.checkin_seconds": checkin_seconds})
+    server = dict(server or {})
+    if server.pop("bench.no_move", False):
+        practice_db.MOVE_CONNECTIONS = False  # --no-move: close and reopen instead
+    running_timeout = float(server.pop("bench.running_timeout", ALL_RUNNING_TIMEOUT_S))
+    # A mail wait may take at most one check-in (the loader refuses more): shorter
+    # check-ins than the default shorten it with them.
+    io = min(DEFAULT_IO_S, checkin_seconds)
+    overrides = {"health.checkin_seconds": checkin_seconds, "mail.io_timeout_seconds": io}
+    settings = settings_for(folder, {**overrides, **server})
     rss_before = _vm_status_mb("VmRSS")
     start_threads = _thread_cpu()
     start_cpu = _rusage_cpu()
@@ -581,7 +602,7 @@ def scale_child(
     while True:
         follower.poll()
         elapsed = time.perf_counter() - start
-        if len(follower.passed_first) >= n or elapsed > ALL_RUNNING_TIMEOUT_S:
+        if len(follower.passed_first) >= n or elapsed > running_timeout:
             break
         if tree.fatal_event.is_set():
             break
@@ -622,6 +643,7 @@ def scale_child(
         before_threads = _thread_cpu()
         before_cpu = _rusage_cpu()
         before_wall = time.perf_counter()
+        idle_from = time.time()
         time.sleep(idle_seconds)
         wall = time.perf_counter() - before_wall
         cpu = _rusage_cpu() - before_cpu
@@ -636,9 +658,13 @@ def scale_child(
             "cpu_pct_by_thread_kind": {k: 100 * s / wall for k, s in by_kind.items()},
             "threads_by_kind": threads_of_kind,
             "events_during": {k: v for k, v in during.items() if v},
+            "epoch_from": idle_from,
+            "epoch_to": time.time(),
         }
         result["rss_after_idle_mb"] = _vm_status_mb("VmRSS")
         result["rss_parts_after_idle_mb"] = _rss_parts_mb()
+    if tree.budgets is not None:
+        result["budgets"] = [asdict(view) for view in tree.budgets.views()]
     result["peak_rss_mb"] = _vm_status_mb("VmHWM")
     result["events_total"] = dict(follower.counts)
     log("  stop_tree ...")
@@ -652,12 +678,23 @@ def scale_child(
 
 
 def bench_scale(
-    folder: Path, n: int, idle_seconds: float, checkin_seconds: float = DEFAULT_CHECKIN_S
+    folder: Path,
+    n: int,
+    idle_seconds: float,
+    checkin_seconds: float = DEFAULT_CHECKIN_S,
+    server: dict[str, object] | None = None,
 ) -> dict[str, Any]:
-    """Create the databases, then run the scale child on them; return its figures."""
-    log(f"scale: creating {n:,} SQLite practice databases ...")
-    created_s = create_practices(folder, n)
-    log(f"  created in {created_s:.1f} s; starting the tree in a child process ...")
+    """Create the databases, then run the scale child on them; return its figures.
+
+    ``server``: the databases are already on a server (``--server``); these settings
+    point the child at it (``databases.server_url``, ``databases.max_connections``).
+    """
+    created_s = 0.0
+    if server is None:
+        log(f"scale: creating {n:,} SQLite practice databases ...")
+        created_s = create_practices(folder, n)
+        log(f"  created in {created_s:.1f} s; starting the tree in a child process ...")
+    folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [
             sys.executable,
@@ -670,6 +707,7 @@ def bench_scale(
             str(idle_seconds),
             "--checkin-seconds",
             str(checkin_seconds),
+            *(["--server-settings", json.dumps(server)] if server is not None else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -935,7 +973,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--scale-child", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--server",
+        choices=("postgresql", "mariadb"),
+        default=None,
+        help=(
+            "instead of the crash and SQLite scale runs: N practice databases (default 300)"
+            " on this machine's real server, reached through a login of their own, beside"
+            " the same N on SQLite: time to all running, idle CPU, the service's peak"
+            " connections against its budget, the server's CPU (bench/server_scale.py)"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="M",
+        help="databases.max_connections for --server (default: config/default.toml's)",
+    )
+    parser.add_argument(
+        "--no-move",
+        action="store_true",
+        help=(
+            "with --server mariadb: close an idle connection and open a new one for another"
+            " database instead of moving it there (USE), to measure what moving saves"
+        ),
+    )
+    parser.add_argument("--server-settings", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if args.server is not None and not any(a.startswith("--databases") for a in given):
+        args.databases = 300  # --server's default N
     if args.databases < 1:
         parser.error("--databases must be at least 1")
     if args.trials < 1:
@@ -972,11 +1040,16 @@ def run(args: argparse.Namespace, folder: Path) -> Results:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scale_child is not None:
+        server = None if args.server_settings is None else json.loads(args.server_settings)
         figures = scale_child(
-            Path(args.scale_child), args.databases, args.idle_seconds, args.checkin_seconds
+            Path(args.scale_child), args.databases, args.idle_seconds, args.checkin_seconds, server
         )
         print(json.dumps(figures))
         return 0
+    if args.server is not None:
+        from bench import server_scale
+
+        return server_scale.main(args)
     folder = Path(tempfile.mkdtemp(prefix="bench-supervision-", dir=args.dir)).resolve()
     try:
         results = run(args, folder)

@@ -227,6 +227,7 @@ _RULES: dict[str, _Rule] = {
     "service.event_store": _url(server=False),
     "databases.server_url": _url(server=True),
     "databases.rescan_seconds": _number(0, inclusive=False),
+    "databases.max_connections": _count(1),
     "health.checkin_seconds": _number(0, inclusive=False),
     "health.probe_seconds": _number(0, inclusive=False),
     "health.grace_seconds": _number(0, inclusive=True),
@@ -443,6 +444,32 @@ def _check_together(values: Mapping[str, _Value]) -> None:
             high.value,
             None,
         )
+    _check_waits_below_the_hang_limit(values)
+
+
+def _check_waits_below_the_hang_limit(values: Mapping[str, _Value]) -> None:
+    """Refuse a network timeout that could pass for a hang.
+
+    A mailbox that makes no progress for two check-in intervals is taken to hang and
+    replaced (``supervisor.hang_rule``); one wait on a mail server must fit in half of
+    that, so ``mail.io_timeout_seconds`` may be at most ``health.checkin_seconds``.
+    The key named is the one that was changed (the time-out, when both were).
+    """
+    checkin = values["health.checkin_seconds"]
+    timeout = values["mail.io_timeout_seconds"]
+    if cast(float, timeout.value) <= cast(float, checkin.value):
+        return
+    blamed = checkin if timeout.source == DEFAULTS_SOURCE else timeout
+    key = "health.checkin_seconds" if blamed is checkin else "mail.io_timeout_seconds"
+    raise ConfigError(
+        f"config: mail.io_timeout_seconds ({timeout.value!r}, from {timeout.source}) must be "
+        f"at most health.checkin_seconds ({checkin.value!r}, from {checkin.source}): a "
+        "mailbox is taken to hang after two check-in intervals without progress, and one "
+        "wait on a mail server may take half of that; lower mail.io_timeout_seconds or "
+        "raise health.checkin_seconds",
+        key=key,
+        source=blamed.source,
+    )
 
 
 def _build(values: Mapping[str, _Value]) -> Settings:

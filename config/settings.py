@@ -54,11 +54,13 @@ class DatabasesSettings:
 
     ``server_url`` is a SQLAlchemy URL without a database name, or ``sqlite:///FOLDER``
     for a folder of SQLite files; ``rescan_seconds`` is how often the server is listed
-    again for new or removed databases.
+    again for new or removed databases. ``max_connections`` is the connection budget: the
+    most connections the service holds to the server at once (``actors.server_budget``).
     """
 
     server_url: str = field(metadata=_URL)
     rescan_seconds: float
+    max_connections: int
 
     __repr__ = _masked_repr
 

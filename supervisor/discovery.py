@@ -46,6 +46,7 @@ from actors.practice_db import (
     make_engine,
     read_practice,
 )
+from actors.server_budget import ServerBudgets
 from config import mask_url
 from supervisor.eligibility import Eligibility, eligibility
 
@@ -291,10 +292,11 @@ def _list_sqlite_folder(url: URL) -> list[_Found]:
     return found
 
 
-def _list_server(url: URL, timeout: float) -> list[_Found]:
+def _list_server(url: URL, timeout: float, budgets: ServerBudgets | None) -> list[_Found]:
     kind = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
     statement = list_statement(kind)
-    engine = make_engine(_listing_url(url, kind), timeout=timeout, pooled=False)
+    budget = None if budgets is None else budgets.for_url(url)
+    engine = make_engine(_listing_url(url, kind), timeout=timeout, pooled=False, budget=budget)
     try:
         with engine.connect() as conn:
             names = [str(name) for name in conn.scalars(statement)]
@@ -311,12 +313,12 @@ def _list_server(url: URL, timeout: float) -> list[_Found]:
     ]
 
 
-def _list(server_url: str, timeout: float) -> list[_Found]:
+def _list(server_url: str, timeout: float, budgets: ServerBudgets | None = None) -> list[_Found]:
     url = _parse(server_url)
     if url.get_backend_name() == "sqlite":
         found = _list_sqlite_folder(url)
     else:
-        found = _list_server(url, timeout)
+        found = _list_server(url, timeout, budgets)
     return sorted(found, key=lambda f: (f.name.casefold(), f.name))
 
 
@@ -366,11 +368,12 @@ def _readonly_engine(uri: str, timeout: float) -> Engine:
     return create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
-def _open_readonly(url: str, timeout: float) -> Engine:
+def _open_readonly(url: str, timeout: float, budgets: ServerBudgets | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_readonly_engine(Path(parsed.database or ""), timeout)
-    return make_engine(parsed, timeout=timeout, pooled=False)
+    budget = None if budgets is None else budgets.for_url(parsed)
+    return make_engine(parsed, timeout=timeout, pooled=False, budget=budget)
 
 
 def _read_served(engine: Engine) -> tuple[bool, PracticeRow | None]:
@@ -389,6 +392,7 @@ def _probe(
     genuine_server_check: bool,
     timeout: float,
     open_engine: OpenEngine | None = None,
+    budgets: ServerBudgets | None = None,
 ) -> DatabaseInfo:
     def failed(message: str) -> DatabaseInfo:
         return DatabaseInfo(
@@ -407,7 +411,7 @@ def _probe(
         served = open_engine(found.name, found.url) if open_engine is not None else None
         is_practice, row = _read_served(served) if served is not None else (False, None)
         if not is_practice:
-            engine = served or _open_readonly(found.url, timeout)
+            engine = served or _open_readonly(found.url, timeout, budgets)
             try:
                 is_practice = has_practice_table(engine)
                 row = read_practice(engine) if is_practice else None
@@ -440,6 +444,7 @@ def discover(
     timeout: float = DEFAULT_TIMEOUT,
     only: Callable[[str], bool] | None = None,
     open_engine: OpenEngine | None = None,
+    budgets: ServerBudgets | None = None,
 ) -> list[DatabaseInfo]:
     """Return every database on the server at ``server_url``, sorted by name
     (case-insensitively), each opened read-only and judged by ``supervisor.eligibility``.
@@ -454,6 +459,9 @@ def discover(
     on that database (the serving process's, for a database it serves); it is read
     through that engine and left open. Otherwise each database is opened read-only for
     the visit and closed after it.
+
+    ``budgets``, when given, is the serving process's connection budget per server
+    (``actors.server_budget``): the listing and each visit take a slot of it.
     """
     return [
         _probe(
@@ -462,7 +470,8 @@ def discover(
             genuine_server_check=genuine_server_check,
             timeout=timeout,
             open_engine=open_engine,
+            budgets=budgets,
         )
-        for found in _list(server_url, timeout)
+        for found in _list(server_url, timeout, budgets)
         if only is None or only(found.name)
     ]

@@ -152,10 +152,11 @@ def decide(
     - ``n >= max_restarts``: ``GiveUp(restarts=n, within_seconds, retry_in=backoff_max)``.
     - ``n == 0``: ``Restart(delay=0.0, attempt=1)``: the first failure restarts at once
       (let it crash).
-    - otherwise ``Restart(attempt=n + 1)`` after an exponential backoff with "equal
-      jitter": ``base = min(backoff_max, backoff_min * 2 ** (n - 1))`` and
-      ``delay = base * (0.5 + 0.5 * jitter)``, so always in [base / 2, base) and never
-      above ``backoff_max_seconds``.
+    - otherwise ``Restart(attempt=n + 1)`` after an exponential backoff that never goes
+      below ``backoff_min_seconds`` nor above ``backoff_max_seconds`` (``backoff_delay``):
+      with ``base = min(backoff_max, backoff_min * 2 ** (n - 1))``, a draw between
+      ``base`` and ``2 * base``; once that would pass the cap, between half the cap
+      (but at least ``backoff_min``) and the cap, so mailboxes at the cap still spread.
 
     The same arguments always give the same decision. Raises ValueError if ``now`` is
     naive or ``jitter`` is outside [0, 1).
@@ -171,10 +172,24 @@ def decide(
         )
     if count == 0:
         return Restart(delay=0.0, attempt=1, cause=cause)
+    return Restart(delay=backoff_delay(policy, count, jitter), attempt=count + 1, cause=cause)
+
+
+def backoff_delay(policy: RestartPolicy, count: int, jitter: float) -> float:
+    """Return the wait before a restart with ``count >= 1`` restarts already in the window.
+
+    ``base = min(backoff_max, backoff_min * 2 ** (count - 1))``; the wait is drawn
+    (``jitter`` in [0, 1)) between ``low = max(backoff_min, min(base, backoff_max / 2))``
+    and ``high = min(2 * base, backoff_max)``: the second restart waits between
+    ``backoff_min`` and twice that, each later one twice as long, and at the cap between
+    half the cap and the cap. Always within [backoff_min, backoff_max]: the names mean
+    what they say (the first restart, ``count == 0``, is not a backoff and waits 0 s).
+    """
     base = _backoff(policy, count)
-    # min() guards the float rounding of base * (0.5 + 0.5 * jitter) near the cap.
-    delay = min(base * (0.5 + 0.5 * jitter), policy.backoff_max_seconds)
-    return Restart(delay=delay, attempt=count + 1, cause=cause)
+    low = max(policy.backoff_min_seconds, min(base, policy.backoff_max_seconds / 2))
+    high = min(2 * base, policy.backoff_max_seconds)
+    # min()/max() guard the float rounding of low + (high - low) * jitter at the ends.
+    return max(low, min(low + (high - low) * jitter, policy.backoff_max_seconds))
 
 
 def decide_requested(policy: RestartPolicy, history: Sequence[Recorded], now: datetime) -> Restart:

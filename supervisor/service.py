@@ -27,7 +27,7 @@ from actors.checkin_projector import CheckInProjectorActor, CheckInProjectorDeps
 from actors.checkin_writer import PRUNE_EVERY_SECONDS, CheckInWriter
 from actors.command_reader import CommandReaderActor, CommandReaderDeps
 from actors.database_selftest import DatabaseSelfTest
-from actors.engines import EngineRegistry
+from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
@@ -35,6 +35,7 @@ from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import Ping
 from actors.scheduler import ThreadScheduler
 from actors.selftest import SelfTest
+from actors.server_budget import ServerBudgets
 from actors.watchdog import WatchdogActor, WatchdogDeps
 from config import Settings
 from events.clock import SystemClock
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 SERVICE_VERSION = "0.1.0"
 STOP_BUDGET_SECONDS = 8.0
 """Time the tree gets to stop (the contract asks for a clean stop within 10 s)."""
+MAILBOX_STOP_SECONDS = 2.0
+"""How long a stop waits for mailboxes: one between ticks stops within milliseconds, and
+one waiting on a server (up to its timeout) runs on a daemon thread, left behind."""
 PING_TIMEOUT_SECONDS = 5.0
 COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
@@ -70,8 +74,21 @@ def command_idle_poll_seconds(settings: Settings) -> float:
 
 
 def hang_after(settings: Settings) -> float:
-    """Seconds of silence after which a mailbox is taken to hang: two check-in intervals."""
+    """Seconds without progress after which a mailbox is taken to hang: two check-in
+    intervals (``supervisor.hang_rule``)."""
     return 2 * settings.health.checkin_seconds
+
+
+def wait_limit(settings: Settings) -> float:
+    """The longest any one wait of a mailbox may take: half the hang limit. The loader
+    holds ``mail.io_timeout_seconds`` to it; database waits are the smaller of it and
+    ``DB_TIMEOUT_SECONDS``."""
+    return hang_after(settings) / 2
+
+
+def db_timeout(settings: Settings) -> float:
+    """Connecting to, and each wait on, a practice database (see ``wait_limit``)."""
+    return min(DB_TIMEOUT_SECONDS, wait_limit(settings))
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -95,6 +112,7 @@ def discover_served(
             server_id=settings.service.server_id,
             genuine_server_check=settings.service.genuine_server_check,
             open_engine=None if engines is None else engines.served_engine,
+            budgets=None if engines is None else engines.budgets,
         )
     except discovery.DiscoveryError as exc:
         log.error("cannot list the databases: %s", exc)
@@ -124,6 +142,7 @@ class Tree:
     gauges: ProcessGauges = field(default_factory=ProcessGauges)
     fatal: list[str] = field(default_factory=list)
     fatal_event: threading.Event = field(default_factory=threading.Event)
+    budgets: ServerBudgets | None = None
 
 
 def start_tree(
@@ -145,7 +164,12 @@ def start_tree(
     scheduler = ThreadScheduler()
     clock = SystemClock()
     registry = IncarnationRegistry(store)
-    engines = engines or EngineRegistry()
+    engines = engines or EngineRegistry(
+        budgets=ServerBudgets(
+            settings.databases.max_connections, wait_seconds=db_timeout(settings)
+        ),
+        timeout=db_timeout(settings),
+    )
     sup = settings.supervision
     policy = RestartPolicy(
         sup.max_restarts, sup.within_seconds, sup.backoff_min_seconds, sup.backoff_max_seconds
@@ -187,7 +211,15 @@ def start_tree(
     def default_work(context: WorkContext) -> Sequence[Work]:
         db = context.db
         work = MailWork(
-            db, context.incarnation, context.engine, context.append, clock, mail, context.flush
+            db,
+            context.incarnation,
+            context.engine,
+            context.append,
+            clock,
+            mail,
+            context.flush,
+            must_yield=context.must_yield,
+            record=context.record,
         )
         writer = CheckInWriter(
             context.engine,
@@ -210,7 +242,7 @@ def start_tree(
     def start_children(ref: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
         watchdog = WatchdogDeps(
             store, clock, scheduler, max(1.0, settings.health.checkin_seconds / 3),
-            hang_after(settings), ref,
+            hang_after(settings), ref, progress=registry.progress,
         )  # fmt: skip
         reader = CommandReaderDeps(
             clock,
@@ -257,7 +289,10 @@ def start_tree(
         make_work=make_work or default_work,
     )
     supervisor = SupervisorActor.start(deps)
-    return Tree(store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event)
+    return Tree(
+        store, scheduler, supervisor, engines, children, gauges, fatal, fatal_event,
+        budgets=engines.budgets,
+    )  # fmt: skip
 
 
 def tree_answers(tree: Tree) -> bool:
@@ -273,14 +308,32 @@ def tree_answers(tree: Tree) -> bool:
 
 
 def stop_tree(tree: Tree, reason: str) -> None:
-    """Stop the tree in order and close the log; never raises."""
+    """Stop the tree in order and close the log, within ``STOP_BUDGET_SECONDS``; never raises.
+
+    The supervisor gives its mailboxes ``MAILBOX_STOP_SECONDS`` together. Every actor
+    still registered after that is asked to stop; the others are waited for within what
+    is left of the budget, but not a mailbox (one still waiting on a server, or a hung
+    one abandoned earlier): it runs on a daemon thread and cannot hold the exit.
+    """
+    deadline = time.monotonic() + STOP_BUDGET_SECONDS
+    if tree.budgets is not None:
+        tree.budgets.close()  # a mailbox waiting for a database connection stops waiting
     try:
-        tree.supervisor.proxy().stop_tree(reason, STOP_BUDGET_SECONDS - 2).get(
-            timeout=STOP_BUDGET_SECONDS
+        tree.supervisor.proxy().stop_tree(reason, MAILBOX_STOP_SECONDS).get(
+            timeout=STOP_BUDGET_SECONDS / 2
         )
     except (pykka.Timeout, pykka.ActorDeadError) as exc:
         log.error("the supervisor did not stop in order: %r", exc)
-    pykka.ActorRegistry.stop_all(block=True, timeout=2.0)
+    for ref in reversed(pykka.ActorRegistry.get_all()):
+        future = ref.stop(block=False)
+        if getattr(ref.actor_class, "use_daemon_thread", False):
+            continue  # a mailbox the supervisor already gave its time, or an abandoned one
+        try:
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.ActorDeadError:
+            pass
+        except pykka.Timeout:  # an actor still in I/O: its thread ends on its timeout
+            log.error("%s did not stop in time", ref)
     tree.scheduler.close()
     tree.engines.close()
     tree.store.close()  # flushes every pending append
@@ -348,6 +401,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         tree.gauges,
         tree_up=lambda: tree_answers(tree),
         append_latency=tree.store.append_latency,
+        budgets=None if tree.budgets is None else tree.budgets.views,
     )
     source = PracticeStatusSource(
         settings.databases.server_url,
@@ -356,6 +410,7 @@ def start_http(settings: Settings, tree: Tree) -> HttpServer:
         grace=timedelta(seconds=settings.health.grace_seconds),
         tree_up=lambda: tree_answers(tree),
         metrics_text=metrics.text,
+        budgets=tree.budgets,
     )
     server = HttpServer(create_app(source), settings.http.host, settings.http.port)
     server.start()

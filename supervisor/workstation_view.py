@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import checkins_table, practice_db
 from actors.checkins_table import DiagnosticRow
+from actors.server_budget import ServerBudgets
 from supervisor.discovery import error_line
 from supervisor.status_rule import Status, status_of
 
@@ -38,13 +40,21 @@ class DatabaseStatus:
         }
 
 
-def read_status(name: str, url: str, grace: timedelta) -> DatabaseStatus:
+def _engine(url: str, budgets: ServerBudgets | None) -> Engine:
+    budget = None if budgets is None else budgets.for_url(url)
+    return practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False, budget=budget)
+
+
+def read_status(
+    name: str, url: str, grace: timedelta, *, budgets: ServerBudgets | None = None
+) -> DatabaseStatus:
     """Return the status of the practice database at ``url``.
 
     A database that does not answer is "not available", with a tooltip that says so: a
-    workstation that cannot read its database cannot see check-ins either.
+    workstation that cannot read its database cannot see check-ins either. ``budgets``:
+    the serving process's connection budget (the status page), which the read fits in.
     """
-    engine = practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False)
+    engine = _engine(url, budgets)
     try:
         with engine.connect() as conn:
             now = checkins_table.server_now(conn)
@@ -57,12 +67,12 @@ def read_status(name: str, url: str, grace: timedelta) -> DatabaseStatus:
     return DatabaseStatus(name, status_of(newest, now, grace))
 
 
-def read_diagnostics(url: str) -> list[DiagnosticRow]:
+def read_diagnostics(url: str, *, budgets: ServerBudgets | None = None) -> list[DiagnosticRow]:
     """Return the diagnostic log a workstation shows on click (newest failing check-in).
 
     Raises SQLAlchemy's error when the database does not answer.
     """
-    engine = practice_db.make_engine(url, timeout=READ_TIMEOUT_SECONDS, pooled=False)
+    engine = _engine(url, budgets)
     try:
         with engine.connect() as conn:
             lines = checkins_table.diagnostic_log(conn)

@@ -172,6 +172,7 @@ class RecordingSmtpServer:
 
     ``pipelining`` makes it offer PIPELINING (aiosmtpd does not by itself; real servers
     do) and count in ``pipelined_groups`` the envelopes that came as one group.
+    ``smtputf8`` makes it offer SMTPUTF8 (RFC 6531).
     ``users`` (login -> password) turns on AUTH PLAIN/LOGIN; a wrong password gets
     ``535 5.7.8 Authentication credentials invalid``. With ``security="none"`` AUTH is
     offered without TLS (a test server only).
@@ -184,6 +185,7 @@ class RecordingSmtpServer:
         users: Mapping[str, str] | None = None,
         *,
         pipelining: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         if security != "none" and certs is None:
             raise ValueError(f"security {security!r} needs test certificates")
@@ -205,6 +207,8 @@ class RecordingSmtpServer:
             "server_hostname": "smtp.test",
             # Implicit TLS counts as TLS for the client, not for aiosmtpd's check.
             "auth_require_tls": security == "starttls",
+            # RFC 6531: offer SMTPUTF8 (addresses with letters beyond ASCII) when asked.
+            "enable_SMTPUTF8": smtputf8,
         }
         if users is not None:
             kwargs["authenticator"] = self._authenticate

@@ -66,7 +66,11 @@ def test_defaults_are_the_documented_values() -> None:
             "genuine_server_check": False,
             "event_store": "sqlite:///var/events.sqlite3",
         },
-        "databases": {"server_url": "sqlite:///var/practices", "rescan_seconds": 60.0},
+        "databases": {
+            "server_url": "sqlite:///var/practices",
+            "rescan_seconds": 60.0,
+            "max_connections": 10,
+        },
         "health": {
             "checkin_seconds": 15.0,
             "probe_seconds": 60.0,
@@ -77,7 +81,7 @@ def test_defaults_are_the_documented_values() -> None:
             "outbox_poll_seconds": 5.0,
             "outbox_batch": 50,
             "inbox_poll_seconds": 30.0,
-            "io_timeout_seconds": 30.0,
+            "io_timeout_seconds": 15.0,
             "ca_file": "",
             "poison_limit": 3,
         },
@@ -124,24 +128,24 @@ def test_server_id_is_stripped() -> None:
 
 
 def test_file_overrides_defaults_key_by_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "[health]\ncheckin_seconds = 5\n")
+    path = write(tmp_path, "[health]\nprobe_seconds = 5\n")
     settings = load_settings(path, environ=NO_ENV)
-    assert settings.health.checkin_seconds == 5.0
-    assert settings.health.probe_seconds == 60.0
+    assert settings.health.probe_seconds == 5.0
+    assert settings.health.checkin_seconds == 15.0
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "[health]\ncheckin_seconds = 5\n")
-    settings = load_settings(path, environ={"EMAIL_SERVICE_HEALTH_CHECKIN_SECONDS": "7.5"})
-    assert settings.health.checkin_seconds == 7.5
+    path = write(tmp_path, "[health]\nprobe_seconds = 5\n")
+    settings = load_settings(path, environ={"EMAIL_SERVICE_HEALTH_PROBE_SECONDS": "7.5"})
+    assert settings.health.probe_seconds == 7.5
 
 
 def test_overrides_beat_environment() -> None:
     settings = load_settings(
-        environ={"EMAIL_SERVICE_HEALTH_CHECKIN_SECONDS": "7.5"},
-        overrides={"health.checkin_seconds": 2},
+        environ={"EMAIL_SERVICE_HEALTH_PROBE_SECONDS": "7.5"},
+        overrides={"health.probe_seconds": 2},
     )
-    assert settings.health.checkin_seconds == 2.0
+    assert settings.health.probe_seconds == 2.0
 
 
 def test_email_service_config_names_the_file_when_no_path_is_given(tmp_path: Path) -> None:
@@ -310,6 +314,7 @@ def test_whole_number_in_file_becomes_a_float_for_seconds(tmp_path: Path) -> Non
         ("supervision.max_restarts", 0),
         ("supervision.within_seconds", 0),
         ("supervision.backoff_min_seconds", 0),
+        ("databases.max_connections", 0),
     ],
 )
 def test_out_of_range_values_are_rejected(key: str, value: object) -> None:
@@ -335,6 +340,28 @@ def test_backoff_max_below_backoff_min_names_both_sources(tmp_path: Path) -> Non
     assert error.key == "supervision.backoff_max_seconds"
     assert "EMAIL_SERVICE_SUPERVISION_BACKOFF_MAX_SECONDS" in str(error)
     assert str(path) in str(error)
+
+
+def test_an_io_timeout_above_the_checkin_interval_is_refused_naming_both_keys(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "[mail]\nio_timeout_seconds = 20\n")
+    error = error_of(path, environ=NO_ENV)
+    assert error.key == "mail.io_timeout_seconds"
+    assert "mail.io_timeout_seconds (20" in str(error)
+    assert "health.checkin_seconds (15.0" in str(error)
+    assert "\n" not in str(error)
+
+
+def test_a_checkin_interval_below_the_default_io_timeout_is_blamed_on_the_interval() -> None:
+    error = error_of(environ={"EMAIL_SERVICE_HEALTH_CHECKIN_SECONDS": "5"})
+    assert error.key == "health.checkin_seconds"
+    assert "EMAIL_SERVICE_HEALTH_CHECKIN_SECONDS" in str(error)
+
+
+def test_an_io_timeout_equal_to_the_checkin_interval_is_allowed() -> None:
+    overrides: dict[str, object] = {"health.checkin_seconds": 4, "mail.io_timeout_seconds": 4}
+    assert load_settings(environ=NO_ENV, overrides=overrides).mail.io_timeout_seconds == 4
 
 
 def test_backoff_max_equal_to_backoff_min_is_allowed() -> None:

@@ -138,6 +138,7 @@ def service(
         f'event_store = "sqlite:///{root / "events.sqlite3"}"\n'
         f'[databases]\nserver_url = "sqlite:///{folder}"\n'
         "[health]\ncheckin_seconds = 2.0\nprobe_seconds = 2.0\ngrace_seconds = 2.0\n"
+        "[mail]\nio_timeout_seconds = 2.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     process = subprocess.Popen(

@@ -83,6 +83,16 @@ def test_probe_says_the_port_is_closed(
     assert "is closed (connection refused)" in result.reason
 
 
+def test_probe_of_a_server_that_never_answers_says_no_answer_in_n_seconds(
+    dovecot: Dovecot, imap_settings: EmailSettings, mail_settings: MailSettings
+) -> None:
+    with FaultProxy("127.0.0.1", dovecot.port) as proxy:
+        proxy.black_hole(True)
+        settings = replace(imap_settings, imap_port=proxy.port, imap_security="none")
+        result = probe(settings, replace(mail_settings, io_timeout_seconds=0.5))
+    assert result.reason == f"no answer from 127.0.0.1:{proxy.port} in 0.5 s"
+
+
 def test_probe_says_when_starttls_is_not_offered(
     own_dovecot: Dovecot, mail_settings: MailSettings
 ) -> None:

@@ -22,6 +22,7 @@ from actors.mail.compose import (
     envelope,
     make_message_id,
     message_bytes,
+    needs_smtputf8,
     parse_address,
     raw_message_id,
     split_addresses,
@@ -124,11 +125,32 @@ def test_split_then_parse_gives_back_the_addresses(
 
 
 @pytest.mark.parametrize(
-    "entry", ["not an address", "a@", "@x.org", "a b@x.org", "a@x..org", "ä@x.org", ".a@x.org"]
+    "entry",
+    ["not an address", "a@", "@x.org", "a b@x.org", "a@x..org", "\x85@x.org", ".a@x.org"],
 )
 def test_a_bad_address_is_refused_in_one_line(entry: str) -> None:
     with pytest.raises(ComposeError, match=r"^'.*' is not (an email address|a mail domain)$"):
         parse_address(entry)
+
+
+@pytest.mark.parametrize(
+    ("entry", "addr_spec"),
+    [
+        ("jürgen@müller.example", "jürgen@xn--mller-kva.example"),
+        ("Иван <иван@пример.рф>", "иван@xn--e1afmkfd.xn--p1ai"),
+        ("张伟@例子.中国", "张伟@xn--fsqu00a.xn--fiqs8s"),
+    ],
+)
+def test_an_address_with_letters_beyond_ascii_is_an_address_that_needs_smtputf8(
+    entry: str, addr_spec: str
+) -> None:
+    parsed = parse_address(entry).addr_spec
+    assert (parsed, needs_smtputf8(parsed)) == (addr_spec, True)
+
+
+def test_an_international_address_is_written_as_utf8_in_its_header() -> None:
+    built = message_bytes(outgoing(to_addrs=("Jürgen <jürgen@müller.example>",)), NOW)
+    assert "To: =?utf-8?q?J=C3=BCrgen?= <jürgen@xn--mller-kva.example>\r\n".encode() in built
 
 
 def test_the_envelope_is_to_then_cc_without_repeats() -> None:

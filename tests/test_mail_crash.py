@@ -186,11 +186,11 @@ def _config_text(root: Path, store_url: str) -> str:
     return (
         f'[service]\nserver_id = "CRASH"\nevent_store = "{store_url}"\n'
         f'[databases]\nserver_url = "sqlite:///{root / "practices"}"\n'
-        "[health]\ncheckin_seconds = 1.0\n"
+        "[health]\ncheckin_seconds = 2.0\n"
         "[supervision]\nmax_restarts = 1000\nbackoff_min_seconds = 0.1\n"
         "backoff_max_seconds = 1.0\n"
         "[mail]\noutbox_poll_seconds = 1.0\noutbox_batch = 7\ninbox_poll_seconds = 1.0\n"
-        f"io_timeout_seconds = 10.0\npoison_limit = {KILLS + 5}\n"
+        f"io_timeout_seconds = 2.0\npoison_limit = {KILLS + 5}\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
 

@@ -422,6 +422,115 @@ def test_a_stale_incarnation_cannot_update_a_claimed_row(
     assert (row["status"], row["wire_at"], smtp_server.messages) == ("sending", None, [])
 
 
+class _ReplacedBeforeThe(SmtpSender):
+    """Sends through a real server; a newer incarnation claims the database just before
+    message number ``at`` of the batch (the watchdog or a person replaced this one)."""
+
+    def __init__(self, engine: Engine, settings: EmailSettings, clock: FakeClock, at: int) -> None:
+        super().__init__(settings, timeout=TIMEOUT, clock=clock)
+        self._engine = engine
+        self._at = at
+        self.calls = 0
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        self.calls += 1
+        if self.calls == self._at:
+            claim_incarnation(self._engine, INCARNATION + 1, "test-server", datetime.now(UTC))
+        return super().send(message, on_wire)
+
+
+def test_a_replaced_incarnation_puts_no_further_message_on_the_wire_mid_batch(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    rows = [queue_row(outbox_engine) for _ in range(5)]
+    replaced = _ReplacedBeforeThe(outbox_engine, settings_for(smtp_server), clock, at=3)
+    outbox, log = outbox_for(
+        outbox_engine, settings_for(smtp_server), clock, senders={"email": replaced}
+    )
+    with pytest.raises(StaleIncarnationError):
+        outbox.send_due()
+    # Two went before the replacement; the third was refused in its wire_at commit.
+    assert len(smtp_server.messages) == 2
+    statuses = [
+        (read_row(outbox_engine, r)["status"], read_row(outbox_engine, r)["wire_at"]) for r in rows
+    ]
+    assert [status for status, _wire in statuses] == [
+        "sent",
+        "sent",
+        "sending",
+        "sending",
+        "sending",
+    ]
+    assert all(wire is None for _status, wire in statuses[2:])
+    # The second's answer came in and is stored although its commit was to ride with the
+    # third's wire_at: recorded as sent, not left uncertain for the successor to resend.
+    assert [e.row_id for e in log.of(MessageSent)] == rows[:2]
+
+
+def test_the_successor_of_a_replaced_incarnation_sends_each_message_once(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    for _ in range(5):
+        queue_row(outbox_engine)
+    replaced = _ReplacedBeforeThe(outbox_engine, settings_for(smtp_server), clock, at=3)
+    old = outbox_for(outbox_engine, settings_for(smtp_server), clock, senders={"email": replaced})
+    with pytest.raises(StaleIncarnationError):
+        old[0].send_due()
+    successor, log = outbox_for(
+        outbox_engine, settings_for(smtp_server), clock, incarnation=INCARNATION + 1
+    )
+    successor.recover()
+    assert successor.send_due() == 3
+    ids = smtp_server.message_ids()
+    assert len(set(ids)) == len(ids) == 5  # five messages, none twice
+    assert log.of(MessageDeliveryUncertain) == []
+
+
+def test_a_batch_stops_when_the_selftest_is_due_and_puts_the_rest_back(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    rows = [queue_row(outbox_engine) for _ in range(5)]
+    sent_before_due = 2
+    outbox = Outbox(
+        outbox_engine,
+        INCARNATION,
+        settings_for(smtp_server),
+        mail_settings(),
+        {"email": SmtpSender(settings_for(smtp_server), timeout=TIMEOUT, clock=clock)},
+        EventLog(),
+        clock,
+        UTC,
+        must_yield=lambda: len(smtp_server.messages) >= sent_before_due,
+    )
+    assert outbox.send_due() == sent_before_due
+    assert outbox.yielded
+    after = [read_row(outbox_engine, r) for r in rows]
+    assert [r["status"] for r in after] == ["sent", "sent", "queued", "queued", "queued"]
+    assert [r["attempts"] for r in after[2:]] == [0, 0, 0]  # no attempt was spent on them
+
+
+def test_a_yielded_batch_goes_on_where_it_stopped_and_sends_each_message_once(
+    outbox_engine: Engine, smtp_server: RecordingSmtpServer, clock: FakeClock
+) -> None:
+    for _ in range(5):
+        queue_row(outbox_engine)
+    outbox = Outbox(
+        outbox_engine,
+        INCARNATION,
+        settings_for(smtp_server),
+        mail_settings(),
+        {"email": SmtpSender(settings_for(smtp_server), timeout=TIMEOUT, clock=clock)},
+        EventLog(),
+        clock,
+        UTC,
+        must_yield=lambda: True,  # the self-test is always due: one message per batch
+    )
+    batches = [outbox.send_due() for _ in range(6)]
+    assert batches == [1, 1, 1, 1, 1, 0]
+    ids = smtp_server.message_ids()
+    assert len(set(ids)) == len(ids) == 5  # five messages, none twice
+
+
 # --- one commit per message ----------------------------------------------------------------
 
 

@@ -87,7 +87,7 @@ def test_a_hung_incarnation_dying_after_its_restart_was_decided_changes_nothing(
 def test_a_missed_check_in_is_a_hang() -> None:
     h = health_after(MailboxStarted(1), CheckInMissed(1, 45.0))
     assert h.status is HealthStatus.CRASHED
-    assert "no self-test for 45 s" in h.last_failure[0].message
+    assert "no progress for 45 s" in h.last_failure[0].message
 
 
 def test_a_scheduled_restart_is_restarting_and_remembered() -> None:

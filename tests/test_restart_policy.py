@@ -25,6 +25,7 @@ from supervisor.restart_policy import (
     GiveUp,
     Restart,
     RestartPolicy,
+    backoff_delay,
     decide,
     decide_requested,
     gave_up_retry_due,
@@ -136,20 +137,54 @@ def test_delays_grow_exponentially_and_are_capped_at_max(recent: int, base: floa
     )
     history = restarts_at(*range(recent))
 
-    # Given jitter 0, the delay is exactly half the base ("equal jitter").
+    # Given jitter 0, the delay is the bottom of its range: the base, or half the cap.
     decision = decide(policy, history, at(recent), jitter=0.0, cause="crashed")
 
-    assert decision == Restart(delay=base / 2, attempt=recent + 1, cause="crashed")
+    low = min(base, policy.backoff_max_seconds / 2)
+    assert decision == Restart(delay=low, attempt=recent + 1, cause="crashed")
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.25, 0.5, 0.999999])
-def test_jitter_scales_the_delay_within_half_to_whole_base(jitter: float) -> None:
+def test_jitter_scales_the_delay_within_one_to_two_bases(jitter: float) -> None:
     history = restarts_at(0, 1, 2)  # base 4 s
     decision = decide(POLICY, history, at(3), jitter=jitter, cause="crashed")
 
     assert isinstance(decision, Restart)
-    assert decision.delay == pytest.approx(4.0 * (0.5 + 0.5 * jitter))
-    assert 2.0 <= decision.delay < 4.0
+    assert decision.delay == pytest.approx(4.0 * (1 + jitter))
+    assert 4.0 <= decision.delay < 8.0
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999999])
+def test_the_second_restart_waits_at_least_backoff_min(jitter: float) -> None:
+    # The finding: the second restart waited 0.58-1.0 s with backoff_min 1 s.
+    decision = decide(POLICY, restarts_at(0), at(1), jitter=jitter, cause="crashed")
+
+    assert isinstance(decision, Restart)
+    assert POLICY.backoff_min_seconds <= decision.delay < 2 * POLICY.backoff_min_seconds
+
+
+@pytest.mark.parametrize(
+    ("jitter", "delay"),
+    [pytest.param(0.0, 15.0, id="half-the-cap"), pytest.param(0.5, 22.5, id="between")],
+)
+def test_restarts_at_the_cap_still_spread_between_half_the_cap_and_the_cap(
+    jitter: float, delay: float
+) -> None:
+    policy = RestartPolicy(
+        max_restarts=10, within_seconds=60.0, backoff_min_seconds=1.0, backoff_max_seconds=30.0
+    )
+    decision = decide(policy, restarts_at(*range(8)), at(8), jitter=jitter, cause="crashed")
+
+    assert decision == Restart(delay=delay, attempt=9, cause="crashed")
+
+
+def test_a_cap_below_twice_the_minimum_never_waits_below_the_minimum() -> None:
+    policy = RestartPolicy(
+        max_restarts=10, within_seconds=60.0, backoff_min_seconds=3.0, backoff_max_seconds=4.0
+    )
+    decision = decide(policy, restarts_at(0, 1, 2), at(3), jitter=0.0, cause="crashed")
+
+    assert decision == Restart(delay=3.0, attempt=4, cause="crashed")
 
 
 @pytest.mark.parametrize("jitter", [-0.1, 1.0, float("nan")])
@@ -169,7 +204,7 @@ def test_restarts_older_than_the_window_are_not_counted() -> None:
 
     decision = decide(POLICY, history, at(100), jitter=0.0, cause="crashed")
 
-    assert decision == Restart(delay=0.5, attempt=2, cause="crashed")
+    assert decision == Restart(delay=1.0, attempt=2, cause="crashed")
 
 
 def test_a_restart_exactly_window_seconds_ago_is_out_and_one_at_now_is_in() -> None:
@@ -206,7 +241,7 @@ def test_a_crash_loop_is_still_seen_after_the_process_restarts() -> None:
     earlier: list[tuple[float, Event]] = [(t, scheduled(i)) for i, t in enumerate((0, 2, 4, 6), 1)]
     fifth = decide(POLICY, stream(*earlier), at(7), jitter=0.0, cause="crashed")
     assert isinstance(fifth, Restart)
-    assert fifth == Restart(delay=4.0, attempt=5, cause="crashed")
+    assert fifth == Restart(delay=8.0, attempt=5, cause="crashed")
     # ... when the whole process restarts (the log is all that survives) and the new
     # process's first mailbox for the database crashes again ...
     after = stream(
@@ -396,6 +431,26 @@ def test_the_delay_is_always_within_zero_and_backoff_max(
         assert 0.0 <= decision.delay <= policy.backoff_max_seconds
     else:
         assert decision.retry_in == policy.backoff_max_seconds
+
+
+@given(policies, st.lists(offsets, max_size=30), offsets, jitters)
+def test_only_the_first_restart_waits_less_than_backoff_min(
+    policy: RestartPolicy, times: list[float], now: float, jitter: float
+) -> None:
+    decision = decide(policy, restart_history(times), at(now), jitter, "crashed")
+
+    if isinstance(decision, Restart) and decision.attempt > 1:
+        assert decision.delay >= policy.backoff_min_seconds
+    elif isinstance(decision, Restart):
+        assert decision.delay == 0.0
+
+
+@given(policies, st.integers(min_value=1, max_value=60), jitters)
+def test_the_lowest_delay_never_shrinks_as_restarts_grow(
+    policy: RestartPolicy, count: int, jitter: float
+) -> None:
+    assert backoff_delay(policy, count + 1, 0.0) >= backoff_delay(policy, count, 0.0)
+    assert backoff_delay(policy, count, 0.0) <= backoff_delay(policy, count, jitter)
 
 
 @given(policies, st.lists(offsets, max_size=30), offsets, jitters)

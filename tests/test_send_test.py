@@ -103,7 +103,7 @@ def service(
         f'[service]\nevent_store = "sqlite:///{root / "events.sqlite3"}"\n'
         f'[databases]\nserver_url = "sqlite:///{folder}"\n'
         "[health]\ncheckin_seconds = 2.0\n"
-        "[mail]\noutbox_poll_seconds = 0.5\n"
+        "[mail]\noutbox_poll_seconds = 0.5\nio_timeout_seconds = 2.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     process = subprocess.Popen(

@@ -45,6 +45,7 @@ def settings_for(tmp_path: Path) -> Settings:
             "service.event_store": f"sqlite:///{tmp_path / 'events.sqlite3'}",
             "databases.server_url": f"sqlite:///{tmp_path / 'practices'}",
             "health.checkin_seconds": 3.0,
+            "mail.io_timeout_seconds": 3.0,
         },
     )
 

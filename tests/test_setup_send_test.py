@@ -56,7 +56,8 @@ def test_the_wizard_sends_a_test_message_to_the_address_given_and_shows_the_answ
     config.write_text(
         f"[service]\nevent_store = {json.dumps('sqlite:///' + str(tmp_path / 'ev.sqlite3'))}\n"
         f"[databases]\nserver_url = {json.dumps(f'sqlite:///{folder}')}\n"
-        "[health]\ncheckin_seconds = 2.0\n[mail]\noutbox_poll_seconds = 0.5\n"
+        "[health]\ncheckin_seconds = 2.0\n"
+        "[mail]\noutbox_poll_seconds = 0.5\nio_timeout_seconds = 2.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     service = subprocess.Popen(

@@ -34,6 +34,7 @@ def test_saved_settings_are_tested_and_running_within_a_check_in_interval(
         f'[service]\nserver_id = "SRV1"\nevent_store = "sqlite:///{tmp_path / "events.db"}"\n'
         f'[databases]\nserver_url = "sqlite:///{practices}"\n'
         f"[health]\ncheckin_seconds = {CHECKIN_SECONDS}\n"
+        f"[mail]\nio_timeout_seconds = {CHECKIN_SECONDS}\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     proc = subprocess.Popen(

@@ -66,7 +66,8 @@ def site(tmp_path: Path, imap_certs: CertificateSet) -> tuple[Path, str]:
         f"event_store = {json.dumps('sqlite:///' + str(tmp_path / 'events.sqlite3'))}\n"
         f"[databases]\nserver_url = {json.dumps(f'sqlite:///{folder}')}\n"
         f"[health]\ncheckin_seconds = {CHECKIN_SECONDS}\n"
-        f"[mail]\nca_file = {json.dumps(str(imap_certs.ca_cert))}\nio_timeout_seconds = 10\n"
+        f"[mail]\nca_file = {json.dumps(str(imap_certs.ca_cert))}\n"
+        f"io_timeout_seconds = {CHECKIN_SECONDS}\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
     return config, url

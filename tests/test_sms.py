@@ -105,6 +105,7 @@ class Provider:
     seen: list[Seen] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    heads: int = 0  # HEAD requests (the self-test's probes) answered
 
 
 def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
@@ -125,6 +126,16 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
             self.wfile.write(answer.body)
+
+        def do_HEAD(self) -> None:
+            # The self-test's probe: a gateway that is down answers every method alike.
+            with provider.lock:
+                provider.heads += 1
+                answer = provider.answer
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the test reads provider.seen

@@ -736,7 +736,7 @@ def test_a_repeated_give_up_says_how_many_restarts_it_counted(tree: Harness) -> 
     tree.add("Smile")
     tree.modes["Smile"] = "raise"  # crashes at every start
     tree.start()
-    advance(tree, 10.0)  # three restarts, a give-up, its retry after 8 s, a give-up again
+    advance(tree, 12.0)  # restarts after 0, 1 and 2 s, a give-up, its retry 8 s on, again
     gave_up = tree.events("Smile", MailboxGaveUp)
     assert len(gave_up) == 2
     assert [e.restarts for e in gave_up] == [3, 3]  # not "gave up after 0 restarts"

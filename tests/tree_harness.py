@@ -87,7 +87,15 @@ class Harness:
         self.registry = IncarnationRegistry(self.store)
 
         def children(sup: pykka.ActorRef[Any], position: int) -> dict[str, pykka.ActorRef[Any]]:
-            deps = WatchdogDeps(self.store, self.clock, self.scheduler, 5.0, HANG_AFTER, sup)
+            deps = WatchdogDeps(
+                self.store,
+                self.clock,
+                self.scheduler,
+                5.0,
+                HANG_AFTER,
+                sup,
+                progress=self.registry.progress,
+            )
             return {"watchdog": WatchdogActor.start(deps, position)}
 
         deps = SupervisorDeps(

@@ -38,9 +38,12 @@ FALLBACK_DOMAIN = "practice-email-service.invalid"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
-_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+# ASCII atext and dots, or any character beyond ASCII that is not a control or a space
+# (RFC 6531: an internationalised local part, sent where the server offers SMTPUTF8).
+_LOCAL_PART = re.compile(r"^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]|[^\x00-\x9f\s\u2028\u2029])+$")
 _DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+_BARE_ADDRESS = re.compile(r"^[^\s<>\"@]+@[^\s<>\"@]+$")
 _FOLDED_COMMA = ",\r\n "
 _NAME_MAX = 200  # keeps an encoded name and its address well inside a 998-byte line
 _LINE_MAX = 78  # policy.SMTP's max_line_length: longer body lines are quoted-printable
@@ -80,7 +83,9 @@ def clean_header_text(text: str) -> str:
 
 
 def split_addresses(text: str | None) -> tuple[str, ...]:
-    """Split a row's address list on commas and semicolons outside quotes and ``<...>``.
+    """Split a row's address list on commas, semicolons and line breaks outside quotes
+    and ``<...>``; an entry that is only bare addresses separated by spaces or tabs
+    (``a@x b@y``) is split there too.
 
     Returns the non-empty entries, stripped, as written (``"Bob <b@x>"`` stays whole).
     """
@@ -100,20 +105,29 @@ def split_addresses(text: str | None) -> tuple[str, ...]:
             angle = True
         elif char == ">" and not quoted:
             angle = False
-        elif char in ",;" and not quoted and not angle:
+        elif char in ",;\r\n" and not quoted and not angle:
             entries.append("".join(current))
             current = []
             continue
         current.append(char)
     entries.append("".join(current))
-    return tuple(entry.strip() for entry in entries if entry.strip())
+    found: list[str] = []
+    for entry in entries:
+        words = entry.split()
+        if len(words) > 1 and all(_BARE_ADDRESS.match(word) for word in words):
+            found.extend(words)
+        elif words:
+            found.append(entry.strip())
+    return tuple(found)
 
 
 def parse_address(entry: str) -> Address:
     """Return ``entry`` (``a@b`` or ``Name <a@b>``) as an ``Address``; raise ``ComposeError``.
 
-    The local part must be plain ASCII address characters (no quoting, no SMTPUTF8); a
-    non-ASCII domain is IDNA-encoded. The display name is cleaned like a header.
+    The local part is address characters without quoting: ASCII ``atext`` and dots, or
+    letters beyond ASCII (``jürgen@``, ``иван@``, ``张伟@``: such an address can only be sent
+    where the server offers SMTPUTF8, see ``needs_smtputf8``); a non-ASCII domain is
+    IDNA-encoded. The display name is cleaned like a header.
     """
     name, addr = _split_name(entry)
     local, at, domain = addr.rpartition("@")
@@ -122,6 +136,11 @@ def parse_address(entry: str) -> Address:
     return Address(
         display_name=clean_header_text(name), username=local, domain=_ascii_domain(domain)
     )
+
+
+def needs_smtputf8(addr_spec: str) -> bool:
+    """Whether ``addr_spec`` (from ``parse_address``) can only go through SMTPUTF8."""
+    return not addr_spec.isascii()
 
 
 def _split_name(entry: str) -> tuple[str, str]:
@@ -297,11 +316,19 @@ def _address_header(field: str, entries: tuple[str, ...]) -> bytes:
     two addresses into an encoded word when a display name is non-ASCII, which turns a
     list into one address for every reader (seen with Python 3.11).
     """
-    formatted = [
-        email.utils.formataddr((address.display_name, address.addr_spec), charset="utf-8")
-        for address in map(parse_address, entries)
-    ]
-    return f"{field}: {_FOLDED_COMMA.join(formatted)}\r\n".encode("ascii")
+    formatted = [_formatted(address) for address in map(parse_address, entries)]
+    return f"{field}: {_FOLDED_COMMA.join(formatted)}\r\n".encode()
+
+
+def _formatted(address: Address) -> str:
+    """One address for a header: the name encoded as RFC 2047 words where needed; an
+    internationalised address as UTF-8 (RFC 6532, only sent where SMTPUTF8 is offered)."""
+    if address.addr_spec.isascii():
+        return email.utils.formataddr((address.display_name, address.addr_spec), charset="utf-8")
+    if not address.display_name:
+        return address.addr_spec
+    name = email.utils.formataddr((address.display_name, "x@x"), charset="utf-8")[: -len("<x@x>")]
+    return f"{name}<{address.addr_spec}>"
 
 
 def _first_line_ending(raw: bytes) -> bytes:

@@ -17,7 +17,10 @@ Every failure of the server or the network is raised as ``ImapError`` whose mess
 one line in plain words, never a password (``plain_reason``); after one the session is
 unusable and should be closed. ``probe`` is the self-test's and setup wizard's check.
 Everything runs on the calling thread and blocks at most about ``io_timeout_seconds`` per
-operation (``wait`` for the time it is given).
+operation (``wait`` for the time it is given); every answer from the server, and every
+one-second slice of a wait in IDLE, beats (``actors.progress``), so the watchdog sees a
+mailbox importing from a slow server as busy, not hung. A server that accepts and never
+answers gives "no answer from HOST:PORT in N s".
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
+from actors import progress
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
@@ -77,11 +81,18 @@ class ProbeResult:
     reason: str = ""
 
 
-def plain_reason(exc: BaseException, settings: EmailSettings, *, connected: bool = False) -> str:
+def plain_reason(
+    exc: BaseException,
+    settings: EmailSettings,
+    *,
+    connected: bool = False,
+    timeout: float | None = None,
+) -> str:
     """Return what went wrong, in plain words on one line, for ``exc`` raised while talking
-    to ``settings``' IMAP server (``connected``: after the connection was made). Pure.
-    Never contains the password."""
+    to ``settings``' IMAP server (``connected``: after the connection was made; ``timeout``:
+    the socket timeout, for the words of a timeout). Pure. Never contains the password."""
     where = f"{settings.imap_host}:{settings.imap_port}"
+    in_time = "in time" if timeout is None else f"in {timeout:g} s"
     if isinstance(exc, ImapError):
         return str(exc)
     if isinstance(exc, LoginError):
@@ -101,9 +112,9 @@ def plain_reason(exc: BaseException, settings: EmailSettings, *, connected: bool
     if isinstance(exc, socket.gaierror):
         return f"the host {settings.imap_host!r} was not found"
     if isinstance(exc, TimeoutError) and connected:
-        return f"the connection to {where} was lost (no answer in time)"
+        return f"the connection to {where} was lost (no answer {in_time})"
     if isinstance(exc, TimeoutError):
-        return f"host unreachable: {where} did not answer in time"
+        return f"no answer from {where} {in_time}"
     if isinstance(exc, OSError) and exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
         return f"host unreachable: {where} ({exc.strerror})"
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError, imaplib.IMAP4.abort)):
@@ -249,8 +260,10 @@ class ImapSession:
         uidvalidity: int,
         dead_after: float = DEAD_AFTER_SECONDS,
         reidle_after: float = REIDLE_SECONDS,
+        timeout: float | None = None,
     ) -> None:
         self._client = client
+        self._timeout = timeout
         self._settings = settings
         self._clock = clock
         self.uidvalidity = uidvalidity
@@ -277,7 +290,7 @@ class ImapSession:
         step fails. With ``readonly`` the folder is examined (nothing can change it)."""
         client = connect(settings, mail)
         try:
-            with _translating(settings, connected=True):
+            with _translating(settings, connected=True, timeout=mail.io_timeout_seconds):
                 client.login(settings.imap_username, settings.imap_password)
                 selected = client.select_folder(settings.imap_folder, readonly=readonly)
         except BaseException:
@@ -297,6 +310,7 @@ class ImapSession:
             uidvalidity=uidvalidity,
             dead_after=dead_after,
             reidle_after=reidle_after,
+            timeout=mail.io_timeout_seconds,
         )
 
     def close(self) -> None:
@@ -324,7 +338,7 @@ class ImapSession:
         if self._broken:
             raise ImapError("the IMAP connection was lost earlier; open a new session")
         try:
-            with _translating(self._settings, connected=True):
+            with _translating(self._settings, connected=True, timeout=self._timeout):
                 yield
         except ImapError:
             self._broken = True
@@ -496,6 +510,7 @@ class ImapSession:
                     self._client.idle()
                     idle_since = clock.monotonic()
                 responses = self._client.idle_check(timeout=min(remaining, IDLE_SLICE_SECONDS))
+                progress.beat()  # a slice of a wait the caller bounded: not a hang
                 now = clock.monotonic()
                 if responses:
                     self._last_heard = now
@@ -526,14 +541,19 @@ class ImapSession:
 
 
 @contextlib.contextmanager
-def _translating(settings: EmailSettings, *, connected: bool = False) -> Iterator[None]:
-    """Turn network and server failures into ``ImapError`` with a plain reason."""
+def _translating(
+    settings: EmailSettings, *, connected: bool = False, timeout: float | None = None
+) -> Iterator[None]:
+    """Turn network and server failures into ``ImapError`` with a plain reason; beat
+    (``actors.progress``) when the server answered."""
     try:
         yield
     except ImapError:
         raise
     except (imaplib.IMAP4.error, OSError, EOFError) as exc:
-        raise ImapError(plain_reason(exc, settings, connected=connected)) from exc
+        reason = plain_reason(exc, settings, connected=connected, timeout=timeout)
+        raise ImapError(reason) from exc
+    progress.beat()
 
 
 def _shutdown(client: IMAPClient) -> None:
@@ -548,7 +568,7 @@ def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
     certificate is not trusted, or STARTTLS is asked for and not offered.
     """
     context = ssl_context(mail)
-    with _translating(settings):
+    with _translating(settings, timeout=mail.io_timeout_seconds):
         client = IMAPClient(
             settings.imap_host,
             settings.imap_port,
@@ -562,7 +582,7 @@ def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
     client._imap.debug = 0
     if settings.imap_security == "starttls":
         try:
-            with _translating(settings):
+            with _translating(settings, timeout=mail.io_timeout_seconds):
                 try:
                     client.starttls(context)
                 except CapabilityError:

@@ -3,7 +3,10 @@
 ``Outbox`` runs in its mailbox actor's thread and blocks on the practice database and the
 senders. Every write transaction calls ``check_incarnation`` first and lets its
 ``StaleIncarnationError`` propagate (the mailbox is then abandoned), so an older
-incarnation can neither claim nor update a row.
+incarnation can neither claim a row nor put one more message on the wire: the fence is
+checked in the very commit that records each message's ``wire_at``. The one exception:
+the answers the server already gave to messages it had on the wire are stored even
+after the replacement (``_settle_after_replacement``), guarded by the row's claim.
 
 A row's life: ``queued`` -> claimed by its own compare-and-swap (``queued`` -> ``sending``,
 exactly one row changed, ``claimed_incarnation`` = ours, ``wire_at`` cleared; a batch's
@@ -39,22 +42,53 @@ may have been delivered).
 
 Events are emitted after the transaction that made them true has committed (the
 sending events of a batch together, when the batch ends or fails).
+
+A batch is bounded by time as well as by count: after each message it asks
+``must_yield`` (the mailbox's self-test is due) and, if so, stores what was answered,
+puts the rows it claimed and did not send back in the queue (``queued``, untouched
+otherwise: no attempt counted) and returns with ``yielded`` set, so the caller runs
+again at once after the check-in. Fifty messages to a server that takes a second each
+never hold a check-in up. Each message beats (``actors.progress``) once answered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random as random_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from email.errors import MessageError
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    bindparam,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import NullType
 
+from actors import progress
+from actors.fence import StaleIncarnationError
 from actors.mail import backoff, compose
+from actors.mail.outbox_row import (
+    OutboxItem,
+    RowProblem,
+    read_attempts,
+    read_outbox_row,
+    recipients_text,
+)
+from actors.mail.recipients import settle
 from actors.mail.send_window import SendWindowError, is_open, next_open, parse_window
-from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
+from actors.mail.sender import OutgoingMessage, RecipientResult, Sender, SendOutcome
 from actors.mail.settings import EmailSettings
 from actors.mail.throttle import SendLog, allowance, next_allowed
 from actors.practice_db import check_incarnation
@@ -72,8 +106,30 @@ UNCERTAIN_HELD = (
     "after it was sent); not sent again automatically, check before retrying"
 )
 _MESSAGE_ID_MAX = 255  # email_messages.message_id is String(255)
+_ROW_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, MessageError)
+_ERROR_MAX = 2000  # last_error is long text; a line this long is read by no one
+
+log = logging.getLogger(__name__)
 
 RetryDelay = Callable[[int, float], float]
+
+
+class _WireCall:
+    """``on_wire`` for one message, remembering whether it was called and whether it
+    raised (an exception from it is the fence's or the database's, never the row's)."""
+
+    def __init__(self, on_wire: Callable[[], None]) -> None:
+        self._on_wire = on_wire
+        self.called = False
+        self.raised = False
+
+    def __call__(self) -> None:
+        self.called = True
+        try:
+            self._on_wire()
+        except BaseException:
+            self.raised = True
+            raise
 
 
 class RowTakenError(Exception):
@@ -85,6 +141,7 @@ class RowTakenError(Exception):
 class _Claimed:
     message: OutgoingMessage
     channel: str
+    earlier: tuple[RecipientResult, ...] = ()  # the row's recipient_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +151,15 @@ class _Replied:
     message: OutgoingMessage
     sender: Sender
     outcome: SendOutcome
+    earlier: tuple[RecipientResult, ...] = ()
 
 
 _m = email_messages
+# Every column as the driver returns it, without SQLAlchemy's result processing: a row the
+# practice software wrote with a value of another type (text in raw, a date in a format
+# SQLite keeps as text) is read by ``read_outbox_row`` and refused on its own, instead of
+# failing the whole batch's claim.
+_AS_STORED = tuple(type_coerce(column, NullType()).label(column.name) for column in _m.c)
 _OURS = (
     _m.c.id == bindparam("b_id"),
     _m.c.status == "sending",
@@ -116,6 +179,7 @@ _SENT = (
         last_error=bindparam("b_error"),
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
 _RETRY = (
@@ -128,6 +192,8 @@ _RETRY = (
         wire_at=None,
         last_error=bindparam("b_error"),
         event_pending=True,  # until its event is durable (outcome_events)
+        refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
 _FAILED = (
@@ -140,8 +206,10 @@ _FAILED = (
         last_error=bindparam("b_error"),
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
+        recipient_status=bindparam("b_recipients"),
     )
 )
+_RELEASE = update(_m).where(*_OURS, _m.c.wire_at.is_(None)).values(status="queued")
 _SET_MESSAGE_ID = (
     update(_m)
     .where(_m.c.id == bindparam("b_id"), _m.c.message_id.is_(None))
@@ -155,7 +223,8 @@ class Outbox:
     ``senders`` maps a channel (``"email"``, ``"sms"``) to its ``Sender``; ``emit`` appends
     events (called from this thread); ``local_zone`` is the server's local time zone (the
     practice's time for the send window); ``random`` draws Message-IDs and jitter;
-    ``retry_delay(attempts, jitter)`` is the backoff in seconds.
+    ``retry_delay(attempts, jitter)`` is the backoff in seconds; ``must_yield`` says when a
+    batch should stop early (see the module docstring).
     """
 
     def __init__(
@@ -172,6 +241,7 @@ class Outbox:
         random: random_module.Random | None = None,
         retry_delay: RetryDelay = backoff.retry_delay,
         durable: Callable[[], None] = lambda: None,
+        must_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         self._engine = engine
         self._incarnation = incarnation
@@ -184,9 +254,13 @@ class Outbox:
         self._random = random or random_module.Random()
         self._retry_delay = retry_delay
         self._durable = durable  # waits until what ``emit`` appended is committed
+        self._must_yield = must_yield
+        self.yielded = False
+        """Whether the last ``send_due`` stopped early for the self-test (more may be due)."""
         self._send_log = SendLog()
         self._replied: list[_Replied] = []
         self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
+        self._refused_in_claim = 0  # rows the last claim failed as written (RowProblem)
         self.held = ""
         """Why the outbox is holding mail right now ("" when it is not): read it for the
         self-test's diagnostics (sending off, a bad send window, outside the window,
@@ -224,7 +298,13 @@ class Outbox:
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
             rows = conn.execute(
-                select(m.c.id, m.c.channel, m.c.message_id, m.c.wire_at, m.c.attempts).where(
+                select(
+                    m.c.id,
+                    m.c.channel,
+                    m.c.message_id,
+                    m.c.wire_at,
+                    type_coerce(m.c.attempts, NullType()).label("attempts"),
+                ).where(
                     m.c.folder == "outbox",
                     m.c.status == "sending",
                     or_(
@@ -256,7 +336,7 @@ class Outbox:
                     conn.execute(
                         stuck.values(
                             status="queued",
-                            attempts=row.attempts + 1,
+                            attempts=read_attempts(row.attempts) + 1,
                             next_attempt_at=None,
                             wire_at=None,
                             last_error=UNCERTAIN_RESENT,
@@ -266,7 +346,7 @@ class Outbox:
                     conn.execute(
                         stuck.values(
                             status="failed",
-                            attempts=row.attempts + 1,
+                            attempts=read_attempts(row.attempts) + 1,
                             last_error=UNCERTAIN_HELD,
                             event_pending=True,
                         )
@@ -288,6 +368,7 @@ class Outbox:
         the end (one connection per batch).
         """
         limit = self._mail.outbox_batch if limit is None else limit
+        self.yielded = False
         allowed = self._allowed_now()
         count = min(limit, allowed)
         if count <= 0:
@@ -298,10 +379,18 @@ class Outbox:
         # while the mail server is waited for, except the commit of wire_at itself).
         with self._engine.connect() as conn:
             try:
-                for claimed in self._claim(conn, self._due_ids(conn, count)):
+                claimed_rows = self._claim(conn, self._due_ids(conn, count))
+                handled += self._refused_in_claim
+                for index, claimed in enumerate(claimed_rows):
+                    if index and self._must_yield():
+                        self.yielded = True
+                        self._store_replies(conn)
+                        self._release(conn, [c.message.row_id for c in claimed_rows[index:]])
+                        break
                     used.add(claimed.channel)
                     handled += 1
                     self._deliver(conn, claimed)
+                    progress.beat()
                 self._store_replies(conn)
             except BaseException:
                 # Store what was answered before the failure if the database still lets
@@ -394,6 +483,7 @@ class Outbox:
         sent, and a crash leaves the unsent ones in ``sending`` without ``wire_at``, which
         ``recover`` puts back in the queue.
         """
+        self._refused_in_claim = 0
         if not row_ids:
             return []
         m = email_messages
@@ -406,68 +496,101 @@ class Outbox:
             )
             rows: dict[int, RowMapping] = {}
             if conn.dialect.update_returning:
-                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*m.c)).all()
-                rows = {row.id: row._mapping for row in found}
+                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*_AS_STORED))
+                rows = {row.id: row._mapping for row in found.all()}
             else:
                 ours = [i for i in row_ids if conn.execute(swap.where(m.c.id == i)).rowcount == 1]
                 if ours:
-                    found = conn.execute(select(m).where(m.c.id.in_(ours))).all()
-                    rows = {row.id: row._mapping for row in found}
+                    found = conn.execute(select(*_AS_STORED).where(m.c.id.in_(ours)))
+                    rows = {row.id: row._mapping for row in found.all()}
             claimed: list[_Claimed] = []
             new_ids: list[dict[str, Any]] = []
+            refused: list[Event] = []
             for row_id in row_ids:
                 row = rows.get(row_id)
                 if row is None:
                     continue
-                message_id = row["message_id"]
-                if message_id is None and row["raw"] is not None:
-                    message_id = self._fix_message_id(conn, row)
+                item = read_outbox_row(dict(row))
+                if isinstance(item, RowProblem):
+                    refused.append(self._refuse(conn, row_id, item))
+                    continue
+                for note in item.notes:
+                    log.info("outbox row %s: %s", row_id, note)
+                message_id = item.message_id
+                if message_id is None and item.raw is not None:
+                    message_id = self._fix_message_id(conn, item)
                 elif message_id is None:
-                    message_id = self._new_message_id(row)
+                    message_id = self._new_message_id(item)
                     new_ids.append({"b_id": row_id, "b_message_id": message_id})
-                claimed.append(_Claimed(self._outgoing(row, message_id), row["channel"]))
+                claimed.append(
+                    _Claimed(self._outgoing(item, message_id), item.channel, item.recipients)
+                )
             if new_ids:
                 conn.execute(_SET_MESSAGE_ID, new_ids)
+        self._stored += refused  # committed: emitted with the batch's other events
+        self._refused_in_claim = len(refused)
         return claimed
 
-    def _new_message_id(self, row: RowMapping) -> str:
-        domain = compose.domain_of(self._settings.from_address or row["from_addr"] or "")
+    def _refuse(self, conn: Connection, row_id: int, problem: RowProblem) -> Event:
+        """Fail a claimed row that cannot be sent as written (in the claim's transaction);
+        return its event. The other rows of the batch go on."""
+        error = f"not sent: {problem.reason}"[:_ERROR_MAX]
+        log.warning("%s; failed, the other messages go on", problem.describe())
+        conn.execute(
+            _FAILED,
+            {
+                "b_id": row_id,
+                "b_incarnation": self._incarnation,
+                "b_attempts": problem.attempts + 1,
+                "b_error": error,
+                "b_refused": None,
+                "b_recipients": None,
+            },
+        )
+        return self._failed_event(row_id, None, error, True)
+
+    def _new_message_id(self, item: OutboxItem) -> str:
+        domain = compose.domain_of(self._settings.from_address or item.from_addr)
         return compose.make_message_id(domain, self._random)
 
-    def _fix_message_id(self, conn: Connection, row: RowMapping) -> str:
+    def _fix_message_id(self, conn: Connection, item: OutboxItem) -> str:
         """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
         m = email_messages
-        message_id = compose.raw_message_id(row["raw"]) if row["raw"] is not None else None
+        try:
+            message_id = compose.raw_message_id(item.raw) if item.raw is not None else None
+        except _ROW_ERRORS:  # a header block the parser cannot take: the row gets a new one
+            message_id = None
         if message_id is not None and (
             len(message_id) > _MESSAGE_ID_MAX
             or not message_id.isascii()
             or conn.execute(
-                select(func.count()).where(m.c.message_id == message_id, m.c.id != row["id"])
+                select(func.count()).where(m.c.message_id == message_id, m.c.id != item.row_id)
             ).scalar_one()
         ):
             message_id = None  # unusable or already another row's: raw still carries its own
         if message_id is None:
-            message_id = self._new_message_id(row)
+            message_id = self._new_message_id(item)
         conn.execute(
             update(m)
-            .where(m.c.id == row["id"], m.c.message_id.is_(None))
+            .where(m.c.id == item.row_id, m.c.message_id.is_(None))
             .values(message_id=message_id)
         )
         return message_id
 
-    def _outgoing(self, row: RowMapping, message_id: str) -> OutgoingMessage:
+    def _outgoing(self, item: OutboxItem, message_id: str) -> OutgoingMessage:
         return OutgoingMessage(
-            row_id=row["id"],
-            channel=row["channel"],
+            row_id=item.row_id,
+            channel=item.channel,
             message_id=message_id,
-            from_addr=(row["from_addr"] or "").strip() or self._default_from(),
-            to_addrs=compose.split_addresses(row["to_addrs"]),
-            cc_addrs=compose.split_addresses(row["cc_addrs"]),
-            subject=row["subject"] or "",
-            body_text=row["body_text"] or "",
-            body_html=row["body_html"] or "",
-            raw=bytes(row["raw"]) if row["raw"] is not None else None,
-            attempts=row["attempts"],
+            from_addr=item.from_addr.strip() or self._default_from(),
+            to_addrs=item.to_addrs,
+            cc_addrs=item.cc_addrs,
+            subject=item.subject,
+            body_text=item.body_text,
+            body_html=item.body_html,
+            raw=item.raw,
+            attempts=item.attempts,
+            skip=item.done,
         )
 
     def _default_from(self) -> str:
@@ -483,11 +606,26 @@ class Outbox:
         ``_on_wire``) or by ``_store_replies`` at the end of the batch."""
         message = claimed.message
         sender = self._senders[claimed.channel]
+        wire = _WireCall(lambda: self._on_wire(conn, message.row_id))
         try:
-            outcome = sender.send(message, lambda: self._on_wire(conn, message.row_id))
+            outcome = sender.send(message, wire)
         except RowTakenError:
             return
-        self._replied.append(_Replied(message, sender, outcome))
+        except _ROW_ERRORS as exc:
+            if wire.raised or isinstance(exc, (SQLAlchemyError, StaleIncarnationError)):
+                raise  # the database or the fence: the mailbox's problem, not this row's
+            # An error of the kind a message's own content causes (a bug it triggers must
+            # not stop the practice's other mail): the row is settled, named in the log.
+            # Others (RuntimeError, MemoryError, ...) still crash the mailbox.
+            log.exception("outbox row %s failed while being sent", message.row_id)
+            words = f"{type(exc).__name__}: {exc}"[:500]
+            if wire.called:
+                outcome = SendOutcome("uncertain", f"the service failed after sending ({words})")
+            else:
+                outcome = SendOutcome(
+                    "failed", f"the service could not send this message ({words})"
+                )
+        self._replied.append(_Replied(message, sender, outcome, claimed.earlier))
 
     def _on_wire(self, conn: Connection, row_id: int) -> None:
         """Commit ``wire_at`` for a row we hold, together with the outcomes of the rows
@@ -501,27 +639,61 @@ class Outbox:
         with the same Message-ID by the next incarnation (DESIGN decision 7).
         """
         replied = self._replied
-        with conn.begin():
-            check_incarnation(conn, self._incarnation)
-            events = self._record(conn, replied)
-            changed = conn.execute(
-                _WIRE, {"b_id": row_id, "b_incarnation": self._incarnation}
-            ).rowcount
+        try:
+            with conn.begin():
+                check_incarnation(conn, self._incarnation)
+                events = self._record(conn, replied)
+                changed = conn.execute(
+                    _WIRE, {"b_id": row_id, "b_incarnation": self._incarnation}
+                ).rowcount
+        except StaleIncarnationError:
+            self._settle_after_replacement(conn)  # no wire_at: this row never goes out
+            raise
         self._replied = []
         self._stored += events
         if changed != 1:
             raise RowTakenError(f"outbox row {row_id} was changed by someone else while sending")
+
+    def _release(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        """Put claimed rows that were never given to a sender back in the queue (one
+        transaction under the fence). A crash before it leaves them in ``sending``
+        without ``wire_at``, which ``recover`` requeues the same way."""
+        with conn.begin():
+            check_incarnation(conn, self._incarnation)
+            conn.execute(
+                _RELEASE, [{"b_id": i, "b_incarnation": self._incarnation} for i in row_ids]
+            )
 
     def _store_replies(self, conn: Connection) -> None:
         """Store the outcomes not stored yet (one transaction under the fence)."""
         replied = self._replied
         if not replied:
             return
-        with conn.begin():
-            check_incarnation(conn, self._incarnation)
-            events = self._record(conn, replied)
+        try:
+            with conn.begin():
+                check_incarnation(conn, self._incarnation)
+                events = self._record(conn, replied)
+        except StaleIncarnationError:
+            self._settle_after_replacement(conn)
+            raise
         self._replied = []
         self._stored += events
+
+    def _settle_after_replacement(self, conn: Connection) -> None:
+        """Replaced after the server answered some rows: store those answers anyway.
+
+        The one write an abandoned incarnation still makes, and only about mail it had
+        already put on the wire: each UPDATE still requires the row to be in this
+        incarnation's claim (``sending``, ``claimed_incarnation`` ours), so a row the
+        successor has settled or claimed since is left alone; what is stored is what
+        the server said. Without it a message delivered just before the replacement
+        would look uncertain to the successor and go out a second time.
+        """
+        replied, self._replied = self._replied, []
+        if not replied:
+            return
+        with conn.begin():
+            self._stored += self._record(conn, replied)
 
     def _emit_stored(self) -> None:
         """Emit the events of the outcomes committed so far (once per batch: each emit
@@ -535,12 +707,11 @@ class Outbox:
         return the events to emit once it has committed."""
         events: list[Event] = []
         for reply in replied:
-            events += self._record_one(conn, reply.message, reply.sender, reply.outcome)
+            events += self._record_one(conn, reply)
         return events
 
-    def _record_one(
-        self, conn: Connection, message: OutgoingMessage, sender: Sender, outcome: SendOutcome
-    ) -> list[Event]:
+    def _record_one(self, conn: Connection, reply: _Replied) -> list[Event]:
+        message, sender, outcome = reply.message, reply.sender, reply.outcome
         attempts = message.attempts + 1
         kind, detail = outcome.kind, outcome.detail
         events: list[Event] = []
@@ -556,34 +727,47 @@ class Outbox:
                 kind, detail = "retry", f"{UNCERTAIN_RESENT} ({detail})"
             else:
                 kind, detail = "failed", f"{UNCERTAIN_HELD} ({detail})"
-        if kind == "retry" and attempts >= backoff.MAX_ATTEMPTS:
-            kind, detail = "failed", f"gave up after {attempts} attempts: {detail}"
+        settled = settle(
+            "sent" if kind == "sent" else "retry" if kind == "retry" else "failed",
+            detail,
+            reply.earlier,
+            outcome.recipients,
+            attempts,
+            backoff.MAX_ATTEMPTS,
+        )
+        kind, detail = settled.kind, settled.detail
+        refused = settled.refused if settled.recipients else outcome.refused
         values: dict[str, Any] = {
             "b_id": message.row_id,
             "b_incarnation": self._incarnation,
             "b_attempts": attempts,
-            "b_error": detail or None,
+            "b_error": detail[:_ERROR_MAX] or None,
+            "b_refused": ", ".join(refused) or None,
+            "b_recipients": recipients_text(settled.recipients),
         }
         if kind == "retry":
             now = conn.execute(select(utcnow())).scalar_one()
             delay = self._retry_delay(attempts, self._random.random())
             conn.execute(_RETRY, {**values, "b_next": now + timedelta(seconds=delay)})
         else:
-            values["b_refused"] = ", ".join(outcome.refused) or None
             conn.execute(_SENT if kind == "sent" else _FAILED, values)
-        if kind == "sent":
-            recipients = len(message.to_addrs) + len(message.cc_addrs) - len(outcome.refused)
+        delivered = settled.newly_sent
+        if not outcome.recipients and kind == "sent":  # a sender that does not tell (SMS)
+            delivered = max(len(message.to_addrs) + len(message.cc_addrs) - len(refused), 1)
+        if delivered:
             events.append(
                 MessageSent(
                     incarnation=self._incarnation,
                     row_id=message.row_id,
                     message_id=message.message_id,
-                    recipients=max(recipients, 1),
+                    recipients=delivered,
                 )
             )
-        else:
+        if kind != "sent" or not delivered:
+            # A retry or failure; or the row is settled as sent with its last recipients
+            # given up (they had nothing delivered this time).
             events.append(
-                self._failed_event(message.row_id, message.message_id, detail, kind == "failed")
+                self._failed_event(message.row_id, message.message_id, detail, kind != "retry")
             )
         return events
 

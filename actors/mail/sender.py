@@ -14,7 +14,7 @@ mailbox). ``detail`` carries the server's own words with every secret removed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 OutcomeKind = Literal["sent", "retry", "failed", "uncertain"]
@@ -39,6 +39,33 @@ class OutgoingMessage:
     body_html: str
     raw: bytes | None  # a complete RFC 5322 message to send as it is, or None
     attempts: int  # earlier attempts (0 on the first)
+    # Recipients (lower-case addresses) an earlier attempt settled (accepted, or refused
+    # for good): not sent to again. The message itself is the same (same Message-ID).
+    skip: frozenset[str] = frozenset()
+
+
+RecipientState = Literal["sent", "deferred", "refused"]
+"""``sent``: the server accepted the message for this recipient. ``deferred``: a
+temporary refusal (4xx); the recipient is tried again. ``refused``: a permanent refusal
+(5xx, or an address this server cannot take); never tried again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """What became of one recipient of a row (lower-case ``address``)."""
+
+    address: str
+    state: RecipientState
+    reply: str = ""  # the server's words for deferred and refused recipients
+
+
+ServerHealth = Literal["ok", "fault", ""]
+"""What an attempt says about the server (the self-test's component), apart from the
+message: ``ok`` the server was reached and answered (a 4xx or 5xx for this message or one
+of its recipients included: that is the message's problem); ``fault`` the server could
+not be used (no connection, TLS or log-in failed, the connection was lost, an SMS gateway
+answering 5xx or refusing the account); ``""`` nothing was learnt (the message was refused
+before any contact, e.g. a bad address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +75,11 @@ class SendOutcome:
     kind: OutcomeKind
     detail: str = ""  # the server's words (secrets removed); "" when sent cleanly
     refused: tuple[str, ...] = ()  # recipients refused while the others were accepted
+    # Not part of equality: what the attempt says about the server, not about the message.
+    server: ServerHealth = field(default="", compare=False)  # see ServerHealth
+    # Per recipient, when the server answered for each (SMTP): accepted, deferred (4xx)
+    # or refused (5xx, or an address it cannot take). Not part of equality either.
+    recipients: tuple[RecipientResult, ...] = field(default=(), compare=False)
 
 
 class Sender(Protocol):

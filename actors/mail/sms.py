@@ -33,6 +33,7 @@ error or a log line.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import re
@@ -49,7 +50,7 @@ from urllib.parse import urlencode, urlsplit
 import phonenumbers
 
 from actors.mail.phone import PhoneNumberError, check_region, to_e164
-from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
+from actors.mail.sender import OutgoingMessage, Sender, SendOutcome, ServerHealth
 from actors.mail.settings import EmailSettings
 from events.clock import Clock, SystemClock
 
@@ -316,17 +317,79 @@ def outcome_for_response(
     2xx ``sent``; 429 and 5xx ``retry``; anything else (4xx, and 1xx/3xx, which a REST SMS
     API does not answer a POST with) ``failed``. ``detail`` is the status and the gateway's
     words, at most ``MAX_DETAIL`` characters, with every secret replaced by ``***``.
+    ``server`` is ``fault`` for 5xx and for 401/403 (the gateway is failing, or refuses the
+    practice's account: every text would get the same answer), else ``ok`` (an answer
+    about this text, such as a number it cannot reach, or 429 to slow down).
     """
     if 200 <= status < 300:
-        return SendOutcome("sent")
+        return SendOutcome("sent", server="ok")
+    server: ServerHealth = "fault" if status >= 500 or status in (401, 403) else "ok"
     words = gateway_words(body, content_type)
     detail = f"SMS gateway answered {status} {reason}".rstrip()
     if words:
         detail = f"{detail}: {words}"
     detail = scrub(detail, secrets)[:MAX_DETAIL]
     if status == 429 or 500 <= status < 600:
-        return SendOutcome("retry", detail)
-    return SendOutcome("failed", detail)
+        return SendOutcome("retry", detail, server=server)
+    return SendOutcome("failed", detail, server=server)
+
+
+def probe_verdict(status: int, reason: str, body: bytes, content_type: str) -> str:
+    """Judge the gateway's answer to the self-test's ``HEAD``: "" when it works, else the
+    reason in its words. Pure. A 5xx other than 501 (the method not implemented: a POST
+    endpoint's usual answer to HEAD) and 401/403 (the practice's account refused) fail."""
+    if (status >= 500 and status != 501) or status in (401, 403):
+        words = gateway_words(body, content_type)
+        detail = f"SMS gateway answered {status} {reason}".rstrip()
+        return f"{detail}: {words}" if words else detail
+    return ""
+
+
+def probe_gateway(
+    settings: EmailSettings, timeout: float, context: ssl.SSLContext | None = None
+) -> str:
+    """The self-test of an HTTP gateway: connect (TLS and certificate for https), send
+    ``HEAD`` to its URL with the practice's basic authentication, judge the answer with
+    ``probe_verdict``. Returns "" when it works, else one line in plain words without a
+    secret. No text message is sent. An email-to-SMS gateway has nothing of its own to
+    probe (its SMTP server is the ``smtp`` component): "". Blocks at most a few
+    ``timeout``s on the calling thread."""
+    gateway = parse_gateway(settings.sms_gateway)
+    if not isinstance(gateway, HttpGateway):
+        return ""
+    secrets: tuple[str, ...] = ()
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    if settings.sms_username or settings.sms_password:
+        token = basic_token(settings.sms_username, settings.sms_password)
+        headers["Authorization"] = f"Basic {token}"
+        secrets = (settings.sms_password, token) if settings.sms_password else (token,)
+    conn = _open(gateway, timeout, context)
+    try:
+        conn.request("HEAD", gateway.target, headers=headers)
+        answer = conn.getresponse()
+        body = answer.read(MAX_ANSWER_BYTES)
+        verdict = probe_verdict(
+            answer.status, answer.reason, body, answer.getheader("Content-Type", "")
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        words = f"timed out after {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+        verdict = f"cannot reach the SMS gateway {gateway.host}: {words or type(exc).__name__}"
+    finally:
+        conn.close()
+    return scrub(verdict, secrets)[:MAX_DETAIL]
+
+
+def _open(
+    gateway: HttpGateway, timeout: float, context: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    if gateway.secure:
+        return http.client.HTTPSConnection(
+            gateway.host,
+            gateway.port,
+            timeout=timeout,
+            context=context or ssl.create_default_context(),
+        )
+    return http.client.HTTPConnection(gateway.host, gateway.port, timeout=timeout)
 
 
 # --- what both senders share (pure) ------------------------------------------------------
@@ -428,7 +491,9 @@ class HttpSmsSender:
                 conn.connect()
             except OSError as exc:  # refused, unreachable, timed out, TLS: nothing was sent
                 return SendOutcome(
-                    "retry", f"cannot connect to the SMS gateway {host}: {self._describe(exc)}"
+                    "retry",
+                    f"cannot connect to the SMS gateway {host}: {self._describe(exc)}",
+                    server="fault",
                 )
             on_wire()
             try:
@@ -440,6 +505,7 @@ class HttpSmsSender:
                     "uncertain",
                     f"no answer from the SMS gateway {host} after the request was sent "
                     f"({self._describe(exc)}); the text may have been delivered",
+                    server="fault",
                 )
             return outcome_for_response(
                 answer.status,
@@ -455,13 +521,7 @@ class HttpSmsSender:
         """Nothing to release: each message has its own connection."""
 
     def _connection(self) -> http.client.HTTPConnection:
-        gateway = self._gateway
-        if gateway.secure:
-            context = self._context or ssl.create_default_context()
-            return http.client.HTTPSConnection(
-                gateway.host, gateway.port, timeout=self._timeout, context=context
-            )
-        return http.client.HTTPConnection(gateway.host, gateway.port, timeout=self._timeout)
+        return _open(self._gateway, self._timeout, self._context)
 
     def _describe(self, exc: BaseException) -> str:
         words = str(exc) or type(exc).__name__
@@ -534,10 +594,12 @@ class EmailToSmsSender:
             raw=raw,
             attempts=message.attempts,
         )
-        outcome = self._email.send(email, on_wire)
+        # One number, one gateway address: the email's per-recipient record says nothing
+        # the outcome does not (and would name the gateway's address, not the number).
+        outcome = dataclasses.replace(self._email.send(email, on_wire), recipients=())
         if address in outcome.refused:
             refused = tuple(number if r == address else r for r in outcome.refused)
-            return SendOutcome(outcome.kind, outcome.detail, refused)
+            return dataclasses.replace(outcome, refused=refused)
         return outcome
 
     def close(self) -> None:

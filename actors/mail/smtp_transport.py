@@ -4,7 +4,10 @@ One connection is opened on the first ``send`` and reused for the batch until ``
 Security is the practice's ``smtp_security``: ``none``, ``starttls`` (required: a server
 without it is refused) or ``tls`` (implicit TLS). Certificates are always verified, host
 name included, against the system's authorities plus ``mail.ca_file`` when set. AUTH is
-used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``).
+used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``,
+at most half the mailbox's hang limit), and every reply read beats (``actors.progress``):
+a server that takes a second per message keeps the mailbox visibly busy, one that
+accepts and never answers gives "no answer from HOST:PORT in N s" after one timeout.
 
 ``SmtpSender`` drives MAIL, RCPT and DATA itself, because ``smtplib``'s ``data()`` sends the
 final ``.`` together with the body: here the 354 is read, the dot-stuffed body is sent,
@@ -24,6 +27,7 @@ it returns ok or a one-line reason in plain words. No text made here holds a pas
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import re
 import smtplib
@@ -32,8 +36,15 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from actors import progress
 from actors.mail import compose
-from actors.mail.sender import OutcomeKind, OutgoingMessage, SendOutcome
+from actors.mail.sender import (
+    OutcomeKind,
+    OutgoingMessage,
+    RecipientResult,
+    SendOutcome,
+    ServerHealth,
+)
 from actors.mail.settings import EmailSettings
 from events.clock import Clock
 
@@ -54,6 +65,26 @@ class ProbeResult:
 
 class _SetupError(Exception):
     """Raised inside this module when the server lacks what the settings require."""
+
+
+class _Client(smtplib.SMTP):
+    """``smtplib.SMTP`` that beats (``actors.progress``) once connected (and, for implicit
+    TLS, once the handshake is done) and at every reply it reads: at most one wait, of
+    at most the timeout, between two beats."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        progress.beat()
+        return sock
+
+    def getreply(self) -> tuple[int, bytes]:
+        reply = super().getreply()
+        progress.beat()
+        return reply
+
+
+class _TlsClient(_Client, smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` that beats at every reply it reads."""
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
@@ -119,13 +150,13 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
     elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
         exc.__context__, TimeoutError
     ):
-        reason = f"timed out after {timeout:g} s waiting for the mail server at {where}"
+        reason = f"no answer from {where} in {timeout:g} s"
     elif isinstance(exc, smtplib.SMTPServerDisconnected):
         reason = f"the mail server at {where} closed the connection"
     elif isinstance(exc, ConnectionRefusedError):
         reason = f"port closed: nothing accepts connections at {where}"
     elif isinstance(exc, TimeoutError):
-        reason = f"timed out after {timeout:g} s talking to {where}"
+        reason = f"no answer from {where} in {timeout:g} s"
     elif isinstance(exc, socket.gaierror):
         reason = f"host not found: {settings.smtp_host}"
     elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
@@ -149,7 +180,7 @@ def open_connection(
     context = tls_context(ca_file) if settings.smtp_security != "none" else None
     connection: smtplib.SMTP
     if settings.smtp_security == "tls":
-        connection = smtplib.SMTP_SSL(
+        connection = _TlsClient(
             settings.smtp_host,
             settings.smtp_port,
             local_hostname=name,
@@ -157,7 +188,7 @@ def open_connection(
             context=context,
         )
     else:
-        connection = smtplib.SMTP(
+        connection = _Client(
             settings.smtp_host, settings.smtp_port, local_hostname=name, timeout=timeout
         )
     try:
@@ -222,6 +253,23 @@ def _refused(code: int) -> bool:
     return classify_reply(code) != "sent"
 
 
+def _per_recipient(
+    answers: tuple[tuple[str, tuple[int, bytes]], ...], *, accepted: bool
+) -> tuple[RecipientResult, ...]:
+    """Each recipient's result from its RCPT reply: 4xx deferred, 5xx refused, 2xx sent
+    when the message itself was ``accepted`` (else nothing is known of it yet)."""
+    results: list[RecipientResult] = []
+    for recipient, (code, message) in answers:
+        kind = classify_reply(code)
+        if kind == "sent" and accepted:
+            results.append(RecipientResult(recipient.lower(), "sent"))
+        elif kind == "retry":
+            results.append(RecipientResult(recipient.lower(), "deferred", _words(code, message)))
+        elif kind == "failed":
+            results.append(RecipientResult(recipient.lower(), "refused", _words(code, message)))
+    return tuple(results)
+
+
 def _check_421(code: int, message: bytes) -> None:
     """A 421 reply means the server is closing the connection: treat it as lost (when
     pipelining, the replies after it never come)."""
@@ -275,20 +323,23 @@ class SmtpSender:
             return self._broken
         try:
             data = compose.message_bytes(message, self._clock.now())
-            sender, recipients = compose.envelope(message)
+            sender, everyone = compose.envelope(message)
         except compose.ComposeError as exc:
             return SendOutcome("failed", scrub(str(exc), self._settings))
+        recipients = tuple(r for r in everyone if r.lower() not in message.skip)
+        if not recipients:
+            return SendOutcome("sent")  # an earlier attempt settled every recipient
         for attempt in range(2):
             reused = self._connection is not None
             try:
                 connection = self._connect()
             except (OSError, smtplib.SMTPException, _SetupError) as exc:
                 self._broken = SendOutcome(
-                    "retry", describe_failure(exc, self._settings, self._timeout)
+                    "retry", describe_failure(exc, self._settings, self._timeout), server="fault"
                 )
                 return self._broken
             try:
-                return self._transaction(connection, sender, recipients, data, on_wire)
+                answered = self._international(connection, sender, recipients, data, on_wire)
             except _Lost as lost:
                 self._drop()
                 if lost.wired:
@@ -297,11 +348,19 @@ class SmtpSender:
                         "the connection failed after the message was sent and before the "
                         "server's reply: "
                         + describe_failure(lost.cause, self._settings, self._timeout),
+                        server="fault",
                     )
                 if not (reused and attempt == 0):
                     return SendOutcome(
-                        "retry", describe_failure(lost.cause, self._settings, self._timeout)
+                        "retry",
+                        describe_failure(lost.cause, self._settings, self._timeout),
+                        server="fault",
                     )
+            else:
+                # The server answered (a 4xx or 5xx for this message is this message's
+                # problem); a reply it could not make sense of is not an answer.
+                health: ServerHealth = "fault" if answered.kind == "uncertain" else "ok"
+                return dataclasses.replace(answered, server=health)
                 # A reused connection the server had closed: once more on a new one.
         raise AssertionError("unreachable: the second attempt always returns")
 
@@ -400,7 +459,7 @@ class SmtpSender:
             self._reset(connection)
         return _Envelope(tuple(rcpt), refusal)
 
-    def _transaction(
+    def _international(
         self,
         connection: smtplib.SMTP,
         sender: str,
@@ -408,26 +467,75 @@ class SmtpSender:
         data: bytes,
         on_wire: Callable[[], None],
     ) -> SendOutcome:
+        """The transaction, with SMTPUTF8 (RFC 6531) where an address needs it: used when
+        the server offers it; else an address with characters beyond ASCII before the @
+        is refused for good with a reason in plain words, and the others are sent to."""
+        needed = [a for a in (sender, *recipients) if compose.needs_smtputf8(a)]
+        if not needed or connection.has_extn("smtputf8"):
+            return self._transaction(connection, sender, recipients, data, on_wire, bool(needed))
+        where = f"{self._settings.smtp_host}:{self._settings.smtp_port}"
+        why = (
+            "has characters beyond ASCII before the @, which needs SMTPUTF8, and the mail "
+            f"server at {where} does not offer it"
+        )
+        if compose.needs_smtputf8(sender):
+            return SendOutcome(
+                "failed", scrub(f"the sender address {sender} {why}", self._settings), server="ok"
+            )
+        unsendable = tuple(r for r in recipients if compose.needs_smtputf8(r))
+        results = tuple(RecipientResult(r.lower(), "refused", why) for r in unsendable)
+        sendable = tuple(r for r in recipients if not compose.needs_smtputf8(r))
+        words = "; ".join(f"{r} ({why})" for r in unsendable)
+        if not sendable:
+            return SendOutcome(
+                "failed",
+                scrub(f"every recipient was refused: {words}", self._settings),
+                recipients=results,
+            )
+        answered = self._transaction(connection, sender, sendable, data, on_wire, False)
+        detail = "; ".join(filter(None, (answered.detail, f"refused: {words}")))
+        return dataclasses.replace(
+            answered,
+            detail=scrub(detail, self._settings),
+            refused=(*answered.refused, *unsendable),
+            recipients=(*results, *answered.recipients),
+        )
+
+    def _transaction(
+        self,
+        connection: smtplib.SMTP,
+        sender: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        on_wire: Callable[[], None],
+        smtputf8: bool = False,
+    ) -> SendOutcome:
         wired = False
         try:
             options: list[str] = []
             if connection.has_extn("8bitmime") and not data.isascii():
                 options.append("BODY=8BITMIME")
+            if smtputf8:
+                options.append("SMTPUTF8")
+                connection.command_encoding = "utf-8"
             if connection.has_extn("pipelining"):
                 replies = self._envelope_pipelined(connection, sender, recipients, options)
             else:
                 replies = self._envelope_one_by_one(connection, sender, recipients, options)
+            connection.command_encoding = "ascii"
+            answers = tuple(zip(recipients, replies.rcpt, strict=False))
             if replies.refusal is not None:
-                return replies.refusal
-            refusals = [
-                (r, c, m) for r, (c, m) in zip(recipients, replies.rcpt, strict=True) if _refused(c)
-            ]
+                return dataclasses.replace(
+                    replies.refusal, recipients=_per_recipient(answers, accepted=False)
+                )
+            refusals = [(r, c, m) for r, (c, m) in answers if _refused(c)]
             refused_words = "; ".join(f"{r} ({_words(c, m)})" for r, c, m in refusals)
             if len(refusals) == len(recipients):
                 temporary = any(classify_reply(c) == "retry" for _r, c, _m in refusals)
                 return SendOutcome(
                     "retry" if temporary else "failed",
                     scrub(f"every recipient was refused: {refused_words}", self._settings),
+                    recipients=_per_recipient(answers, accepted=False),
                 )
             body = dot_stuff(data)
             for start in range(0, len(body), _CHUNK):
@@ -453,7 +561,21 @@ class SmtpSender:
             )
         outcome = self._outcome(code, message, "the message was refused")
         if outcome.kind != "sent":
-            return outcome
-        refused = tuple(r for r, _c, _m in refusals)
-        detail = scrub(f"refused: {refused_words}", self._settings) if refused else ""
-        return SendOutcome("sent", detail, refused)
+            return dataclasses.replace(outcome, recipients=_per_recipient(answers, accepted=False))
+        refused = tuple(r for r, c, _m in refusals if classify_reply(c) == "failed")
+        deferred = [f"{r} ({_words(c, m)})" for r, c, m in refusals if r not in refused]
+        words = [f"{r} ({_words(c, m)})" for r, c, m in refusals if r in refused]
+        detail = "; ".join(
+            part
+            for part in (
+                f"refused: {'; '.join(words)}" if words else "",
+                f"deferred, to be tried again: {'; '.join(deferred)}" if deferred else "",
+            )
+            if part
+        )
+        return SendOutcome(
+            "sent",
+            scrub(detail, self._settings),
+            refused,
+            recipients=_per_recipient(answers, accepted=True),
+        )

@@ -56,6 +56,8 @@ class CheckInStep:
         if self._writer.write(health, incarnation=self._incarnation):
             return ()
         message = f"the practice database does not answer: {self._writer.last_error}"
+        if self._writer.server_full:  # the server's slots, not this database: say only that
+            message = self._writer.last_error
         return (Diagnostic("database", "error", message),)
 
     def run(self) -> float:

@@ -29,15 +29,23 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors import practice_db
+from actors import practice_db, progress
+from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError
 from actors.mail.inbox import Inbox
 from actors.mail.outbox import Outbox
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
-from actors.mail.sender import Sender
+from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
-from actors.mail.sms import SmsGatewayError, sms_sender_for
+from actors.mail.sms import (
+    HttpGateway,
+    HttpSmsSender,
+    SmsGatewayError,
+    parse_gateway,
+    probe_gateway,
+    sms_sender_for,
+)
 from actors.mail.smtp_transport import SmtpSender
 from actors.practice_schema import email_messages
 from config import MailSettings
@@ -47,8 +55,6 @@ from events.types import (
     Event,
     MessageDeliveryUncertain,
     MessageReceived,
-    MessageSendFailed,
-    MessageSent,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,36 @@ practice software takes effect within this long (at the next self-test after it)
 
 HELD_UNTIL_CORRECTED = "mail waits in the outbox until it is corrected"
 """The end of ``Outbox.held`` when a setting (the send window) cannot be used: a fault."""
+
+
+def not_set_up(db: str, waiting: int) -> str:
+    """The diagnostic when email is on, no SMTP server is set and mail waits for it."""
+    mail = "1 message waits" if waiting == 1 else f"{waiting} messages wait"
+    return (
+        f"Email is not set up for this practice: no mail server (SMTP) is set, and {mail} "
+        f"in the outbox. Set it up with the Email Setup Wizard: email-service setup --db {db}"
+    )
+
+
+class _Watched:
+    """A ``Sender`` that tells the self-test what each attempt said about its server
+    (``SendOutcome.server``): real traffic is the best check of a component."""
+
+    def __init__(
+        self, inner: Sender, component: str, report: Callable[[str, SendOutcome], None]
+    ) -> None:
+        self.inner = inner
+        self.resend_uncertain = inner.resend_uncertain
+        self._component = component
+        self._report = report
+
+    def send(self, message: OutgoingMessage, on_wire: Callable[[], None]) -> SendOutcome:
+        outcome = self.inner.send(message, on_wire)
+        self._report(self._component, outcome)
+        return outcome
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 ProbeKey = tuple[str, str, int, str]
@@ -145,12 +181,17 @@ class MailWork:
         clock: Clock,
         deps: MailDeps,
         flush: Callable[[], None] = lambda: None,
+        *,
+        must_yield: Callable[[], bool] = lambda: False,
+        record: Callable[[Sequence[Event]], None] = lambda _events: None,
     ) -> None:
         self._db = db
         self._incarnation = incarnation
         self._engine = engine
         self._append = append
         self._flush = flush
+        self._must_yield = must_yield
+        self._record = record
         self._clock = clock
         self._deps = deps
         self._settings: EmailSettings | None = None
@@ -207,15 +248,20 @@ class MailWork:
         timeout = self._deps.mail.io_timeout_seconds
         email: Sender | None = None
         if settings.smtp_configured:
-            email = SmtpSender(
+            smtp = SmtpSender(
                 settings, timeout=timeout, clock=self._clock, ca_file=self._deps.mail.ca_file
             )
+            email = _Watched(smtp, "smtp", self._sent)
             self._senders["email"] = email
         try:
             sms = sms_sender_for(settings, email, timeout, clock=self._clock)
         except SmsGatewayError as exc:
             self._sms_error = str(exc)
         else:
+            if isinstance(sms, HttpSmsSender):
+                sms = _Watched(sms, "sms", self._sent)
+            # An email-to-SMS gateway sends through the watched SMTP sender: its faults
+            # are the smtp component's.
             if sms is not None:
                 self._senders["sms"] = sms
         if not self._senders:
@@ -231,6 +277,7 @@ class MailWork:
                 self._clock,
                 self._deps.local_zone,
                 durable=self._flush,
+                must_yield=self._must_yield,
             )
         else:
             self._outbox.use_settings(settings, self._senders)
@@ -267,7 +314,7 @@ class MailWork:
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
-        full = handled >= batch
+        full = handled >= batch or self._outbox.yielded  # more is due: again at once
         if handled or self._outbox.held or self._last_depth:
             self._report_depth()  # else nothing was waiting and nothing is: still 0
         delay = 0.0 if full else poll
@@ -334,28 +381,41 @@ class MailWork:
             log.info("%s: appended %d outcome event(s) a stop kept from the log", self._db, count)
 
     def _observe(self, events: Sequence[Event]) -> None:
-        self._append(events)
+        try:
+            self._append(events)
+        except StaleIncarnationError:
+            # Replaced meanwhile: these are outcomes its committed transactions stored
+            # (mail that went, mail that came); the log keeps them for the record.
+            self._record(events)
+            raise
         owed = outcome_events.row_ids(events)
         if owed or any(isinstance(e, MessageDeliveryUncertain) for e in events):
             self._flush()  # durable before the row can be resent (see run_outbox)
         if owed:
             outcome_events.clear(self._engine(), owed)  # their events are in the log now
         for event in events:
-            if isinstance(event, MessageSent):
-                self._traffic("smtp", ok=True)
-            elif isinstance(event, MessageReceived):
+            if isinstance(event, MessageReceived):
                 self._traffic("imap", ok=True)
-            elif isinstance(event, MessageSendFailed) and not event.permanent:
-                self._traffic("smtp", ok=False)
 
-    def _traffic(self, component: str, *, ok: bool) -> None:
+    def _sent(self, component: str, outcome: SendOutcome) -> None:
+        """What one attempt said about its server (``_Watched``): the server answered
+        (even 4xx or 5xx for this message or one recipient: the message's problem, not
+        the service's), or it could not be used."""
+        if outcome.server == "ok":
+            self._traffic(component, ok=True)
+        elif outcome.server == "fault":
+            self._traffic(component, ok=False, reason=outcome.detail)
+
+    def _traffic(self, component: str, *, ok: bool, reason: str = "") -> None:
         c = self._components.setdefault(component, _Component())
         if ok:
             c.traffic_ok_at = self._clock.now().astimezone(UTC)
-        elif c.state.last_ok:
-            # Failed real traffic: probe again as soon as the provider allows, to say why.
+        else:
+            # Failed real traffic: failing with its words until real traffic succeeds or
+            # a probe (as soon as the provider allows) says otherwise.
             c.state = ProbeState(c.state.last_check_at, last_ok=False)
-            c.reason = ""
+            c.reason = reason
+            c.traffic_ok_at = None
 
     # --- the self-test's mail part ------------------------------------------------------
 
@@ -373,6 +433,11 @@ class MailWork:
         if settings is None:
             return (), tuple(diagnostics)
         components: list[str] = []
+        if settings.sending_enabled and not settings.smtp_configured:
+            waiting = self._waiting_without_a_sender()
+            if waiting:
+                components.append("smtp")
+                diagnostics.append(Diagnostic("smtp", "error", not_set_up(self._db, waiting)))
         if settings.smtp_configured:
             components.append("smtp")
             reason = self._checked(
@@ -396,7 +461,29 @@ class MailWork:
             components.append("sms")
             if self._sms_error:
                 diagnostics.append(Diagnostic("sms", "error", self._sms_error))
+            elif isinstance(self._senders.get("sms"), _Watched):  # an HTTP gateway
+                gateway = parse_gateway(settings.sms_gateway)
+                assert isinstance(gateway, HttpGateway)  # only an HTTP gateway is watched
+                reason = self._checked(
+                    ("sms", gateway.host.lower(), gateway.port or 0, settings.sms_username),
+                    self._probe_sms,
+                )
+                if reason:
+                    diagnostics.append(Diagnostic("sms", "error", reason))
         return tuple(components), tuple(diagnostics)
+
+    def _waiting_without_a_sender(self) -> int:
+        """Queued outbox rows of channels nothing can send (0 when the database does not
+        answer: its own self-test says so)."""
+        m = email_messages
+        query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
+        if self._senders:
+            query = query.where(m.c.channel.not_in(sorted(self._senders)))
+        try:
+            with self._engine().connect() as conn:
+                return int(conn.execute(query).scalar_one())
+        except SQLAlchemyError:
+            return 0
 
     def _checked(self, key: ProbeKey, probe: Callable[[], str]) -> str:
         c = self._components.setdefault(key[0], _Component())
@@ -414,8 +501,12 @@ class MailWork:
         if action == "traffic":
             c.state, c.reason = after_check(c.state, now, ok=True), ""
         elif action == "probe":
-            self._deps.limiter.connected(key, now)
+            self._deps.limiter.connected(key, now)  # held from now: no second one meanwhile
             c.reason = probe()
+            progress.beat()  # a probe is one wait on the server, within its timeout
+            # ... and the minute counts from its end: a connection that took a moment
+            # to be accepted must not bring the next one closer than a minute after it.
+            self._deps.limiter.connected(key, self._clock.now().astimezone(UTC))
             c.state = after_check(c.state, now, ok=not c.reason)
             self._deps.limiter.outcome(key, c.reason)
         elif c.state.last_ok is False and not c.reason:
@@ -433,6 +524,10 @@ class MailWork:
             self._settings, timeout=mail.io_timeout_seconds, ca_file=mail.ca_file
         )
         return "" if result.ok else result.reason
+
+    def _probe_sms(self) -> str:
+        assert self._settings is not None
+        return probe_gateway(self._settings, self._deps.mail.io_timeout_seconds)
 
     def _probe_imap(self) -> str:
         assert self._settings is not None

@@ -126,7 +126,7 @@ def _missed(s: DbHealth, r: Recorded, e: CheckInMissed) -> DbHealth:
         s,
         HealthStatus.CRASHED,
         r,
-        last_failure=_failure(f"no self-test for {e.overdue_seconds:.0f} s: the mailbox hangs"),
+        last_failure=_failure(f"no progress for {e.overdue_seconds:.0f} s: the mailbox hangs"),
         last_failure_at=r.recorded_at,
     )
 

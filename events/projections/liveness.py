@@ -1,9 +1,10 @@
 """Liveness of each live mailbox, as the watchdog sees it from the log (pure).
 
 A mailbox shows it is alive by its self-test results (``SelfTestPassed`` or
-``SelfTestFailed``: a failing self-test is a live mailbox). ``overdue`` names the
-mailboxes that have shown nothing for longer than the limit: hung in I/O or busy
-forever. Each incarnation is reported once.
+``SelfTestFailed``: a failing self-test is a live mailbox) and, between them, by its
+beats (``supervisor.hang_rule``, which folds those in). ``overdue`` names the
+mailboxes that have shown nothing for longer than the limit: stuck in a wait past its
+timeout, or in a loop that goes nowhere. Each incarnation is reported once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class Liveness(NamedTuple):
     incarnation: int
     last_sign: datetime
     reported: bool = False
+    beats: int = 0
+    """The incarnation's beat count when the watchdog last saw it change
+    (``supervisor.hang_rule``); the registry starts each incarnation at 0."""
 
 
 LIVENESS_TYPES = frozenset(

@@ -7,8 +7,10 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from actors.server_budget import ServerBudgets
 from config import Settings
 from supervisor import exit_codes
+from supervisor.commands.budget_report import budget_lines
 from supervisor.commands.common import CliError, masked, print_json, print_table
 from supervisor.discovery import (
     DEFAULT_TIMEOUT,
@@ -29,7 +31,9 @@ def register(subparsers: Any) -> None:
         "table) and whether the service serves it (eligible), with the reason. Nothing is "
         "written. --json prints an array of objects with the keys name, practice (the "
         "practice name, or null for a database that is not a practice database), eligible "
-        "(true/false) and reason.",
+        "(true/false) and reason. Under the table: the connection budget on the server "
+        "(databases.max_connections, within a quarter of what the server accepts) and how "
+        "many connections the running service holds there (asked of its /metrics).",
     )
     add_timeout(parser)
     parser.add_argument("--json", action="store_true", help="print JSON for programs")
@@ -58,7 +62,11 @@ def _seconds(text: str) -> float:
 
 
 def discover_or_fail(
-    settings: Settings, *, timeout: float, only: Callable[[str], bool] | None = None
+    settings: Settings,
+    *,
+    timeout: float,
+    only: Callable[[str], bool] | None = None,
+    budgets: ServerBudgets | None = None,
 ) -> list[DatabaseInfo]:
     """Run ``discover`` with the settings; a server that cannot be listed is a ``CliError``
     (exit ``UNAVAILABLE``) whose one line names the server, password masked."""
@@ -69,6 +77,7 @@ def discover_or_fail(
             genuine_server_check=settings.service.genuine_server_check,
             timeout=timeout,
             only=only,
+            budgets=budgets,
         )
     except DiscoveryError as exc:
         raise CliError(str(exc), exit_codes.UNAVAILABLE) from None
@@ -120,7 +129,8 @@ def suggest_database(settings: Settings, name: str) -> str:
 
 
 def run_databases(args: argparse.Namespace, settings: Settings) -> int:
-    infos = discover_or_fail(settings, timeout=args.timeout)
+    budgets = ServerBudgets(settings.databases.max_connections)  # reads the server's limit
+    infos = discover_or_fail(settings, timeout=args.timeout, budgets=budgets)
     if args.json:
         print_json(
             [
@@ -158,4 +168,6 @@ def run_databases(args: argparse.Namespace, settings: Settings) -> int:
         f"{eligible} eligible (Genuine Server Check is {check}, server_id "
         f"{settings.service.server_id!r})."
     )
+    for line in budget_lines(settings, budgets.views()):
+        print(line)
     return exit_codes.OK

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from actors.server_budget import BudgetView
 from events.projections.counts import METRIC_NAMES, count_events
 from events.store import EventStore, read_all
 
@@ -78,11 +79,13 @@ class MetricsView(Collector):
         *,
         tree_up: Callable[[], bool],
         append_latency: Callable[[], LatencySnapshot] | None = None,
+        budgets: Callable[[], list[BudgetView]] | None = None,
     ) -> None:
         self._store = store
         self._gauges = gauges
         self._tree_up = tree_up
         self._append_latency = append_latency
+        self._budgets = budgets
         self._lock = threading.Lock()
         self._after_seq = 0
         self._counts: Counter[tuple[str, str]] = Counter()
@@ -138,10 +141,48 @@ class MetricsView(Collector):
                 sum_value=total,
             )
             yield histogram
+        if self._budgets is not None:
+            yield from _budget_families(self._budgets())
 
     def text(self) -> str:
         """The whole exposition, as ``/metrics`` serves it."""
         return generate_latest(self._registry).decode()
+
+
+def _budget_families(views: list[BudgetView]) -> Iterator[Metric]:
+    """The connection budget of each database server (``actors.server_budget``)."""
+    held = GaugeMetricFamily(
+        PREFIX + "db_connections",
+        "Connections the service holds to the database server (in use or idle)",
+        labels=["server"],
+    )
+    in_use = GaugeMetricFamily(
+        PREFIX + "db_connections_in_use",
+        "Connections to the database server in use right now",
+        labels=["server"],
+    )
+    budget = GaugeMetricFamily(
+        PREFIX + "db_connection_budget",
+        "Most connections the service may hold to the database server",
+        labels=["server"],
+    )
+    peak = GaugeMetricFamily(
+        PREFIX + "db_connections_peak",
+        "Most connections held to the database server at once since the service started",
+        labels=["server"],
+    )
+    refusals = CounterMetricFamily(
+        PREFIX + "db_connection_refusals",
+        "Connections the database server refused for lack of free slots",
+        labels=["server"],
+    )
+    for view in views:
+        held.add_metric([view.server], view.held)
+        in_use.add_metric([view.server], view.in_use)
+        budget.add_metric([view.server], view.budget)
+        peak.add_metric([view.server], view.peak)
+        refusals.add_metric([view.server], view.refusals)
+    yield from (held, in_use, budget, peak, refusals)
 
 
 def _bound(bound: float) -> str:

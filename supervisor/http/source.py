@@ -19,6 +19,7 @@ from sqlalchemy import select
 from actors import commands_table, practice_db
 from actors.checkins_table import DiagnosticRow
 from actors.practice_schema import email_service_commands
+from actors.server_budget import ServerBudgets
 from supervisor import discovery
 from supervisor.workstation_view import DatabaseStatus, read_diagnostics, read_status
 
@@ -72,6 +73,7 @@ class PracticeStatusSource:
         tree_up: Callable[[], bool],
         metrics_text: Callable[[], str],
         list_seconds: float = 10.0,
+        budgets: ServerBudgets | None = None,
     ) -> None:
         self._server_url = server_url
         self._server_id = server_id
@@ -83,6 +85,7 @@ class PracticeStatusSource:
         self._lock = threading.Lock()
         self._listed_at = -1e18
         self._urls: dict[str, str] = {}
+        self._budgets = budgets  # the serving process's: the page's reads fit its budget
 
     def _eligible(self) -> dict[str, str]:
         with self._lock:
@@ -91,6 +94,7 @@ class PracticeStatusSource:
                     self._server_url,
                     server_id=self._server_id,
                     genuine_server_check=self._genuine,
+                    budgets=self._budgets,
                 )
                 self._urls = {i.name: i.url for i in infos if i.eligibility.eligible}
                 self._listed_at = time.monotonic()
@@ -106,14 +110,18 @@ class PracticeStatusSource:
         return sorted(self._eligible())
 
     def statuses(self) -> Sequence[DatabaseStatus]:
-        return [read_status(n, u, self._grace) for n, u in sorted(self._eligible().items())]
+        return [
+            read_status(n, u, self._grace, budgets=self._budgets)
+            for n, u in sorted(self._eligible().items())
+        ]
 
     def diagnostics(self, name: str) -> Sequence[DiagnosticRow]:
-        return read_diagnostics(self._url(name))
+        return read_diagnostics(self._url(name), budgets=self._budgets)
 
     def request_restart(self, name: str, requested_by: str) -> tuple[int, bool]:
         url = self._url(name)
-        engine = practice_db.make_engine(url, timeout=10.0, pooled=False)
+        budget = None if self._budgets is None else self._budgets.for_url(url)
+        engine = practice_db.make_engine(url, timeout=10.0, pooled=False, budget=budget)
         try:
             with engine.connect() as conn:
                 waiting = conn.execute(

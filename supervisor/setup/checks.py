@@ -88,7 +88,7 @@ _ADVICE: tuple[tuple[tuple[str, ...], str], ...] = (
         "look up names on the internet (DNS).",
     ),
     (
-        ("timed out", "unreachable", "did not answer"),
+        ("timed out", "unreachable", "did not answer", "no answer from"),
         "The server did not answer: the host is unreachable from this computer or a "
         "firewall drops the connection. Check the host name and port, and that this "
         "computer may connect out to that port.",
