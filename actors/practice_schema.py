@@ -24,6 +24,10 @@ Type choices, the same on every backend SQLAlchemy supports here:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -47,8 +51,10 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import mssql, mysql
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import conv
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
@@ -279,6 +285,14 @@ email_messages = Table(
     Column("wire_at", UtcDateTime),
     # and the recipients the server refused while accepting the others,
     Column("refused_recipients", _Text),
+    # Inbox rows: the SHA-256 (hex) of the message as fetched, what de-duplicates a
+    # re-import (a changed UIDVALIDITY) by content rather than by a Message-ID header
+    # any sender can reuse.
+    Column("raw_sha256", String(64)),
+    # True from the commit of an outcome (sent, failed, retried, received) until its
+    # event is durable in the service's log; a start appends the events still owed
+    # (actors/mail/outcome_events.py). NULL: nothing owed.
+    Column("event_pending", Boolean),
     # and what became of each recipient (JSON, docs/mail.md): accepted, deferred (4xx:
     # tried again, the others are not sent to twice) or refused for good.
     Column("recipient_status", _Text),
@@ -307,6 +321,8 @@ Index(
     email_messages.c.next_attempt_at,
 )
 Index("ix_email_messages_patient_id", email_messages.c.patient_id)
+Index("ix_email_messages_raw_sha256", email_messages.c.raw_sha256)
+Index("ix_email_messages_event_pending", email_messages.c.event_pending)
 
 patients = Table(
     "patients",
@@ -424,9 +440,14 @@ def init_practice_database(
 
     Idempotent: existing rows are left exactly as they are (an existing ``practice`` row
     keeps its name and registered server); an existing table made by an older version
-    gets the columns added since (``actors.schema_upgrade``), nothing else. Opens only
-    the database named in ``url`` (a SQLite URL creates the file; its folder must exist)
-    and disposes of the engine before returning. Raises SQLAlchemy's errors
+    gets the columns added since (``actors.schema_upgrade``), nothing else. All or
+    nothing: when any step fails, the tables this call created are dropped again
+    (MariaDB's DDL is not transactional) and a SQLite file it created is removed, so a
+    failed init never leaves a half-built practice database behind. A SQLite file it
+    creates is readable and writable by its owner only (0600: it will hold mail and
+    settings). Opens only the
+    database named in ``url`` (a SQLite URL creates the file; its folder must exist) and
+    disposes of the engine before returning. Raises SQLAlchemy's errors
     (``OperationalError`` for an unreachable server, ``ArgumentError`` for a URL it cannot
     use) as they are.
     """
@@ -434,10 +455,19 @@ def init_practice_database(
     from actors.practice_db import make_engine
     from actors.schema_upgrade import add_missing_columns
 
+    new_file = _create_private_sqlite_file(url)
     engine = make_engine(url)
+    created: list[Table] = []
     try:
-        with engine.begin() as conn:
-            METADATA.create_all(conn, checkfirst=True)
+        with engine.connect() as conn:
+            database = conn.dialect.name, str(engine.url.database or "")
+            for table in METADATA.sorted_tables:
+                if conn.dialect.has_table(conn, table.name):
+                    continue
+                made = _table_for(table, *database)
+                made.create(conn)
+                conn.commit()
+                created.append(made)
         add_missing_columns(engine)  # tables an older version made lack newer columns
         with engine.begin() as conn:
             practice_row = select(practice.c.id).where(practice.c.id == SINGLE_ROW_ID)
@@ -452,5 +482,56 @@ def init_practice_database(
             settings_row = select(email_settings.c.id).where(email_settings.c.id == SINGLE_ROW_ID)
             if conn.execute(settings_row).first() is None:
                 conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID))
+    except BaseException:
+        _undo(engine, created)
+        engine.dispose()
+        if new_file is not None:
+            for path in (new_file, *(Path(f"{new_file}{end}") for end in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+        raise
     finally:
         engine.dispose()
+
+
+def _create_private_sqlite_file(url: str) -> Path | None:
+    """Create the SQLite file of ``url`` with mode 0600 when it does not exist yet (SQLite
+    would create it with the process's umask, usually readable by everyone); return it, or
+    None when there is nothing to create."""
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or path in ("", ":memory:")
+        or path.startswith("file:")
+    ):
+        return None
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return None
+    return Path(path)
+
+
+def _table_for(table: Table, dialect: str, database: str) -> Table:
+    """``table`` as created in ``database``: on MariaDB/MySQL, whose InnoDB wants foreign
+    key names unique per server in a way that can make two databases differing only in
+    case collide, the foreign key's name carries a digest of the exact database name."""
+    if dialect not in ("mysql", "mariadb") or not table.foreign_key_constraints:
+        return table
+    copies = MetaData()
+    for needed in METADATA.sorted_tables:  # the referred tables, for the copy's keys
+        needed.to_metadata(copies)
+    copy = copies.tables[table.name]
+    digest = hashlib.sha256(database.encode("utf-8")).hexdigest()[:12]
+    for constraint in copy.foreign_key_constraints:
+        column = constraint.column_keys[0]
+        constraint.name = conv(f"fk_{table.name}_{column}_{digest}"[:64])
+    return copy
+
+
+def _undo(engine: Engine, created: list[Table]) -> None:
+    """Drop the tables a failed init created, newest first (best effort: the original
+    error is the one reported)."""
+    for table in reversed(created):
+        with contextlib.suppress(Exception), engine.begin() as conn:
+            table.drop(conn, checkfirst=True)

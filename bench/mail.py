@@ -810,6 +810,84 @@ def check_inbox(engine: Engine, n: int) -> None:
 # --- the report ----------------------------------------------------------------------
 
 
+BIG_MESSAGE_BYTES = 25_000_000
+BIG_TARGET = 2.0
+"""Issue 13: peak memory above idle importing one big message, at most this times its size."""
+_RSS_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[5])
+from events.clock import FakeClock
+from tests.dovecot import new_practice_engine
+from actors.mail.settings import EmailSettings
+from actors.mail.inbox import Inbox
+from config.settings import MailSettings
+from imapclient import IMAPClient
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+mode, port, user, url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+settings = EmailSettings(imap_enabled=True, imap_host="127.0.0.1", imap_port=port,
+                         imap_security="none", imap_username=user, imap_password="pw")
+mail = MailSettings(outbox_poll_seconds=5.0, outbox_batch=50, inbox_poll_seconds=30.0,
+                    io_timeout_seconds=60.0, ca_file="", poison_limit=3)
+engine = new_practice_engine(url)
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+idle = status("VmRSS")
+if mode == "ours":
+    Inbox(engine, 1, settings, mail, lambda events: None, FakeClock()).poll()
+else:
+    client = IMAPClient("127.0.0.1", port=port, ssl=False, timeout=60.0)
+    client.login(user, "pw")
+    client.select_folder("INBOX", readonly=True)
+    client.fetch(client.search(), ["BODY.PEEK[]"])
+    client.logout()
+print(json.dumps({"idle": idle, "peak": status("VmHWM")}))
+"""
+
+
+def bench_big_message(folder: Path) -> dict[str, Any]:
+    """Peak RSS above idle of a fresh process importing one message of about
+    ``BIG_MESSAGE_BYTES`` (a base64 attachment) from Dovecot into a SQLite practice
+    database with ``Inbox.poll``, beside a bare imapclient fetch of the same message in
+    another fresh process (Linux: ``/proc/self/clear_refs`` resets the peak after set-up)."""
+    from tests.dovecot import Dovecot
+
+    msg = EmailMessage()
+    msg["From"] = "pat@example.org"
+    msg["To"] = "reception@smile.example"
+    msg["Subject"] = "X-ray images"
+    msg["Message-ID"] = "<big.message@example.org>"
+    msg.set_content("The images are attached.\n")
+    attachment = random.Random(13).randbytes(BIG_MESSAGE_BYTES * 3 // 4)
+    msg.add_attachment(attachment, maintype="image", subtype="png", filename="xray.png")
+    raw = msg.as_bytes(policy=email.policy.SMTP)
+    dovecot = Dovecot(folder / "dovecot-big")
+    dovecot.add_user("big", "pw")
+    dovecot.start()
+    try:
+        dovecot.append("big", raw)
+        figures: dict[str, Any] = {"size": len(raw)}
+        for mode in ("bare", "ours"):
+            url = f"sqlite:///{folder / f'big-{mode}.sqlite3'}"
+            done = subprocess.run(
+                [sys.executable, "-c", _RSS_CHILD, mode, str(dovecot.port), "big", url, str(_ROOT)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"big message ({mode}): {done.stderr.strip()[-500:]}")
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            figures[mode] = got["peak"] - got["idle"]
+    finally:
+        dovecot.remove()
+    return figures
+
+
 def machine_info(folder: Path) -> dict[str, Any]:
     """Return what the figures depend on besides the code."""
     dovecot = subprocess.run(
@@ -888,6 +966,21 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                     "",
                 )
             )
+    big = results.get("big_message")
+    if big:
+        mib = 1024 * 1024
+        ratio = big["ours"] / big["size"]
+        rows.append(
+            Row(
+                f"peak RSS above idle importing one {big['size'] / 1e6:.0f} MB message, MiB"
+                f" (bare imapclient fetch: {big['bare'] / mib:.0f} MiB); baseline: its size",
+                f"{big['ours'] / mib:.0f}",
+                f"{big['size'] / mib:.1f}",
+                f"{ratio:.2f}x",
+                f"<= {BIG_TARGET:.1f}x",
+                "yes" if ratio <= BIG_TARGET else "MISSED",
+            )
+        )
     return rows
 
 
@@ -1064,6 +1157,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 plain.stop()
         if args.only in (None, "inbox"):
             results["inbox"] = bench_inbox(folder, args, registry)
+            results["big_message"] = bench_big_message(folder)
     finally:
         store.close()
     results["machine"]["load_average_end"] = os.getloadavg()

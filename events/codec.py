@@ -236,8 +236,18 @@ class Codec:
                 yield Recorded(seq, stream, version, when, event)
 
 
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-"""The project's upcasters, keyed by (type name, version they read). Empty while
-every type is at version 1; docs/events.md says how to add one."""
+def _not_recovered(values: list[Any]) -> list[Any]:
+    """v1 -> v2 of the mail outcome events: ``recovered`` appended, False (a v1 event was
+    always appended as it happened)."""
+    return [*values, False]
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("MessageSent", 1): _not_recovered,
+    ("MessageSendFailed", 1): _not_recovered,
+    ("MessageReceived", 1): _not_recovered,
+}
+"""The project's upcasters, keyed by (type name, version they read); docs/events.md says
+how to add one."""
 
 DEFAULT_CODEC = Codec(EVENT_TYPES, UPCASTERS)

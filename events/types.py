@@ -190,21 +190,27 @@ class RestartRequested(Event):
 class MessageSent(Event):
     """An outbox row was accepted by the SMTP server."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     recipients: int
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)
 class MessageSendFailed(Event):
     """Sending an outbox row failed; ``permanent`` for a 5xx, else it is retried."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     error: str
     permanent: bool
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +226,14 @@ class MessageDeliveryUncertain(Event):
 class MessageReceived(Event):
     """A message was imported from IMAP into the inbox."""
 
+    VERSION: ClassVar[int] = 2
+
     incarnation: int
     row_id: int
     message_id: str
     uidvalidity: int
     uid: int
+    recovered: bool = False  # v2: appended at a start, from the row, after a kill
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +297,20 @@ class ChildRestartScheduled(Event):
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageSkipped(Event):
+    """A fetched message was not stored because the same bytes are stored already
+    (row ``duplicate_of``; a re-import after a changed UIDVALIDITY, or a second copy in
+    the folder). It is left on the server, whatever ``imap_after_import`` says."""
+
+    incarnation: int
+    uidvalidity: int
+    uid: int
+    message_id: str
+    duplicate_of: int | None
+    reason: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -313,4 +336,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     LogPruned,
     ChildCrashed,
     ChildRestartScheduled,
+    MessageSkipped,
 )

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from config import ConfigError, load_settings, mask_url
 from events.errors import CorruptEventError, EventLogError
 from supervisor import exit_codes
-from supervisor.commands.common import CliError
+from supervisor.commands.common import CliError, printable
 
 PROG = "email-service"
 
@@ -201,7 +201,7 @@ def _pipe_closed() -> int:
 
 
 def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

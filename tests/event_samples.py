@@ -32,6 +32,7 @@ from events.types import (
     MessageReceived,
     MessageSendFailed,
     MessageSent,
+    MessageSkipped,
     RestartRequested,
     RestartScheduled,
     SelfTestFailed,
@@ -65,6 +66,7 @@ SAMPLES: list[Event] = [
     LogPruned(120, datetime(2026, 1, 5, 3, 0, tzinfo=UTC), 5000),
     ChildCrashed("http", "cannot listen on 127.0.0.1:8025: Address already in use"),
     ChildRestartScheduled("http", 2.0, 2),
+    MessageSkipped(3, 1700000001, 4, "<x@gmail.example>", 55, "the same bytes are row 55"),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

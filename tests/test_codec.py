@@ -11,7 +11,7 @@ from hypothesis import given
 
 from events.codec import DEFAULT_CODEC, Codec
 from events.errors import CorruptEventError, UnknownEventTypeError
-from events.types import Event, MailboxStarted
+from events.types import Event, MailboxStarted, MessageReceived, MessageSendFailed, MessageSent
 from tests.event_samples import SAMPLES, any_event
 
 
@@ -88,3 +88,25 @@ def test_encoding_an_unregistered_type_is_refused() -> None:
     codec = Codec([MailboxStarted])
     with pytest.raises(TypeError, match="Renamed is not a registered event type"):
         codec.encode(Renamed("a", "b", 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "expected"),
+    [
+        ("MessageSent", [3, 101, "<a@b>", 2], MessageSent(3, 101, "<a@b>", 2, False)),
+        (
+            "MessageSendFailed",
+            [3, 102, "<a@b>", "451 later", False],
+            MessageSendFailed(3, 102, "<a@b>", "451 later", False, False),
+        ),
+        (
+            "MessageReceived",
+            [3, 55, "<a@b>", 17, 12],
+            MessageReceived(3, 55, "<a@b>", 17, 12, False),
+        ),
+    ],
+)
+def test_a_v1_mail_outcome_reads_as_not_recovered(
+    name: str, fields: list[object], expected: Event
+) -> None:
+    assert DEFAULT_CODEC.decode(msgpack.packb([name, 1, fields])) == expected

@@ -12,13 +12,19 @@ from sqlalchemy import Engine, insert, select
 
 from actors.mail.imap_session import ImapError, ImapSession
 from actors.mail.inbox import Inbox
-from actors.mail.parse import ParsedMessage, parse_message
+from actors.mail.parse import ParsedMessage, derived_message_id, parse_message
 from actors.mail.settings import EmailSettings
 from actors.practice_db import StaleIncarnationError, claim_incarnation
 from actors.practice_schema import email_messages, email_service_inbox, patients
 from config.settings import MailSettings
 from events.clock import Clock, FakeClock, SystemClock
-from events.types import Event, InboxSynced, MessageParked, MessageReceived
+from events.types import (
+    Event,
+    InboxSynced,
+    MessageParked,
+    MessageReceived,
+    MessageSkipped,
+)
 from tests.dovecot import Dovecot, imap_settings_for, make_message, new_practice_engine
 from tests.fault_proxy import FaultProxy
 from tests.servers import fresh_mariadb_database, fresh_postgres_database
@@ -283,6 +289,66 @@ def test_a_new_uidvalidity_reimports_without_duplicates(
     assert harness.restart().poll() == 1
     assert [r.subject for r in harness.rows()] == ["a", "b", "c"]
     assert harness.mark() == (new_validity, 3)
+
+
+def test_a_different_message_reusing_a_message_id_is_stored_under_a_derived_one(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    first = make_message("first", message_id="<shared@example.org>")
+    second = make_message("second", message_id="<shared@example.org>")
+    dovecot.append(imap_user, first)
+    dovecot.append(imap_user, second)
+    assert harness.inbox().poll() == 2
+    one, two = harness.rows()
+    assert (one.message_id, one.raw, two.raw) == ("<shared@example.org>", first, second)
+    assert two.message_id == derived_message_id(second)
+    assert "<shared@example.org> is already used" in two.last_error
+    assert [e.message_id for e in _of(harness.events, MessageReceived)] == [
+        "<shared@example.org>",
+        two.message_id,
+    ]
+
+
+def test_a_reused_message_id_is_deleted_only_after_it_is_stored(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    harness.settings = replace(harness.settings, imap_after_import="delete")
+    dovecot.append(imap_user, make_message("first", message_id="<shared@example.org>"))
+    harness.inbox().poll()
+    dovecot.append(imap_user, make_message("second", message_id="<shared@example.org>"))
+    harness.inbox().poll()
+    assert [r.subject for r in harness.rows()] == ["first", "second"]
+    assert dovecot.uids(imap_user) == []
+
+
+def test_a_second_copy_of_the_same_bytes_is_skipped_with_an_event_and_kept_on_the_server(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    harness.settings = replace(harness.settings, imap_after_import="delete")
+    raw = make_message("twice")
+    dovecot.append(imap_user, raw)
+    copy = dovecot.append(imap_user, raw)
+    assert harness.inbox().poll() == 1
+    [row] = harness.rows()
+    [skipped] = _of(harness.events, MessageSkipped)
+    assert (skipped.uid, skipped.duplicate_of) == (copy, row.id)
+    assert dovecot.uids(imap_user) == [copy]
+
+
+def test_a_new_uidvalidity_skips_stored_bytes_even_when_a_message_id_is_reused(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    dovecot.create_folder(imap_user, "Practice")
+    harness.settings = replace(harness.settings, imap_folder="Practice")
+    old = make_message("old", message_id="<shared@example.org>")
+    dovecot.append(imap_user, old, "Practice")
+    harness.inbox().poll()
+    dovecot.recreate_folder(imap_user, "Practice")
+    dovecot.append(imap_user, old, "Practice")
+    dovecot.append(imap_user, make_message("new", message_id="<shared@example.org>"), "Practice")
+    assert harness.restart().poll() == 1
+    assert [r.subject for r in harness.rows()] == ["old", "new"]
+    assert [e.uid for e in _of(harness.events, MessageSkipped)] == [1]
 
 
 # --- bad mail -----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from actors import practice_db
 from actors.practice_schema import email_messages, init_practice_database
 from events.sql_store import SqlEventStore
 from events.store import read_all, read_types
-from events.types import MessageDeliveryUncertain
+from events.types import MessageDeliveryUncertain, MessageReceived, MessageSent
 from tests.dovecot import Dovecot, make_message
 from tests.fault_proxy import FaultProxy
 from tests.mail_helpers import queue_rows, write_email_settings
@@ -400,6 +400,26 @@ def _inbox_message_ids(engine: Engine) -> list[str]:
         ]
 
 
+def _logged_outcomes(store: SqlEventStore) -> dict[str, set[tuple[str, int]]]:
+    """``{type: {(practice, row id)}}`` of the ``MessageSent`` and ``MessageReceived``
+    events in the log, and of those appended at a start (``recovered``)."""
+    found: dict[str, set[tuple[str, int]]] = collections.defaultdict(set)
+    for record in read_types(store, frozenset({"MessageSent", "MessageReceived"})):
+        event = record.event
+        assert isinstance(event, MessageSent | MessageReceived)
+        key = (record.stream.removeprefix("db:"), event.row_id)
+        found[type(event).__name__].add(key)
+        if event.recovered:
+            found["recovered"].add(key)
+    return found
+
+
+def _inbox_row_ids(engine: Engine) -> list[int]:
+    m = email_messages
+    with engine.connect() as conn:
+        return [int(i) for i in conn.execute(select(m.c.id).where(m.c.folder == "inbox")).scalars()]
+
+
 def _uncertain(store: SqlEventStore) -> set[tuple[str, int]]:
     """``(practice, row id)`` of every ``MessageDeliveryUncertain`` in the log."""
     found = set()
@@ -455,6 +475,7 @@ def test_twenty_sigkills_lose_no_mail_and_duplicate_only_rows_marked_uncertain(
             f"exited {process.returncode} on SIGTERM"
         )
         uncertain = _uncertain(store)
+        outcomes = _logged_outcomes(store)
         log_events = sum(1 for _ in read_all(store))
         last_seq = store.last_seq()
     finally:
@@ -489,6 +510,19 @@ def test_twenty_sigkills_lose_no_mail_and_duplicate_only_rows_marked_uncertain(
                         f"{key} {subject!r} reached the SMTP server {len(ids)} times and the "
                         "log does not mark it uncertain"
                     )
+    unlogged: list[tuple[str, int]] = []
+    for practice in crash.practices:
+        engine = crash.engine(practice.name)
+        unlogged += [
+            (practice.name, row_id)
+            for row_id, _subject, status, _mid in _outbox_rows(engine)
+            if status == "sent" and (practice.name, row_id) not in outcomes["MessageSent"]
+        ]
+        unlogged += [
+            (practice.name, row_id)
+            for row_id in _inbox_row_ids(engine)
+            if (practice.name, row_id) not in outcomes["MessageReceived"]
+        ]
     inbox_problems: list[str] = []
     for practice in crash.practices:
         held = collections.Counter(_inbox_message_ids(crash.engine(practice.name)))
@@ -521,12 +555,14 @@ def test_twenty_sigkills_lose_no_mail_and_duplicate_only_rows_marked_uncertain(
         f"figures: {len(uncertain)} rows marked uncertain, {len(duplicated)} duplicated at the "
         f"SMTP server ({sum(copies.values())} copies of {ROWS} rows), statuses "
         f"{dict(statuses)}, {log_events} events; still on the server where imported mail is "
-        f"deleted: {left_on_server}"
+        f"deleted: {left_on_server}; {len(outcomes['recovered'])} outcome events appended at "
+        "a start after a kill"
     )
     schedule = "\n".join(crash.schedule)
     assert not problems, f"seed {SEED}:\n" + "\n".join(problems[:30]) + "\n" + schedule
     assert statuses == {"sent": ROWS}, f"seed {SEED}: {dict(statuses)}\n{schedule}"
     assert not inbox_problems, f"seed {SEED}: {inbox_problems}\n{schedule}"
+    assert not unlogged, f"seed {SEED}: rows without their outcome event: {unlogged[:20]}"
     assert log_events == last_seq, f"seed {SEED}: the log read back {log_events} of {last_seq}"
     assert replay.returncode == 0, replay.stderr
     report = json.loads(replay.stdout)

@@ -176,7 +176,11 @@ class PendingFetch:
     uids: frozenset[int]
 
 
-_FETCH_HEAD = re.compile(rb"\d+ \((.*)BODY\[\] \{\d+\}", re.DOTALL)
+_TRANSFER_ENCODED = re.compile(
+    rb"^content-transfer-encoding:[ \t]*(?:base64|quoted-printable)", re.I | re.M
+)
+# BINARY[] may come as a literal8 (~{n}) when the message holds NUL bytes (RFC 3516).
+_FETCH_HEAD = re.compile(rb"\d+ \((.*)(?:BODY|BINARY)\[\] ~?\{\d+\}", re.DOTALL)
 _FETCH_UID = re.compile(rb"(?:^|[ (])UID (\d+)")
 _FETCH_DATE = re.compile(rb'INTERNALDATE "([^"]*)"')
 _INTERNALDATE = re.compile(
@@ -228,7 +232,7 @@ def read_fetch_data(data: list[Any]) -> dict[int, FetchedMessage]:
             when = internaldate(date.group(1)) if date is not None else None
             out[int(uid.group(1))] = FetchedMessage(int(uid.group(1)), item[1], when)
             index += 2
-        elif isinstance(item, bytes) and b"BODY[]" not in item:
+        elif isinstance(item, bytes) and b"BODY[]" not in item and b"BINARY[]" not in item:
             index += 1  # an unsolicited FETCH (flags of another message): not ours
         else:
             return _read_fetch_data_slowly(data)
@@ -238,7 +242,7 @@ def read_fetch_data(data: list[Any]) -> dict[int, FetchedMessage]:
 def _read_fetch_data_slowly(data: list[Any]) -> dict[int, FetchedMessage]:
     out: dict[int, FetchedMessage] = {}
     for uid, fields in parse_fetch_response(data, False, True).items():
-        raw = fields.get(b"BODY[]")
+        raw = fields.get(b"BODY[]", fields.get(b"BINARY[]"))
         if isinstance(uid, int) and isinstance(raw, bytes):
             out[uid] = FetchedMessage(uid, raw, _naive_utc(fields.get(b"INTERNALDATE")))
     return out
@@ -396,7 +400,33 @@ class ImapSession:
                 raise imaplib.IMAP4.error(f"FETCH failed: {typ} {data!r}")
             _typ, data = imap._untagged_response(typ, data, "FETCH")
         found = read_fetch_data(data)
+        self._restore_nuls(found)
         return [found[uid] for uid in sorted(found) if uid in pending.uids]
+
+    def _restore_nuls(self, found: dict[int, FetchedMessage]) -> None:
+        """Fetch again with ``BINARY.PEEK[]`` (RFC 3516, where offered) each message that
+        may have held NUL bytes: Dovecot sends a NUL as 0x80 in ``BODY[]``. Only messages
+        with a 0x80 byte and no base64 or quoted-printable part: ``BINARY[]`` undoes
+        transfer encodings, so for any other message it would not be the message as
+        stored. Such a message (and any message from a server without BINARY) is kept
+        as ``BODY[]`` gave it."""
+        suspects = [
+            uid
+            for uid, message in found.items()
+            if b"\x80" in message.raw and not _TRANSFER_ENCODED.search(message.raw)
+        ]
+        if not suspects or not self._has("BINARY"):
+            return
+        imap = self._client._imap
+        ids = ",".join(map(str, sorted(suspects)))
+        with self._io():
+            # imaplib, not imapclient: imapclient's parser takes a literal8 for text.
+            typ, data = imap.uid("FETCH", ids, "(BINARY.PEEK[])")
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"FETCH BINARY failed: {typ} {data!r}")
+        for uid, message in read_fetch_data(data).items():
+            if uid in found:
+                found[uid] = FetchedMessage(uid, message.raw, found[uid].internaldate)
 
     # --- acting -------------------------------------------------------------------------
 
@@ -546,6 +576,10 @@ def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
             ssl_context=context,
             timeout=mail.io_timeout_seconds,
         )
+    # imapclient sets imaplib's debug level to 5, at which imaplib formats the repr of
+    # every literal it reads for a debug line (then dropped by logging): for a 25 MB
+    # message about 56 MB more memory at once. Level 0 formats nothing.
+    client._imap.debug = 0
     if settings.imap_security == "starttls":
         try:
             with _translating(settings, timeout=mail.io_timeout_seconds):

@@ -25,9 +25,17 @@ below ``last_uid`` that has a row here (``delete`` and ``move`` catch up; a serv
 MOVE may then hold a second copy in the target folder if the crash fell between its COPY
 and its delete).
 
-A changed UIDVALIDITY restarts the folder from UID 0 and skips messages whose Message-ID
-is already stored (logged; their after-import action is applied like any imported one).
-A message whose import killed ``mail.poison_limit`` incarnations is parked: stored raw,
+Messages are de-duplicated by what identifies them, never by a header a sender can reuse:
+within one UIDVALIDITY a UID above the mark is new by construction, and a message whose
+bytes are already stored (``raw_sha256``: a re-import after a changed UIDVALIDITY, which
+restarts the folder from UID 0, or a second copy in the folder) is skipped, with a
+``MessageSkipped`` event, and left on the server whatever ``imap_after_import`` says. A
+different message reusing a stored Message-ID is stored under a Message-ID derived from
+its bytes, with a note in ``last_error`` (``docs/mail.md``).
+
+A message larger than the practice database takes is cut to fit, or parked (stored
+without ``raw`` and left on the server; ``actors.mail.storage_limits``). A message whose
+import killed ``mail.poison_limit`` incarnations is parked: stored raw,
 unparsed, with a ``last_error`` saying why; if even that fails it is skipped and left on
 the server; either way the mark moves past it and ``MessageParked`` is appended. After an
 incarnation died mid-batch, the next ``batch_size`` UIDs are imported one at a time, so a
@@ -41,21 +49,35 @@ makes every write raise ``StaleIncarnationError``; database errors propagate as 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
 
 from actors.mail.imap_session import FetchedMessage, ImapSession
-from actors.mail.parse import ParsedMessage, derived_message_id, parse_message
+from actors.mail.parse import (
+    PROBLEM_MAX,
+    ParsedMessage,
+    derived_message_id,
+    parse_message,
+    raw_digest,
+)
 from actors.mail.settings import EmailSettings
+from actors.mail.storage_limits import (
+    ColumnLimit,
+    FittedRow,
+    StorageLimits,
+    cut_text,
+    fit_row,
+    read_limits,
+)
 from actors.practice_db import StaleIncarnationError, check_incarnation
 from actors.practice_schema import email_messages, email_service_inbox, patients
 from config.settings import MailSettings
 from events.clock import Clock
-from events.types import Event, InboxSynced, MessageParked, MessageReceived
+from events.types import Event, InboxSynced, MessageParked, MessageReceived, MessageSkipped
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +141,63 @@ def attempt_decision(
     return ("try", mark.pending_attempts + 1)
 
 
-def new_rows(
-    parsed: Sequence[tuple[FetchedMessage, ParsedMessage]], stored_ids: set[str]
-) -> tuple[list[tuple[FetchedMessage, ParsedMessage]], list[int]]:
-    """Split a batch into rows to insert and UIDs skipped as duplicates: a Message-ID
-    already stored, or seen earlier in the same batch."""
-    seen = set(stored_ids)
-    keep: list[tuple[FetchedMessage, ParsedMessage]] = []
-    skipped: list[int] = []
-    for fetched, message in parsed:
-        if message.message_id in seen:
-            skipped.append(fetched.uid)
-        else:
-            seen.add(message.message_id)
-            keep.append((fetched, message))
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A fetched message to store: its parse (Message-ID made unique where needed, with
+    a note in ``problem``) and the SHA-256 of its bytes."""
+
+    fetched: FetchedMessage
+    parsed: ParsedMessage
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A fetched message not stored: its bytes are stored already (as row
+    ``duplicate_of``, or, None, by an earlier message of the same batch)."""
+
+    uid: int
+    message_id: str
+    digest: str
+    duplicate_of: int | None
+
+
+def plan_rows(
+    batch: Sequence[tuple[FetchedMessage, ParsedMessage, str]],
+    stored_digests: Mapping[str, int],
+    stored_ids: Mapping[str, int],
+) -> tuple[list[Planned], list[Skipped]]:
+    """Split a batch of ``(fetched, parsed, digest)`` into rows to insert and messages
+    skipped, de-duplicating by content (the digest), never by the Message-ID header.
+
+    ``stored_digests`` maps the batch's digests already stored to their row ids;
+    ``stored_ids`` the batch's Message-IDs (and derived ones) already stored. A message
+    whose bytes are stored (or came earlier in the batch) is skipped. A different message
+    whose Message-ID is taken is stored under ``derived_message_id`` of its bytes, with a
+    note saying so (its own header stays in ``raw``)."""
+    digests: dict[str, int | None] = dict(stored_digests)
+    taken: dict[str, int | None] = dict(stored_ids)
+    keep: list[Planned] = []
+    skipped: list[Skipped] = []
+    for fetched, parsed, digest in batch:
+        derived = derived_message_id(fetched.raw, digest)
+        if digest in digests:
+            skipped.append(Skipped(fetched.uid, parsed.message_id, digest, digests[digest]))
+            continue
+        if parsed.message_id in taken and derived in taken:
+            # A row without a digest (stored before digests were) holding these bytes.
+            skipped.append(Skipped(fetched.uid, parsed.message_id, digest, taken[derived]))
+            continue
+        if parsed.message_id in taken:
+            note = (
+                f"the Message-ID {parsed.message_id} is already used by another stored "
+                f"message; stored as {derived} (the message's own header is in raw)"
+            )
+            problem = "; ".join(p for p in (parsed.problem, note) if p)[:PROBLEM_MAX]
+            parsed = replace(parsed, message_id=derived, problem=problem)
+        digests[digest] = None
+        taken[parsed.message_id] = None
+        keep.append(Planned(fetched, parsed, digest))
     return keep, skipped
 
 
@@ -200,6 +265,7 @@ class Inbox:
         self._session: ImapSession | None = None
         self._idle = False
         self._has_patients: bool | None = None
+        self._limits: StorageLimits | None = None  # read at the first store
         self._folder = settings.imap_folder
 
     # --- public -------------------------------------------------------------------------
@@ -264,6 +330,9 @@ class Inbox:
                     select(email_messages.c.imap_uid).where(
                         email_messages.c.imap_uidvalidity == session.uidvalidity,
                         email_messages.c.imap_uid.in_(chunk),
+                        # a parked row (too large to store whole) has no raw: the
+                        # server keeps the only full copy
+                        email_messages.c.raw.is_not(None),
                     )
                 ).scalars()
         if stored:
@@ -283,8 +352,8 @@ class Inbox:
         last = start_uid(mark, validity)
         if mark.uidvalidity is not None and mark.uidvalidity != validity:
             log.warning(
-                "%s: UIDVALIDITY changed from %d to %d; re-importing, skipping Message-IDs "
-                "already stored",
+                "%s: UIDVALIDITY changed from %d to %d; re-importing, skipping messages "
+                "whose bytes are already stored",
                 self._folder,
                 mark.uidvalidity,
                 validity,
@@ -366,43 +435,89 @@ class Inbox:
         """Parse and store a fetched batch and advance the mark in one fenced transaction
         (noting ``pending``, the next batch's first UID, as pending in it); emit its
         events. Returns the rows stored and the UIDs now due their after-import action
-        (stored or skipped as duplicates)."""
-        parsed = [(message, self._parse(message.raw)) for message in fetched]
-        links = self._patient_links([p.from_addr for _, p in parsed])
+        (the stored ones: a skipped message is never touched on the server)."""
+        parsed = [
+            (message, self._parse(message.raw), raw_digest(message.raw)) for message in fetched
+        ]
+        links = self._patient_links([p.from_addr for _, p, _ in parsed])
         received: list[Event] = []
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
-            ids = [p.message_id for _, p in parsed]
-            already = self._stored_message_ids(conn, ids)
-            rows, duplicates = new_rows(parsed, already)
+            digests = self._stored_digests(conn, [d for _, _, d in parsed])
+            ids = [p.message_id for _, p, _ in parsed]
+            ids += [derived_message_id(m.raw, d) for m, _, d in parsed]
+            rows, skipped = plan_rows(parsed, digests, self._row_ids(conn, ids))
+            if self._limits is None:
+                self._limits = read_limits(conn)
+            fitted = [
+                self._fitted(self._row(validity, r.fetched, r.parsed, r.digest, links))
+                for r in rows
+            ]
             if rows:
-                conn.execute(
-                    insert(email_messages),
-                    [self._row(validity, m, p, links) for m, p in rows],
-                )
-                row_ids = self._row_ids(conn, [p.message_id for _, p in rows])
+                conn.execute(insert(email_messages), [f.row for f in fitted])
+                row_ids = self._row_ids(conn, [r.parsed.message_id for r in rows])
                 received = [
                     MessageReceived(
-                        self._incarnation, row_ids[p.message_id], p.message_id, validity, m.uid
+                        self._incarnation,
+                        row_ids[r.parsed.message_id],
+                        r.parsed.message_id,
+                        validity,
+                        r.fetched.uid,
                     )
-                    for m, p in rows
+                    for r in rows
                 ]
+            if any(s.duplicate_of is None for s in skipped):
+                found = self._stored_digests(conn, [s.digest for s in skipped])
+                skipped = [replace(s, duplicate_of=found.get(s.digest)) for s in skipped]
             self._advance(conn, validity, last, batch[-1], pending)
-        if duplicates:
-            log.info(
-                "%s: skipped %d message(s) whose Message-ID is already stored (UIDs %s)",
-                self._folder,
-                len(duplicates),
-                ", ".join(map(str, duplicates[:20])),
+        events = [*received, *(self._skipped_event(validity, s) for s in skipped)]
+        parked = [(e, f) for e, f in zip(received, fitted, strict=True) if f.parked]
+        for event, fit in parked:
+            assert isinstance(event, MessageReceived)
+            reason = f"UID {event.uid} too large for this database: " + "; ".join(fit.notes)
+            log.warning("%s: %s", self._folder, reason)
+            events.append(
+                MessageParked(self._incarnation, validity, event.uid, event.row_id, reason)
             )
-        self._emit([*received, InboxSynced(self._incarnation, validity, batch[-1])])
-        return len(rows), sorted([m.uid for m, _ in rows] + duplicates)
+        self._emit([*events, InboxSynced(self._incarnation, validity, batch[-1])])
+        # Skipped and parked messages stay on the server: only messages stored whole get
+        # the after-import action.
+        return len(rows), sorted(
+            r.fetched.uid for r, f in zip(rows, fitted, strict=True) if not f.parked
+        )
+
+    def _fitted(self, row: dict[str, Any]) -> FittedRow:
+        """``row`` fitted to the database's limits, its notes added to ``last_error``."""
+        assert self._limits is not None
+        fit = fit_row(row, self._limits)
+        if not fit.notes:
+            return fit
+        note = "; ".join([*([fit.row["last_error"]] if fit.row["last_error"] else []), *fit.notes])
+        limit = self._limits.columns.get("last_error", ColumnLimit())
+        return replace(fit, row={**fit.row, "last_error": cut_text(note, limit)})
+
+    def _skipped_event(self, validity: int, skipped: Skipped) -> MessageSkipped:
+        reason = (
+            f"UID {skipped.uid} (UIDVALIDITY {validity}) not imported: the same message "
+            f"(SHA-256 {skipped.digest[:16]}…) is stored already as row {skipped.duplicate_of}; "
+            "it is left on the server"
+        )
+        log.warning("%s: %s", self._folder, reason)
+        return MessageSkipped(
+            self._incarnation,
+            validity,
+            skipped.uid,
+            skipped.message_id,
+            skipped.duplicate_of,
+            reason,
+        )
 
     def _row(
         self,
         validity: int,
         message: FetchedMessage,
         parsed: ParsedMessage,
+        digest: str,
         links: dict[str, int],
     ) -> dict[str, Any]:
         return {
@@ -422,6 +537,8 @@ class Inbox:
             "imap_uidvalidity": validity,
             "imap_uid": message.uid,
             "last_error": parsed.problem or None,
+            "raw_sha256": digest,
+            "event_pending": True,  # until MessageReceived is durable (outcome_events)
         }
 
     # --- poison -------------------------------------------------------------------------
@@ -473,12 +590,14 @@ class Inbox:
     def _store_parked(
         self, validity: int, last: int, message: FetchedMessage, reason: str
     ) -> int | None:
-        message_id = derived_message_id(message.raw)
+        digest = raw_digest(message.raw)
+        message_id = derived_message_id(message.raw, digest)
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
-            if self._stored_message_ids(conn, [message_id]):
+            same = self._stored_digests(conn, [digest]) or self._row_ids(conn, [message_id])
+            if same:
                 self._advance(conn, validity, last, message.uid)
-                return self._row_ids(conn, [message_id])[message_id]
+                return next(iter(same.values()))
             conn.execute(
                 insert(email_messages).values(
                     folder="inbox",
@@ -490,6 +609,8 @@ class Inbox:
                     imap_uidvalidity=validity,
                     imap_uid=message.uid,
                     last_error=reason,
+                    raw_sha256=digest,
+                    event_pending=True,
                 )
             )
             row_id = self._row_ids(conn, [message_id])[message_id]
@@ -580,21 +701,20 @@ class Inbox:
         if changed != 1:
             raise InboxConflictError(f"the import mark of {self._folder!r} moved while importing")
 
-    def _stored_message_ids(self, conn: Connection, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(sorted(set(ids))):
-            found.update(
-                conn.execute(
-                    select(email_messages.c.message_id).where(
-                        email_messages.c.message_id.in_(chunk)
-                    )
-                ).scalars()
-            )
+    def _stored_digests(self, conn: Connection, digests: Sequence[str]) -> dict[str, int]:
+        """Map each of ``digests`` already stored (``raw_sha256``) to its row id."""
+        found: dict[str, int] = {}
+        m = email_messages
+        for chunk in _chunks(sorted(set(digests))):
+            for row_id, digest in conn.execute(
+                select(m.c.id, m.c.raw_sha256).where(m.c.raw_sha256.in_(chunk))
+            ):
+                found.setdefault(digest, row_id)
         return found
 
     def _row_ids(self, conn: Connection, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for chunk in _chunks(list(ids)):
+        for chunk in _chunks(sorted(set(ids))):
             for row_id, message_id in conn.execute(
                 select(email_messages.c.id, email_messages.c.message_id).where(
                     email_messages.c.message_id.in_(chunk)

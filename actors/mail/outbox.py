@@ -177,6 +177,7 @@ _SENT = (
         attempts=bindparam("b_attempts"),
         next_attempt_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
     )
@@ -190,6 +191,7 @@ _RETRY = (
         next_attempt_at=bindparam("b_next"),
         wire_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
     )
@@ -202,6 +204,7 @@ _FAILED = (
         attempts=bindparam("b_attempts"),
         next_attempt_at=None,
         last_error=bindparam("b_error"),
+        event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
     )
@@ -345,6 +348,7 @@ class Outbox:
                             status="failed",
                             attempts=read_attempts(row.attempts) + 1,
                             last_error=UNCERTAIN_HELD,
+                            event_pending=True,
                         )
                     )
                     failed.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))

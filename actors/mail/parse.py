@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email
+import email.parser
 import email.utils
 import hashlib
 import itertools
@@ -53,16 +55,42 @@ class ParsedMessage:
     problem: str = ""
 
 
-def derived_message_id(raw: bytes) -> str:
-    """Return a Message-ID made from the SHA-256 of ``raw``: the same bytes, the same id."""
-    return f"<{hashlib.sha256(raw).hexdigest()[:40]}@{DERIVED_DOMAIN}>"
+def raw_digest(raw: bytes) -> str:
+    """Return the SHA-256 of ``raw`` in hex: what identifies a message by its content
+    (``email_messages.raw_sha256``)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def derived_message_id(raw: bytes, digest: str | None = None) -> str:
+    """Return a Message-ID made from the SHA-256 of ``raw`` (or its ``digest``, when
+    already computed): the same bytes, the same id."""
+    return f"<{(digest or raw_digest(raw))[:40]}@{DERIVED_DOMAIN}>"
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]+")  # bytes the parser could not decode
+
+
+def _cp1252_run(found: re.Match[str]) -> str:
+    return found.group().encode("utf-8", "surrogateescape").decode("cp1252", "replace")
+
+
+def decode_8bit(value: str) -> str:
+    """Return ``value`` with its undecoded bytes (lone surrogates: 8-bit bytes in a
+    header that declares no charset) read as UTF-8 when the whole value is valid UTF-8,
+    else as Windows-1252 (Latin-1 with the quotes and dashes mail programs use), the way mail
+    programs show such headers."""
+    if not _UNDECODED.search(value):
+        return value
+    try:  # one charset for the whole value, as a mail program reads it
+        return value.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeDecodeError:
+        return _UNDECODED.sub(_cp1252_run, value)
 
 
 def clean_text(value: str) -> str:
-    """Return ``value`` as storable text: lone surrogates (undecodable bytes) re-read as
-    UTF-8 with U+FFFD for what is not, and NUL characters removed."""
-    data = value.encode("utf-8", "surrogateescape")
-    return data.decode("utf-8", "replace").replace("\x00", "")
+    """Return ``value`` as storable text: undecoded bytes read by ``decode_8bit``, and
+    NUL characters removed."""
+    return decode_8bit(value).replace("\x00", "")
 
 
 def one_line(value: str) -> str:
@@ -85,6 +113,15 @@ def _raw_header(msg: Message, name: str) -> str:
 
 def _header(msg: Message, name: str, problems: list[str]) -> Any:
     try:
+        for key, value in msg.raw_items():
+            if key.lower() == name.lower():
+                if isinstance(value, str) and _UNDECODED.search(value):
+                    # 8-bit bytes without a declared charset: the header classes would
+                    # make each one U+FFFD; read them as a mail program does first.
+                    return policy.default.header_factory(
+                        name, "".join(decode_8bit(value).splitlines())
+                    )
+                break
         return msg[name]
     except Exception as exc:  # the header classes raise several types on bad input
         problems.append(f"could not read the {name} header ({_describe(exc)})")
@@ -176,14 +213,55 @@ def parse_message(raw: bytes) -> ParsedMessage:
         fast = fast_parse(raw)
     except Exception:  # the fast reader's own bug must not lose a message: read it fully
         fast = None
-    return fast if fast is not None else full_parse(raw)
+    if fast is not None:
+        return fast
+    return full_parse(raw, without_attachments(raw) if len(raw) > SKELETON_OVER else raw)
 
 
-def full_parse(raw: bytes) -> ParsedMessage:
-    """Read ``raw`` with the ``email`` package (``policy.default``); never raises."""
+SKELETON_OVER = 1024 * 1024
+"""Bytes above which a message's attachments are left out before the ``email`` package
+reads it (``without_attachments``)."""
+# One character class repeated (not a repeated group, whose backtracking state would
+# cost memory per line): base64 text and its line ends, at least 4 KiB, from a line start.
+_BASE64_RUN = re.compile(rb"(?<=\n)[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]{4096,}")
+_LAST_TYPE = re.compile(rb"(?is).*content-type:[ \t]*([a-z]+)/")
+
+
+def without_attachments(raw: bytes) -> bytes:
+    """Return ``raw`` with the base64 body of every part that is not text (attachments,
+    images: runs of at least 4 KiB of base64) cut to one line: what the fields of an
+    inbox row are read from (they never hold an attachment). ``raw`` itself is stored
+    whole. The ``email`` package keeps several copies of what it reads (a text copy,
+    its lines, the joined payload): about eight times a big message's size, without
+    this."""
+    pieces: list[bytes] = []
+    position = 0
+    for run in _BASE64_RUN.finditer(raw):
+        before = _LAST_TYPE.match(raw, max(position, run.start() - 4096), run.start())
+        if before is not None and before.group(1).lower() == b"text":
+            continue
+        line_end = b"\r\n" if raw.endswith(b"\r\n", 0, run.end()) else b"\n"
+        pieces += [raw[position : run.start()], b"AAAA" + line_end]
+        position = run.end()
+    if not pieces:
+        return raw
+    pieces.append(raw[position:])
+    return b"".join(pieces)
+
+
+def full_parse(raw: bytes, skeleton: bytes | None = None) -> ParsedMessage:
+    """Read ``raw`` with the ``email`` package (``policy.default``); never raises. With
+    ``skeleton`` (``without_attachments(raw)``) the fields are read from it instead."""
     problems: list[str] = []
+    source = _tidy_header_names(raw if skeleton is None else skeleton)
+    if _too_nested(source):
+        # The email package parses parts recursively: thousands of nested multiparts
+        # exhaust Python's recursion limit after seconds of work. Read it shallowly.
+        return shallow_parse(raw, f"more than {MAX_NESTING} nested multiparts")
     try:
-        msg = email.message_from_bytes(raw, policy=policy.default)
+        msg = email.message_from_bytes(source, policy=policy.default)
+    except RecursionError:
+        return shallow_parse(raw, "too deeply nested")
     except Exception as exc:  # the parser is lenient; this is a last resort
         return ParsedMessage(
             message_id=derived_message_id(raw),
@@ -210,8 +288,98 @@ def full_parse(raw: bytes) -> ParsedMessage:
         to_addrs=", ".join(_addresses(msg, "To", problems)),
         cc_addrs=", ".join(_addresses(msg, "Cc", problems)),
         subject=subject,
-        body_text=_body(msg, "plain", problems),
+        body_text=_body(msg, "plain", problems) or _unsplit_multipart(msg),
         body_html=_body(msg, "html", problems),
+        date=_date(msg, problems),
+        problem="; ".join(problems)[:PROBLEM_MAX],
+    )
+
+
+MAX_NESTING = 100
+"""More ``multipart/`` than this and the message is read by ``shallow_parse``."""
+_MULTIPART = re.compile(rb"multipart/", re.I)
+
+
+def _too_nested(raw: bytes) -> bool:
+    """Whether ``raw`` names more than ``MAX_NESTING`` multiparts (without copying it)."""
+    for count, _found in enumerate(_MULTIPART.finditer(raw), start=1):
+        if count > MAX_NESTING:
+            return True
+    return False
+
+
+_OBSOLETE_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.M)
+
+
+def _tidy_header_names(raw: bytes) -> bytes:
+    """``raw`` with white space between a header's name and its colon removed in the
+    message's own header block (``Subject : Hello``, RFC 822's obsolete syntax, which
+    mail programs still read but the email package takes for the start of the body)."""
+    end = raw.find(b"\r\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    head = raw if end < 0 else raw[:end]
+    if not _OBSOLETE_NAME.search(head):
+        return raw
+    return _OBSOLETE_NAME.sub(rb"\1:", head) + raw[len(head) :]
+
+
+def _unsplit_multipart(msg: EmailMessage) -> str:
+    """The text of a multipart whose boundary never appears (the email package keeps its
+    whole body as one unsplit string): a mail program shows that text."""
+    if msg.get_content_maintype() != "multipart" or not isinstance(msg._payload, str):  # type: ignore[attr-defined]
+        return ""
+    payload = msg._payload.encode("ascii", "surrogateescape")  # type: ignore[attr-defined]
+    return clean_text(payload.decode("ascii", "surrogateescape")).replace("\r\n", "\n")
+
+
+_PART_TEXT = re.compile(
+    rb"^content-type:[ \t]*text/plain[^\n]*(?:\n[ \t][^\n]*)*\n(?P<rest>(?:[^\n]+\n)*?)\r?\n",
+    re.I | re.M,
+)
+
+
+def shallow_parse(raw: bytes, why: str) -> ParsedMessage:
+    """Read a message the email package cannot (nested too deeply): the top-level headers
+    with ``BytesHeaderParser``, and as its text the first ``text/plain`` part found in the
+    bytes, up to its next boundary line. Never raises."""
+    problems = [f"read shallowly: {why}"]
+    try:
+        msg = email.parser.BytesParser(policy=policy.default).parsebytes(
+            _tidy_header_names(raw), headersonly=True
+        )
+    except Exception as exc:
+        msg = EmailMessage()
+        problems.append(f"could not read the headers ({_describe(exc)})")
+    assert isinstance(msg, EmailMessage)
+    senders = _addresses(msg, "From", problems)
+    subject_header = _header(msg, "Subject", problems)
+    text = ""
+    data = raw.replace(b"\r\n", b"\n")
+    start = data.find(b"\n\n")
+    found = _PART_TEXT.search(data, start + 1) if start >= 0 else None
+    if found is not None:
+        body = data[found.end() :]
+        stop = re.search(rb"^--", body, re.M)
+        body = body[: stop.start()] if stop else body
+        part_headers = found.group(0).lower()
+        if b"quoted-printable" in part_headers:
+            body = binascii.a2b_qp(body)
+        elif b"base64" in part_headers:
+            with contextlib.suppress(binascii.Error, ValueError):
+                body = base64.b64decode(b"".join(body.split()))
+        charset = re.search(rb'charset="?([A-Za-z0-9_.:-]+)', part_headers)
+        try:
+            text = body.decode(charset.group(1).decode() if charset else "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            text = clean_text(body.decode("ascii", "surrogateescape"))
+    return ParsedMessage(
+        message_id=_message_id(msg, raw, problems),
+        from_addr=(senders[0] if senders else "")[:FROM_ADDR_MAX],
+        to_addrs=", ".join(_addresses(msg, "To", problems)),
+        cc_addrs=", ".join(_addresses(msg, "Cc", problems)),
+        subject=one_line(str(subject_header)) if subject_header is not None else "",
+        body_text=clean_text(text),
+        body_html="",
         date=_date(msg, problems),
         problem="; ".join(problems)[:PROBLEM_MAX],
     )
@@ -431,9 +599,24 @@ def _delimiter_lines(body: bytes, delimiter: bytes) -> list[tuple[int, int]]:
         position = found + 1
 
 
+_TOP_TYPE = re.compile(rb"^content-type:[ \t]*([a-z]+/[a-z]+)", re.I | re.M)
+
+
+def _simple_top(raw: bytes) -> bool:
+    """Whether the message's own Content-Type (looked up in its header block only) is
+    one of the shapes ``fast_parse`` reads."""
+    end = raw.find(b"\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    found = _TOP_TYPE.search(raw, 0, len(raw) if end < 0 else end)
+    kind = b"text/plain" if found is None else found.group(1).lower()
+    return kind in (b"text/plain", b"text/html", b"multipart/alternative")
+
+
 def fast_parse(raw: bytes) -> ParsedMessage | None:
     """Read ``raw`` when it has one of the common shapes; None when it has not (then
     ``full_parse`` must). Gives exactly ``full_parse``'s answer where it gives one."""
+    if len(raw) > SKELETON_OVER and not _simple_top(raw):
+        return None  # not a shape read here: give up before copying a big message
     data = raw.replace(b"\r\n", b"\n")
     if b"\r" in data or data.startswith(b"From "):
         return None

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actors import practice_db, progress
 from actors.fence import StaleIncarnationError
-from actors.mail import imap_session, smtp_transport
+from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError
 from actors.mail.inbox import Inbox
 from actors.mail.outbox import Outbox
@@ -200,6 +200,7 @@ class MailWork:
         self._senders: dict[str, Sender] = {}
         self._sms_error = ""
         self._recovered = False
+        self._events_recovered = False
         self._inbox: Inbox | None = None
         self._inbox_error = ""
         self._inbox_retry_at = 0.0
@@ -302,6 +303,7 @@ class MailWork:
         """Send what is due when the outbox's turn has come; return seconds to its next."""
         now = self._clock.monotonic()
         poll = self._deps.mail.outbox_poll_seconds
+        self._recover_events()
         if self._outbox is None:
             return SETTINGS_EVERY  # no way of sending is set up: look again with the settings
         if now < self._next_outbox:
@@ -330,6 +332,7 @@ class MailWork:
     def run_inbox(self, wait_seconds: float) -> float | None:
         """Import new mail, waiting in IDLE up to ``wait_seconds``; return seconds until the
         inbox wants to run again (0: at once), or None when incoming mail is off."""
+        self._recover_events()
         if self._inbox is None:
             return None
         now = self._clock.monotonic()
@@ -367,6 +370,16 @@ class MailWork:
 
     # --- what traffic tells the self-test -----------------------------------------------
 
+    def _recover_events(self) -> None:
+        """Once per incarnation, before its first mail step: append the outcome events a
+        kill kept from the log (``actors.mail.outcome_events``)."""
+        if self._events_recovered:
+            return
+        count = outcome_events.recover(self._engine(), self._incarnation, self._append, self._flush)
+        self._events_recovered = True
+        if count:
+            log.info("%s: appended %d outcome event(s) a stop kept from the log", self._db, count)
+
     def _observe(self, events: Sequence[Event]) -> None:
         try:
             self._append(events)
@@ -375,8 +388,11 @@ class MailWork:
             # (mail that went, mail that came); the log keeps them for the record.
             self._record(events)
             raise
-        if any(isinstance(e, MessageDeliveryUncertain) for e in events):
+        owed = outcome_events.row_ids(events)
+        if owed or any(isinstance(e, MessageDeliveryUncertain) for e in events):
             self._flush()  # durable before the row can be resent (see run_outbox)
+        if owed:
+            outcome_events.clear(self._engine(), owed)  # their events are in the log now
         for event in events:
             if isinstance(event, MessageReceived):
                 self._traffic("imap", ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -57,9 +58,34 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+# C0 and C1 control characters, DEL, and the invisible marks that reorder text
+# (bidirectional overrides and isolates): what a sender could use to retitle, clear or
+# disguise an operator's terminal. Tab and line feed are kept where lines are wanted.
+_UNSAFE_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object, *, lines: bool = False) -> str:
+    """Return ``value`` as text safe to print on a terminal: every control character
+    (ESC, BEL, CR, ...) and text-reordering mark is shown as ``\\xNN``/``\\uNNNN``
+    instead of being sent. With ``lines``, tab and line feed are kept. The one helper
+    for every human-readable output (tables, ``mail show``, error lines); JSON output
+    stays faithful and does not use it."""
+    text = str(value)
+    return (_UNSAFE_LINES if lines else _UNSAFE_ONE_LINE).sub(_escaped, text)
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a plain aligned table for people (no colour, so it pipes cleanly)."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Print a plain aligned table for people (no colour, so it pipes cleanly); each cell
+    through ``printable``."""
+    cells = [[printable(h) for h in headers]] + [
+        ["" if c is None else printable(c) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

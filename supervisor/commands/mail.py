@@ -30,7 +30,7 @@ from actors.practice_schema import email_messages, patients, utcnow
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands import send_test
-from supervisor.commands.common import CliError, print_json, print_table
+from supervisor.commands.common import CliError, print_json, print_table, printable
 from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
 from supervisor.human_time import local_text
@@ -376,11 +376,11 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     for key, value in row.items():
         if value is not None and value != "":
             shown = local_text(value) if isinstance(value, datetime) else value
-            print(f"{key + ':':<19} {shown}")
+            print(f"{key + ':':<19} {printable(shown)}")
     if html:
         print(f"{'body_html:':<19} {len(html)} characters (see --json)")
     print()
-    print(body if body else "(no text)")
+    print(printable(body, lines=True) if body else "(no text)")
     return exit_codes.OK
 
 
@@ -535,5 +535,5 @@ def _report(args: argparse.Namespace, row: dict[str, Any], sentence: str) -> int
     if args.json:
         print_json([_jsonable(row)])
     else:
-        print(sentence)
+        print(printable(sentence))
     return exit_codes.OK

@@ -101,7 +101,7 @@ def create_app(source: StatusSource) -> FastAPI:
         ]
 
     @app.get(
-        "/api/databases/{name}/diagnostics",
+        "/api/databases/{name:path}/diagnostics",
         response_model=list[DiagnosticOut],
         responses={404: {"description": "no such eligible database"}},
     )
@@ -122,7 +122,7 @@ def create_app(source: StatusSource) -> FastAPI:
         ]
 
     @app.post(
-        "/api/databases/{name}/restart",
+        "/api/databases/{name:path}/restart",
         status_code=202,
         response_model=RestartOut,
         responses={
