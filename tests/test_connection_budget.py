@@ -113,7 +113,7 @@ class Sampler:
         self._client.dispose()
 
 
-def held(counts: list[int]) -> list[int]:
+def lasting(counts: list[int]) -> list[int]:
     """The counts that lasted from one sample to the next (20 ms or more apart).
 
     A connection the service closed (to give its slot to another database) is listed by
@@ -141,7 +141,7 @@ def test_more_practices_than_the_budget_all_run_within_it(backend: str, tmp_path
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice is running")
             time.sleep(5.0)  # a rescan and a few check-ins more, still sampled
             assert running(made) == made.names
-        assert max(held(sampler.counts)) <= BUDGET
+        assert max(lasting(sampler.counts)) <= BUDGET
         assert max(sampler.counts) > 0  # the sampler saw the service's connections
         assert sampler.client_failures == []
         assert tree.budgets is not None
@@ -221,7 +221,7 @@ def test_a_server_without_free_slots_degrades_and_recovers(
                 "the service has its budget again",
             )
             wait_until(lambda: len(running(made)) == PRACTICES, "every practice runs again")
-        assert max(held(sampler.counts)) <= BUDGET
+        assert max(lasting(sampler.counts)) <= BUDGET
         assert sampler.client_failures == []
 
 
@@ -284,4 +284,4 @@ def test_on_mariadb_a_connection_moves_between_databases_instead_of_reconnecting
         assert tree.budgets is not None
         (view,) = tree.budgets.views()
         assert view.moves > 0
-        assert max(held(sampler.counts)) <= BUDGET
+        assert max(lasting(sampler.counts)) <= BUDGET
