@@ -129,10 +129,12 @@ from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, strea
 from supervisor.commands.serve import prepare_process  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
-DEFAULT_CHECKIN_S = load_settings(environ={}).health.checkin_seconds
-DEFAULT_IO_S = load_settings(environ={}).mail.io_timeout_seconds
+_DEFAULTS = load_settings(environ={})
+DEFAULT_CHECKIN_S = _DEFAULTS.health.checkin_seconds
 """``health.checkin_seconds`` as ``config/default.toml`` sets it: the scale targets are
 judged at it."""
+DEFAULT_IO_S = _DEFAULTS.mail.io_timeout_seconds
+"""``mail.io_timeout_seconds`` as the defaults set it; a shorter check-in shortens it."""
 
 TARGET_RATIO = 2.0
 TARGET_ALL_RUNNING_S = 10.0
