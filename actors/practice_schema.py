@@ -244,6 +244,20 @@ email_settings = Table(
     Column("sms_password", _Secret),
     Column("sms_from", Unicode(50)),
     Column("sms_region", String(2), nullable=False, server_default=""),
+    # Modern sign-in (CONTRACT.md, "Modern sign-in (OAuth 2.0)"). Nullable, so an older
+    # practice database gets them from ``db init``/the start-up upgrade; NULL reads as the
+    # default (``password``; no OAuth). Client secrets (a Google service account's key is a
+    # JSON document of about 2.3 KB) and refresh tokens are long: TEXT, never cut.
+    Column("smtp_auth", _Word),
+    Column("imap_auth", _Word),
+    Column("oauth_provider", _Word),
+    Column("oauth_flow", _Word),
+    Column("oauth_tenant", Unicode(255)),
+    Column("oauth_client_id", Unicode(255)),
+    Column("oauth_client_secret", _LongText),
+    Column("oauth_refresh_token", _LongText),
+    Column("oauth_account", _Address),
+    Column("oauth_expires_at", UtcDateTime),
     **_MYSQL,
 )
 

@@ -7,16 +7,36 @@ its ``repr`` masks them, and nothing may put them in an event, a log line or a d
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from actors.mail.outbox_row import parse_time
 from actors.practice_schema import SINGLE_ROW_ID, email_settings
 
 SECURITY_CHOICES = ("none", "starttls", "tls")
 """The values of ``smtp_security`` and ``imap_security``."""
 
-SECRET_FIELDS = frozenset({"smtp_password", "imap_password", "sms_password"})
+SECRET_FIELDS = frozenset(
+    {"smtp_password", "imap_password", "sms_password", "oauth_client_secret", "oauth_refresh_token"}
+)
+"""The secret columns (CONTRACT.md): plain text or ``enc:v1:...``; never shown anywhere."""
+
+SMTP_AUTH_CHOICES = ("password", "oauth2", "none")
+"""``smtp_auth``: a password (the default; no AUTH when there is no user name), OAuth 2.0
+sign-in, or never AUTH."""
+IMAP_AUTH_CHOICES = ("password", "oauth2")
+OAUTH_PROVIDERS = ("microsoft", "google")
+OAUTH_FLOWS = ("app", "delegated")
+
+# Words compared case-insensitively: the practice software may write "OAuth2" or "Microsoft".
+_WORD_CHOICES: dict[str, tuple[str, ...]] = {
+    "smtp_auth": SMTP_AUTH_CHOICES,
+    "imap_auth": IMAP_AUTH_CHOICES,
+    "oauth_provider": ("", *OAUTH_PROVIDERS),
+    "oauth_flow": ("", *OAUTH_FLOWS),
+}
 
 
 class EmailSettingsError(ValueError):
@@ -51,6 +71,21 @@ class EmailSettings:
     sms_password: str = field(default="", repr=False)
     sms_from: str = ""
     sms_region: str = ""
+    smtp_auth: str = "password"
+    imap_auth: str = "password"
+    oauth_provider: str = ""
+    oauth_flow: str = ""
+    oauth_tenant: str = ""
+    oauth_client_id: str = ""
+    oauth_client_secret: str = field(default="", repr=False)
+    oauth_refresh_token: str = field(default="", repr=False)
+    oauth_account: str = ""
+    oauth_expires_at: datetime | None = None
+
+    @property
+    def uses_oauth(self) -> bool:
+        """Whether SMTP or IMAP signs in with OAuth 2.0 rather than a password."""
+        return self.smtp_auth == "oauth2" or self.imap_auth == "oauth2"
 
     @property
     def smtp_configured(self) -> bool:
@@ -77,7 +112,21 @@ def settings_from_row(row: dict[str, Any]) -> EmailSettings:
         if f.name not in row or row[f.name] is None:
             continue
         value = row[f.name]
-        if isinstance(f.default, bool):
+        if f.name == "oauth_expires_at":
+            # SQLite hands the driver's text back; the practice software may write any
+            # common format. An unreadable expiry is a warning's loss, not a reason to stop.
+            value = (
+                value.astimezone(UTC).replace(tzinfo=None)
+                if isinstance(value, datetime) and value.tzinfo is not None
+                else value
+                if isinstance(value, datetime)
+                else parse_time(value)
+            )
+        elif f.name in _WORD_CHOICES:
+            value = str(value).strip().lower()
+            if not value and f.name in ("smtp_auth", "imap_auth"):
+                continue  # "" is the default, as NULL is
+        elif isinstance(f.default, bool):
             value = bool(value)
         elif isinstance(f.default, int):
             value = int(value)
@@ -90,6 +139,12 @@ def settings_from_row(row: dict[str, Any]) -> EmailSettings:
             raise EmailSettingsError(
                 f"email_settings.{column} is {getattr(settings, column)!r}; "
                 f"expected one of {', '.join(SECURITY_CHOICES)}"
+            )
+    for column, choices in _WORD_CHOICES.items():
+        if getattr(settings, column) not in choices:
+            raise EmailSettingsError(
+                f"email_settings.{column} is {getattr(settings, column)!r}; "
+                f"expected one of {', '.join(c for c in choices if c)}"
             )
     for column in ("smtp_port", "imap_port"):
         if not 1 <= getattr(settings, column) <= 65535:
