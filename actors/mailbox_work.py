@@ -135,9 +135,10 @@ class SelfTestWork:
             if found:
                 result = SelfTestResult(result.components, (*result.diagnostics, *found))
         incarnation = self._context.incarnation
+        # A warning (a sign-in that expires soon) is a line in the check-in, not a failure.
         event: Event = (
             SelfTestFailed(incarnation, result.diagnostics)
-            if result.diagnostics
+            if any(d.level == "error" for d in result.diagnostics)
             else SelfTestPassed(incarnation, result.components)
         )
         self._context.append([event])

@@ -43,6 +43,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
+from actors.mail import sign_in_words
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
@@ -95,6 +96,11 @@ def plain_reason(
     in_time = "in time" if timeout is None else f"in {timeout:g} s"
     if isinstance(exc, ImapError):
         return str(exc)
+    if isinstance(exc, (LoginError, imaplib.IMAP4.error)):
+        said = sign_in_words.one_line(_first_line(exc))
+        advice = sign_in_words.words_for(said, settings, "imap")
+        if advice:  # a sign-in failure the server named: plain words, its words kept
+            return f"{advice} (the server said: {said})"
     if isinstance(exc, LoginError):
         return f"wrong user name or password for {settings.imap_username!r} on {where}"
     if isinstance(exc, CapabilityError):

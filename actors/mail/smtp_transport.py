@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors import progress
-from actors.mail import compose
+from actors.mail import compose, sign_in_words
 from actors.mail.sender import (
     OutcomeKind,
     OutgoingMessage,
@@ -142,11 +142,18 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
         reason = f"TLS failed with {where} ({exc.reason or exc}); check smtp_security and port"
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
         said = _words(exc.smtp_code, exc.smtp_error)
-        reason = f"wrong user name or password (the server said: {said})"
+        advice = sign_in_words.words_for(said, settings, "smtp")
+        reason = f"{advice or 'wrong user name or password'} (the server said: {said})"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         reason = f"the mail server at {where} does not offer AUTH (log-in); check smtp_security"
     elif isinstance(exc, smtplib.SMTPResponseException):
-        reason = f"the mail server at {where} refused: {_words(exc.smtp_code, exc.smtp_error)}"
+        said = _words(exc.smtp_code, exc.smtp_error)
+        advice = sign_in_words.words_for(said, settings, "smtp")
+        reason = (
+            f"{advice} (the server said: {said})"
+            if advice
+            else f"the mail server at {where} refused: {said}"
+        )
     elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
         exc.__context__, TimeoutError
     ):

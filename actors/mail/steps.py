@@ -48,12 +48,15 @@ class CheckInStep:
         if any(d.component == "database" for d in result.diagnostics):
             self._writer.unreachable()
             return ()
+        failed = any(d.level == "error" for d in result.diagnostics)
         health = (
             DbHealth(HealthStatus.FAILING, last_failure=result.diagnostics)
-            if result.diagnostics
+            if failed
             else DbHealth(HealthStatus.RUNNING)
         )
-        if self._writer.write(health, incarnation=self._incarnation):
+        # Warnings alone (a sign-in that expires soon): an ok check-in that carries them.
+        notes = () if failed else result.diagnostics
+        if self._writer.write(health, incarnation=self._incarnation, notes=notes):
             return ()
         message = f"the practice database does not answer: {self._writer.last_error}"
         if self._writer.server_full:  # the server's slots, not this database: say only that

@@ -85,12 +85,19 @@ def _failed(health: DbHealth) -> CheckInContent:
 
 
 def checkin_of(
-    health: DbHealth, memory: CheckInMemory, now: datetime
+    health: DbHealth,
+    memory: CheckInMemory,
+    now: datetime,
+    notes: tuple[Diagnostic, ...] = (),
 ) -> tuple[CheckInContent, CheckInMemory]:
-    """Return the check-in to write at ``now`` and the memory for the next one. Pure."""
+    """Return the check-in to write at ``now`` and the memory for the next one. Pure.
+
+    ``notes``: warning lines of a passing self-test (a sign-in that expires soon); a running
+    database's check-in carries them and stays ok.
+    """
     if health.status is HealthStatus.RUNNING:
         if memory.unavailable_since is None:
-            return CheckInContent(True, ""), memory
+            return CheckInContent(True, "", _lines(notes)), memory
         since = memory.unavailable_since
         line = (
             "info",
@@ -98,7 +105,7 @@ def checkin_of(
             f"Email was not available for {describe_duration(now - since)}, "
             f"from {since:%Y-%m-%d %H:%M:%S} to {now:%Y-%m-%d %H:%M:%S} UTC",
         )
-        return CheckInContent(True, "", (line,)), CheckInMemory()
+        return CheckInContent(True, "", (line, *_lines(notes))), CheckInMemory()
     content = _failed(health)
     since = memory.unavailable_since if memory.unavailable_since is not None else now
     return content, CheckInMemory(unavailable_since=since)
