@@ -1,0 +1,82 @@
+"""An access token kept in memory, fetched again before it expires or after a refusal.
+
+``TokenSource`` is the part every provider shares; a provider's subclass says how to
+fetch (``_fetch``). The token lives only in this object (never in a database, an event
+or a log). ``token()`` returns the kept token while it has more than ``margin`` seconds
+left by ``clock.monotonic()`` (half its life for a token that lives less than twice
+``margin``), else fetches a new one. ``refused(token)`` is what a mail
+server's refusal of ``token`` calls: the token is forgotten, so the next ``token()``
+fetches. Fetch failures raise ``OAuthError`` and keep nothing.
+
+Thread-safe (one lock per source): the mailbox's thread and a probe may ask together.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from actors.mail.oauth.errors import OAuthError
+from events.clock import Clock
+
+DEFAULT_LIFETIME = 3600.0
+"""Seconds a token is taken to live when the provider does not say."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a provider gave: the access token and how many seconds it lives."""
+
+    token: str
+    expires_in: float
+
+
+class TokenSource:
+    """One mailbox's access tokens at one provider; see the module docstring.
+
+    ``user`` is the mailbox to sign in as (the XOAUTH2 ``user=``); ``provider`` and
+    ``flow`` name the way (``microsoft``/``google``, ``app``/``delegated``).
+    """
+
+    provider = ""
+    flow = ""
+
+    def __init__(self, user: str, *, clock: Clock, margin: float) -> None:
+        self.user = user
+        self._clock = clock
+        self._margin = margin
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.fetches = 0
+
+    def token(self) -> str:
+        """A live access token: the kept one, or a new one. Raises ``OAuthError``."""
+        with self._lock:
+            now = self._clock.monotonic()
+            if self._token is not None and now < self._refresh_at:
+                return self._token
+            self._token = None
+            fetched = self._fetch()
+            self.fetches += 1
+            if not fetched.token:
+                raise OAuthError(f"{self.provider} sign-in gave no access token")
+            self._token = fetched.token
+            life = max(0.0, fetched.expires_in)
+            self._refresh_at = now + life - min(self._margin, life / 2)
+            return fetched.token
+
+    def refused(self, token: str) -> None:
+        """A mail server refused ``token``: forget it (if it is still the kept one)."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def forget(self) -> None:
+        """Drop the kept token (settings changed)."""
+        with self._lock:
+            self._token = None
+
+    def _fetch(self) -> Fetched:
+        """Ask the provider for a new access token. Raises ``OAuthError``."""
+        raise NotImplementedError
