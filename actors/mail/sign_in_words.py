@@ -341,3 +341,10 @@ def explained(text: str, context: SignInContext = SignInContext()) -> str:
 def words_for(text: str, settings: EmailSettings, protocol: str) -> str:
     """``advice`` for ``settings``' ``protocol`` (``smtp``, ``imap`` or ``token``)."""
     return advice(text, context_for(settings, protocol))
+
+
+def advised(reason: str, settings: EmailSettings, protocol: str) -> str:
+    """``reason`` (a whole one-line reason that quotes a server or sign-in service) with
+    the advice for what it quotes first: ``"ADVICE (REASON)"``; unchanged without. Pure."""
+    said = words_for(reason, settings, protocol)
+    return f"{said} ({reason})" if said and not reason.startswith(said) else reason

@@ -29,7 +29,7 @@ from actors.mail.oauth.microsoft import (
     MicrosoftDelegatedSource,
     MicrosoftEndpoint,
 )
-from actors.mail.oauth.source import TokenSource
+from actors.mail.oauth.source import Fetched, TokenSource
 from actors.mail.settings import EmailSettings
 from config.settings import OAuthSettings
 from events.clock import Clock, SystemClock
@@ -125,6 +125,17 @@ def token_source(
     )
 
 
+class UnusableSource(TokenSource):
+    """A source for sign-in settings that cannot work: ``token()`` raises why."""
+
+    def __init__(self, user: str, error: OAuthError, *, clock: Clock) -> None:
+        super().__init__(user, clock=clock, margin=0.0)
+        self._error = error
+
+    def _fetch(self) -> Fetched:
+        raise OAuthError(str(self._error), code=self._error.code)
+
+
 def _identity(settings: EmailSettings) -> tuple[str, ...]:
     """What makes a source: everything but the refresh token (which it may rotate)."""
     secret = hashlib.sha256(settings.oauth_client_secret.encode()).hexdigest()
@@ -150,7 +161,8 @@ class TokenSources:
     def for_settings(
         self, db: str, settings: EmailSettings, save_refresh_token: SaveRefreshToken | None = None
     ) -> TokenSource:
-        """The source for ``db``'s ``settings`` (kept or new). Raises ``OAuthError``."""
+        """The source for ``db``'s ``settings`` (kept or new). Incomplete sign-in settings
+        give a source whose every ``token()`` raises the ``OAuthError`` that says why."""
         identity = _identity(settings)
         with self._lock:
             kept = self._kept.get(db)
@@ -160,9 +172,15 @@ class TokenSources:
                     source.adopt(settings.oauth_refresh_token)
                     source.save_refresh_token = save_refresh_token
                 return source
-            source = token_source(
-                settings, self.endpoints, save_refresh_token=save_refresh_token, clock=self._clock
-            )
+            try:
+                source = token_source(
+                    settings,
+                    self.endpoints,
+                    save_refresh_token=save_refresh_token,
+                    clock=self._clock,
+                )
+            except OAuthError as exc:
+                source = UnusableSource(sign_in_user(settings), exc, clock=self._clock)
             self._kept[db] = (identity, source)
             return source
 
