@@ -56,6 +56,8 @@ from supervisor.setup.sign_in_flow import SignIns
 
 SECTIONS = ("sender", "sign-in", "smtp", "imap", "sms")
 """The parts of the settings a person can go back and correct."""
+_PASSWORD_SECTIONS = tuple(s for s in SECTIONS if s != "sign-in")
+"""The parts offered when the mail servers are neither Microsoft's nor Google's."""
 
 SaveFn = Callable[[EmailSettings], None]
 SendTestFn = Callable[[str], Sequence[str]]
@@ -151,7 +153,10 @@ class Wizard:
             if choice == "correct":
                 first_failed = next(r.component for r in results if not r.ok)
                 default = "smtp" if first_failed == "sms" else first_failed
-                section = self._prompt.choose("Correct which part?", SECTIONS, default)
+                sections = SECTIONS if provider_of(settings) else _PASSWORD_SECTIONS
+                if default in ("smtp", "imap") and settings.uses_oauth:
+                    default = "sign-in"  # a refused sign-in is corrected there first
+                section = self._prompt.choose("Correct which part?", sections, default)
                 settings = self.ask_section(section, settings)
 
     def test(self, settings: EmailSettings) -> tuple[CheckResult, ...]:

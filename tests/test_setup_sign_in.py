@@ -1,0 +1,409 @@
+"""The Email Setup Wizard signs in with Microsoft 365 and Google (issue 14, item 2).
+
+Real servers throughout: the local HTTPS authority that msal accepts and the local Google
+token endpoint (``tests.oauth_servers``), aiosmtpd with AUTH XOAUTH2 (STARTTLS) and a
+Dovecot whose ``oauth2`` passdb asks the authority about every token (implicit TLS).
+``email-service setup`` runs as its own process, in a pseudo-terminal (pexpect) for the
+interactive flows:
+
+- Microsoft app-only: the preset offers sign-in and recommends app, the administrator's
+  commands are printed with the tenant, client ID and mailbox filled in, the client secret
+  is typed unseen, the connection test signs in and passes on both servers, the row holds
+  the sign-in columns.
+- Microsoft delegated: the device code's message is shown, the person signs in (the
+  authority approves the code), the test passes, and the refresh token saved is the one
+  the test's own sign-in rotated to (the one signed in with no longer works).
+
+Without a terminal, the flags named after the columns do the same (secrets only from
+environment variables), including a Google Workspace service account; a refused secret
+fails with what to do; ``setup --help`` lists the flags.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from actors.practice_schema import init_practice_database
+from supervisor.setup.store import read_row
+from tests.dovecot import Dovecot
+from tests.oauth_servers import TENANT, OAuthAuthority
+from tests.smtp_servers import RecordingSmtpServer
+from tests.tls_certs import CertificateSet
+
+pytest_plugins = ["tests.conftest_imap"]
+
+ADDRESS = "reception@smile.example"
+APP_ID = "5d1c0e8a-3b7f-4c2a-9e6d-1a2b3c4d5e6f"
+APP_SECRET = "Canary-app-Secret~8Qz"
+PUBLIC_ID = "7e2f1a9c-4d3b-4a1e-8f7c-6b5a4d3c2e1f"
+EXE = Path(sys.executable).with_name("email-service")
+STEP = 60  # seconds allowed for each screen to appear (a bound, not a measurement)
+DB = "Smile Dental"
+
+
+@pytest.fixture(scope="module")
+def authority(imap_certs: CertificateSet) -> Iterator[OAuthAuthority]:
+    with OAuthAuthority(imap_certs) as running:
+        running.add_app(APP_ID, APP_SECRET, ADDRESS)
+        running.add_public_client(PUBLIC_ID)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(
+    tmp_path_factory: pytest.TempPathFactory,
+    imap_certs: CertificateSet,
+    authority: OAuthAuthority,
+) -> Iterator[Dovecot]:
+    server = Dovecot(
+        tmp_path_factory.mktemp("dovecot-oauth"),
+        certs=imap_certs,
+        introspection_url=authority.introspection_url,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def smtp_server(
+    imap_certs: CertificateSet, authority: OAuthAuthority
+) -> Iterator[RecordingSmtpServer]:
+    server = RecordingSmtpServer("starttls", imap_certs, oauth=authority).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, imap_certs: CertificateSet, authority: OAuthAuthority) -> tuple[Path, str]:
+    """A configuration file (the local authority as the providers) and a new practice."""
+    folder = tmp_path / "practices"
+    folder.mkdir()
+    url = f"sqlite:///{folder / (DB + '.sqlite3')}"
+    init_practice_database(url, practice_name=DB)
+    config = tmp_path / "service.toml"
+    config.write_text(
+        '[service]\nserver_id = "SRV1"\n'
+        f"event_store = {json.dumps('sqlite:///' + str(tmp_path / 'events.sqlite3'))}\n"
+        f"[databases]\nserver_url = {json.dumps(f'sqlite:///{folder}')}\n"
+        f"[mail]\nca_file = {json.dumps(str(imap_certs.ca_cert))}\n"
+        "io_timeout_seconds = 10\n"
+        f"[oauth]\nmicrosoft_authority = {json.dumps(authority.microsoft_authority)}\n"
+        f"google_token_uri = {json.dumps(authority.google_token_uri)}\n"
+        f"ca_file = {json.dumps(str(imap_certs.ca_cert))}\n"
+    )
+    return config, url
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("EMAIL_SERVICE_") and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    }
+    env["TERM"] = "dumb"
+    env.update(extra)
+    return env
+
+
+class Terminal:
+    """``email-service setup`` on a pty, with the transcript of all it wrote."""
+
+    def __init__(self, config: Path) -> None:
+        self.transcript = io.StringIO()
+        self.child = pexpect.spawn(
+            str(EXE),
+            ["--config", str(config), "setup", "--db", DB],
+            env=_environment(),
+            encoding="utf-8",
+            timeout=STEP,
+            dimensions=(50, 250),
+        )
+        self.child.logfile_read = self.transcript
+
+    def answer(self, question: str, reply: str) -> None:
+        self.child.expect_exact(question)
+        self.child.sendline(reply)
+
+    def sees(self, text: str) -> None:
+        self.child.expect_exact(text)
+
+    def finish(self) -> int:
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+        return int(self.child.exitstatus or 0)
+
+
+def _sender_and_way(term: Terminal, flow: str) -> None:
+    term.sees("Email Setup Wizard for database 'Smile Dental'")
+    term.answer("From address (the practice's email address):", ADDRESS)
+    term.answer("Sender name patients see:", DB)
+    term.answer("Mail provider", "office365")
+    term.sees("Recommended for this unattended server: app")
+    term.answer("Sign in with Microsoft, or with a password [sign-in/password] (sign-in):", "")
+    term.answer("[app/delegated] (app):", flow)
+    term.answer(f"Mailbox the service signs in to [{ADDRESS}]:", "")
+    term.answer("Directory (tenant) ID, or the organisation's domain", TENANT)
+
+
+def _servers_and_test(term: Terminal, smtp_server: RecordingSmtpServer, dovecot: Dovecot) -> None:
+    term.answer("SMTP server (host name) [smtp.office365.com]:", "127.0.0.1")
+    term.answer("SMTP security [none/starttls/tls] (starttls):", "")
+    term.answer("SMTP port [587]:", str(smtp_server.port))
+    term.sees(f"Sending signs in as {ADDRESS} (no password).")
+    term.answer("Import incoming email over IMAP? [y/N]:", "y")
+    term.answer("IMAP server (host name) [outlook.office365.com]:", "127.0.0.1")
+    term.answer("IMAP security [none/starttls/tls] (tls):", "")
+    term.answer("IMAP port [993]:", str(dovecot.tls_port))
+    term.sees(f"Receiving signs in as {ADDRESS} (no password).")
+    term.answer("Folder to import from [INBOX]:", "")
+    term.answer("(keep):", "")
+    term.answer("Send text messages (SMS)? [y/N]:", "")
+    term.sees("SMTP (sending)    ok")
+    term.sees("IMAP (receiving)  ok")
+    term.answer("Every test passed. Save these settings? [Y/n]:", "y")
+    term.sees("Saved.")
+    term.answer(f"Send a test message to {ADDRESS}? [Y/n]:", "n")
+    term.answer("Send a test message to another address (empty: none):", "")
+
+
+def _stored(value: object, plain: str) -> bool:
+    """The secret column holds ``plain``: as it is, or encrypted (``enc:v1:``)."""
+    return value == plain or (isinstance(value, str) and value.startswith("enc:v1:"))
+
+
+# --- in a terminal ----------------------------------------------------------------------------
+
+
+def test_a_microsoft_app_only_set_up_in_a_terminal_passes_and_is_saved(
+    site: tuple[Path, str],
+    smtp_server: RecordingSmtpServer,
+    oauth_dovecot: Dovecot,
+    authority: OAuthAuthority,
+) -> None:
+    config, url = site
+    term = Terminal(config)
+    try:
+        _sender_and_way(term, "")
+        term.answer("Application (client) ID of the app registration:", APP_ID)
+        term.sees(f"/{TENANT}/v2.0/adminconsent?client_id={APP_ID}")
+        term.sees(
+            f"New-ServicePrincipal -AppId {APP_ID} -ObjectId <Enterprise application Object ID>"
+        )
+        term.sees(f"Add-MailboxPermission -Identity {ADDRESS} -User")
+        term.sees(f"Set-CASMailbox -Identity {ADDRESS} -SmtpClientAuthenticationDisabled $false")
+        term.answer("Client secret (its Value):", APP_SECRET)
+        term.answer("The client secret's end date (YYYY-MM-DD; empty: not known):", "2027-06-30")
+        _servers_and_test(term, smtp_server, oauth_dovecot)
+        status = term.finish()
+    finally:
+        term.child.close()
+    transcript = term.transcript.getvalue()
+    row = read_row(url)
+    assert status == 0, transcript
+    assert row is not None
+    assert (row["smtp_auth"], row["imap_auth"], row["oauth_provider"], row["oauth_flow"]) == (
+        "oauth2",
+        "oauth2",
+        "microsoft",
+        "app",
+    )
+    assert (row["oauth_tenant"], row["oauth_client_id"], row["oauth_account"]) == (
+        TENANT,
+        APP_ID,
+        ADDRESS,
+    )
+    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert str(row["oauth_expires_at"]).startswith("2027-06-30 23:59")
+    assert APP_SECRET not in transcript
+
+
+def test_a_delegated_device_code_sign_in_in_a_terminal_saves_the_live_refresh_token(
+    site: tuple[Path, str],
+    smtp_server: RecordingSmtpServer,
+    oauth_dovecot: Dovecot,
+    authority: OAuthAuthority,
+) -> None:
+    config, url = site
+    term = Terminal(config)
+    try:
+        _sender_and_way(term, "delegated")
+        term.answer("Application (client) ID of the app registration:", PUBLIC_ID)
+        term.sees("Allow public client flows")
+        term.answer("Sign in now (the test needs it)? [Y/n]:", "")
+        term.child.expect(r"enter the code ([0-9A-F]+) to authenticate")
+        authority.approve_device(str(term.child.match.group(1)), ADDRESS)
+        term.sees(f"Signed in as {ADDRESS}.")
+        _servers_and_test(term, smtp_server, oauth_dovecot)
+        status = term.finish()
+    finally:
+        term.child.close()
+    transcript = term.transcript.getvalue()
+    row = read_row(url)
+    assert status == 0, transcript
+    assert row is not None
+    assert (row["oauth_flow"], row["oauth_client_id"], row["oauth_account"]) == (
+        "delegated",
+        PUBLIC_ID,
+        ADDRESS,
+    )
+    [live] = authority.live_refresh_tokens(ADDRESS)
+    assert _stored(row["oauth_refresh_token"], live)
+    assert live not in transcript
+
+
+# --- without a terminal: the flags --------------------------------------------------------------
+
+
+def _flags(
+    config: Path, smtp_server: RecordingSmtpServer, dovecot: Dovecot, *extra: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(EXE), "--config", str(config), "setup", "--db", DB, "--no-input",
+            "--from-address", ADDRESS, "--provider", "office365",
+            "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_server.port),
+            "--imap", "--imap-host", "127.0.0.1", "--imap-port", str(dovecot.tls_port),
+            "--smtp-auth", "oauth2", "--imap-auth", "oauth2", *extra,
+        ],
+        env=_environment(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_the_flags_set_up_microsoft_app_only_with_the_secret_from_the_environment(
+    site: tuple[Path, str], smtp_server: RecordingSmtpServer, oauth_dovecot: Dovecot
+) -> None:
+    config, url = site
+    done = _flags(
+        config, smtp_server, oauth_dovecot,
+        "--oauth-provider", "microsoft", "--oauth-flow", "app", "--oauth-tenant", TENANT,
+        "--oauth-client-id", APP_ID, "--oauth-client-secret-env", "APP_SECRET",
+        "--oauth-expires-at", "2027-01-31", "--save",
+        APP_SECRET=APP_SECRET,
+    )  # fmt: skip
+    row = read_row(url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert row is not None
+    assert (row["oauth_flow"], row["smtp_auth"], row["oauth_account"]) == ("app", "oauth2", "")
+    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert str(row["oauth_expires_at"]).startswith("2027-01-31")
+    assert APP_SECRET not in done.stdout + done.stderr
+
+
+def test_a_refused_client_secret_fails_the_test_with_what_to_do(
+    site: tuple[Path, str], smtp_server: RecordingSmtpServer, oauth_dovecot: Dovecot
+) -> None:
+    config, url = site
+    done = _flags(
+        config, smtp_server, oauth_dovecot,
+        "--oauth-provider", "microsoft", "--oauth-flow", "app", "--oauth-tenant", TENANT,
+        "--oauth-client-id", APP_ID, "--oauth-client-secret-env", "APP_SECRET", "--save",
+        APP_SECRET="Wrong-canary-Secret~1",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "the app's client secret is wrong: create a new one" in done.stdout
+    assert "AADSTS7000215" in done.stdout
+    assert "Wrong-canary-Secret~1" not in done.stdout + done.stderr
+    row = read_row(url)
+    assert row is None or row["smtp_auth"] != "oauth2"
+
+
+def test_the_flags_set_up_a_google_workspace_service_account(
+    site: tuple[Path, str],
+    smtp_server: RecordingSmtpServer,
+    oauth_dovecot: Dovecot,
+    authority: OAuthAuthority,
+) -> None:
+    config, url = site
+    key = authority.add_service_account("mailer@smile-project.iam.example", {ADDRESS})
+    done = _flags(
+        config, smtp_server, oauth_dovecot,
+        "--oauth-provider", "google", "--oauth-flow", "app", "--oauth-account", ADDRESS,
+        "--oauth-client-secret-env", "KEY_JSON", "--save",
+        KEY_JSON=json.dumps(key),
+    )  # fmt: skip
+    row = read_row(url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert row is not None
+    assert (row["oauth_provider"], row["oauth_flow"]) == ("google", "app")
+    assert key["private_key"].splitlines()[1] not in done.stdout + done.stderr
+
+
+def test_a_secret_as_a_flags_value_is_refused_without_repeating_it(site: tuple[Path, str]) -> None:
+    config, _url = site
+    done = subprocess.run(
+        [
+            str(EXE),
+            "--config",
+            str(config),
+            "setup",
+            "--db",
+            DB,
+            "--oauth-client-secret",
+            "S3cr3t-x",
+        ],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--oauth-client-secret-env" in done.stderr
+    assert "S3cr3t-x" not in done.stderr
+
+
+def test_setup_help_lists_the_sign_in_flags() -> None:
+    done = subprocess.run(
+        [str(EXE), "setup", "--help"],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    flags = set(re.findall(r"--[a-z0-9-]+", done.stdout))
+    assert {
+        "--smtp-auth",
+        "--imap-auth",
+        "--oauth-provider",
+        "--oauth-flow",
+        "--oauth-tenant",
+        "--oauth-client-id",
+        "--oauth-account",
+        "--oauth-expires-at",
+        "--oauth-client-secret-env",
+        "--oauth-refresh-token-env",
+    } <= flags
+
+
+def test_the_expiry_flag_takes_a_date_only(site: tuple[Path, str]) -> None:
+    config, _url = site
+    done = subprocess.run(
+        [
+            str(EXE), "--config", str(config), "setup", "--db", DB, "--no-input",
+            "--oauth-expires-at", "next June",
+        ],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--oauth-expires-at: 'next June' is not a date" in done.stderr
