@@ -9,7 +9,8 @@ also serves implicit TLS on ``tls_port`` and STARTTLS on ``port``; without, plai
 ``introspection_url`` (``tests.oauth_servers.OAuthAuthority.introspection_url``) it also
 signs users in with OAuth 2.0 (SASL XOAUTH2 and OAUTHBEARER) through Dovecot's built-in
 ``oauth2`` passdb, which asks that endpoint about every token (``force_introspection``)
-and accepts it when it is active and its ``email`` is the user logging in; passwords
+and accepts it when it is active and its ``email`` is the user logging in
+(``oauth_mechanisms`` names the SASL mechanisms offered for it); passwords
 (PLAIN/LOGIN) keep working for the tests' own set-up connections.
 
 Helpers: ``add_user``, ``append`` (imapclient ``append``; returns the new UID),
@@ -73,6 +74,7 @@ class Dovecot:
         certs: CertificateSet | None = None,
         idle_notify_seconds: int = 120,
         introspection_url: str | None = None,
+        oauth_mechanisms: tuple[str, ...] = ("xoauth2", "oauthbearer"),
     ) -> None:
         if not Path(DOVECOT).exists():
             raise DovecotError(f"{DOVECOT} is missing (apt-get install -y dovecot-imapd)")
@@ -92,6 +94,7 @@ class Dovecot:
         self.tls_port = free_port() if certs is not None else 0
         self.idle_notify_seconds = idle_notify_seconds
         self.introspection_url = introspection_url
+        self.oauth_mechanisms = " ".join(oauth_mechanisms)
         self.passwords: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         for sub in ("mail", "run", "state"):
@@ -119,7 +122,7 @@ class Dovecot:
         return [
             "passdb {",
             "  driver = oauth2",
-            "  mechanisms = xoauth2 oauthbearer",
+            f"  mechanisms = {self.oauth_mechanisms}",
             f"  args = {self.root}/dovecot-oauth2.conf.ext",
             "}",
         ]
@@ -134,7 +137,7 @@ class Dovecot:
             "listen = 127.0.0.1",
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login"
-            + (" xoauth2 oauthbearer" if self.introspection_url is not None else ""),
+            + (f" {self.oauth_mechanisms}" if self.introspection_url is not None else ""),
             # Tests log in with wrong passwords on purpose: without these, Dovecot's
             # penalty for failed logins from 127.0.0.1 (anvil's, up to 15 s, longer than
             # the tests' timeouts) slows and fails the logins of the tests that follow.

@@ -566,3 +566,73 @@ def xoauth2_parts(blob: bytes) -> tuple[str, str] | None:
     if user is None or auth is None or not auth.startswith("Bearer "):
         return None
     return user, auth[len("Bearer ") :]
+
+
+# --- helpers for the tests ---------------------------------------------------------------
+
+APP_ID = "5e1a2b3c-0000-4000-8000-00000000a991"
+APP_SECRET = "Cl1ent-Secret~Canary~7731"
+PUBLIC_ID = "5e1a2b3c-0000-4000-8000-00000000b992"
+GOOGLE_ID = "998877-canary.apps.googleusercontent.com"
+GOOGLE_SECRET = "GOCSPX-Canary-Secret-4411"
+SERVICE_ACCOUNT = "mailer@practice-test.iam.gserviceaccount.com"
+
+
+def oauth_endpoints(authority: OAuthAuthority, timeout: float = 5.0) -> Any:
+    """The service's ``OAuthEndpoints`` pointing at ``authority`` (trusting its CA)."""
+    from actors.mail.oauth import OAuthEndpoints
+    from config.settings import OAuthSettings
+
+    settings = OAuthSettings(
+        microsoft_authority=authority.microsoft_authority,
+        google_token_uri=authority.google_token_uri,
+        ca_file=authority.ca_cert,
+    )
+    return OAuthEndpoints(settings, timeout)
+
+
+def sign_in_settings(
+    authority: OAuthAuthority, way: str, mailbox: str, **changes: Any
+) -> dict[str, Any]:
+    """The ``email_settings`` sign-in columns for ``way`` (``microsoft-app``,
+    ``microsoft-delegated``, ``google-delegated``, ``google-app``) acting as ``mailbox``;
+    registers the client (and signs ``mailbox`` in) at ``authority``."""
+    values: dict[str, Any] = {"oauth_account": mailbox}
+    if way == "microsoft-app":
+        authority.add_app(APP_ID, APP_SECRET, mailbox)
+        values.update(
+            oauth_provider="microsoft",
+            oauth_flow="app",
+            oauth_tenant=authority.tenant,
+            oauth_client_id=APP_ID,
+            oauth_client_secret=APP_SECRET,
+        )
+    elif way == "microsoft-delegated":
+        authority.add_public_client(PUBLIC_ID)
+        values.update(
+            oauth_provider="microsoft",
+            oauth_flow="delegated",
+            oauth_tenant=authority.tenant,
+            oauth_client_id=PUBLIC_ID,
+            oauth_refresh_token=authority.sign_in(PUBLIC_ID, mailbox),
+        )
+    elif way == "google-delegated":
+        authority.add_google_client(GOOGLE_ID, GOOGLE_SECRET)
+        values.update(
+            oauth_provider="google",
+            oauth_flow="delegated",
+            oauth_client_id=GOOGLE_ID,
+            oauth_client_secret=GOOGLE_SECRET,
+            oauth_refresh_token=authority.sign_in(GOOGLE_ID, mailbox),
+        )
+    elif way == "google-app":
+        key = authority.add_service_account(SERVICE_ACCOUNT, {mailbox})
+        values.update(
+            oauth_provider="google",
+            oauth_flow="app",
+            oauth_client_secret=json.dumps(key),
+        )
+    else:
+        raise ValueError(f"unknown way {way!r}")
+    values.update(changes)
+    return values
