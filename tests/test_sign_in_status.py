@@ -1,5 +1,9 @@
 """What a workstation sees of sign-in trouble (issue 14, item 3).
 
+Through the real servers too: the mail work signing in (local authority, aiosmtpd with
+XOAUTH2) with an expiry 10 days ahead (steady light, warning line), and an authority that
+answers ``AADSTS7000222`` (the tooltip says the secret expired and what to do).
+
 - A known expiry (``oauth_expires_at``) within 14 days: a warning line in the diagnostics
   while the light stays steady (the check-in is ok); once passed: not available, with the
   reason as the tooltip. Fake clocks; the real check-in writer on a SQLite practice
@@ -23,19 +27,22 @@ from sqlalchemy import Engine
 
 from actors.checkin_writer import CheckInWriter
 from actors.database_selftest import DatabaseSelfTest
+from actors.mail.oauth import TokenSources
 from actors.mail.settings import EmailSettings
 from actors.mail.sign_in_expiry import WARN_DAYS, expiry_diagnostic
 from actors.mail.steps import CheckInStep, MailCheck
-from actors.mail.work import MailWork
+from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import SelfTestWork, WorkContext
 from actors.practice_db import claim_incarnation, make_engine
 from actors.practice_schema import init_practice_database
 from events.clock import FakeClock
 from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
 from supervisor.workstation_view import read_diagnostics, read_status
-from tests.mail_helpers import smtp_settings
-from tests.smtp_servers import free_port
+from tests.mail_helpers import mail_settings, settings_for, smtp_settings
+from tests.oauth_servers import OAuthAuthority, oauth_endpoints, sign_in_settings
+from tests.smtp_servers import RecordingSmtpServer, free_port
 from tests.test_mail_work import Works, configure
+from tests.tls_certs import CertificateSet, make_certificates
 
 INCARNATION = 7
 INTERVAL = 15.0
@@ -231,3 +238,94 @@ def test_microsofts_refusal_of_a_password_is_the_tooltip_in_plain_words(
         f"{CLIENT_SUBMISSION})"
     )
     assert isinstance(mail, MailWork)
+
+
+# --- through the real sign-in: the local authority and aiosmtpd with XOAUTH2 ----------------------
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertificateSet:
+    return make_certificates(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def authority(certs: CertificateSet) -> Iterator[OAuthAuthority]:
+    with OAuthAuthority(certs) as started:
+        yield started
+
+
+@pytest.fixture
+def xoauth2_smtp(certs: CertificateSet, authority: OAuthAuthority) -> Iterator[RecordingSmtpServer]:
+    with RecordingSmtpServer("starttls", certs, oauth=authority) as server:
+        yield server
+
+
+def _signing_in_round(
+    url: str,
+    engine: Engine,
+    authority: OAuthAuthority,
+    certs: CertificateSet,
+    smtp: RecordingSmtpServer,
+    **changes: Any,
+) -> list[Event]:
+    """One self-test round of the real mail work signing in as Microsoft app-only."""
+    clock = FakeClock(NOW)
+    columns = sign_in_settings(authority, "microsoft-app", "reception", **changes)
+    configure(engine, settings_for(smtp, smtp_auth="oauth2", **columns))
+    deps = MailDeps(
+        mail_settings(ca_file=str(certs.ca_cert)),
+        60.0,
+        ProbeLimiter(),
+        UTC,
+        tokens=TokenSources(oauth_endpoints(authority), clock),
+    )
+    work = MailWork("Smile Dental", INCARNATION, lambda: engine, lambda _e: None, clock, deps)
+    try:
+        return _round(url, engine, MailCheck(work), clock)
+    finally:
+        work.close()
+
+
+def test_a_signed_in_practice_whose_secret_ends_in_10_days_stays_running_with_a_warning(
+    practice: tuple[str, Engine],
+    authority: OAuthAuthority,
+    certs: CertificateSet,
+    xoauth2_smtp: RecordingSmtpServer,
+) -> None:
+    url, engine = practice
+    expires = (NOW + timedelta(days=10)).replace(tzinfo=None)
+    events = _signing_in_round(
+        url, engine, authority, certs, xoauth2_smtp, oauth_expires_at=expires
+    )
+    status = read_status("Smile Dental", url, timedelta(seconds=15)).status
+    lines = read_diagnostics(url)
+    assert xoauth2_smtp.xoauth2_attempts == 1  # it really signed in
+    assert [type(e) for e in events] == [SelfTestPassed]
+    assert status.status == "running"
+    assert [(r.level, r.component) for r in lines] == [("warning", "smtp")]
+    assert "client secret expires on 2026-12-12 09:00 UTC (in 10 days)" in lines[0].message
+
+
+def test_an_expired_secret_at_microsoft_is_the_tooltip_with_what_to_do(
+    practice: tuple[str, Engine],
+    authority: OAuthAuthority,
+    certs: CertificateSet,
+    xoauth2_smtp: RecordingSmtpServer,
+) -> None:
+    url, engine = practice
+    authority.fail_next(
+        "invalid_client",
+        "AADSTS7000222: The provided client secret keys for app 'x' are expired.",
+        7000222,
+        status=401,
+        times=2,
+    )
+    _signing_in_round(url, engine, authority, certs, xoauth2_smtp)
+    status = read_status("Smile Dental", url, timedelta(seconds=15)).status
+    assert status.status == "not_available"
+    assert status.tooltip.startswith(
+        "Sending (SMTP): the app's client secret has expired: create a new one (Entra admin "
+        "centre, App registrations, Certificates & secrets) and enter it in the Email Setup "
+        "Wizard (email-service setup). "
+    )
+    assert "AADSTS7000222" in status.tooltip

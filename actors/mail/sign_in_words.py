@@ -345,6 +345,8 @@ def words_for(text: str, settings: EmailSettings, protocol: str) -> str:
 
 def advised(reason: str, settings: EmailSettings, protocol: str) -> str:
     """``reason`` (a whole one-line reason that quotes a server or sign-in service) with
-    the advice for what it quotes first: ``"ADVICE (REASON)"``; unchanged without. Pure."""
+    the advice for what it quotes first: ``"ADVICE. REASON"``; unchanged without. Pure."""
     said = words_for(reason, settings, protocol)
-    return f"{said} ({reason})" if said and not reason.startswith(said) else reason
+    if not said or reason.startswith(said):
+        return reason
+    return f"{said}. {reason[:1].upper()}{reason[1:]}"
