@@ -27,16 +27,26 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pexpect
 import pytest
 
+from actors.mail.oauth import OAuthError
+from actors.mail.settings import EmailSettings
 from actors.practice_schema import init_practice_database
+from supervisor.setup.answers import AnswerError, check_tenant, parse_expiry
+from supervisor.setup.draft import with_provider
+from supervisor.setup.providers import provider_named
+from supervisor.setup.sign_in import admin_steps, provider_of, recommended_flow
+from supervisor.setup.sign_in_flow import GoogleBrowserSignIn
 from supervisor.setup.store import read_row
+from supervisor.setup.wizard import read_key_file
 from tests.dovecot import Dovecot
-from tests.oauth_servers import TENANT, OAuthAuthority
+from tests.oauth_servers import TENANT, OAuthAuthority, oauth_endpoints
 from tests.smtp_servers import RecordingSmtpServer
 from tests.tls_certs import CertificateSet
 
@@ -407,3 +417,73 @@ def test_the_expiry_flag_takes_a_date_only(site: tuple[Path, str]) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--oauth-expires-at: 'next June' is not a date" in done.stderr
+
+
+# --- the wizard's words, pure ---------------------------------------------------------------
+
+
+def test_microsoft_is_recommended_app_only_and_gmail_delegated() -> None:
+    assert recommended_flow("microsoft", ADDRESS) == "app"
+    assert recommended_flow("google", "smile@workspace.example") == "app"
+    assert recommended_flow("google", "smile.dental@gmail.com") == "delegated"
+
+
+def test_the_presets_servers_say_which_provider_signs_in() -> None:
+    office = with_provider(EmailSettings(from_address=ADDRESS), provider_named("office365"))  # type: ignore[arg-type]
+    gmail = with_provider(EmailSettings(from_address=ADDRESS), provider_named("gmail"))  # type: ignore[arg-type]
+    assert (provider_of(office), provider_of(gmail)) == ("microsoft", "google")
+    assert provider_of(EmailSettings(smtp_host="mail.smile.example")) == ""
+
+
+def test_the_google_service_account_steps_name_its_client_id_and_the_scope() -> None:
+    settings = EmailSettings(oauth_provider="google", oauth_flow="app", oauth_account=ADDRESS)
+    steps = "\n".join(admin_steps(settings, "1234567890"))
+    assert "Client ID: 1234567890" in steps
+    assert "OAuth scopes: https://mail.google.com/" in steps
+
+
+def test_a_tenant_is_a_guid_or_a_domain_never_common() -> None:
+    assert check_tenant(f" {TENANT} ") == TENANT
+    assert check_tenant("smiledental.onmicrosoft.com") == "smiledental.onmicrosoft.com"
+    with pytest.raises(AnswerError, match="is not a tenant"):
+        check_tenant("common")
+
+
+def test_an_expiry_date_is_the_end_of_that_day() -> None:
+    assert parse_expiry("2027-06-30") == datetime(2027, 6, 30, 23, 59)
+    assert parse_expiry("") is None
+
+
+def test_a_key_file_that_is_not_a_service_account_is_refused_without_its_text(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "key.json"
+    path.write_text('{"type": "authorized_user", "client_secret": "Leak-me-not"}')
+    with pytest.raises(AnswerError) as refused:
+        read_key_file(str(path), "")
+    assert "not a service account key file" in str(refused.value)
+    assert "Leak-me-not" not in str(refused.value)
+
+
+# --- Google's browser sign-in: the loopback answer and the pasted address ------------------------
+
+
+def test_google_browser_sign_in_takes_the_loopback_answer_and_asks_for_a_code(
+    authority: OAuthAuthority,
+) -> None:
+    endpoint = oauth_endpoints(authority).google
+    browser = GoogleBrowserSignIn(endpoint, "client-1", "client-secret-1", ADDRESS, port=0)
+    try:
+        assert "login_hint=reception%40smile.example" in browser.url
+        assert "access_type=offline" in browser.url
+        back = f"http://127.0.0.1:{browser.port}/?state=x&error=access_denied"
+        with urllib.request.urlopen(back, timeout=10) as answer:
+            assert answer.status == 200
+        received = browser.received()
+        with pytest.raises(OAuthError, match="access_denied"):
+            browser.finish(received)
+        with pytest.raises(OAuthError, match="no sign-in answer"):
+            browser.finish("http://localhost:8765/")
+    finally:
+        browser.close()
+    assert received.endswith("/?state=x&error=access_denied")
