@@ -123,7 +123,8 @@ def _environment(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("EMAIL_SERVICE_") and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+        if (not k.startswith("EMAIL_SERVICE_") or k == "EMAIL_SERVICE_SERVICE_KEY_FILE")
+        and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
     }
     env["TERM"] = "dumb"
     env.update(extra)
