@@ -21,16 +21,21 @@ fails with what to do; ``setup --help`` lists the flags.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -46,7 +51,7 @@ from supervisor.setup.sign_in_flow import GoogleBrowserSignIn
 from supervisor.setup.store import read_row
 from supervisor.setup.wizard import read_key_file
 from tests.dovecot import Dovecot
-from tests.oauth_servers import TENANT, OAuthAuthority, oauth_endpoints
+from tests.oauth_servers import GOOGLE_MAIL_SCOPE, TENANT, OAuthAuthority, oauth_endpoints
 from tests.smtp_servers import RecordingSmtpServer
 from tests.tls_certs import CertificateSet
 
@@ -56,16 +61,70 @@ ADDRESS = "reception@smile.example"
 APP_ID = "5d1c0e8a-3b7f-4c2a-9e6d-1a2b3c4d5e6f"
 APP_SECRET = "Canary-app-Secret~8Qz"
 PUBLIC_ID = "7e2f1a9c-4d3b-4a1e-8f7c-6b5a4d3c2e1f"
+GOOGLE_ID = "4411-smile.apps.googleusercontent.com"
+GOOGLE_SECRET = "GOCSPX-Canary-wizard-5150"
 EXE = Path(sys.executable).with_name("email-service")
 STEP = 60  # seconds allowed for each screen to appear (a bound, not a measurement)
 DB = "Smile Dental"
 
 
+class Authority(OAuthAuthority):
+    """The local authority, also answering Google's browser sign-in: ``authorize`` is the
+    consent page (the test plays the browser: it reads the address the wizard printed and
+    gets the one the browser is sent back to), and the token endpoint trades the code for
+    a refresh token (``authorization_code`` grant, PKCE S256 checked)."""
+
+    def __init__(self, certs: CertificateSet) -> None:
+        super().__init__(certs)
+        self.codes: dict[str, tuple[str, str, str, str]] = {}
+
+    def authorize(self, url: str, mailbox: str) -> str:
+        asked = {
+            k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).items()
+        }
+        assert (asked["response_type"], asked["access_type"]) == ("code", "offline")
+        code = "code-" + secrets.token_urlsafe(12)
+        self.codes[code] = (
+            asked["client_id"],
+            asked["redirect_uri"],
+            asked["code_challenge"],
+            mailbox,
+        )
+        query = urllib.parse.urlencode(
+            {"state": asked["state"], "code": code, "scope": GOOGLE_MAIL_SCOPE}
+        )
+        return f"{asked['redirect_uri']}?{query}"
+
+    def google_token(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("grant_type") != "authorization_code":
+            return super().google_token(form)
+        found = self.codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier", "").encode()
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (
+            found is None
+            or found[:2] != (form.get("client_id"), form.get("redirect_uri"))
+            or found[2] != challenge.decode()
+        ):
+            return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+        refresh = self.sign_in(found[0], found[3])
+        status, body = super().google_token(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh,
+                "client_id": found[0],
+                "client_secret": form.get("client_secret", ""),
+            }
+        )
+        return status, {**body, "refresh_token": refresh} if status == 200 else body
+
+
 @pytest.fixture(scope="module")
-def authority(imap_certs: CertificateSet) -> Iterator[OAuthAuthority]:
-    with OAuthAuthority(imap_certs) as running:
+def authority(imap_certs: CertificateSet) -> Iterator[Authority]:
+    with Authority(imap_certs) as running:
         running.add_app(APP_ID, APP_SECRET, ADDRESS)
         running.add_public_client(PUBLIC_ID)
+        running.add_google_client(GOOGLE_ID, GOOGLE_SECRET)
         yield running
 
 
@@ -134,12 +193,12 @@ def _environment(**extra: str) -> dict[str, str]:
 class Terminal:
     """``email-service setup`` on a pty, with the transcript of all it wrote."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, **env: str) -> None:
         self.transcript = io.StringIO()
         self.child = pexpect.spawn(
             str(EXE),
             ["--config", str(config), "setup", "--db", DB],
-            env=_environment(),
+            env=_environment(**env),
             encoding="utf-8",
             timeout=STEP,
             dimensions=(50, 250),
@@ -171,13 +230,18 @@ def _sender_and_way(term: Terminal, flow: str) -> None:
     term.answer("Directory (tenant) ID, or the organisation's domain", TENANT)
 
 
-def _servers_and_test(term: Terminal, smtp_server: RecordingSmtpServer, dovecot: Dovecot) -> None:
-    term.answer("SMTP server (host name) [smtp.office365.com]:", "127.0.0.1")
+def _servers_and_test(
+    term: Terminal,
+    smtp_server: RecordingSmtpServer,
+    dovecot: Dovecot,
+    hosts: tuple[str, str] = ("smtp.office365.com", "outlook.office365.com"),
+) -> None:
+    term.answer(f"SMTP server (host name) [{hosts[0]}]:", "127.0.0.1")
     term.answer("SMTP security [none/starttls/tls] (starttls):", "")
     term.answer("SMTP port [587]:", str(smtp_server.port))
     term.sees(f"Sending signs in as {ADDRESS} (no password).")
     term.answer("Import incoming email over IMAP? [y/N]:", "y")
-    term.answer("IMAP server (host name) [outlook.office365.com]:", "127.0.0.1")
+    term.answer(f"IMAP server (host name) [{hosts[1]}]:", "127.0.0.1")
     term.answer("IMAP security [none/starttls/tls] (tls):", "")
     term.answer("IMAP port [993]:", str(dovecot.tls_port))
     term.sees(f"Receiving signs in as {ADDRESS} (no password).")
@@ -274,6 +338,59 @@ def test_a_delegated_device_code_sign_in_in_a_terminal_saves_the_live_refresh_to
     )
     [live] = authority.live_refresh_tokens(ADDRESS)
     assert _stored(row["oauth_refresh_token"], live)
+    assert live not in transcript
+
+
+def test_a_google_browser_sign_in_finished_by_pasting_the_address_over_ssh(
+    site: tuple[Path, str],
+    smtp_server: RecordingSmtpServer,
+    oauth_dovecot: Dovecot,
+    authority: Authority,
+) -> None:
+    config, url = site
+    # The local token endpoint is plain http on loopback; Google's own is https.
+    term = Terminal(config, OAUTHLIB_INSECURE_TRANSPORT="1")
+    try:
+        term.sees("Email Setup Wizard for database 'Smile Dental'")
+        term.answer("From address (the practice's email address):", ADDRESS)
+        term.answer("Sender name patients see:", DB)
+        term.answer("Mail provider", "gmail")
+        term.sees("Recommended for a Workspace domain: app (a service account")
+        term.answer("Sign in with Google, or with a password [sign-in/password] (sign-in):", "")
+        term.answer("[app/delegated] (app):", "delegated")
+        term.answer(f"Mailbox the service signs in to [{ADDRESS}]:", "")
+        term.answer("OAuth client ID (Desktop app):", GOOGLE_ID)
+        term.answer("OAuth client secret:", GOOGLE_SECRET)
+        term.sees("Credentials, Create credentials, OAuth client ID, Desktop app")
+        term.answer("Sign in now (the test needs it)? [Y/n]:", "")
+        term.child.expect(r"(https://accounts\.google\.com/o/oauth2/auth\?\S+)")
+        printed = str(term.child.match.group(1))
+        term.sees("ssh -L")
+        # The browser, on another computer: it ends on http://localhost:PORT/?... which
+        # does not load there; the person copies that address into the wizard.
+        ended_on = authority.authorize(printed, ADDRESS)
+        term.answer("Paste the address the browser ended on", ended_on)
+        try:
+            term.sees(f"Signed in as {ADDRESS}.")
+        except pexpect.TIMEOUT:
+            raise AssertionError(term.transcript.getvalue()[-1500:]) from None
+        _servers_and_test(term, smtp_server, oauth_dovecot, ("smtp.gmail.com", "imap.gmail.com"))
+        status = term.finish()
+    finally:
+        term.child.close()
+    transcript = term.transcript.getvalue()
+    row = read_row(url)
+    assert status == 0, transcript
+    assert row is not None
+    assert (row["oauth_provider"], row["oauth_flow"], row["oauth_client_id"]) == (
+        "google",
+        "delegated",
+        GOOGLE_ID,
+    )
+    [live] = authority.live_refresh_tokens(ADDRESS)[-1:]
+    assert _stored(row["oauth_refresh_token"], live)
+    assert _stored(row["oauth_client_secret"], GOOGLE_SECRET)
+    assert GOOGLE_SECRET not in transcript
     assert live not in transcript
 
 

@@ -156,7 +156,12 @@ class GoogleBrowserSignIn:
         if url.startswith("http:"):  # oauthlib takes only https; the loopback answer is http
             url = "https:" + url[5:]
         try:
-            self._flow.fetch_token(authorization_response=url, timeout=self._endpoint.timeout)
+            # The client's ID and secret in the form, as Google's installed-app guide shows.
+            self._flow.fetch_token(
+                authorization_response=url,
+                timeout=self._endpoint.timeout,
+                include_client_id=True,
+            )
         except (OAuth2Error, requests.RequestException, ValueError) as exc:
             words = " ".join(str(exc).split())
             for secret in self._secrets:
