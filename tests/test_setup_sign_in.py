@@ -544,6 +544,7 @@ def test_microsoft_is_recommended_app_only_and_gmail_delegated() -> None:
     assert recommended_flow("microsoft", ADDRESS) == "app"
     assert recommended_flow("google", "smile@workspace.example") == "app"
     assert recommended_flow("google", "smile.dental@gmail.com") == "delegated"
+    assert recommended_flow("microsoft", "smile.dental@outlook.com") == "delegated"
 
 
 def test_the_presets_servers_say_which_provider_signs_in() -> None:
@@ -563,6 +564,7 @@ def test_the_google_service_account_steps_name_its_client_id_and_the_scope() -> 
 def test_a_tenant_is_a_guid_or_a_domain_never_common() -> None:
     assert check_tenant(f" {TENANT} ") == TENANT
     assert check_tenant("smiledental.onmicrosoft.com") == "smiledental.onmicrosoft.com"
+    assert check_tenant("consumers") == "consumers"
     with pytest.raises(AnswerError, match="is not a tenant"):
         check_tenant("common")
 

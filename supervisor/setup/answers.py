@@ -189,15 +189,17 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 def check_tenant(text: str) -> str:
     """Return a Microsoft tenant: its Directory (tenant) ID, a GUID, or one of its domains
-    (``smiledental.onmicrosoft.com``). Raises ``AnswerError`` otherwise (``common`` too: the
-    service's own app is registered in one organisation)."""
+    (``smiledental.onmicrosoft.com``), or ``consumers`` for a personal Outlook.com account.
+    Raises ``AnswerError`` otherwise (``common`` too: the service's own app is registered
+    in one organisation)."""
     value = text.strip()
-    if _GUID.match(value) or (_DOMAIN.match(value) and value.lower() != "common"):
+    if _GUID.match(value) or _DOMAIN.match(value) or value.lower() == "consumers":
         return value
     raise AnswerError(
         f"{_shown(value)} is not a tenant: write the Directory (tenant) ID shown on the app "
         "registration's Overview page (like 0b7d3c1e-5a8f-4e2b-9c6d-2f1a8e4b7c90), or the "
-        "organisation's domain (like smiledental.onmicrosoft.com)."
+        "organisation's domain (like smiledental.onmicrosoft.com); consumers for a personal "
+        "Outlook.com account."
     )
 
 

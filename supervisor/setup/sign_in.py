@@ -19,6 +19,8 @@ MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
 EXCHANGE_APP_SCOPE = "https://outlook.office365.com/.default"
 CONSUMER_GOOGLE_DOMAINS = ("gmail.com", "googlemail.com")
+CONSUMER_MICROSOFT_DOMAINS = ("outlook.com", "hotmail.com", "live.com")
+"""Personal Microsoft accounts: no organisation, so no app-only; tenant ``consumers``."""
 
 
 def _at(host: str, suffixes: tuple[str, ...]) -> bool:
@@ -41,13 +43,19 @@ def recommended_flow(provider: str, address: str) -> str:
     """``app`` (the service signs in as itself) or ``delegated`` (a person signs in once):
     Microsoft 365: app; Google Workspace: app (a service account); a gmail.com address:
     delegated (a service account works only in a Workspace domain)."""
-    if provider == "google" and domain_of(address) in CONSUMER_GOOGLE_DOMAINS:
-        return "delegated"
-    return "app"
+    consumer = CONSUMER_GOOGLE_DOMAINS if provider == "google" else CONSUMER_MICROSOFT_DOMAINS
+    return "delegated" if domain_of(address) in consumer else "app"
 
 
 def recommendation(provider: str, address: str) -> list[str]:
     """A few lines for the technician: which way is recommended here, and why."""
+    if provider == "microsoft" and domain_of(address) in CONSUMER_MICROSOFT_DOMAINS:
+        return [
+            "Outlook.com is retiring password sign-in; sign in with Microsoft instead.",
+            "Recommended for a personal Outlook.com account: delegated (a person signs in once",
+            "  with a code shown here; works over SSH), tenant consumers, with an app",
+            "  registered for personal Microsoft accounts. App-only needs an organisation.",
+        ]
     if provider == "microsoft":
         return [
             "Microsoft 365 no longer takes passwords for IMAP, and turns them off for SMTP by "
