@@ -11,6 +11,7 @@ from actors.sqlite_memory import disable_page_cache_preallocation
 from config import Settings, mask_url
 from supervisor import exit_codes
 from supervisor.commands.common import CliError
+from supervisor.log_lines import LocalIsoFormatter
 from supervisor.service import serve_until_stopped
 
 
@@ -33,12 +34,12 @@ def register(subparsers: Any) -> None:
 
 
 def configure_logging(level: str) -> None:
-    """Log one line per record to standard error (the journal adds the time)."""
-    logging.basicConfig(
-        level=getattr(logging, level),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    """Log one line per record to standard error, each starting with its time (ISO 8601,
+    local offset: ``supervisor.log_lines``), for a Windows wrapper's log file as much as
+    for the journal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LocalIsoFormatter())
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     # pykka logs every crash with its traceback at ERROR; the event log already holds it.
     logging.getLogger("pykka").setLevel(logging.CRITICAL)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
