@@ -28,6 +28,7 @@ from fastapi import FastAPI
 
 from actors.mail.send_window import is_open, next_open, parse_window
 from actors.practice_schema import init_practice_database
+from actors.sqlite_memory import library_path
 from config import load_settings
 from events.sql_store import SqlEventStore
 from events.store import read_all
@@ -289,3 +290,29 @@ def test_a_second_server_on_the_same_port_fails_to_bind() -> None:
             second.start()
     finally:
         first.stop()
+
+
+# --- SQLite's page-cache tuning on Windows too -------------------------------------------
+
+
+def test_on_windows_sqlite_is_reached_through_the_dll_beside_the_extension() -> None:
+    pyd = r"C:\Program Files\Python311\DLLs\_sqlite3.pyd"
+    assert library_path(pyd, "win32") == r"C:\Program Files\Python311\DLLs\sqlite3.dll"
+    assert library_path("/usr/lib/python3.11/_sqlite3.so", "linux") == (
+        "/usr/lib/python3.11/_sqlite3.so"
+    )
+
+
+def test_the_page_cache_tuning_is_tried_on_windows_and_skipped_on_macos() -> None:
+    # Here the Windows path finds no sqlite3.dll and says so; Windows' own run loads it.
+    code = (
+        "from actors.sqlite_memory import disable_page_cache_preallocation as off\n"
+        "print(off('win32')); print(off('darwin'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    windows, macos = done.stdout.splitlines()
+    assert windows.startswith("SQLite's library cannot be reached")
+    assert "sqlite3.dll" in windows
+    assert macos == "not done on darwin"
