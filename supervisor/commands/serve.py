@@ -1,4 +1,5 @@
-"""``email-service serve``: run the server process until SIGTERM or SIGINT."""
+"""``email-service serve``: run the server process until SIGTERM or SIGINT (on Windows,
+a console control event: ``supervisor.stop_signals``)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def register(subparsers: Any) -> None:
         help="run the service until SIGTERM/SIGINT",
         description="Run the server process: one mailbox per eligible practice database, a "
         "watchdog and the command reader, under one supervisor. Stops cleanly on SIGTERM or "
-        "SIGINT. Speaks the systemd notify protocol when NOTIFY_SOCKET is set.",
+        "SIGINT (on Windows: Ctrl-C, which WinSW and NSSM send, Ctrl-Break, the console's "
+        "close and shutdown). Speaks the systemd notify protocol when NOTIFY_SOCKET is set. "
+        "Logs to standard error, each line starting with its time (ISO 8601, local offset).",
     )
     parser.add_argument(
         "--log-level",
