@@ -18,6 +18,7 @@ connection open after it returns except through the caller's engine pool.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -71,6 +72,8 @@ MOVE_CONNECTIONS = True
 """Whether a budgeted MariaDB (PyMySQL) engine may take another database's idle connection
 and point it at its own (``_select_db``) instead of opening one; ``bench/supervision.py
 --server mariadb --no-move`` turns it off to measure the difference."""
+
+log = logging.getLogger(__name__)
 
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
@@ -373,6 +376,10 @@ def _bound_session_waits(engine: Engine, wait_timeout: float) -> None:
         try:
             for statement in statements:
                 cursor.execute(statement)
+        except dialect.loaded_dbapi.Error as exc:
+            # A server without these settings (an old MySQL) is still served: its waits
+            # are then bounded by the driver's timeouts only.
+            log.warning("cannot bound waits on %s by %r: %s", engine.url.database, statement, exc)
         finally:
             cursor.close()
 

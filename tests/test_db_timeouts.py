@@ -11,6 +11,7 @@ run here: its session statement is parsed as T-SQL instead.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,11 +22,13 @@ import pytest
 import sqlglot
 from sqlalchemy import Engine, text
 
+from actors import practice_db
 from actors.database_selftest import DatabaseSelfTest
 from actors.engines import default_engine
 from actors.practice_db import make_engine, session_wait_statements
 from actors.practice_schema import init_practice_database
 from actors.selftest import SelfTestResult
+from actors.server_budget import ServerBudgets
 from events.clock import FakeClock
 from supervisor.discovery import database_url
 from tests.servers import (
@@ -158,5 +161,55 @@ def test_a_pyodbc_connection_gets_the_query_timeout_and_the_session_limits() -> 
                     text("SELECT @@max_statement_time, @@innodb_lock_wait_timeout")
                 ).one()
             assert (float(row[0]), int(row[1])) == (3.0, 3)
+        finally:
+            engine.dispose()
+
+
+def test_budgeted_mariadb_connections_keep_their_limits_when_moved_between_databases() -> None:
+    # The service's engines share the server's budget; a connection moved to another
+    # database (COM_INIT_DB) is the same session, limits and all.
+    budgets = ServerBudgets(1, wait_seconds=5.0)
+    names = [f"pes_timeouts_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    with named_databases(MARIADB_ADMIN_URL, names) as urls:
+        engines = [
+            default_engine(urls[name], budgets.for_url(urls[name]), timeout=2.0) for name in names
+        ]
+        try:
+            seen = []
+            for engine in engines:  # one slot: the second database gets the first's connection
+                with engine.connect() as conn:
+                    seen.append(
+                        conn.execute(
+                            text(
+                                "SELECT CONNECTION_ID(), @@max_statement_time,"
+                                " @@innodb_lock_wait_timeout"
+                            )
+                        ).one()
+                    )
+            assert seen[0][0] == seen[1][0], "the connection was not moved"
+            assert [(float(a), int(b)) for _, a, b in seen] == [(2.0, 2), (2.0, 2)]
+        finally:
+            for engine in engines:
+                engine.dispose()
+            budgets.close()
+
+
+def test_a_server_that_refuses_the_limits_is_still_served(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        practice_db,
+        "session_wait_statements",
+        lambda *_a, **_k: ["SET SESSION no_such_limit = 1"],
+    )
+    with fresh_mariadb_database() as url:
+        engine = default_engine(url, timeout=2.0)
+        try:
+            with (
+                caplog.at_level(logging.WARNING, logger="actors.practice_db"),
+                engine.connect() as conn,
+            ):
+                assert conn.execute(text("SELECT 1")).scalar_one() == 1
+            assert "cannot bound waits" in caplog.text
         finally:
             engine.dispose()
