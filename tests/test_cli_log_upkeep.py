@@ -178,6 +178,12 @@ BY_SEQ_UP = "USING INTEGER PRIMARY KEY (rowid>?)"
             {"stream": "db:a", "until": datetime(2026, 1, 1, tzinfo=UTC)},
             BY_STREAM,
         ),
+        (  # replay --db --until from a stream snapshot: from that version on, not the start
+            "read_chunks",
+            (500,),
+            {"stream": "db:a", "after_version": 40},
+            "USING INDEX sqlite_autoindex_events_1 (stream=? AND version>?)",
+        ),
         ("read_last", (10,), {"stream": "db:a", "up_to_seq": 100}, BY_STREAM),  # tail --db
         ("read_last", (10,), {"up_to_seq": 100}, BY_SEQ_DOWN),  # tail, the timeline
         ("read_chunks", (100,), {"limit": 1}, BY_SEQ_UP),  # stats' first event, a peek

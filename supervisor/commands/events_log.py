@@ -31,6 +31,7 @@ from events.replay import replay_store
 from events.retention import Retention, run_retention
 from events.snapshot import load_checkpoint
 from events.sql_store import SqlEventStore
+from events.stream_snapshots import start_before
 from events.types import db_of, stream_for
 from supervisor import exit_codes
 from supervisor.commands.common import (
@@ -185,8 +186,15 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         stream = stream_for(args.db) if args.db else None
         total = store.last_seq()
         start = None
+        after_version = 0
         if args.until is None and not args.full and isinstance(store, SqlEventStore):
             start = _stored_start(store, stream)
+        elif stream is not None and not args.full and isinstance(store, SqlEventStore):
+            # A past time: from the newest snapshot of the stream at or before it.
+            snapshot = start_before(store, stream, args.until)
+            if snapshot is not None:
+                start = (snapshot.view, snapshot.version)
+                after_version = snapshot.version
         show_bar = sys.stderr.isatty() and not args.json and total >= PROGRESS_FROM
         with _progress(None if stream else total, show_bar) as on_progress:
             view, report = replay_store(
@@ -194,6 +202,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 view=start[0] if start else None,
                 stream=stream,
                 until=args.until,
+                after_version=after_version,
                 skip_corrupt=args.skip_corrupt,
                 on_progress=on_progress,
             )
