@@ -113,7 +113,7 @@ FROM_ADDRESS = "reception@soak-dental.example"
 FAULT_KINDS = ("smtp-restart", "imap-cut", "db-lock", "restart", "crash")
 EVIDENCE: dict[str, tuple[str, ...]] = {
     "smtp-restart": ("SelfTestFailed", "MessageSendFailed", "MailboxCrashed"),
-    "imap-cut": ("SelfTestFailed", "MailboxCrashed"),
+    "imap-cut": ("InboxConnectionLost", "SelfTestFailed", "MailboxCrashed"),
     "db-lock": ("SelfTestFailed", "CheckInMissed", "MailboxCrashed"),
     "restart": ("RestartRequested",),
     "crash": ("MailboxCrashed",),
