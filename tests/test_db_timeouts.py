@@ -23,7 +23,9 @@ import sqlglot
 from sqlalchemy import Engine, text
 
 from actors import practice_db
+from actors.checkin_writer import CheckInWriter
 from actors.database_selftest import DatabaseSelfTest
+from actors.mail.steps import CheckInStep
 from actors.engines import default_engine
 from actors.practice_db import make_engine, session_wait_statements
 from actors.practice_schema import init_practice_database
@@ -85,11 +87,25 @@ def in_thread(run: Callable[[], SelfTestResult]) -> tuple[threading.Thread, list
     return thread, outcome
 
 
-def lock_fence_row(holder: Engine) -> AbstractContextManager[object]:
-    """Hold the fence row's write lock until the block ends."""
+FENCE_ROW_LOCK = "SELECT incarnation FROM email_service_mailbox FOR UPDATE"
+
+
+def check_in_lock(url: str) -> str:
+    """A lock the plain check-in waits for: on MariaDB its INSERT ... SELECT reads the fence
+    row with a shared lock; PostgreSQL reads it without waiting (MVCC), so there the
+    check-in table itself is locked, as a practice program's maintenance might."""
+    if url.startswith("postgresql"):
+        return "LOCK TABLE email_service_checkins IN EXCLUSIVE MODE"
+    return FENCE_ROW_LOCK
+
+
+def lock_fence_row(
+    holder: Engine, statement: str = FENCE_ROW_LOCK
+) -> AbstractContextManager[object]:
+    """Hold a lock (the fence row's write lock) until the block ends."""
     conn = holder.connect()
     trans = conn.begin()
-    conn.execute(text("SELECT incarnation FROM email_service_mailbox FOR UPDATE"))
+    conn.execute(text(statement))
 
     class Held:
         def __enter__(self) -> object:
@@ -213,3 +229,43 @@ def test_a_server_that_refuses_the_limits_is_still_served(
             assert "cannot bound waits" in caplog.text
         finally:
             engine.dispose()
+
+
+def test_a_held_lock_fails_the_check_in_with_a_diagnostic_within_the_wait_timeout(
+    practice_url: str,
+) -> None:
+    """The serving process's own path: the self-test only claims, and the fenced
+    check-in written after it is the database's read and write."""
+    engine = default_engine(practice_url, timeout=WAIT)
+    holder = make_engine(practice_url)
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    selftest = DatabaseSelfTest(
+        "Smile", practice_url, 1, "SRV1", clock, lambda: engine, write=False
+    )
+    writer = CheckInWriter(
+        lambda: engine,
+        server_name="SRV1",
+        service_version="1.2.3",
+        interval_seconds=15.0,
+        clock=clock,
+        url=practice_url,
+    )
+    step = CheckInStep(writer, 1)
+    try:
+        passed = selftest.run()
+        assert step.report(passed) == ()  # claimed and checked in; nothing held yet
+        with lock_fence_row(holder, check_in_lock(practice_url)):
+            thread, outcome = in_thread(lambda: step.report(selftest.run()))  # type: ignore[arg-type,return-value]
+            thread.join(GIVE_UP)
+            assert not thread.is_alive(), "the check-in still waits on the lock"
+        [diagnostics] = outcome
+        assert isinstance(diagnostics, tuple), diagnostics
+        [diagnostic] = diagnostics
+        assert diagnostic.component == "database"
+        assert "does not answer" in diagnostic.message
+        lowered = diagnostic.message.lower()
+        assert "timeout" in lowered or "max_statement_time" in lowered, diagnostic.message
+    finally:
+        selftest.close()
+        engine.dispose()
+        holder.dispose()
