@@ -25,8 +25,8 @@ from sqlalchemy import Engine, text
 from actors import practice_db
 from actors.checkin_writer import CheckInWriter
 from actors.database_selftest import DatabaseSelfTest
-from actors.mail.steps import CheckInStep
 from actors.engines import default_engine
+from actors.mail.steps import CheckInStep
 from actors.practice_db import make_engine, session_wait_statements
 from actors.practice_schema import init_practice_database
 from actors.selftest import SelfTestResult
