@@ -73,7 +73,7 @@ def practice_url(request: pytest.FixtureRequest) -> Iterator[str]:
             yield url
 
 
-def in_thread(run: Callable[[], SelfTestResult]) -> tuple[threading.Thread, list[object]]:
+def in_thread(run: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
     outcome: list[object] = []
 
     def target() -> None:
@@ -255,7 +255,7 @@ def test_a_held_lock_fails_the_check_in_with_a_diagnostic_within_the_wait_timeou
         passed = selftest.run()
         assert step.report(passed) == ()  # claimed and checked in; nothing held yet
         with lock_fence_row(holder, check_in_lock(practice_url)):
-            thread, outcome = in_thread(lambda: step.report(selftest.run()))  # type: ignore[arg-type,return-value]
+            thread, outcome = in_thread(lambda: step.report(selftest.run()))
             thread.join(GIVE_UP)
             assert not thread.is_alive(), "the check-in still waits on the lock"
         [diagnostics] = outcome
