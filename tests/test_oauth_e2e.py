@@ -258,6 +258,19 @@ def test_the_replaced_refresh_token_is_saved_in_email_settings(
     assert [stored] == authority.live_refresh_tokens(USER)
 
 
+def test_reading_back_the_saved_refresh_token_keeps_the_connections(
+    mailbox: Mailbox, engine: Engine, authority: OAuthAuthority, dovecot: Dovecot
+) -> None:
+    configure(engine, oauth_settings(authority, "microsoft-delegated", dovecot=dovecot))
+    mailbox.work.refresh_settings()
+    mailbox.work.run_inbox(0.0)  # signs in: the refresh token is replaced and saved
+    logins = authority.state.introspections
+    mailbox.work.refresh_settings()  # reads the saved token back
+    mailbox.clock.advance(mailbox.deps.mail.inbox_poll_seconds)
+    mailbox.work.run_inbox(0.0)
+    assert authority.state.introspections == logins  # the IMAP session was kept
+
+
 # --- importing ---------------------------------------------------------------------------
 
 
