@@ -53,10 +53,10 @@ class OAuthEndpoints:
         return GoogleEndpoint(self.oauth.google_token_uri, self.oauth.ca_file, self.timeout)
 
 
-def sign_in_user(settings: EmailSettings, component: str = "smtp") -> str:
-    """The mailbox to sign in as: ``oauth_account``, else the component's user name."""
-    fallback = settings.smtp_username if component == "smtp" else settings.imap_username
-    return settings.oauth_account or fallback
+def sign_in_user(settings: EmailSettings) -> str:
+    """The mailbox to sign in as (for SMTP and IMAP alike): ``oauth_account``, else
+    ``smtp_username``, else ``imap_username``."""
+    return settings.oauth_account or settings.smtp_username or settings.imap_username
 
 
 def token_source(
