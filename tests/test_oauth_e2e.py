@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,10 +302,14 @@ def test_no_token_secret_or_xoauth2_string_is_shown_anywhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     shown: list[str] = []
+    keys: list[str] = []  # the service account's private key, one line of it
     with RecordingSmtpServer("starttls", certs, oauth=authority) as smtp:
-        for way in ("microsoft-delegated", "google-delegated"):
+        for way in ("microsoft-app", "microsoft-delegated", "google-delegated", "google-app"):
             dovecot.append(USER, make_message(f"Canary {way}"))
-            configure(engine, oauth_settings(authority, way, smtp, dovecot))
+            settings = oauth_settings(authority, way, smtp, dovecot)
+            if way == "google-app":
+                keys.append(json.loads(settings.oauth_client_secret)["private_key"].split()[5])
+            configure(engine, settings)
             queue_rows(engine, rows(2))
             mailbox.clock.advance(PROBE_SECONDS + 1)
             mailbox.work.refresh_settings()
@@ -324,7 +329,7 @@ def test_no_token_secret_or_xoauth2_string_is_shown_anywhere(
     shown.append(caplog.text)
     everything = "\n".join(shown)
     access = authority.issued_access_tokens()
-    canaries = [APP_SECRET, GOOGLE_SECRET, *access, *authority.state.refresh]
+    canaries = [APP_SECRET, GOOGLE_SECRET, *keys, *access, *authority.state.refresh]
     canaries += [
         base64.b64encode(xoauth2_string(USER, token).encode()).decode() for token in access
     ]
