@@ -226,11 +226,13 @@ def test_a_service_account_key_that_is_not_json_is_named_without_its_text(
     assert "not-json-Key-Canary" not in str(caught.value)
 
 
-def test_an_unknown_tenant_is_a_one_line_error(authority: OAuthAuthority) -> None:
+def test_an_unknown_tenant_gives_microsofts_words(authority: OAuthAuthority) -> None:
     source = source_for(authority, "microsoft-app", oauth_tenant="no-such-tenant")
     with pytest.raises(OAuthError) as caught:
         source.token()
-    assert "\n" not in str(caught.value)
+    assert str(caught.value) == (
+        "Microsoft sign-in failed: AADSTS90002: Tenant 'no-such-tenant' not found."
+    )
 
 
 # --- reaching the provider -----------------------------------------------------------------

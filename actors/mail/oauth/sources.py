@@ -31,7 +31,7 @@ from actors.mail.oauth.microsoft import (
 )
 from actors.mail.oauth.source import Fetched, TokenSource
 from actors.mail.settings import EmailSettings
-from config.settings import OAuthSettings
+from config.settings import OAuthSettings, Settings
 from events.clock import Clock, SystemClock
 
 SaveRefreshToken = Callable[[str], None]
@@ -43,6 +43,11 @@ class OAuthEndpoints:
 
     oauth: OAuthSettings
     timeout: float
+
+    @classmethod
+    def for_service(cls, settings: Settings) -> OAuthEndpoints:
+        """The service's: ``[oauth]``, and ``mail.io_timeout_seconds`` for every call."""
+        return cls(settings.oauth, settings.mail.io_timeout_seconds)
 
     @property
     def microsoft(self) -> MicrosoftEndpoint:
