@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from actors import progress
 from actors.mail.oauth import (
     DeviceSignIn,
     OAuthError,
@@ -345,3 +346,14 @@ def _any_endpoints() -> object:
     from config.settings import OAuthSettings
 
     return OAuthEndpoints(OAuthSettings(), 1.0)
+
+
+def test_every_answer_from_the_provider_beats(authority: OAuthAuthority) -> None:
+    # A mailbox waiting on a slow provider is busy, not hung: each answer is progress.
+    beats: list[int] = []
+    progress.install(lambda: beats.append(1))
+    try:
+        source_for(authority, "microsoft-app").token()
+    finally:
+        progress.install(None)
+    assert len(beats) == 2  # msal's discovery, then the token
