@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -25,10 +26,12 @@ from actors.mail.oauth import (
     save_refresh_token,
     token_source,
 )
+from actors.mail.oauth.source import REFUSAL_PAUSE
 from actors.mail.settings import EmailSettings, read_settings
 from actors.practice_db import make_engine
 from actors.practice_schema import email_settings, init_practice_database
 from events.clock import FakeClock
+from tests.mail_helpers import wait_until
 from tests.oauth_servers import (
     APP_SECRET,
     GOOGLE_SECRET,
@@ -251,43 +254,58 @@ def test_an_authority_whose_certificate_is_not_trusted_is_refused(
         token_source(settings, untrusting).token()
 
 
+@dataclasses.dataclass
+class BlackHole:
+    """A port that accepts connections and never says a word; ``accepted`` counts them."""
+
+    port: int
+    held: list[socket.socket]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.held)
+
+
 @pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts connections and never says a word."""
+def black_hole() -> Iterator[BlackHole]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        held: list[socket.socket] = []
+        hole = BlackHole(int(listener.getsockname()[1]), [])
         stop = threading.Event()
 
         def hold() -> None:
             listener.settimeout(0.2)
             while not stop.is_set():
                 try:
-                    held.append(listener.accept()[0])
+                    hole.held.append(listener.accept()[0])
                 except TimeoutError:
                     continue
 
         thread = threading.Thread(target=hold, daemon=True)
         thread.start()
-        yield int(listener.getsockname()[1])
+        yield hole
         stop.set()
         thread.join(timeout=5)
-        for sock in held:
+        for sock in hole.held:
             sock.close()
 
 
-def test_a_provider_that_never_answers_gives_up_after_the_timeout(
-    authority: OAuthAuthority, black_hole: int
-) -> None:
-    settings = EmailSettings(**sign_in_settings(authority, "microsoft-app", BOX))
-    endpoints = oauth_endpoints(authority, timeout=0.5)
-    silent = dataclasses.replace(
+def silent_endpoints(authority: OAuthAuthority, hole: BlackHole, timeout: float) -> Any:
+    endpoints = oauth_endpoints(authority, timeout=timeout)
+    return dataclasses.replace(
         endpoints,
         oauth=dataclasses.replace(
-            endpoints.oauth, microsoft_authority=f"https://127.0.0.1:{black_hole}"
+            endpoints.oauth, microsoft_authority=f"https://127.0.0.1:{hole.port}"
         ),
     )
+
+
+def test_a_provider_that_never_answers_gives_up_after_the_timeout(
+    authority: OAuthAuthority, black_hole: BlackHole
+) -> None:
+    settings = EmailSettings(**sign_in_settings(authority, "microsoft-app", BOX))
+    silent = silent_endpoints(authority, black_hole, 0.5)
     with pytest.raises(OAuthError, match=r"^no answer from the Microsoft sign-in service"):
         token_source(settings, silent).token()
 
@@ -357,3 +375,37 @@ def test_every_answer_from_the_provider_beats(authority: OAuthAuthority) -> None
     finally:
         progress.install(None)
     assert len(beats) == 2  # msal's discovery, then the token
+
+
+def test_a_refusal_is_given_again_without_asking_within_a_minute(
+    authority: OAuthAuthority,
+) -> None:
+    clock = FakeClock()
+    source = source_for(authority, "google-delegated", clock=clock)
+    authority.revoke()
+    for _ in range(3):
+        with pytest.raises(OAuthError, match="invalid_grant"):
+            source.token()
+        clock.advance(REFUSAL_PAUSE / 4)
+    assert authority.grants == ["google:refresh_token"]
+
+
+def test_a_refusal_is_asked_about_again_after_a_minute(authority: OAuthAuthority) -> None:
+    clock = FakeClock()
+    source = source_for(authority, "google-delegated", clock=clock)
+    authority.fail_next("invalid_grant", "Token has been expired or revoked.")
+    with pytest.raises(OAuthError):
+        source.token()
+    clock.advance(REFUSAL_PAUSE)
+    assert authority.check_token(source.token(), BOX) == BOX
+
+
+def test_an_unreachable_provider_is_asked_again_at_once(
+    authority: OAuthAuthority, black_hole: BlackHole
+) -> None:
+    settings = EmailSettings(**sign_in_settings(authority, "microsoft-app", BOX))
+    source = token_source(settings, silent_endpoints(authority, black_hole, 0.2))
+    for _ in range(2):
+        with pytest.raises(OAuthError, match="no answer"):
+            source.token()
+    wait_until(lambda: black_hole.accepted == 2, "the second connection")
