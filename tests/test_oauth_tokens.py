@@ -313,8 +313,14 @@ def test_a_provider_that_never_answers_gives_up_after_the_timeout(
 # --- settings ------------------------------------------------------------------------------
 
 
+def test_settings_without_a_mailbox_name_the_column() -> None:
+    settings = EmailSettings(smtp_auth="oauth2", oauth_provider="google", oauth_flow="app")
+    with pytest.raises(OAuthError, match="oauth_account is empty"):
+        token_source(settings, _any_endpoints())
+
+
 def test_settings_without_a_provider_name_the_column() -> None:
-    settings = EmailSettings(smtp_auth="oauth2", oauth_client_id="x")
+    settings = EmailSettings(smtp_auth="oauth2", oauth_client_id="x", oauth_account="a@b.test")
     with pytest.raises(OAuthError, match="oauth_provider is empty"):
         token_source(settings, _any_endpoints())
 
@@ -338,7 +344,8 @@ def test_a_new_refresh_token_from_the_wizard_is_taken_up(authority: OAuthAuthori
 
 def test_incomplete_settings_give_a_source_that_says_why(authority: OAuthAuthority) -> None:
     sources = TokenSources(oauth_endpoints(authority), FakeClock())
-    source = sources.for_settings("Smile", EmailSettings(smtp_auth="oauth2"))
+    incomplete = EmailSettings(smtp_auth="oauth2", oauth_account=BOX)
+    source = sources.for_settings("Smile", incomplete)
     with pytest.raises(OAuthError, match="oauth_client_id is empty"):
         source.token()
 

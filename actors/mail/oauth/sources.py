@@ -76,6 +76,10 @@ def token_source(
     clock = clock or SystemClock()
     margin = endpoints.oauth.refresh_margin_seconds
     mailbox = sign_in_user(settings)
+    if not mailbox:
+        raise OAuthError(
+            "OAuth 2.0 sign-in needs the mailbox to sign in as (oauth_account is empty)"
+        )
     if not settings.oauth_client_id and not (
         settings.oauth_provider == "google" and settings.oauth_flow == "app"
     ):
