@@ -242,9 +242,7 @@ def start_tree(
         limiter,
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
-        tokens=TokenSources(
-            OAuthEndpoints(settings.oauth, settings.mail.io_timeout_seconds), clock
-        ),
+        tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
     )
 
     # This process's name in check-ins and the fence row: two processes never share one.

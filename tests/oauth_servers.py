@@ -8,10 +8,12 @@ two loopback ports:
   client trusts it through ``ca_cert``). It serves ``/<tenant>/v2.0/.well-known/
   openid-configuration``, ``/<tenant>/oauth2/v2.0/token`` (client credentials, refresh
   token with rotation, device code) and ``/<tenant>/oauth2/v2.0/devicecode``.
-- ``http://127.0.0.1:PORT``: Google's token endpoint at ``/token`` (refresh token,
-  ``invalid_grant``; the JWT bearer grant of a service account with domain-wide
-  delegation) and the introspection endpoint Dovecot's ``oauth2`` passdb asks, at
-  ``/introspect`` (``{"active": true, "email": ...}``).
+- Google's token endpoint at ``/token`` on both ports (``google_token_uri`` is the https
+  one): refresh token, ``invalid_grant``, an installed app's authorization code
+  (``google_code``), the JWT bearer grant of a service account with domain-wide
+  delegation.
+- ``http://127.0.0.1:PORT/introspect``: the introspection endpoint Dovecot's ``oauth2``
+  passdb asks (``{"active": true, "email": ...}``).
 
 The resource servers (``Dovecot(oauth2=authority)`` in ``tests.dovecot`` and
 ``RecordingSmtpServer(oauth=authority)`` in ``tests.smtp_servers``) accept an access token
@@ -101,6 +103,7 @@ class _State:
     access: dict[str, IssuedToken] = field(default_factory=dict)
     refresh: dict[str, _RefreshGrant] = field(default_factory=dict)
     devices: dict[str, _DeviceSignIn] = field(default_factory=dict)
+    codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> (client, box)
     failures: collections.deque[ErrorAnswer] = field(default_factory=collections.deque)
     grants: list[str] = field(default_factory=list)
     introspections: int = 0
@@ -137,6 +140,12 @@ class OAuthAuthority:
 
     @property
     def google_token_uri(self) -> str:
+        """Google's token endpoint, over https (oauthlib, used by the installed-app
+        sign-in, insists on it; google-auth takes ``google_token_uri_http`` too)."""
+        return f"{self.microsoft_authority}/token"
+
+    @property
+    def google_token_uri_http(self) -> str:
         return f"http://127.0.0.1:{self._http.server_address[1]}/token"
 
     @property
@@ -217,6 +226,14 @@ class OAuthAuthority:
         with self.state.lock:
             self.state.refresh[token] = _RefreshGrant(client_id, mailbox.lower())
         return token
+
+    def google_code(self, client_id: str, mailbox: str) -> str:
+        """An authorization code, as Google's consent page hands the browser after
+        ``mailbox`` signed in and agreed (the browser then goes to the redirect URI)."""
+        code = "4/" + secrets.token_urlsafe(16)
+        with self.state.lock:
+            self.state.codes[code] = (client_id, mailbox.lower())
+        return code
 
     def approve_device(self, user_code: str, mailbox: str) -> None:
         """The person entered ``user_code`` and signed in as ``mailbox``."""
@@ -456,6 +473,20 @@ class OAuthAuthority:
                     }
                 # Google keeps the refresh token: no rotation.
                 return 200, self._issue(client_id, found.mailbox, {"scope": GOOGLE_MAIL_SCOPE})
+            if grant == "authorization_code":
+                client_id = form.get("client_id", "")
+                found_code = self.state.codes.pop(form.get("code", ""), None)
+                if self.state.google_clients.get(client_id) != form.get("client_secret"):
+                    return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+                if found_code is None or found_code[0] != client_id:
+                    return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+                refresh = "1//" + secrets.token_urlsafe(24)
+                self.state.refresh[refresh] = _RefreshGrant(client_id, found_code[1])
+                return 200, self._issue(
+                    client_id,
+                    found_code[1],
+                    {"scope": GOOGLE_MAIL_SCOPE, "refresh_token": refresh},
+                )
             if grant == JWT_BEARER_GRANT:
                 return self._service_account_token(form.get("assertion", ""))
             return 400, {"error": "unsupported_grant_type", "error_description": grant}
@@ -522,8 +553,17 @@ def _handler_class(authority: OAuthAuthority, side: str) -> type[BaseHTTPRequest
             length = int(self.headers.get("Content-Length") or 0)
             text = self.rfile.read(length).decode()
             if self.headers.get("Content-Type", "").startswith("application/json"):
-                return {k: str(v) for k, v in json.loads(text or "{}").items()}
-            return dict(urllib.parse.parse_qsl(text))
+                form = {k: str(v) for k, v in json.loads(text or "{}").items()}
+            else:
+                form = dict(urllib.parse.parse_qsl(text))
+            # Client credentials may come as HTTP Basic auth (RFC 6749 2.3.1).
+            basic = self.headers.get("Authorization", "")
+            if basic.startswith("Basic "):
+                pair = base64.b64decode(basic[len("Basic ") :]).decode()
+                client_id, _, secret = pair.partition(":")
+                form.setdefault("client_id", urllib.parse.unquote_plus(client_id))
+                form.setdefault("client_secret", urllib.parse.unquote_plus(secret))
+            return form
 
         def do_GET(self) -> None:
             path = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
@@ -548,7 +588,7 @@ def _handler_class(authority: OAuthAuthority, side: str) -> type[BaseHTTPRequest
                 self._answer(*authority.microsoft_token(form))
             elif side == "microsoft" and path[1:] == ["oauth2", "v2.0", "devicecode"]:
                 self._answer(*authority.microsoft_devicecode(form))
-            elif side == "google" and path == ["token"]:
+            elif path == ["token"]:
                 self._answer(*authority.google_token(form))
             elif side == "google" and path == ["introspect"]:
                 self._answer(*authority.introspect(form))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,6 +259,19 @@ def test_the_replaced_refresh_token_is_saved_in_email_settings(
     assert [stored] == authority.live_refresh_tokens(USER)
 
 
+def test_reading_back_the_saved_refresh_token_keeps_the_connections(
+    mailbox: Mailbox, engine: Engine, authority: OAuthAuthority, dovecot: Dovecot
+) -> None:
+    configure(engine, oauth_settings(authority, "microsoft-delegated", dovecot=dovecot))
+    mailbox.work.refresh_settings()
+    mailbox.work.run_inbox(0.0)  # signs in: the refresh token is replaced and saved
+    logins = authority.state.introspections
+    mailbox.work.refresh_settings()  # reads the saved token back
+    mailbox.clock.advance(mailbox.deps.mail.inbox_poll_seconds)
+    mailbox.work.run_inbox(0.0)
+    assert authority.state.introspections == logins  # the IMAP session was kept
+
+
 # --- importing ---------------------------------------------------------------------------
 
 
@@ -288,10 +302,14 @@ def test_no_token_secret_or_xoauth2_string_is_shown_anywhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     shown: list[str] = []
+    keys: list[str] = []  # the service account's private key, one line of it
     with RecordingSmtpServer("starttls", certs, oauth=authority) as smtp:
-        for way in ("microsoft-delegated", "google-delegated"):
+        for way in ("microsoft-app", "microsoft-delegated", "google-delegated", "google-app"):
             dovecot.append(USER, make_message(f"Canary {way}"))
-            configure(engine, oauth_settings(authority, way, smtp, dovecot))
+            settings = oauth_settings(authority, way, smtp, dovecot)
+            if way == "google-app":
+                keys.append(json.loads(settings.oauth_client_secret)["private_key"].split()[5])
+            configure(engine, settings)
             queue_rows(engine, rows(2))
             mailbox.clock.advance(PROBE_SECONDS + 1)
             mailbox.work.refresh_settings()
@@ -311,7 +329,7 @@ def test_no_token_secret_or_xoauth2_string_is_shown_anywhere(
     shown.append(caplog.text)
     everything = "\n".join(shown)
     access = authority.issued_access_tokens()
-    canaries = [APP_SECRET, GOOGLE_SECRET, *access, *authority.state.refresh]
+    canaries = [APP_SECRET, GOOGLE_SECRET, *keys, *access, *authority.state.refresh]
     canaries += [
         base64.b64encode(xoauth2_string(USER, token).encode()).decode() for token in access
     ]

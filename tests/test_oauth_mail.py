@@ -251,3 +251,16 @@ def test_imap_oauth2_without_a_token_source_says_so(
     settings = imap_oauth(dovecot, authority, "microsoft-app")
     result = imap_session.probe(settings, mail_settings(), None)
     assert "imap_auth = oauth2" in result.reason
+
+
+def test_an_imap_server_without_oauth_sign_in_is_named(
+    tmp_path: Path, authority: OAuthAuthority
+) -> None:
+    server = Dovecot(tmp_path / "plain-dovecot").start()
+    server.add_user(USER, "pw")
+    try:
+        settings = imap_oauth(server, authority, "microsoft-app")
+        result = imap_session.probe(settings, mail_settings(), source(settings, authority))
+    finally:
+        server.remove()
+    assert "does not offer OAuth 2.0 sign-in (AUTH=XOAUTH2 or AUTH=OAUTHBEARER)" in result.reason

@@ -618,7 +618,13 @@ def sign_in(client: IMAPClient, settings: EmailSettings, tokens: TokenSource | N
     where = f"{settings.imap_host}:{settings.imap_port}"
     if tokens is None:
         raise ImapError("OAuth 2.0 sign-in is set (imap_auth = oauth2) but not available here")
-    bearer = client.has_capability("AUTH=OAUTHBEARER") and not client.has_capability("AUTH=XOAUTH2")
+    xoauth2 = client.has_capability("AUTH=XOAUTH2")
+    bearer = client.has_capability("AUTH=OAUTHBEARER") and not xoauth2
+    if not xoauth2 and not bearer:
+        raise ImapError(
+            f"the IMAP server at {where} does not offer OAuth 2.0 sign-in "
+            "(AUTH=XOAUTH2 or AUTH=OAUTHBEARER); check imap_host, imap_port and imap_security"
+        )
     for attempt in range(2):
         try:
             token = tokens.token()

@@ -14,15 +14,22 @@ The four practices (``oauth_provider``/``oauth_flow``):
 
 ``TokenSources`` keeps one source per practice database for the process;
 ``token_source`` builds one for a single use (the wizard). ``DeviceSignIn`` is the
-Microsoft device-code sign-in. ``xoauth2_string``/``smtp_authobject`` build the SASL
-XOAUTH2 response. Failures are ``OAuthError``: one line, the provider's own words, never
-a token or a secret. Every call to a provider times out (``OAuthEndpoints.timeout``,
-the service's ``mail.io_timeout_seconds``) and beats (``actors.progress``).
+Microsoft device-code sign-in, ``GoogleSignIn`` Google's installed-app sign-in (loopback
+redirect, or the address pasted back over SSH). ``xoauth2_string``/``smtp_authobject``
+build the SASL XOAUTH2 response. Failures are ``OAuthError``: one line, the provider's
+own words, never a token or a secret. Every call to a provider times out
+(``OAuthEndpoints.timeout``, the service's ``mail.io_timeout_seconds``) and beats
+(``actors.progress``).
 """
 
 from actors.mail.oauth.errors import OAuthError
 from actors.mail.oauth.google import MAIL_SCOPE as GOOGLE_MAIL_SCOPE
-from actors.mail.oauth.google import GoogleDelegatedSource, GoogleServiceAccountSource
+from actors.mail.oauth.google import (
+    GoogleDelegatedSource,
+    GoogleEndpoint,
+    GoogleServiceAccountSource,
+)
+from actors.mail.oauth.google_sign_in import GoogleSignIn
 from actors.mail.oauth.microsoft import (
     APP_SCOPES as MICROSOFT_APP_SCOPES,
 )
@@ -54,7 +61,9 @@ __all__ = [
     "DeviceSignIn",
     "Fetched",
     "GoogleDelegatedSource",
+    "GoogleEndpoint",
     "GoogleServiceAccountSource",
+    "GoogleSignIn",
     "MicrosoftAppSource",
     "MicrosoftDelegatedSource",
     "MicrosoftEndpoint",

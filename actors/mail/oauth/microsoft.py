@@ -39,6 +39,8 @@ DELEGATED_SCOPES = (
 _AADSTS = re.compile(r"AADSTS\d+")
 _TRAILER = re.compile(r"\s*(Trace ID|Correlation ID|Timestamp):.*", re.DOTALL)
 _MAX_WORDS = 300
+_DESCRIPTION = re.compile(r'"error_description":\s*"((?:[^"\\]|\\.)*)"')
+_ERROR = re.compile(r'"error":\s*"([^"]*)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +86,16 @@ def _unreachable(exc: Exception, endpoint: MicrosoftEndpoint) -> OAuthError:
     if isinstance(exc, requests.RequestException):
         return OAuthError(f"cannot reach the Microsoft sign-in service at {host}")
     # msal raises ValueError when discovery fails (an unknown tenant, an authority that
-    # is not one); its text names the URL, never a secret.
-    text = " ".join(str(exc).split())[:_MAX_WORDS]
-    return OAuthError(f"Microsoft sign-in failed: {text}")
+    # is not one); its text names the URL and quotes Microsoft's answer, never a secret.
+    text = " ".join(str(exc).split())
+    answer = f"{text} {exc.__context__}"  # msal re-raises, the answer in the first error
+    said = _DESCRIPTION.search(answer)
+    if said is not None:
+        error = _ERROR.search(answer)
+        return refusal(
+            {"error": error.group(1) if error else "error", "error_description": said.group(1)}
+        )
+    return OAuthError(f"Microsoft sign-in failed: {text[:_MAX_WORDS]}")
 
 
 def _call(endpoint: MicrosoftEndpoint, action: Callable[[], Any]) -> Any:

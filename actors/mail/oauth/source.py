@@ -6,7 +6,9 @@ or a log). ``token()`` returns the kept token while it has more than ``margin`` 
 left by ``clock.monotonic()`` (half its life for a token that lives less than twice
 ``margin``), else fetches a new one. ``refused(token)`` is what a mail
 server's refusal of ``token`` calls: the token is forgotten, so the next ``token()``
-fetches. Fetch failures raise ``OAuthError`` and keep nothing.
+fetches. Fetch failures raise ``OAuthError`` and keep nothing; a refusal (an error
+with a provider's ``code``) is raised again without asking for ``REFUSAL_PAUSE`` seconds,
+unless the settings change (``forget``).
 
 Thread-safe (one lock per source): the mailbox's thread and a probe may ask together.
 """
@@ -21,6 +23,9 @@ from events.clock import Clock
 
 DEFAULT_LIFETIME = 3600.0
 """Seconds a token is taken to live when the provider does not say."""
+REFUSAL_PAUSE = 60.0
+"""Seconds a provider's refusal (a wrong secret, a revoked sign-in) is given again without
+asking: it stays until a person acts, and the provider is asked at most once a minute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class TokenSource:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
+        self._refusal: OAuthError | None = None
+        self._refusal_until = 0.0
         self.fetches = 0
 
     def token(self) -> str:
@@ -57,7 +64,15 @@ class TokenSource:
             if self._token is not None and now < self._refresh_at:
                 return self._token
             self._token = None
-            fetched = self._fetch()
+            if self._refusal is not None and now < self._refusal_until:
+                raise OAuthError(str(self._refusal), code=self._refusal.code)
+            self._refusal = None
+            try:
+                fetched = self._fetch()
+            except OAuthError as exc:
+                if exc.code:
+                    self._refusal, self._refusal_until = exc, now + REFUSAL_PAUSE
+                raise
             self.fetches += 1
             if not fetched.token:
                 raise OAuthError(f"{self.provider} sign-in gave no access token")
@@ -73,9 +88,10 @@ class TokenSource:
                 self._token = None
 
     def forget(self) -> None:
-        """Drop the kept token (settings changed)."""
+        """Drop the kept token and a remembered refusal (settings changed)."""
         with self._lock:
             self._token = None
+            self._refusal = None
 
     def _fetch(self) -> Fetched:
         """Ask the provider for a new access token. Raises ``OAuthError``."""

@@ -31,7 +31,7 @@ from actors.mail.oauth.microsoft import (
 )
 from actors.mail.oauth.source import Fetched, TokenSource
 from actors.mail.settings import EmailSettings
-from config.settings import OAuthSettings
+from config.settings import OAuthSettings, Settings
 from events.clock import Clock, SystemClock
 
 SaveRefreshToken = Callable[[str], None]
@@ -44,6 +44,11 @@ class OAuthEndpoints:
     oauth: OAuthSettings
     timeout: float
 
+    @classmethod
+    def for_service(cls, settings: Settings) -> OAuthEndpoints:
+        """The service's: ``[oauth]``, and ``mail.io_timeout_seconds`` for every call."""
+        return cls(settings.oauth, settings.mail.io_timeout_seconds)
+
     @property
     def microsoft(self) -> MicrosoftEndpoint:
         return MicrosoftEndpoint(self.oauth.microsoft_authority, self.oauth.ca_file, self.timeout)
@@ -53,10 +58,10 @@ class OAuthEndpoints:
         return GoogleEndpoint(self.oauth.google_token_uri, self.oauth.ca_file, self.timeout)
 
 
-def sign_in_user(settings: EmailSettings, component: str = "smtp") -> str:
-    """The mailbox to sign in as: ``oauth_account``, else the component's user name."""
-    fallback = settings.smtp_username if component == "smtp" else settings.imap_username
-    return settings.oauth_account or fallback
+def sign_in_user(settings: EmailSettings) -> str:
+    """The mailbox to sign in as (for SMTP and IMAP alike): ``oauth_account``, else
+    ``smtp_username``, else ``imap_username``."""
+    return settings.oauth_account or settings.smtp_username or settings.imap_username
 
 
 def token_source(
@@ -71,6 +76,10 @@ def token_source(
     clock = clock or SystemClock()
     margin = endpoints.oauth.refresh_margin_seconds
     mailbox = sign_in_user(settings)
+    if not mailbox:
+        raise OAuthError(
+            "OAuth 2.0 sign-in needs the mailbox to sign in as (oauth_account is empty)"
+        )
     if not settings.oauth_client_id and not (
         settings.oauth_provider == "google" and settings.oauth_flow == "app"
     ):
