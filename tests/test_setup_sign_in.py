@@ -348,8 +348,7 @@ def test_a_google_browser_sign_in_finished_by_pasting_the_address_over_ssh(
     authority: Authority,
 ) -> None:
     config, url = site
-    # The local token endpoint is plain http on loopback; Google's own is https.
-    term = Terminal(config, OAUTHLIB_INSECURE_TRANSPORT="1")
+    term = Terminal(config)
     try:
         term.sees("Email Setup Wizard for database 'Smile Dental'")
         term.answer("From address (the practice's email address):", ADDRESS)

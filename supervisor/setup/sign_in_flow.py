@@ -28,6 +28,7 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from actors.mail.oauth import DeviceSignIn, OAuthEndpoints, OAuthError, SignedIn
 from actors.mail.oauth.google import MAIL_SCOPE, GoogleEndpoint
+from actors.mail.oauth.http import _ContextAdapter, tls_context
 
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
 LOOPBACK_PORT = 8765
@@ -119,6 +120,7 @@ class GoogleBrowserSignIn:
     ) -> None:
         self._endpoint = endpoint
         self._secrets = (client_secret,)
+        context = tls_context(endpoint.ca_file)  # raises OAuthError before anything starts
         self._server = _listen(port)
         self.port = int(self._server.server_port)
         redirect = f"http://localhost:{self.port}/"
@@ -134,6 +136,12 @@ class GoogleBrowserSignIn:
         self._flow = Flow.from_client_config(
             config, [MAIL_SCOPE], redirect_uri=redirect, autogenerate_code_verifier=True
         )
+        # The code is traded at the token endpoint through the flow's own requests
+        # session: verified as every provider call is (the system's store plus
+        # [oauth] ca_file), without the environment's CA bundle or proxy variables.
+        session = self._flow.oauth2session
+        session.trust_env = False
+        session.mount("https://", _ContextAdapter(context))
         self.url, _state = self._flow.authorization_url(
             access_type="offline", prompt="consent", login_hint=account
         )
