@@ -22,6 +22,7 @@ fails with what to do; ``setup --help`` lists the flags.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -44,15 +45,18 @@ from actors.mail.oauth import OAuthError
 from actors.mail.settings import EmailSettings
 from actors.practice_schema import init_practice_database
 from supervisor.setup.answers import AnswerError, check_tenant, parse_expiry
+from supervisor.setup.checks import ProbeChecker
 from supervisor.setup.draft import with_provider
 from supervisor.setup.providers import provider_named
 from supervisor.setup.sign_in import admin_steps, provider_of, recommended_flow
 from supervisor.setup.sign_in_flow import GoogleBrowserSignIn
 from supervisor.setup.store import read_row
-from supervisor.setup.wizard import read_key_file
+from supervisor.setup.wizard import Wizard, read_key_file
 from tests.dovecot import Dovecot
+from tests.mail_helpers import mail_settings
 from tests.oauth_servers import GOOGLE_MAIL_SCOPE, TENANT, OAuthAuthority, oauth_endpoints
 from tests.smtp_servers import RecordingSmtpServer
+from tests.test_setup_wizard import ScriptedPrompt
 from tests.tls_certs import CertificateSet
 
 pytest_plugins = ["tests.conftest_imap"]
@@ -606,3 +610,55 @@ def test_google_browser_sign_in_takes_the_loopback_answer_and_asks_for_a_code(
     finally:
         browser.close()
     assert received.endswith("/?state=x&error=access_denied")
+
+
+# --- the sign-in section's choices (a scripted prompt; no servers needed) -------------------------
+
+
+def _wizard(prompt: ScriptedPrompt) -> Wizard:
+    def no_save(_settings: EmailSettings) -> None:
+        raise AssertionError("nothing is saved here")
+
+    return Wizard(prompt, ProbeChecker(mail_settings()), no_save)
+
+
+def test_choosing_a_password_at_microsoft_keeps_passwords_and_asks_nothing_more() -> None:
+    office = with_provider(EmailSettings(from_address=ADDRESS), provider_named("office365"))  # type: ignore[arg-type]
+    prompt = ScriptedPrompt([("Sign in with Microsoft", "password")])
+    settings = _wizard(prompt).ask_sign_in(dataclasses.replace(office, smtp_auth="oauth2"))
+    assert (settings.smtp_auth, settings.imap_auth) == ("password", "password")
+    assert "Recommended for this unattended server: app" in prompt.screen
+
+
+def test_a_server_at_neither_provider_asks_no_sign_in_question() -> None:
+    prompt = ScriptedPrompt([])
+    settings = EmailSettings(from_address=ADDRESS, smtp_host="mail.smile.example")
+    assert _wizard(prompt).ask_sign_in(settings) == settings
+    assert prompt.asked == []
+
+
+def test_changing_the_way_forgets_the_other_ways_secrets() -> None:
+    saved = dataclasses.replace(
+        with_provider(EmailSettings(from_address=ADDRESS), provider_named("office365")),  # type: ignore[arg-type]
+        smtp_auth="oauth2",
+        oauth_provider="microsoft",
+        oauth_flow="delegated",
+        oauth_tenant=TENANT,
+        oauth_client_id=PUBLIC_ID,
+        oauth_refresh_token="rt-old-sign-in",
+    )
+    prompt = ScriptedPrompt(
+        [
+            ("Sign in with Microsoft", ""),
+            ("Which way", "app"),
+            ("Mailbox the service signs in to", ""),
+            ("Directory (tenant) ID", ""),
+            ("Application (client) ID", APP_ID),
+            ("Client secret", APP_SECRET),
+            ("end date", ""),
+        ]
+    )
+    settings = _wizard(prompt).ask_sign_in(saved)
+    assert (settings.oauth_flow, settings.oauth_refresh_token) == ("app", "")
+    assert settings.oauth_client_secret == APP_SECRET
+    assert APP_SECRET not in prompt.screen
