@@ -311,6 +311,53 @@ def test_a_microsoft_app_only_set_up_in_a_terminal_passes_and_is_saved(
     assert APP_SECRET not in transcript
 
 
+def test_a_refused_client_secret_is_explained_and_corrected_in_the_sign_in_part(
+    site: tuple[Path, str],
+    smtp_server: RecordingSmtpServer,
+    oauth_dovecot: Dovecot,
+    authority: Authority,
+) -> None:
+    config, url = site
+    wrong = "Secret-ID-not-Value~42"
+    term = Terminal(config)
+    try:
+        _sender_and_way(term, "")
+        term.answer("Application (client) ID of the app registration:", APP_ID)
+        term.answer("Client secret (its Value):", wrong)
+        term.answer("The client secret's end date (YYYY-MM-DD; empty: not known):", "")
+        term.answer("SMTP server (host name) [smtp.office365.com]:", "127.0.0.1")
+        term.answer("SMTP security [none/starttls/tls] (starttls):", "")
+        term.answer("SMTP port [587]:", str(smtp_server.port))
+        term.answer("Import incoming email over IMAP? [y/N]:", "")
+        term.answer("Send text messages (SMS)? [y/N]:", "")
+        term.sees("SMTP (sending)    FAILED: the app's client secret is wrong: create a new one")
+        term.sees("AADSTS7000215")
+        term.answer("What now? [correct/test again/quit] (correct):", "")
+        term.answer("Correct which part? [sender/sign-in/smtp/imap/sms] (sign-in):", "")
+        term.answer("Sign in with Microsoft, or with a password [sign-in/password] (sign-in):", "")
+        term.answer("[app/delegated] (app):", "")
+        term.answer(f"Mailbox the service signs in to [{ADDRESS}]:", "")
+        term.answer("Directory (tenant) ID, or the organisation's domain", "")
+        term.answer(f"Application (client) ID of the app registration [{APP_ID}]:", "")
+        term.answer("Client secret (its Value) (Enter keeps the saved one):", APP_SECRET)
+        term.answer("The client secret's end date (YYYY-MM-DD; empty: not known):", "")
+        term.sees("SMTP (sending)    ok")
+        term.answer("Every test passed. Save these settings? [Y/n]:", "y")
+        term.sees("Saved.")
+        term.answer(f"Send a test message to {ADDRESS}? [Y/n]:", "n")
+        term.answer("Send a test message to another address (empty: none):", "")
+        status = term.finish()
+    finally:
+        term.child.close()
+    transcript = term.transcript.getvalue()
+    row = read_row(url)
+    assert status == 0, transcript
+    assert row is not None
+    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert wrong not in transcript
+    assert APP_SECRET not in transcript
+
+
 def test_a_delegated_device_code_sign_in_in_a_terminal_saves_the_live_refresh_token(
     site: tuple[Path, str],
     smtp_server: RecordingSmtpServer,
