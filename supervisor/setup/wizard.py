@@ -1,17 +1,20 @@
 """The Email Setup Wizard's flow: ask, test, correct, save when asked.
 
 ``Wizard.run`` is the interactive flow on a ``Prompt``: the sender (from address, name,
-known provider), sending over SMTP, receiving over IMAP (on or off, folder, what happens
-after import), SMS (on or off, gateway), each question offering the draft's value as its
-default; then every enabled connection is tested (``supervisor.setup.checks``) and the
-result shown per component, ``ok`` or the server's answer in plain words with what to do.
-After a failure the person may correct one part and test again, or quit; settings are
-saved only when the person says so, and only when every test passed unless the wizard
-was started with ``force``. ``run_unattended`` is the same test-and-save decision without
-questions, for ``--no-input``.
+known provider), signing in for Microsoft 365 and Google (sign-in or a password; app or
+delegated, the recommended way first; the administrator's steps; a person's sign-in now for
+delegated: ``supervisor.setup.sign_in``/``sign_in_flow``), sending over SMTP, receiving over
+IMAP (on or off, folder, what happens after import), SMS (on or off, gateway), each question
+offering the draft's value as its default; then every enabled connection is tested
+(``supervisor.setup.checks``) and the result shown per component, ``ok`` or the server's
+answer in plain words with what to do. After a failure the person may correct one part and
+test again, or quit; settings are saved only when the person says so, and only when every
+test passed unless the wizard was started with ``force``. ``run_unattended`` is the same
+test-and-save decision without questions, for ``--no-input``.
 
-Passwords are asked with ``Prompt.ask_secret`` and are never part of any text this
-module produces. Saving goes through the ``save`` callable given (one transaction).
+Passwords and sign-in secrets (client secret, refresh token, key file) are asked with
+``Prompt.ask_secret`` or read from a file, and are never part of any text this module
+produces. Saving goes through the ``save`` callable given (one transaction).
 """
 
 from __future__ import annotations
