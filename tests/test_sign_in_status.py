@@ -266,11 +266,13 @@ def _signing_in_round(
     authority: OAuthAuthority,
     certs: CertificateSet,
     smtp: RecordingSmtpServer,
+    way: str = "microsoft-app",
     **changes: Any,
 ) -> list[Event]:
-    """One self-test round of the real mail work signing in as Microsoft app-only."""
+    """One self-test round of the real mail work signing in (``way``: Microsoft app-only
+    unless told)."""
     clock = FakeClock(NOW)
-    columns = sign_in_settings(authority, "microsoft-app", "reception", **changes)
+    columns = sign_in_settings(authority, way, "reception", **changes)
     configure(engine, settings_for(smtp, smtp_auth="oauth2", **columns))
     deps = MailDeps(
         mail_settings(ca_file=str(certs.ca_cert)),
@@ -329,3 +331,19 @@ def test_an_expired_secret_at_microsoft_is_the_tooltip_with_what_to_do(
         "Wizard (email-service setup). "
     )
     assert "AADSTS7000222" in status.tooltip
+
+
+def test_a_revoked_google_sign_in_is_the_tooltip_with_sign_in_again(
+    practice: tuple[str, Engine],
+    authority: OAuthAuthority,
+    certs: CertificateSet,
+    xoauth2_smtp: RecordingSmtpServer,
+) -> None:
+    url, engine = practice
+    # Google's answer to a refresh token that was revoked (or whose password changed).
+    authority.fail_next("invalid_grant", "Token has been expired or revoked.")
+    _signing_in_round(url, engine, authority, certs, xoauth2_smtp, "google-delegated")
+    status = read_status("Smile Dental", url, timedelta(seconds=15)).status
+    assert status.status == "not_available"
+    assert status.tooltip.startswith("Sending (SMTP): Google no longer accepts the saved sign-in")
+    assert status.tooltip.endswith("invalid_grant: Token has been expired or revoked.")
