@@ -416,3 +416,17 @@ def test_an_unreachable_provider_is_asked_again_at_once(
         with pytest.raises(OAuthError, match="no answer"):
             source.token()
     wait_until(lambda: black_hole.accepted == 2, "the second connection")
+
+
+def test_an_older_refresh_token_read_back_is_not_taken_for_a_new_sign_in(
+    authority: OAuthAuthority,
+) -> None:
+    # A save failed: the settings still hold a token this source replaced since.
+    sources = TokenSources(oauth_endpoints(authority), FakeClock())
+    settings = EmailSettings(**sign_in_settings(authority, "microsoft-delegated", BOX))
+    source = sources.for_settings("Smile", settings)
+    source.refused(source.token())
+    source.token()  # replaced twice now
+    stale = sources.for_settings("Smile", settings)  # the first token, read back
+    stale.refused(stale.token())
+    assert authority.check_token(stale.token(), BOX) == BOX

@@ -11,6 +11,7 @@ they feed is the code below.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -270,6 +271,29 @@ def test_a_table_of_names_outside_the_code_page_prints_to_a_redirected_file(
     assert done.returncode == exit_codes.OK, done.stderr.decode("cp1252", "replace")
     printed = out.read_bytes().decode("cp1252")
     assert "Gabinet \\u0141ód\\u017a \\u6771\\u4eac" in printed
+
+
+def test_json_for_programs_stays_json_in_any_code_page(tmp_path: Path) -> None:
+    practices = tmp_path / "practices"
+    practices.mkdir()
+    name = "Praxis \U0001f9b7 Łódź"  # a tooth beyond U+FFFF, and letters cp1252 lacks
+    init_practice_database(f"sqlite:///{practices / 'smile'}.sqlite3", practice_name=name)
+    env = {
+        **os.environ,
+        "PYTHONIOENCODING": "cp1252",
+        "EMAIL_SERVICE_DATABASES_SERVER_URL": f"sqlite:///{practices}",
+        "EMAIL_SERVICE_SERVICE_EVENT_STORE": f"sqlite:///{tmp_path / 'events.sqlite3'}",
+    }
+    env.pop("EMAIL_SERVICE_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor.cli", "databases", "--json"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == exit_codes.OK, done.stderr.decode("cp1252", "replace")
+    [row] = json.loads(done.stdout.decode("cp1252"))
+    assert row["practice"] == name
 
 
 # --- an exclusive bind of the status page's port ---------------------------------------

@@ -35,7 +35,13 @@ from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError, ImapSession
 from actors.mail.inbox import Inbox
-from actors.mail.oauth import OAuthEndpoints, TokenSource, TokenSources, save_refresh_token
+from actors.mail.oauth import (
+    DelegatedSource,
+    OAuthEndpoints,
+    TokenSource,
+    TokenSources,
+    save_refresh_token,
+)
 from actors.mail.outbox import Outbox
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
@@ -249,14 +255,13 @@ class MailWork:
         self._rebuild()
 
     def _own_rotation(self, settings: EmailSettings | None) -> bool:
-        """Whether ``settings`` differ from the current ones only by the refresh token
-        the token source rotated to and saved."""
-        old = self._settings
-        if settings is None or old is None or self._token_source is None:
+        """Whether ``settings`` differ from the current ones only by a refresh token the
+        token source held (its saved replacement read back)."""
+        old, source = self._settings, self._token_source
+        if settings is None or old is None or not isinstance(source, DelegatedSource):
             return False
-        held = getattr(self._token_source, "refresh_token", None)
         return (
-            settings.oauth_refresh_token == held
+            source.is_own(settings.oauth_refresh_token)
             and dataclasses.replace(settings, oauth_refresh_token=old.oauth_refresh_token) == old
         )
 

@@ -43,7 +43,7 @@ from actors.mail.oauth.microsoft import (
     MicrosoftEndpoint,
     SignedIn,
 )
-from actors.mail.oauth.source import Fetched, TokenSource
+from actors.mail.oauth.source import DelegatedSource, Fetched, TokenSource
 from actors.mail.oauth.sources import (
     OAuthEndpoints,
     SaveRefreshToken,
@@ -58,6 +58,7 @@ __all__ = [
     "GOOGLE_MAIL_SCOPE",
     "MICROSOFT_APP_SCOPES",
     "MICROSOFT_DELEGATED_SCOPES",
+    "DelegatedSource",
     "DeviceSignIn",
     "Fetched",
     "GoogleDelegatedSource",

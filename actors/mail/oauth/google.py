@@ -23,7 +23,7 @@ import google.oauth2.service_account
 
 from actors.mail.oauth.errors import OAuthError
 from actors.mail.oauth.http import provider_session
-from actors.mail.oauth.source import DEFAULT_LIFETIME, Fetched, TokenSource
+from actors.mail.oauth.source import DEFAULT_LIFETIME, DelegatedSource, Fetched, TokenSource
 from events.clock import Clock
 
 MAIL_SCOPE = "https://mail.google.com/"
@@ -82,7 +82,7 @@ def _lifetime(expiry: datetime | None, now: datetime) -> float:
     return (expiry.replace(tzinfo=UTC) - now).total_seconds()
 
 
-class GoogleDelegatedSource(TokenSource):
+class GoogleDelegatedSource(DelegatedSource):
     """Delegated: the person's refresh token and the OAuth client's id and secret."""
 
     provider = "google"
@@ -100,20 +100,16 @@ class GoogleDelegatedSource(TokenSource):
         clock: Clock,
         margin: float,
     ) -> None:
-        super().__init__(mailbox, clock=clock, margin=margin)
+        super().__init__(
+            mailbox,
+            refresh_token=refresh_token,
+            save_refresh_token=save_refresh_token,
+            clock=clock,
+            margin=margin,
+        )
         self._endpoint = endpoint
         self._client_id = client_id
         self._secret = client_secret
-        self.refresh_token = refresh_token
-        self._given = refresh_token
-        self.save_refresh_token = save_refresh_token
-
-    def adopt(self, refresh_token: str) -> None:
-        """As ``MicrosoftDelegatedSource.adopt``."""
-        if refresh_token and refresh_token not in (self._given, self.refresh_token):
-            self.refresh_token = refresh_token
-            self.forget()
-        self._given = refresh_token
 
     def _fetch(self) -> Fetched:
         if not self.refresh_token:
@@ -133,11 +129,7 @@ class GoogleDelegatedSource(TokenSource):
             credentials.refresh(_Request(self._endpoint))  # type: ignore[no-untyped-call]
         except google.auth.exceptions.GoogleAuthError as exc:
             raise refusal(exc, (self._secret, self.refresh_token)) from None
-        rotated = credentials.refresh_token or ""
-        if rotated and rotated != self.refresh_token:
-            self.refresh_token = rotated
-            if self.save_refresh_token is not None:
-                self.save_refresh_token(rotated)
+        self._replaced(credentials.refresh_token or "")
         return Fetched(str(credentials.token or ""), _lifetime(credentials.expiry, now))
 
 

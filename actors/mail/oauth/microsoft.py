@@ -24,7 +24,7 @@ import requests
 
 from actors.mail.oauth.errors import OAuthError
 from actors.mail.oauth.http import provider_session
-from actors.mail.oauth.source import DEFAULT_LIFETIME, Fetched, TokenSource
+from actors.mail.oauth.source import DEFAULT_LIFETIME, DelegatedSource, Fetched, TokenSource
 from events.clock import Clock
 
 APP_SCOPES = ("https://outlook.office365.com/.default",)
@@ -155,7 +155,7 @@ class MicrosoftAppSource(TokenSource):
         return _token(_call(endpoint, run), (self._secret,))
 
 
-class MicrosoftDelegatedSource(TokenSource):
+class MicrosoftDelegatedSource(DelegatedSource):
     """Delegated: the person's refresh token. Every use gives a new refresh token, which
     replaces the old one at once (``save_refresh_token`` is called with it before the
     access token is used), so a token left unused for 90 days is the only way to lose it.
@@ -177,22 +177,17 @@ class MicrosoftDelegatedSource(TokenSource):
         clock: Clock,
         margin: float,
     ) -> None:
-        super().__init__(mailbox, clock=clock, margin=margin)
+        super().__init__(
+            mailbox,
+            refresh_token=refresh_token,
+            save_refresh_token=save_refresh_token,
+            clock=clock,
+            margin=margin,
+        )
         self._endpoint = endpoint
         self._tenant = tenant
         self._client_id = client_id
         self._secret = client_secret
-        self.refresh_token = refresh_token
-        self._given = refresh_token
-        self.save_refresh_token = save_refresh_token
-
-    def adopt(self, refresh_token: str) -> None:
-        """The settings hold ``refresh_token``: a new sign-in if it is neither the one we
-        were given last nor the one we hold (a saved rotation reads back as ours)."""
-        if refresh_token and refresh_token not in (self._given, self.refresh_token):
-            self.refresh_token = refresh_token
-            self.forget()
-        self._given = refresh_token
 
     def _fetch(self) -> Fetched:
         endpoint = self._endpoint
@@ -208,11 +203,7 @@ class MicrosoftDelegatedSource(TokenSource):
 
         result = _call(endpoint, run)
         fetched = _token(result, secrets)
-        rotated = str(result.get("refresh_token") or "")
-        if rotated and rotated != self.refresh_token:
-            self.refresh_token = rotated
-            if self.save_refresh_token is not None:
-                self.save_refresh_token(rotated)
+        self._replaced(str(result.get("refresh_token") or ""))
         return fetched
 
 

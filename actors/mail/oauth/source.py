@@ -16,6 +16,8 @@ Thread-safe (one lock per source): the mailbox's thread and a probe may ask toge
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.mail.oauth.errors import OAuthError
@@ -96,3 +98,52 @@ class TokenSource:
     def _fetch(self) -> Fetched:
         """Ask the provider for a new access token. Raises ``OAuthError``."""
         raise NotImplementedError
+
+
+class DelegatedSource(TokenSource):
+    """A source that holds a person's refresh token (``refresh_token``), which the
+    provider may replace at a use (Microsoft always does): the new one is held at once and
+    handed to ``save_refresh_token`` before the access token is used.
+
+    ``adopt(token)`` is told the refresh token the settings hold now: one this source
+    never held is a new sign-in (the wizard saved it) and replaces the held one; one it
+    held (its own saved replacement read back, or an older one when a save failed) is
+    ignored. ``is_own(token)`` says which.
+    """
+
+    def __init__(
+        self,
+        user: str,
+        *,
+        refresh_token: str,
+        save_refresh_token: Callable[[str], None] | None,
+        clock: Clock,
+        margin: float,
+    ) -> None:
+        super().__init__(user, clock=clock, margin=margin)
+        self.refresh_token = refresh_token
+        self.save_refresh_token = save_refresh_token
+        self._held: deque[str] = deque([refresh_token], maxlen=16)
+
+    def is_own(self, refresh_token: str) -> bool:
+        """Whether this source held ``refresh_token`` (now or lately)."""
+        with self._lock:
+            return refresh_token in self._held
+
+    def adopt(self, refresh_token: str) -> None:
+        """See the class docstring."""
+        if not refresh_token or self.is_own(refresh_token):
+            return
+        with self._lock:
+            self.refresh_token = refresh_token
+            self._held.append(refresh_token)
+        self.forget()
+
+    def _replaced(self, rotated: str) -> None:
+        """The provider handed ``rotated`` back (called from ``_fetch``, lock held)."""
+        if not rotated or rotated == self.refresh_token:
+            return
+        self.refresh_token = rotated
+        self._held.append(rotated)
+        if self.save_refresh_token is not None:
+            self.save_refresh_token(rotated)

@@ -4,8 +4,8 @@
 practice database: ``for_settings(db, settings, save)`` returns the kept source while
 the sign-in settings are the same (the access token survives a re-read of the settings,
 a rebuilt sender, a new incarnation), and a new one when they changed. A refresh token
-in the settings that is neither the one given last nor the one the source rotated to
-is a new sign-in (the wizard saved one) and is taken up.
+in the settings that the source never held is a new sign-in (the wizard saved one) and
+is taken up (``DelegatedSource.adopt``).
 
 ``token_source(settings, ...)`` builds one source without keeping it (the wizard's
 connection test).
@@ -29,7 +29,7 @@ from actors.mail.oauth.microsoft import (
     MicrosoftDelegatedSource,
     MicrosoftEndpoint,
 )
-from actors.mail.oauth.source import Fetched, TokenSource
+from actors.mail.oauth.source import DelegatedSource, Fetched, TokenSource
 from actors.mail.settings import EmailSettings
 from config.settings import OAuthSettings, Settings
 from events.clock import Clock, SystemClock
@@ -177,7 +177,7 @@ class TokenSources:
             kept = self._kept.get(db)
             if kept is not None and kept[0] == identity:
                 source = kept[1]
-                if isinstance(source, (MicrosoftDelegatedSource, GoogleDelegatedSource)):
+                if isinstance(source, DelegatedSource):
                     source.adopt(settings.oauth_refresh_token)
                     source.save_refresh_token = save_refresh_token
                 return source
