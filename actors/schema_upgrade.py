@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
 from actors.practice_schema import CONTRACT_TABLES, METADATA
+from actors.statements import constant
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ _PROBED_TABLES = tuple(
 )
 """The tables every practice database has (``patients`` is optional, and may be a view)."""
 
-_PROBES = tuple(select(*t.columns).where(false()) for t in _PROBED_TABLES)
+_PROBES = tuple(
+    constant(f"upgrade.probe.{t.name}", select(*t.columns).where(false())) for t in _PROBED_TABLES
+)
 
 _done: set[str] = set()
 _done_lock = threading.Lock()

@@ -1,0 +1,194 @@
+"""The dialect contract: every SQL statement the service runs, on every kind of database.
+
+Every statement is made through ``actors.statements`` (a named builder with sample
+arguments and parameters). For each one and each supported driver, the text the driver
+receives is rendered (``statements.render``: post-compile values such as SQL Server's
+``TOP n`` in the text, parameters in the driver's style) and checked:
+
+- no placeholder left for SQLAlchemy to fill (``__[POSTCOMPILE_…]``), none of another
+  style (``%(name)s`` or ``:name`` where the driver takes ``?``), and exactly one
+  parameter per marker;
+- SQL Server's text parses as T-SQL (sqlglot's ``tsql`` dialect: no SQL Server runs here);
+- on the servers that run here (SQLite, PostgreSQL through psycopg, MariaDB through
+  PyMySQL and through pyodbc) it runs on a practice database made by ``db init`` that
+  also holds the event store's tables, and the text the driver was handed is exactly
+  the rendered text (so what is checked for SQL Server is what pyodbc would get).
+
+``test_no_statement_outside_the_registry`` scans the source of ``actors/``, ``events/``
+and ``supervisor/`` for SQL built or executed anywhere but in a registered builder.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlglot
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Dialect, make_url
+
+import actors
+import events
+import supervisor
+from actors import practice_db
+from actors.practice_schema import init_practice_database
+from actors.statements import EVENTS, PRACTICE, REGISTRY, Registered, render
+from events.sql_store import metadata as event_metadata
+from tests.servers import (
+    MARIADB_ODBC_SERVER_URL,
+    fresh_mariadb_database,
+    fresh_postgres_database,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _import_everything() -> None:
+    """Import every module of the three packages, so every builder is registered."""
+    for package in (actors, events, supervisor):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)
+
+
+_import_everything()
+ENTRIES: list[Registered] = sorted(REGISTRY.values(), key=lambda e: e.name)
+
+DRIVERS: dict[str, str] = {
+    "sqlite": "sqlite://",
+    "postgresql+psycopg": "postgresql+psycopg://user@host/db",
+    "mysql+pymysql": "mysql+pymysql://user@host/db",
+    "mysql+pyodbc": "mysql+pyodbc://user@host/db?driver=MariaDB+Unicode",
+    "mssql+pyodbc": "mssql+pyodbc://user:pw@practice_dsn",
+}
+"""Every supported kind of database, as the driver the service reaches it through."""
+
+_DIALECTS: dict[str, Dialect] = {k: create_engine(u).dialect for k, u in DRIVERS.items()}
+
+
+def _first(params: Any) -> Mapping[str, Any]:
+    """The first parameter set of a sample (an ``executemany`` sample is a list)."""
+    return params[0] if isinstance(params, list | tuple) else params
+
+
+def _cases() -> Iterator[Any]:
+    for entry in ENTRIES:
+        for driver, dialect in _DIALECTS.items():
+            if dialect.name in entry.backends:
+                yield pytest.param(entry, driver, id=f"{entry.name}-{driver}")
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+_NAMED_COLON = re.compile(r"(?<![:\w]):[A-Za-z_]\w*")
+
+
+def _outside_literals(sql: str) -> str:
+    return _QUOTED.sub("''", sql)
+
+
+def test_the_registry_holds_the_statements_the_service_runs() -> None:
+    # A few every database runs all day: a registry that lost them would check nothing.
+    for name in ("checkin.newest_ok", "checkin.fenced_plain", "commands.pending"):
+        assert name in REGISTRY
+
+
+@pytest.mark.parametrize(("entry", "driver"), list(_cases()))
+def test_rendered_text_leaves_no_placeholder(entry: Registered, driver: str) -> None:
+    dialect = _DIALECTS[driver]
+    sql, params = render(entry.sample(), dialect, _first(entry.params))
+    assert "POSTCOMPILE" not in sql
+    bare = _outside_literals(sql)
+    if dialect.paramstyle == "qmark":
+        assert "%(" not in bare
+        assert _NAMED_COLON.search(bare) is None, bare
+        assert isinstance(params, tuple)
+        assert bare.count("?") == len(params)
+    else:  # pyformat: every %(name)s has its value, and no other style is left
+        assert _NAMED_COLON.search(bare.replace("::", "")) is None, bare
+        assert "?" not in bare
+        assert set(re.findall(r"%\((\w+)\)s", bare)) == set(params)
+
+
+MSSQL_CASES = [pytest.param(e, id=e.name) for e in ENTRIES if "mssql" in e.backends]
+
+
+@pytest.mark.parametrize("entry", MSSQL_CASES)
+def test_sql_server_text_parses_as_t_sql(entry: Registered) -> None:
+    sql, _ = render(entry.sample(), _DIALECTS["mssql+pyodbc"], _first(entry.params))
+    parsed = sqlglot.parse(sql, read="tsql")  # raises ParseError on text it cannot read
+    assert len(parsed) == 1 and parsed[0] is not None
+
+
+# --- run on the servers that run here ----------------------------------------------------
+
+
+def _practice_with_events(url: str) -> None:
+    init_practice_database(url, practice_name="Contract Dental")
+    engine = create_engine(url)
+    try:
+        event_metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engine]]:
+    """An engine per driver that runs here, each on a practice database made by ``db init``
+    with the event store's tables, as ``practice_db.make_engine`` makes it."""
+    sqlite_url = f"sqlite:///{tmp_path_factory.mktemp('contract') / 'practice.sqlite3'}"
+    with fresh_postgres_database() as pg_url, fresh_mariadb_database() as maria_url:
+        for url in (sqlite_url, pg_url, maria_url):
+            _practice_with_events(url)
+        database = make_url(maria_url).database
+        odbc_url = make_url(MARIADB_ODBC_SERVER_URL).set(database=database)
+        engines = {
+            "sqlite": practice_db.make_engine(sqlite_url),
+            "postgresql+psycopg": practice_db.make_engine(pg_url),
+            "mysql+pymysql": practice_db.make_engine(maria_url),
+            "mysql+pyodbc": practice_db.make_engine(odbc_url),
+        }
+        try:
+            yield engines
+        finally:
+            for engine in engines.values():
+                engine.dispose()
+
+
+def _run_cases() -> Iterator[Any]:
+    for entry in ENTRIES:
+        for driver in ("sqlite", "postgresql+psycopg", "mysql+pymysql", "mysql+pyodbc"):
+            if _DIALECTS[driver].name in entry.backends:
+                yield pytest.param(entry, driver, id=f"{entry.name}-{driver}")
+
+
+@pytest.mark.parametrize(("entry", "driver"), list(_run_cases()))
+def test_statement_runs_as_rendered(
+    servers: dict[str, Engine], entry: Registered, driver: str
+) -> None:
+    engine = servers[driver]
+    assert entry.target in (PRACTICE, EVENTS) or entry.target == "server"
+    made = entry.sample()
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        if entry.transaction:
+            with engine.connect() as conn:
+                conn.execute(made, entry.params).close()
+                conn.rollback()
+        else:  # it starts the transaction itself (SQLite's BEGIN IMMEDIATE)
+            with practice_db.one_statement(engine) as conn:
+                conn.execute(made, entry.params).close()
+                conn.exec_driver_sql("ROLLBACK")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    sql, _ = render(made, engine.dialect, _first(entry.params))
+    assert sql in seen
