@@ -121,7 +121,8 @@ MSSQL_CASES = [pytest.param(e, id=e.name) for e in ENTRIES if "mssql" in e.backe
 def test_sql_server_text_parses_as_t_sql(entry: Registered) -> None:
     sql, _ = render(entry.sample(), _DIALECTS["mssql+pyodbc"], _first(entry.params))
     parsed = sqlglot.parse(sql, read="tsql")  # raises ParseError on text it cannot read
-    assert len(parsed) == 1 and parsed[0] is not None
+    assert len(parsed) == 1
+    assert parsed[0] is not None
 
 
 # --- run on the servers that run here ----------------------------------------------------
