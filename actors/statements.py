@@ -130,7 +130,9 @@ def render(made: ClauseElement, dialect: Dialect, params: Mapping[str, Any]) -> 
     """``made`` as the driver receives it: its SQL with every value SQLAlchemy puts into the
     text at execution rendered (SQL Server's ``TOP n``, expanding ``IN`` lists), and
     ``params`` in the driver's style (a tuple for positional drivers)."""
-    compiled = made.compile(dialect=dialect)
+    # The parameters' names, as ``Connection.execute`` passes them: an INSERT without
+    # ``values()`` takes its columns from them.
+    compiled = made.compile(dialect=dialect, column_keys=list(params))
     assert isinstance(compiled, SQLCompiler)
     return _expanded(compiled, params)
 

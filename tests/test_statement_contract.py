@@ -32,6 +32,7 @@ import pytest
 import sqlglot
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 
 import actors
 import events
@@ -167,6 +168,15 @@ def _run_cases() -> Iterator[Any]:
                 yield pytest.param(entry, driver, id=f"{entry.name}-{driver}")
 
 
+def _run(conn: Any, made: Any, params: Any) -> None:
+    try:
+        conn.execute(made, params).close()
+    except IntegrityError:
+        # The server read, planned and ran it, and refused the sample's values (a row
+        # ``db init`` made already, a check-in id no row has): the text is what counts.
+        pass
+
+
 @pytest.mark.parametrize(("entry", "driver"), list(_run_cases()))
 def test_statement_runs_as_rendered(
     servers: dict[str, Engine], entry: Registered, driver: str
@@ -183,11 +193,11 @@ def test_statement_runs_as_rendered(
     try:
         if entry.transaction:
             with engine.connect() as conn:
-                conn.execute(made, entry.params).close()
+                _run(conn, made, entry.params)
                 conn.rollback()
         else:  # it starts the transaction itself (SQLite's BEGIN IMMEDIATE)
             with practice_db.one_statement(engine) as conn:
-                conn.execute(made, entry.params).close()
+                _run(conn, made, entry.params)
                 conn.exec_driver_sql("ROLLBACK")
     finally:
         event.remove(engine, "before_cursor_execute", record)
