@@ -115,7 +115,7 @@ def _mark_handled(ids: Sequence[int], outcome: str) -> Update:
 
 
 @statement("commands.insert_restart", "ALICE-PC")
-def _insert_restart(requested_by: str) -> Insert:
+def insert_restart(requested_by: str) -> Insert:
     """A restart command, as a workstation adds one."""
     return insert(commands).values(command=RESTART, requested_by=requested_by)
 
@@ -123,13 +123,13 @@ def _insert_restart(requested_by: str) -> Insert:
 def request_restart(engine: Engine, requested_by: str) -> int:
     """Insert a restart command, as a workstation does; return its id."""
     with engine.begin() as conn:
-        result = conn.execute(_insert_restart(requested_by))
+        result = conn.execute(insert_restart(requested_by))
         key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
 
 
-_WAITING = constant(
+WAITING_RESTART = constant(
     "commands.waiting_restart",
     select(commands.c.id)
     .where(commands.c.handled_at.is_(None), commands.c.command == RESTART)
@@ -217,10 +217,10 @@ def request_restart_once(engine: Engine, requested_by: str) -> tuple[int, bool]:
 
 
 def _insert_unless_waiting(conn: Connection, requested_by: str) -> tuple[int, bool]:
-    waiting = conn.execute(_WAITING).scalar_one_or_none()
+    waiting = conn.execute(WAITING_RESTART).scalar_one_or_none()
     if waiting is not None:
         return int(waiting), True
-    key = conn.execute(_insert_restart(requested_by)).inserted_primary_key
+    key = conn.execute(insert_restart(requested_by)).inserted_primary_key
     assert key is not None
     return int(key[0]), False
 

@@ -167,7 +167,7 @@ def settings_from_row(row: dict[str, Any]) -> EmailSettings:
     return settings
 
 
-_READ = constant(
+READ_SETTINGS = constant(
     "settings.read", select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)
 )
 constant(
@@ -178,7 +178,7 @@ constant(
 
 def read_settings(conn: Connection) -> EmailSettings | None:
     """Return the practice's settings (row id 1), or None when there is no such row."""
-    row = conn.execute(_READ).first()
+    row = conn.execute(READ_SETTINGS).first()
     return None if row is None else settings_from_row(dict(row._mapping))
 
 
