@@ -140,7 +140,7 @@ _LISTINGS = {
             ~_pg_database.c.datistemplate,
             _pg_database.c.datallowconn,
             _pg_database.c.datname.not_in(SYSTEM_DATABASES["postgresql"]),
-        ),,
+        ),
         target=SERVER,
         backends=frozenset({"postgresql"}),
     ),
@@ -148,7 +148,7 @@ _LISTINGS = {
         "discovery.list.mysql",
         select(_schemata.c.schema_name).where(
             _schemata.c.schema_name.not_in(SYSTEM_DATABASES["mysql"])
-        ),,
+        ),
         target=SERVER,
         backends=frozenset({"mysql"}),
     ),
@@ -157,7 +157,7 @@ _LISTINGS = {
         select(_sys_databases.c.name).where(
             _sys_databases.c.state_desc == "ONLINE",
             _sys_databases.c.name.not_in(SYSTEM_DATABASES["mssql"]),
-        ),,
+        ),
         target=SERVER,
         backends=frozenset({"mssql"}),
     ),
