@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -442,29 +442,36 @@ def server_limit_sql(backend: str) -> str | None:
     return None if query is None else query.text
 
 
-def _server_limit(kind: str, sql: str) -> TextClause:
-    return constant(
-        f"budget.server_limit.{kind}", text(sql), target=SERVER, backends=frozenset({kind})
-    )
-
-
 _SERVER_LIMITS = {
-    "postgresql": _server_limit(
-        "postgresql",
-        "SELECT LEAST("
-        "current_setting('max_connections')::int"
-        " - current_setting('superuser_reserved_connections')::int"
-        " - COALESCE(NULLIF(current_setting('reserved_connections', true), '')::int, 0),"
-        " (SELECT CASE WHEN rolconnlimit >= 0 THEN rolconnlimit END"
-        " FROM pg_catalog.pg_roles WHERE rolname = current_user))",
+    "postgresql": constant(
+        "budget.server_limit.postgresql",
+        text(
+            "SELECT LEAST("
+            "current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - COALESCE(NULLIF(current_setting('reserved_connections', true), '')::int, 0),"
+            " (SELECT CASE WHEN rolconnlimit >= 0 THEN rolconnlimit END"
+            " FROM pg_catalog.pg_roles WHERE rolname = current_user))"
+        ),
+        target=SERVER,
+        backends=frozenset({"postgresql"}),
     ),
-    "mysql": _server_limit(
-        "mysql",
-        "SELECT LEAST(@@max_connections,"
-        " CASE WHEN @@max_user_connections > 0 THEN @@max_user_connections"
-        " ELSE @@max_connections END)",
+    "mysql": constant(
+        "budget.server_limit.mysql",
+        text(
+            "SELECT LEAST(@@max_connections,"
+            " CASE WHEN @@max_user_connections > 0 THEN @@max_user_connections"
+            " ELSE @@max_connections END)"
+        ),
+        target=SERVER,
+        backends=frozenset({"mysql"}),
     ),
-    "mssql": _server_limit("mssql", "SELECT @@MAX_CONNECTIONS"),
+    "mssql": constant(
+        "budget.server_limit.mssql",
+        text("SELECT @@MAX_CONNECTIONS"),
+        target=SERVER,
+        backends=frozenset({"mssql"}),
+    ),
 }
 """The query reading the server's connection limit, per kind of server (run on the driver's
 own connection as the pool connects: the text is the driver's)."""

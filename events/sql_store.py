@@ -191,12 +191,12 @@ _INSERT = constant(
 
 _COUNTS_KEYS = ("stream", "type", "events")
 _COUNTS_SAMPLE = [{"stream": "db:x", "type": "T", "events": 2}]
-_COUNTS_HEAD = "INSERT INTO event_counts (stream, type, events) VALUES (:stream, :type, :events) "
 _COUNTS_UPSERT = {
     "sqlite": constant(
         "events.counts_upsert",
         text(
-            _COUNTS_HEAD + "ON CONFLICT (stream, type) DO UPDATE SET "
+            "INSERT INTO event_counts (stream, type, events) VALUES (:stream, :type, :events) "
+            "ON CONFLICT (stream, type) DO UPDATE SET "
             "events = event_counts.events + excluded.events"
         ),
         params=_COUNTS_SAMPLE,
@@ -205,7 +205,10 @@ _COUNTS_UPSERT = {
     ),
     "mysql": constant(
         "events.counts_upsert.mysql",
-        text(_COUNTS_HEAD + "ON DUPLICATE KEY UPDATE events = events + VALUES(events)"),
+        text(
+            "INSERT INTO event_counts (stream, type, events) VALUES (:stream, :type, :events) "
+            "ON DUPLICATE KEY UPDATE events = events + VALUES(events)"
+        ),
         params=_COUNTS_SAMPLE,
         target=EVENTS,
         backends=_ONLY_MARIADB,

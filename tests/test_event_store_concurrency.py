@@ -84,9 +84,7 @@ def test_two_processes_appending_at_once_leave_seq_gap_free(log_url: str) -> Non
         counts = store.event_counts()
     finally:
         store.close()
-    expected = {
-        e.reason for w in range(WRITERS) for i in range(APPENDS) for e in _events(w, i)
-    }
+    expected = {e.reason for w in range(WRITERS) for i in range(APPENDS) for e in _events(w, i)}
     assert [r.seq for r in records] == list(range(1, len(expected) + 1))
     assert sorted(r.event.reason for r in records) == sorted(expected)
     by_stream: dict[str, list[int]] = {}

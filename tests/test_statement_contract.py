@@ -21,6 +21,7 @@ and ``supervisor/`` for SQL built or executed anywhere but in a registered build
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import pkgutil
 import re
@@ -169,12 +170,10 @@ def _run_cases() -> Iterator[Any]:
 
 
 def _run(conn: Any, made: Any, params: Any) -> None:
-    try:
+    # IntegrityError: the server read, planned and ran it, and refused the sample's values
+    # (a row ``db init`` made already, a check-in id no row has): the text is what counts.
+    with contextlib.suppress(IntegrityError):
         conn.execute(made, params).close()
-    except IntegrityError:
-        # The server read, planned and ran it, and refused the sample's values (a row
-        # ``db init`` made already, a check-in id no row has): the text is what counts.
-        pass
 
 
 @pytest.mark.parametrize(("entry", "driver"), list(_run_cases()))
@@ -229,7 +228,38 @@ _DERIVING = frozenset(
 )
 """Methods that make a new statement from a registered one: run only inside a builder."""
 
-ALLOWED: dict[tuple[str, str], tuple[int, str]] = {}
+_SQL = re.compile(
+    r"\s*(SELECT|INSERT|UPDATE|DELETE|ALTER|CREATE|DROP|PRAGMA|BEGIN|ROLLBACK|LOCK|EXEC)\b"
+)
+"""A string that is a statement (upper case, as the source writes SQL)."""
+
+_HOOK = (
+    "SQLite connection set-up on the driver's connection (a PRAGMA), before SQLAlchemy has a "
+    "Connection to run a registered statement on; fixed text, no parameters, SQLite only"
+)
+ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
+    ("actors/practice_db.py", "_sqlite_on_connect"): (4, _HOOK),
+    ("events/sql_store.py", "_sqlite_pragmas"): (3, _HOOK),
+    ("actors/practice_db.py", "_sqlite_begin"): (
+        1,
+        "SQLite's BEGIN in the engine's begin event (fixed text, SQLite only); the "
+        "connection set-up code is issue 15 item 2's (i15-windows), left to it",
+    ),
+    ("actors/practice_db.py", "_relax"): (
+        2,
+        "SQLite's synchronous pragma switched per connection (fixed text, SQLite only), in "
+        "the connection set-up code issue 15 item 2 (i15-windows) changes",
+    ),
+    ("actors/practice_schema.py", "_int"): (
+        1,
+        "a column's server default in the table DDL (text('0')), not a statement",
+    ),
+    ("actors/schema_upgrade.py", "add_column_sql"): (
+        1,
+        "ALTER TABLE … ADD from SQLAlchemy's CreateColumn per dialect (DDL without "
+        "parameters); every column's is parsed as T-SQL in test_sql_server_text.py",
+    ),
+}
 """(file, function) -> (how many unregistered SQL calls, why they stay)."""
 
 
@@ -259,13 +289,23 @@ class _Scan(ast.NodeVisitor):
         self.inside_registry -= registered
         self.where.pop()
 
-    visit_FunctionDef = _function  # noqa: N815 (ast's naming)
-    visit_AsyncFunctionDef = _function  # noqa: N815
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         self.where.append(node.name)
         self.generic_visit(node)
         self.where.pop()
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if not self.inside_registry and isinstance(node.value, str) and _SQL.match(node.value):
+            self.found.append((".".join(self.where) or "<module>", node.lineno, "SQL text"))
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        first = node.values[0] if node.values else None
+        if isinstance(first, ast.Constant):
+            self.visit_Constant(first)  # an f-string made into SQL counts as SQL text
+        # its parts are expressions, not more SQL
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -284,14 +324,18 @@ class _Scan(ast.NodeVisitor):
         func = node.func
         if isinstance(func, ast.Name) and func.id in _BUILDERS & self.sqlalchemy_names:
             return f"{func.id}("
-        if isinstance(func, ast.Attribute) and func.attr in _DERIVING and node.args:
-            # ``stmt.where(…)`` on a statement made elsewhere; a chain on a constructor
-            # call (``select(…).where(…)``) is that constructor's, already counted.
-            if not self._from_constructor(func.value):
-                return f".{func.attr}("
+        # ``stmt.where(…)`` on a statement made elsewhere; a chain on a constructor call
+        # (``select(…).where(…)``) is that constructor's, already counted.
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in _DERIVING
+            and node.args
+            and not self._from_constructor(func.value)
+        ):
+            return f".{func.attr}("
         if isinstance(func, ast.Attribute) and func.attr in _RUNS and node.args:
             first = node.args[0]
-            if isinstance(first, ast.Constant | ast.JoinedStr | ast.BinOp):
+            if isinstance(first, ast.BinOp):
                 return f".{func.attr}(<SQL text>)"
         return None
 
@@ -332,9 +376,7 @@ def _unregistered() -> dict[tuple[str, str], list[str]]:
 def test_no_statement_outside_the_registry() -> None:
     found = _unregistered()
     new = {k: v for k, v in found.items() if k not in ALLOWED}
-    changed = {
-        k: v for k, v in found.items() if k in ALLOWED and len(v) != ALLOWED[k][0]
-    }
+    changed = {k: v for k, v in found.items() if k in ALLOWED and len(v) != ALLOWED[k][0]}
     stale = sorted(k for k in ALLOWED if k not in found)
     assert not new, "SQL built or run outside actors.statements:\n" + "\n".join(
         line for lines in new.values() for line in lines
