@@ -40,7 +40,7 @@ import events
 import supervisor
 from actors import practice_db
 from actors.practice_schema import init_practice_database
-from actors.statements import EVENTS, PRACTICE, REGISTRY, Registered, render
+from actors.statements import EVENTS, PRACTICE, REGISTRY, Registered, driver_form, render
 from events.sql_store import metadata as event_metadata
 from tests.servers import (
     MARIADB_ODBC_SERVER_URL,
@@ -99,10 +99,29 @@ def test_the_registry_holds_the_statements_the_service_runs() -> None:
         assert name in REGISTRY
 
 
+def _forms(entry: Registered, dialect: Dialect) -> list[tuple[str, Any]]:
+    """The statement as the driver receives it: as ``Connection.execute`` renders it, and
+    as ``driver_form`` hands it to ``exec_driver_sql`` (where its arguments allow: the
+    process-wide cache is keyed by them)."""
+    params = _first(entry.params)
+    forms = [render(entry.sample(), dialect, params)]
+    try:
+        hash(entry.args)
+    except TypeError:
+        return forms
+    if not isinstance(entry.params, list):
+        forms.append(driver_form(entry.name, dialect, params, *entry.args))
+    return forms
+
+
 @pytest.mark.parametrize(("entry", "driver"), list(_cases()))
 def test_rendered_text_leaves_no_placeholder(entry: Registered, driver: str) -> None:
     dialect = _DIALECTS[driver]
-    sql, params = render(entry.sample(), dialect, _first(entry.params))
+    for sql, params in _forms(entry, dialect):
+        _complete(sql, params, dialect)
+
+
+def _complete(sql: str, params: Any, dialect: Dialect) -> None:
     assert "POSTCOMPILE" not in sql
     bare = _outside_literals(sql)
     if dialect.paramstyle == "qmark":
@@ -121,10 +140,10 @@ MSSQL_CASES = [pytest.param(e, id=e.name) for e in ENTRIES if "mssql" in e.backe
 
 @pytest.mark.parametrize("entry", MSSQL_CASES)
 def test_sql_server_text_parses_as_t_sql(entry: Registered) -> None:
-    sql, _ = render(entry.sample(), _DIALECTS["mssql+pyodbc"], _first(entry.params))
-    parsed = sqlglot.parse(sql, read="tsql")  # raises ParseError on text it cannot read
-    assert len(parsed) == 1
-    assert parsed[0] is not None
+    for sql, _ in _forms(entry, _DIALECTS["mssql+pyodbc"]):
+        parsed = sqlglot.parse(sql, read="tsql")  # raises ParseError on text it cannot read
+        assert len(parsed) == 1
+        assert parsed[0] is not None
 
 
 # --- run on the servers that run here ----------------------------------------------------
