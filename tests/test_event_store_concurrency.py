@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from config.loader import ConfigError, load_settings
 from events.errors import EventLogError
 from events.sql_store import SqlEventStore, UnsupportedStoreError, check_backend
 from events.store import read_all
@@ -115,3 +116,11 @@ def test_a_backend_that_cannot_keep_writers_apart_is_refused_by_name() -> None:
 )
 def test_the_supported_backends_are_accepted(url: str) -> None:
     check_backend(url)
+
+
+def test_the_configuration_refuses_such_a_log_before_the_service_starts() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={}, overrides={"service.event_store": "oracle+oracledb://a@h/ev"})
+    assert refused.value.key == "service.event_store"
+    assert "cannot be kept on oracle" in str(refused.value)
+    assert "\n" not in str(refused.value)
