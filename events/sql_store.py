@@ -351,14 +351,6 @@ def _checkpoint_load(name: str) -> Any:
     return select(k.seq, k.state).where(k.name == name)
 
 
-@statement("events.stream_version", "db:x")
-def _stream_version(stream: str) -> Any:
-    """A stream's newest version (0 when it has none)."""
-    return select(func.coalesce(func.max(events_table.c.version), 0)).where(
-        events_table.c.stream == stream
-    )
-
-
 _STOP = object()
 
 

@@ -310,7 +310,7 @@ def _claim_one(incarnation: int, row_id: int) -> Update:
 
 
 @statement("outbox.claimed_rows", [41, 42])
-def _claimed_rows(row_ids: list[int]) -> Select[Any]:
+def _claimed_rows(row_ids: list[int]) -> Any:
     """The rows just claimed, as stored."""
     return select(*_AS_STORED).where(email_messages.c.id.in_(row_ids))
 

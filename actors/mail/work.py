@@ -547,7 +547,7 @@ _OUTBOX_DEPTH = constant(
 
 
 @statement("work.without_a_sender", ["email"])
-def _without_a_sender(channels: list[str]) -> Select[tuple[int]]:
+def _without_a_sender(channels: list[str]) -> Select[int]:
     """How many queued outbox rows are of none of ``channels``."""
     m = email_messages
     query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
