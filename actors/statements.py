@@ -16,6 +16,7 @@ once per kind of database for the whole process.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,8 @@ def constant(
         return made
 
     build.__qualname__ = f"constant:{name}"
+    # Where it was made: the same name from a second module is a second statement.
+    build.__module__ = sys._getframe(1).f_globals.get("__name__", "")
     _register(Registered(name, build, (), params or {}, target, backends, transaction))
     return made
 

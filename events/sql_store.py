@@ -795,6 +795,10 @@ class _Locked:
                 if self._dialect == "mysql":
                     conn.execute(_MARIADB_RELEASE_LOCK)
                     conn.commit()
+            except BaseException:
+                # Not released: a connection back in the pool would hold it for ever.
+                conn.invalidate()
+                raise
             finally:
                 conn.close()
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import sqlglot
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, literal, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -40,7 +40,15 @@ import events
 import supervisor
 from actors import practice_db
 from actors.practice_schema import init_practice_database
-from actors.statements import EVENTS, PRACTICE, REGISTRY, Registered, driver_form, render
+from actors.statements import (
+    EVENTS,
+    PRACTICE,
+    REGISTRY,
+    Registered,
+    constant,
+    driver_form,
+    render,
+)
 from events.sql_store import metadata as event_metadata
 from tests.servers import (
     MARIADB_ODBC_SERVER_URL,
@@ -112,6 +120,12 @@ def _forms(entry: Registered, dialect: Dialect) -> list[tuple[str, Any]]:
     if not isinstance(entry.params, list):
         forms.append(driver_form(entry.name, dialect, params, *entry.args))
     return forms
+
+
+def test_a_name_holds_one_statement() -> None:
+    # Two builders under one name would leave one of them unchecked.
+    with pytest.raises(ValueError, match="registered twice"):
+        constant("checkin.newest_ok", select(literal(1)))
 
 
 @pytest.mark.parametrize(("entry", "driver"), list(_cases()))
