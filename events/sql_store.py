@@ -285,20 +285,22 @@ def _stream_version(stream: str) -> Any:
     )
 
 
-@statement("events.read", 0, "db:x", 50, target=EVENTS)
-def _read(after_seq: int, stream: str | None, limit: int | None) -> Any:
-    """Events after ``after_seq`` (of one stream, in version order; else in ``seq`` order)."""
+@statement("events.read", 0, "db:x", 50, 3, target=EVENTS)
+def _read(after_seq: int, stream: str | None, limit: int | None, after_version: int = 0) -> Any:
+    """Events after ``after_seq`` (of one stream past ``after_version``, in version order;
+    else in ``seq`` order)."""
     c = events_table.c
     stmt = select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data).where(
         c.seq > after_seq
     )
     # One stream: through the (stream, version) index; within a stream, version order is
     # seq order, and the planner must not walk the whole log by seq instead.
-    stmt = (
-        stmt.order_by(c.seq)
-        if stream is None
-        else stmt.where(c.stream == stream).order_by(c.version)
-    )
+    if stream is None:
+        stmt = stmt.order_by(c.seq)
+    else:
+        stmt = stmt.where(c.stream == stream).order_by(c.version)
+        if after_version:
+            stmt = stmt.where(c.version > after_version)
     return stmt if limit is None else stmt.limit(limit)
 
 
@@ -619,10 +621,11 @@ class SqlEventStore:
         stream: str | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        after_version: int = 0,
     ) -> Iterator[Sequence[RawRecord]]:
         # ``until`` is not a filter but where reading stops (below), so the rows after it
         # are never visited.
-        chunks = self._row_chunks(_read(after_seq, stream, limit))
+        chunks = self._row_chunks(_read(after_seq, stream, limit, after_version))
         return chunks if until is None else _stop_after(chunks, to_micros(until))
 
     def _row_chunks(self, stmt: Any) -> Iterator[Sequence[Any]]:
