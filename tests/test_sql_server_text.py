@@ -17,10 +17,8 @@ import sqlglot
 from sqlalchemy import create_engine, delete, select
 from sqlalchemy.engine import Dialect
 
-import actors.checkin_writer
-import actors.commands_table
-import actors.practice_db  # noqa: F401 (registers its statements)
 from actors.checkins_table import checkins
+from actors.practice_db import session_wait_statements
 from actors.practice_schema import METADATA, utcnow_plus
 from actors.schema_upgrade import add_column_sql
 from actors.statements import REGISTRY, driver_form
@@ -91,3 +89,10 @@ def test_every_added_column_parses_as_t_sql(mssql: Dialect) -> None:
             sql = add_column_sql(table, column, mssql)
             assert sql.startswith(f"ALTER TABLE {table.name} ADD ")
             sqlglot.parse_one(sql, read="tsql")
+
+
+def test_session_wait_limit_parses_as_t_sql() -> None:
+    # Run on every new SQL Server connection of a mailbox (the connect hook), outside
+    # the statement registry.
+    for statement in session_wait_statements("mssql", 12.5, mariadb=False):
+        sqlglot.parse_one(statement, read="tsql")
