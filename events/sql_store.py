@@ -755,7 +755,7 @@ class _Locked:
 
     SQLite takes it as the transaction begins (``BEGIN IMMEDIATE``, the write engine's
     begin event); PostgreSQL with ``LOCK TABLE`` first in the transaction; SQL Server
-    with the writer's ``max(seq)`` read (``_LAST_SEQ_LOCKED``); MariaDB/MySQL with a named
+    with a ``max(seq)`` read first in it (``_LAST_SEQ_LOCKED``); MariaDB/MySQL with a named
     lock on the transaction's connection before the transaction starts, released after
     it ends (commit or rollback), so the next writer's first read sees this one's rows.
     """
@@ -779,6 +779,8 @@ class _Locked:
             self._tx = conn.begin()
             if self._dialect == "postgresql":
                 conn.execute(_PG_LOCK)
+            elif self._dialect == "mssql":
+                conn.execute(_LAST_SEQ_LOCKED)  # its range lock, to the end of the transaction
         except BaseException:
             conn.close()
             raise

@@ -17,11 +17,16 @@ import sqlglot
 from sqlalchemy import create_engine, delete, select
 from sqlalchemy.engine import Dialect
 
+from actors import checkin_writer, commands_table, practice_db
 from actors.checkins_table import checkins
 from actors.practice_db import session_wait_statements
 from actors.practice_schema import METADATA, utcnow_plus
 from actors.schema_upgrade import add_column_sql
 from actors.statements import REGISTRY, driver_form
+from events import sql_store
+
+REGISTERING = (checkin_writer, commands_table, practice_db, sql_store)
+"""The modules whose statements this file reads from the registry (imported to register)."""
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +101,12 @@ def test_session_wait_limit_parses_as_t_sql() -> None:
     # the statement registry.
     for statement in session_wait_statements("mssql", 12.5, mariadb=False):
         sqlglot.parse_one(statement, read="tsql")
+
+
+def test_event_log_writer_takes_its_range_lock_on_sql_server(mssql: Dialect) -> None:
+    # The event log's write lock on SQL Server: the max(seq) read holds an update range
+    # lock to the end of the transaction, which a second writer's same read waits for.
+    sql, values = driver_form("events.last_seq_locked", mssql, {})
+    assert "FROM events WITH (UPDLOCK, HOLDLOCK)" in sql
+    assert sql.count("?") == len(values)
+    sqlglot.parse_one(sql, read="tsql")
