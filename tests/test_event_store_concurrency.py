@@ -19,7 +19,7 @@ import pytest
 from config.loader import ConfigError, load_settings
 from events.errors import EventLogError
 from events.sql_store import SqlEventStore, UnsupportedStoreError, check_backend
-from events.store import read_all
+from events.store import ANY, read_all
 from events.types import ServiceStopping
 from tests.servers import fresh_mariadb_database, fresh_postgres_database
 
@@ -39,7 +39,7 @@ def _write(url: str, writer: int, start: Any, done: Any) -> None:
         pending = []
         for i in range(APPENDS):
             stream = "shared" if i % 2 else f"db:w{writer}-{i % 4}"
-            pending.append(store.append_async(stream, -1, _events(writer, i)))
+            pending.append(store.append_async(stream, ANY, _events(writer, i)))
             if i % 10 == 9:  # some appends wait for their commit, some queue up
                 for p in pending:
                     p.result()
