@@ -22,7 +22,10 @@ and every later ``send`` before ``close()`` gets the same answer without another
 so a dead server costs one timeout per batch, not one per message.
 
 ``probe`` is the self-test: connect, EHLO, STARTTLS/TLS, AUTH, RSET, QUIT, no mail sent;
-it returns ok or a one-line reason in plain words. No text made here holds a password.
+it returns ok or a one-line reason in plain words. No text made here holds a password:
+the reply to AUTH, the one exchange that carries it, is kept only as ``redact.auth_reply``
+allows (its codes, and its words when they hold no secret in any form); every other text
+is shown as it is, never rewritten word by word (``actors.mail.redact``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors import progress
-from actors.mail import compose
+from actors.mail import compose, redact
 from actors.mail.sender import (
     OutcomeKind,
     OutgoingMessage,
@@ -117,12 +120,21 @@ def dot_stuff(data: bytes) -> bytes:
 
 
 def scrub(text: str, settings: EmailSettings) -> str:
-    """Return ``text`` on one line, without the password, at most 500 characters."""
-    line = " ".join(text.split())
-    for secret in (settings.smtp_password, settings.sms_password, settings.imap_password):
-        if secret:
-            line = line.replace(secret, "***")
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 3] + "..."
+    """Return ``text`` on one line, at most 500 characters, its words as they are.
+
+    Nothing is replaced: a password's every occurrence replaced by a mark would show the
+    reader where it is (``actors.mail.redact``). Text that could hold a secret, a reply to
+    AUTH, goes through ``redact.auth_reply`` before it gets here. ``settings`` is kept for
+    the callers."""
+    del settings
+    return redact.one_line(text, _MAX_DETAIL)
+
+
+def secrets_of(settings: EmailSettings) -> tuple[str, ...]:
+    """The secrets an authentication reply must not be shown with."""
+    return tuple(
+        s for s in (settings.smtp_password, settings.imap_password, settings.sms_password) if s
+    )
 
 
 def _words(code: int, message: bytes | str) -> str:
@@ -141,7 +153,7 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
     elif isinstance(exc, ssl.SSLError):
         reason = f"TLS failed with {where} ({exc.reason or exc}); check smtp_security and port"
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
-        said = _words(exc.smtp_code, exc.smtp_error)
+        said = redact.auth_reply(_words(exc.smtp_code, exc.smtp_error), secrets_of(settings))
         reason = f"wrong user name or password (the server said: {said})"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         reason = f"the mail server at {where} does not offer AUTH (log-in); check smtp_security"
