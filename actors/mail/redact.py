@@ -35,7 +35,7 @@ _CODES = re.compile(
     r"^\s*(?P<codes>(?:(?:[1-5][0-9]{2}|[245]\.[0-9]{1,3}\.[0-9]{1,3}|\[[A-Z][A-Z0-9-]*\])"
     r"(?:[\s-]+|$))*)"
 )
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{4,}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{2,}")
 _SPACE = re.compile(r"\s+")
 
 
