@@ -12,6 +12,8 @@ reply that echoes the password, read through the self-test as the status page sh
 from __future__ import annotations
 
 import base64
+import dataclasses
+import imaplib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,18 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from imapclient.exceptions import LoginError
 from sqlalchemy import Engine
 
-from actors.mail import redact, sms, smtp_transport
+from actors.mail import imap_session, redact, sms, smtp_transport
 from actors.mail.settings import EmailSettings
+from config.settings import MailSettings
 from events.projections.checkin import summary_of
 from tests.mail_helpers import INCARNATION, claimed_engine, smtp_settings
 from tests.smtp_servers import free_port
 from tests.test_mail_work import Works, configure
 
-pytest_plugins = ["tests.conftest_mail"]
+pytest_plugins = ["tests.conftest_mail", "tests.conftest_imap"]
 
 USER = "reception@practice.example"
 WEAK = "nothing"
@@ -128,6 +132,12 @@ def test_a_tab_in_the_password_does_not_let_the_one_line_form_through() -> None:
     assert redact.auth_reply("535 bad pass\tword", ["pass\tword"]) == f"535 {redact.HIDDEN}"
 
 
+def test_an_imap_login_reply_that_holds_the_password_is_withheld() -> None:
+    exc = LoginError(str(imaplib.IMAP4.error(b"[AUTHENTICATIONFAILED] nothing is wrong")))
+    reply = imap_session.login_reply(exc, EmailSettings(imap_password=WEAK))
+    assert reply == f"[AUTHENTICATIONFAILED] {redact.HIDDEN}"
+
+
 # --- through real servers ----------------------------------------------------------------
 
 
@@ -219,3 +229,15 @@ def test_the_self_test_diagnostic_and_tooltip_read_naturally(
     expected = f"port closed: nothing accepts connections at 127.0.0.1:{port}"
     assert [(d.component, d.message) for d in diagnostics] == [("smtp", expected)]
     assert summary_of(diagnostics) == f"Sending (SMTP): {expected}"
+
+
+def test_dovecot_refusing_the_password_nothing_reads_naturally(
+    imap_settings: EmailSettings, mail_settings: MailSettings
+) -> None:
+    settings = dataclasses.replace(imap_settings, imap_password=WEAK)
+    result = imap_session.probe(settings, mail_settings)
+    where = f"{settings.imap_host}:{settings.imap_port}"
+    assert result.reason == (
+        f"wrong user name or password for {settings.imap_username!r} on {where} "
+        "(the server said: [AUTHENTICATIONFAILED] Authentication failed.)"
+    )

@@ -25,6 +25,7 @@ answers gives "no answer from HOST:PORT in N s".
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import math
@@ -43,6 +44,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
+from actors.mail import redact
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
@@ -96,7 +98,9 @@ def plain_reason(
     if isinstance(exc, ImapError):
         return str(exc)
     if isinstance(exc, LoginError):
-        return f"wrong user name or password for {settings.imap_username!r} on {where}"
+        reason = f"wrong user name or password for {settings.imap_username!r} on {where}"
+        said = login_reply(exc, settings)
+        return f"{reason} (the server said: {said})" if said else reason
     if isinstance(exc, CapabilityError):
         return f"the IMAP server at {where} does not offer {_first_line(exc)}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -127,6 +131,22 @@ def plain_reason(
     if isinstance(exc, OSError):
         return f"cannot reach {where} ({exc.strerror or _first_line(exc)})"
     return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+_BYTES_REPR = re.compile(r"b(['\"]).*\1")
+
+
+def login_reply(exc: LoginError, settings: EmailSettings) -> str:
+    """Return the server's reply to LOGIN/AUTHENTICATE in ``exc`` as ``redact.auth_reply``
+    allows (its response code, and its words when they hold no secret), or "". Pure."""
+    text = str(exc).strip()
+    if _BYTES_REPR.fullmatch(text):  # imaplib's error carries the reply's bytes, repr'd
+        with contextlib.suppress(ValueError, SyntaxError):
+            reply = ast.literal_eval(text)
+            if isinstance(reply, bytes):
+                text = reply.decode("utf-8", "replace")
+    secrets = [s for s in (settings.imap_password, settings.smtp_password) if s]
+    return redact.auth_reply(text, secrets) if text.strip() else ""
 
 
 def _first_line(exc: BaseException) -> str:
