@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from playwright.sync_api import sync_playwright
 from sqlalchemy import func, select
 
 from actors import practice_db
@@ -28,7 +29,7 @@ from actors.practice_schema import email_service_commands, init_practice_databas
 from config import ConfigError, load_settings
 from supervisor.http import hosts
 from supervisor.http.app import CONTENT_SECURITY_POLICY
-from tests.http_fixtures import Site
+from tests.http_fixtures import CHROMIUM, Site
 
 RESTART = "/api/databases/Smile%20Dental/restart"
 START_SECONDS = 60.0
@@ -47,6 +48,31 @@ def test_a_rebound_name_cannot_restart_a_mailbox(site: Site) -> None:
     )
     assert status == 421
     assert "evil.example" in body
+    assert site.commands("Smile Dental") == 0
+
+
+def test_a_browser_on_a_rebound_name_can_neither_read_nor_restart(site: Site) -> None:
+    """Chromium resolves ``evil.example`` to the service, as after a rebinding: the page
+    loaded from that name, and a script running in it, get 421 and queue nothing."""
+    port = _port(site)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--host-resolver-rules=MAP evil.example 127.0.0.1"],
+        )
+        try:
+            page = browser.new_page()
+            response = page.goto(f"http://evil.example:{port}/")
+            assert response is not None
+            assert response.status == 421
+            status = page.evaluate(
+                "async () => (await fetch('/api/databases/Smile%20Dental/restart',"
+                " {method: 'POST'})).status"
+            )
+        finally:
+            browser.close()
+    assert status == 421
     assert site.commands("Smile Dental") == 0
 
 
