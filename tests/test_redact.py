@@ -220,6 +220,18 @@ def test_a_refused_log_in_keeps_the_servers_words_when_they_hold_no_password(
     )
 
 
+def test_a_password_beyond_ascii_is_named_without_quoting_any_letter_of_it(
+    make_smtp_server: Any,
+) -> None:
+    server = make_smtp_server(users={USER: "the-right-one"})
+    password = "Zahnärztin-Müller"
+    settings = smtp_settings(server.host, server.port, smtp_username=USER, smtp_password=password)
+    result = smtp_transport.probe(settings, timeout=5.0)
+    assert result.reason.startswith("the user name or password has a letter beyond ASCII")
+    assert not any(c in result.reason for c in "äü")
+    assert "\\x" not in result.reason
+
+
 def test_the_self_test_diagnostic_and_tooltip_read_naturally(
     works: Works, work_engine: Engine
 ) -> None:
@@ -241,3 +253,13 @@ def test_dovecot_refusing_the_password_nothing_reads_naturally(
         f"wrong user name or password for {settings.imap_username!r} on {where} "
         "(the server said: [AUTHENTICATIONFAILED] Authentication failed.)"
     )
+
+
+def test_an_imap_password_beyond_ascii_is_named_without_quoting_any_letter_of_it(
+    imap_settings: EmailSettings, mail_settings: MailSettings
+) -> None:
+    settings = dataclasses.replace(imap_settings, imap_password="Zahnärztin-Müller")
+    result = imap_session.probe(settings, mail_settings)
+    assert result.reason.startswith("the user name or password has a letter beyond ASCII")
+    assert not any(c in result.reason for c in "äü")
+    assert "\\x" not in result.reason

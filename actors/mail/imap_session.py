@@ -311,7 +311,7 @@ class ImapSession:
         client = connect(settings, mail)
         try:
             with _translating(settings, connected=True, timeout=mail.io_timeout_seconds):
-                client.login(settings.imap_username, settings.imap_password)
+                _login(client, settings)
                 selected = client.select_folder(settings.imap_folder, readonly=readonly)
         except BaseException:
             _shutdown(client)
@@ -574,6 +574,18 @@ def _translating(
         reason = plain_reason(exc, settings, connected=connected, timeout=timeout)
         raise ImapError(reason) from exc
     progress.beat()
+
+
+def _login(client: IMAPClient, settings: EmailSettings) -> None:
+    """LOGIN; a user name or password beyond ASCII is an ``ImapError`` that names no
+    letter of it (imaplib's own error would quote one)."""
+    try:
+        client.login(settings.imap_username, settings.imap_password)
+    except UnicodeEncodeError:
+        raise ImapError(
+            "the user name or password has a letter beyond ASCII, which IMAP LOGIN cannot "
+            "send; use a password of ASCII letters, digits and signs"
+        ) from None
 
 
 def _shutdown(client: IMAPClient) -> None:

@@ -219,6 +219,13 @@ def open_connection(
             connection.ehlo()
         if settings.smtp_username:
             connection.login(settings.smtp_username, settings.smtp_password)
+    except UnicodeEncodeError:
+        # smtplib sends AUTH in ASCII; its error would quote a letter of the password.
+        connection.close()
+        raise _SetupError(
+            "the user name or password has a letter beyond ASCII, which SMTP log-in "
+            "(AUTH PLAIN/LOGIN) cannot send; use a password of ASCII letters, digits and signs"
+        ) from None
     except BaseException:
         connection.close()
         raise
