@@ -105,6 +105,11 @@ def test_an_allowed_host_with_a_foreign_origin_is_refused(site: Site) -> None:
     assert site.commands("Smile Dental") == 0
 
 
+def test_the_openapi_description_names_the_421(site: Site) -> None:
+    spec = site.json("GET", "/openapi.json")
+    assert "421" in spec["paths"]["/api/databases/{name}/restart"]["post"]["responses"]
+
+
 def test_a_malformed_host_is_a_one_line_400(site: Site) -> None:
     status, body = site.request("GET", "/api/status", {"Host": "a/b@c"})
     assert status == 400

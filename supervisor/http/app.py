@@ -113,6 +113,11 @@ def create_app(source: StatusSource, allowed_hosts: Iterable[str] | None = None)
         "database. Anyone on the practice network may view and restart; no login.",
         docs_url=None,  # the interactive docs load from a CDN; the page must work offline
         redoc_url=None,
+        responses={
+            421: {
+                "description": "the Host header is not a name of this server (http.allowed_hosts)"
+            }
+        },
     )
 
     @app.middleware("http")
