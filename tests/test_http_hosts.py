@@ -166,6 +166,11 @@ def test_the_defaults_are_the_listen_address_and_this_machines_names() -> None:
     assert "evil.example" not in allowed
 
 
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
+def test_a_wildcard_listen_address_is_not_a_name_to_answer(wildcard: str) -> None:
+    assert wildcard not in hosts.allowed_hosts(wildcard, [])
+
+
 def test_the_key_is_read_from_the_environment_as_a_comma_list() -> None:
     settings = load_settings(
         environ={"EMAIL_SERVICE_HTTP_ALLOWED_HOSTS": "Mail-Server, [::1],192.168.1.10"}

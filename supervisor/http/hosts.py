@@ -1,4 +1,4 @@
-"""Which names the status page answers to: the defence against DNS rebinding. Pure.
+"""Which names the status page answers to: the defence against DNS rebinding.
 
 A web page elsewhere can point a name it controls (``evil.example``) at this server's
 address once the browser has loaded it; the browser then lets that page read and POST to
@@ -8,7 +8,8 @@ browser sends the name the page was loaded from. So a request is answered only w
 ``http.listen`` binds and this machine's own names), or a loopback name, which no other
 site can use. A state-changing request's ``Origin``, when sent, must name an allowed host
 too. The port is not compared; names are compared without case and without a final dot;
-an IPv6 address may be written with or without brackets.
+an IPv6 address may be written with or without brackets. Pure, except that
+``default_hosts`` reads this machine's names.
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ def origin_host(origin: str) -> str | None:
 
 def default_hosts(listen_host: str) -> tuple[str, ...]:
     """The names allowed when ``http.allowed_hosts`` is empty: the address ``http.listen``
-    binds and this machine's names (``gethostname``, ``getfqdn``). Reads the host name."""
-    names = [listen_host, socket.gethostname(), socket.getfqdn()]
+    binds (unless it is a wildcard) and this machine's names (``gethostname``,
+    ``getfqdn``)."""
+    # A wildcard (0.0.0.0, ::) is where to listen, never a name a browser should use.
+    bound = "" if normalise(listen_host) in ("0.0.0.0", "::") else listen_host
+    names = [bound, socket.gethostname(), socket.getfqdn()]
     return tuple(dict.fromkeys(normalise(n) for n in names if n and n.strip()))
 
 
