@@ -45,7 +45,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
 from actors.mail import redact
-from actors.mail.settings import EmailSettings
+from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
 
@@ -145,7 +145,7 @@ def login_reply(exc: LoginError, settings: EmailSettings) -> str:
             reply = ast.literal_eval(text)
             if isinstance(reply, bytes):
                 text = reply.decode("utf-8", "replace")
-    secrets = [s for s in (settings.imap_password, settings.smtp_password) if s]
+    secrets = [getattr(settings, name) for name in sorted(SECRET_FIELDS)]
     return redact.auth_reply(text, secrets) if text.strip() else ""
 
 

@@ -48,7 +48,7 @@ from actors.mail.sender import (
     SendOutcome,
     ServerHealth,
 )
-from actors.mail.settings import EmailSettings
+from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from events.clock import Clock
 
 _CHUNK = 64 * 1024
@@ -131,10 +131,10 @@ def scrub(text: str, settings: EmailSettings) -> str:
 
 
 def secrets_of(settings: EmailSettings) -> tuple[str, ...]:
-    """The secrets an authentication reply must not be shown with."""
-    return tuple(
-        s for s in (settings.smtp_password, settings.imap_password, settings.sms_password) if s
-    )
+    """The secrets an authentication reply must not be shown with: every secret column
+    (``SECRET_FIELDS``). An access token made from them belongs here too."""
+    found = (getattr(settings, name) for name in sorted(SECRET_FIELDS))
+    return tuple(s for s in found if isinstance(s, str) and s)
 
 
 def _words(code: int, message: bytes | str) -> str:
