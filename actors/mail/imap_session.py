@@ -2,7 +2,8 @@
 
 ``ImapSession.open`` connects (``imap_security`` ``none``/``starttls``/``tls``; certificates
 always verified against the system's store plus ``mail.ca_file``; every socket operation
-times out after ``mail.io_timeout_seconds``), logs in and selects ``imap_folder``. The
+times out after ``mail.io_timeout_seconds``), logs in (a password, or an OAuth 2.0 access
+token with ``imap_auth = oauth2``) and selects ``imap_folder``. The
 session then lists new UIDs, fetches messages in batches with ``BODY.PEEK[]`` (so nothing
 is marked read; ``fetch_begin``/``fetch_end`` send a FETCH and read its answer later,
 so the server works while the caller does), applies the after-import action
@@ -45,6 +46,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
 from actors.mail import redact
+from actors.mail.oauth import OAuthError, TokenSource
 from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
@@ -136,16 +138,17 @@ def plain_reason(
 _BYTES_REPR = re.compile(r"b(['\"]).*\1")
 
 
-def login_reply(exc: LoginError, settings: EmailSettings) -> str:
+def login_reply(exc: LoginError, settings: EmailSettings, extra: Sequence[str] = ()) -> str:
     """Return the server's reply to LOGIN/AUTHENTICATE in ``exc`` as ``redact.auth_reply``
-    allows (its response code, and its words when they hold no secret), or "". Pure."""
+    allows (its response code, and its words when they hold none of the settings' secrets
+    nor ``extra``, such as the access token sent), or "". Pure."""
     text = str(exc).strip()
     if _BYTES_REPR.fullmatch(text):  # imaplib's error carries the reply's bytes, repr'd
         with contextlib.suppress(ValueError, SyntaxError):
             reply = ast.literal_eval(text)
             if isinstance(reply, bytes):
                 text = reply.decode("utf-8", "replace")
-    secrets = [getattr(settings, name) for name in sorted(SECRET_FIELDS)]
+    secrets = [*(getattr(settings, name) for name in sorted(SECRET_FIELDS)), *extra]
     return redact.auth_reply(text, secrets) if text.strip() else ""
 
 
@@ -305,13 +308,19 @@ class ImapSession:
         readonly: bool = False,
         dead_after: float = DEAD_AFTER_SECONDS,
         reidle_after: float = REIDLE_SECONDS,
+        tokens: TokenSource | None = None,
     ) -> ImapSession:
         """Connect, log in and select ``settings.imap_folder``; raise ``ImapError`` if any
-        step fails. With ``readonly`` the folder is examined (nothing can change it)."""
+        step fails. With ``readonly`` the folder is examined (nothing can change it).
+        ``imap_auth = oauth2`` signs in with an access token from ``tokens``
+        (``sign_in``)."""
         client = connect(settings, mail)
         try:
             with _translating(settings, connected=True, timeout=mail.io_timeout_seconds):
-                _login(client, settings)
+                if settings.imap_auth == "oauth2":
+                    sign_in(client, settings, tokens)
+                else:
+                    _login(client, settings)
                 selected = client.select_folder(settings.imap_folder, readonly=readonly)
         except BaseException:
             _shutdown(client)
@@ -628,7 +637,45 @@ def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
     return client
 
 
-def probe(settings: EmailSettings, mail: MailSettings) -> ProbeResult:
+def sign_in(client: IMAPClient, settings: EmailSettings, tokens: TokenSource | None) -> None:
+    """Log in with an access token from ``tokens``: SASL XOAUTH2, or OAUTHBEARER where the
+    server offers that and not XOAUTH2. A refused token is forgotten and a new one
+    fetched for one more try before the refusal counts. Raises ``ImapError`` in plain
+    words (the provider's or the server's words kept; never the token)."""
+    where = f"{settings.imap_host}:{settings.imap_port}"
+    if tokens is None:
+        raise ImapError("OAuth 2.0 sign-in is set (imap_auth = oauth2) but not available here")
+    xoauth2 = client.has_capability("AUTH=XOAUTH2")
+    bearer = client.has_capability("AUTH=OAUTHBEARER") and not xoauth2
+    if not xoauth2 and not bearer:
+        raise ImapError(
+            f"the IMAP server at {where} does not offer OAuth 2.0 sign-in "
+            "(AUTH=XOAUTH2 or AUTH=OAUTHBEARER); check imap_host, imap_port and imap_security"
+        )
+    for attempt in range(2):
+        try:
+            token = tokens.token()
+        except OAuthError as exc:
+            raise ImapError(f"sign-in for incoming mail failed: {exc}") from None
+        try:
+            if bearer:
+                client.oauthbearer_login(tokens.user, token)
+            else:
+                client.oauth2_login(tokens.user, token)
+            return
+        except LoginError as exc:
+            tokens.refused(token)
+            if attempt == 1:
+                said = login_reply(exc, settings, (token,))
+                raise ImapError(
+                    f"the IMAP server at {where} refused the sign-in of {tokens.user!r}"
+                    + (f" ({said})" if said else "")
+                ) from None
+
+
+def probe(
+    settings: EmailSettings, mail: MailSettings, tokens: TokenSource | None = None
+) -> ProbeResult:
     """Check that the practice's IMAP set-up works: connect, log in, select the folder
     (read-only), NOOP, log out. Returns ``ProbeResult(True)`` or the reason it failed in
     plain words (wrong password, certificate not trusted, host unreachable, port closed,
@@ -636,7 +683,7 @@ def probe(settings: EmailSettings, mail: MailSettings) -> ProbeResult:
     if not settings.imap_host:
         return ProbeResult(False, "no IMAP server is set (imap_host is empty)")
     try:
-        session = ImapSession.open(settings, mail, readonly=True)
+        session = ImapSession.open(settings, mail, readonly=True, tokens=tokens)
     except ImapError as exc:
         return ProbeResult(False, str(exc))
     try:
