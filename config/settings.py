@@ -122,9 +122,13 @@ class HttpSettings:
 
     ``listen`` is ``HOST:PORT`` as written (``[::1]:8025`` for IPv6); ``host`` and
     ``port`` are its parts, the host without brackets. Port 0 means "any free port".
+    ``allowed_hosts`` are normalised (lower case, IPv6 without brackets).
     """
 
     listen: str
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names and addresses the page answers to (``supervisor.http.hosts``); empty:
+    the address ``listen`` binds and this machine's names. Loopback names always."""
 
     @property
     def host(self) -> str:

@@ -53,6 +53,7 @@ from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import discovery, exit_codes, instance_lock, stop_signals
 from supervisor.http.app import create_app
+from supervisor.http.hosts import allowed_hosts
 from supervisor.http.metrics import MetricsView, ProcessGauges
 from supervisor.http.server import HttpError, HttpServer
 from supervisor.http.source import PracticeStatusSource
@@ -690,7 +691,8 @@ def start_http(
         metrics_text=metrics.text,
         budgets=tree.budgets,
     )
-    server = HttpServer(create_app(source), settings.http.host, settings.http.port, on_died)
+    app = create_app(source, allowed_hosts(settings.http.host, settings.http.allowed_hosts))
+    server = HttpServer(app, settings.http.host, settings.http.port, on_died)
     server.start()
     log.info("status page at %s", server.url)
     return server
