@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select, update
+from sqlalchemy import ColumnElement, Engine, func, inspect, select, type_coerce, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.sqltypes import NullType
 
+from actors.mail.outbox_row import parse_time
 from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, patients, utcnow
 from config import Settings
@@ -45,6 +47,12 @@ DEFAULT_LIMIT = 50
 MAX_NAME = 200  # email_messages.actioned_by holds 200 characters
 
 _m = email_messages.c
+
+TIME_COLUMNS = frozenset(
+    {"actioned_at", "next_attempt_at", "created_at", "sent_at", "received_at", "wire_at"}
+)
+"""The ``email_messages`` times: practice software may write any text in them (SQLite keeps
+it), so they are read as stored and made sense of by ``_time``."""
 
 LIST_COLUMNS = (
     "id",
@@ -266,11 +274,49 @@ def practice_engine(settings: Settings, name: str, timeout: float) -> Iterator[E
         engine.dispose()
 
 
+def _column(name: str) -> ColumnElement[Any]:
+    """The column to select: a time as the driver returns it (no SQLAlchemy conversion,
+    which raises on text it does not expect), anything else as it is."""
+    column = _m[name]
+    return type_coerce(column, NullType()).label(name) if name in TIME_COLUMNS else column
+
+
+def _read(row: Any) -> dict[str, Any]:
+    """A result row as a dict, each time read leniently (``_time``)."""
+    values = dict(row._mapping)
+    for name in TIME_COLUMNS.intersection(values):
+        values[name] = _time(values[name])
+    return values
+
+
+def _time(value: Any) -> datetime | str | None:
+    """A stored time: a datetime (naive UTC) when it reads as one, the way the outbox reads
+    it (``actors.mail.outbox_row.parse_time``: ISO 8601, day-first dates, RFC 2822, Unix
+    seconds); else its text as stored, so that nothing is hidden and nothing crashes."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_time(value)
+    if parsed is not None:
+        return parsed
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _raw_bytes(value: Any) -> bytes | None:
+    """``raw`` as bytes: text written by practice software is taken as UTF-8."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 def _row(engine: Engine, message_id: int, columns: Sequence[str]) -> dict[str, Any] | None:
-    query = select(*(_m[c] for c in columns)).where(_m.id == message_id)
+    query = select(*(_column(c) for c in columns)).where(_m.id == message_id)
     with engine.connect() as conn:
         row = conn.execute(query).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else _read(row)
 
 
 def _existing(engine: Engine, db: str, message_id: int, columns: Sequence[str]) -> dict[str, Any]:
@@ -284,8 +330,10 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _when(value: datetime | None) -> str:
-    return local_text(value)
+def _when(value: datetime | str | None) -> str:
+    """A time for people: local time, or the stored text that is not one (escaped by the
+    table)."""
+    return local_text(value) if isinstance(value, datetime) or value is None else value
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -297,7 +345,7 @@ def _cut(text: str | None, width: int) -> str:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    query = select(*(_m[c] for c in LIST_COLUMNS)).where(_m.folder == args.folder)
+    query = select(*(_column(c) for c in LIST_COLUMNS)).where(_m.folder == args.folder)
     if args.status:
         query = query.where(_m.status == args.status)
     query = query.order_by(_m.id.desc())
@@ -310,7 +358,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         .order_by(_m.status)
     )
     with practice_engine(settings, args.db, args.timeout) as engine, engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows = [_read(r) for r in conn.execute(query)]
         counts = {str(status): int(n) for status, n in conn.execute(counts_query)}
     if args.json:
         print_json([_jsonable(r) for r in rows])
@@ -355,7 +403,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with practice_engine(settings, args.db, args.timeout) as engine:
         row = _existing(engine, args.db, args.id, SHOW_COLUMNS)
         with engine.connect() as conn:
-            raw = conn.execute(select(_m.raw).where(_m.id == args.id)).scalar()
+            stored = type_coerce(_m.raw, NullType())  # text, when the practice wrote text
+            raw = _raw_bytes(conn.execute(select(stored).where(_m.id == args.id)).scalar())
     if args.raw:
         if raw is None:
             raise CliError(
@@ -364,7 +413,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
                 exit_codes.NO_INPUT,
             )
         sys.stdout.flush()
-        sys.stdout.buffer.write(bytes(raw))
+        sys.stdout.buffer.write(raw)
         sys.stdout.buffer.flush()
         return exit_codes.OK
     row["raw_size"] = None if raw is None else len(raw)
@@ -449,7 +498,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
         args,
         after,
         f"Message {args.id} linked to patient {args.patient} by {args.by} at "
-        f"{local_text(after['actioned_at'])}.",
+        f"{_when(after['actioned_at'])}.",
     )
 
 
