@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
@@ -74,11 +75,11 @@ def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[Chec
 
 
 def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
-    """Return the diagnostic lines of the newest failing check-in, oldest line first.
-
-    This is what a workstation shows when its indicator is clicked. With no failing
-    check-in, the newest check-in's lines (often none).
-    """
+    """Return the diagnostic log a workstation shows when its indicator is clicked, oldest
+    line first: the lines of the newest failing check-in, then those of the check-ins
+    after it (all ok: the recovery line, warnings such as an outbox row refused as written),
+    at most ``limit`` of each, the newest ones. With no failing check-in, the newest
+    ``limit`` lines of any."""
     failing = (
         select(checkins.c.id)
         .where(checkins.c.ok == False)  # noqa: E712 (SQL, not Python)
@@ -86,22 +87,30 @@ def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
         .limit(1)
     )
     checkin_id = conn.execute(failing).scalar_one_or_none()
-    if checkin_id is None:
-        newest = select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1)
-        checkin_id = conn.execute(newest).scalar_one_or_none()
-    if checkin_id is None:
-        return []
-    rows = conn.execute(
-        select(
-            diagnostics.c.logged_at,
-            diagnostics.c.level,
-            diagnostics.c.component,
-            diagnostics.c.message,
-        )
-        .where(diagnostics.c.checkin_id == checkin_id)
-        .order_by(diagnostics.c.id)
+    columns = (
+        diagnostics.c.logged_at,
+        diagnostics.c.level,
+        diagnostics.c.component,
+        diagnostics.c.message,
+    )
+    failure: list[Any] = []
+    # Through the lines' check-in index: the lines of check-ins after the failing one.
+    later = (
+        select(*columns)
+        .where(diagnostics.c.checkin_id > (checkin_id or 0))
+        .order_by(diagnostics.c.checkin_id.desc(), diagnostics.c.id.desc())
         .limit(limit)
-    ).all()
+    )
+    if checkin_id is not None:
+        failure = list(
+            conn.execute(
+                select(*columns)
+                .where(diagnostics.c.checkin_id == checkin_id)
+                .order_by(diagnostics.c.id)
+                .limit(limit)
+            ).all()
+        )
+    rows = failure + list(reversed(conn.execute(later).all()))
     return [DiagnosticRow(r.logged_at, r.level, r.component, r.message) for r in rows]
 
 

@@ -35,7 +35,9 @@ from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError
 from actors.mail.inbox import Inbox
 from actors.mail.outbox import Outbox
+from actors.mail.outbox_row import RowProblem
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
+from actors.mail.refused_rows import refused_lines
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
 from actors.mail.sms import (
@@ -208,6 +210,7 @@ class MailWork:
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
         self._last_depth = 0
+        self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
 
     # --- settings -----------------------------------------------------------------------
@@ -314,6 +317,7 @@ class MailWork:
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
+        self._refused += self._outbox.take_refused()
         full = handled >= batch or self._outbox.yielded  # more is due: again at once
         if handled or self._outbox.held or self._last_depth:
             self._report_depth()  # else nothing was waiting and nothing is: still 0
@@ -421,7 +425,14 @@ class MailWork:
 
     def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         """Check each enabled component now if the probe policy says so; return what was
-        checked and what is wrong (the last known outcome for those not probed now)."""
+        checked and what is wrong (the last known outcome for those not probed now), then
+        a warning line for each outbox row refused as written since the last check
+        (``actors.mail.refused_rows``: named, not a fault)."""
+        components, diagnostics = self._check_components()
+        warnings, self._refused = refused_lines(self._refused), []
+        return components, diagnostics + warnings
+
+    def _check_components(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         now = self._clock.monotonic()
         if self._settings_read_at is None or now - self._settings_read_at >= SETTINGS_EVERY:
             self._settings_read_at = now
