@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,8 @@ from actors.mail.refused_rows import MAX_NAMED, refused_lines
 from actors.mail.steps import CheckInStep, MailCheck, OutboxStep
 from actors.mailbox_work import SelfTestWork, WorkContext
 from actors.practice_db import make_engine
+from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
+from events.projections.health import DbHealth, HealthStatus
 from events.types import Diagnostic, SelfTestFailed, SelfTestPassed
 from supervisor import exit_codes
 from supervisor.status_rule import RUNNING_TOOLTIP
@@ -217,3 +219,20 @@ def test_a_refused_text_message_is_an_sms_line() -> None:
         "sms",
         "outbox row 4 (no subject): to_addrs is 3.5, not text",
     )
+
+
+WARNED = Diagnostic("smtp", "warning", 'outbox row 3 ("Hi"): it has no recipient; …')
+NOW = datetime(2026, 12, 2, 9, 0)
+
+
+def test_a_running_check_in_with_warnings_is_ok_with_an_empty_summary() -> None:
+    content, memory = checkin_of(DbHealth(HealthStatus.RUNNING), CheckInMemory(), NOW, (WARNED,))
+    assert content == CheckInContent(True, "", (("warning", "smtp", WARNED.message),))
+    assert memory == CheckInMemory()
+
+
+def test_after_an_outage_the_recovery_line_comes_before_the_warnings() -> None:
+    since = NOW - timedelta(minutes=5)
+    content, _ = checkin_of(DbHealth(HealthStatus.RUNNING), CheckInMemory(since), NOW, (WARNED,))
+    assert [line[0] for line in content.lines] == ["info", "warning"]
+    assert content.ok
