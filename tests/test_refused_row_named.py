@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, text
 
 from actors.checkin_writer import CheckInWriter
 from actors.database_selftest import DatabaseSelfTest
@@ -22,12 +22,14 @@ from actors.mail.refused_rows import MAX_NAMED, refused_lines
 from actors.mail.steps import CheckInStep, MailCheck, OutboxStep
 from actors.mailbox_work import SelfTestWork, WorkContext
 from actors.practice_db import make_engine
+from actors.practice_schema import email_messages
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
 from events.projections.health import DbHealth, HealthStatus
 from events.types import Diagnostic, SelfTestFailed, SelfTestPassed
 from supervisor import exit_codes
 from supervisor.status_rule import RUNNING_TOOLTIP
 from supervisor.workstation_view import read_diagnostics, read_status
+from tests.dovecot import Dovecot, imap_settings_for
 from tests.mail_helpers import (
     INCARNATION,
     claimed_engine,
@@ -36,12 +38,13 @@ from tests.mail_helpers import (
     settings_for,
     smtp_settings,
 )
-from tests.servers import POSTGRES_ADMIN_URL, named_databases, server_url
+from tests.servers import POSTGRES_ADMIN_URL, fresh_database, named_databases, server_url
 from tests.smtp_servers import RecordingSmtpServer, free_port
 from tests.test_cli_databases import run, write_config
+from tests.test_inbox_limits import _big_message
 from tests.test_mail_work import Works, configure
 
-pytest_plugins = ["tests.conftest_mail"]
+pytest_plugins = ["tests.conftest_mail", "tests.conftest_imap"]
 
 SUBJECT = "Recall \x1b]0;pwned\x07" + "x" * 120
 NOT_A_MESSAGE = b"hello, this is not an email"
@@ -236,3 +239,29 @@ def test_after_an_outage_the_recovery_line_comes_before_the_warnings() -> None:
     content, _ = checkin_of(DbHealth(HealthStatus.RUNNING), CheckInMemory(since), NOW, (WARNED,))
     assert [line[0] for line in content.lines] == ["info", "warning"]
     assert content.ok
+
+
+def test_a_message_too_large_for_mariadb_is_named_in_a_warning_line(
+    works: Works, tmp_path: Path, dovecot: Dovecot, imap_user: str
+) -> None:
+    with fresh_database("mariadb", tmp_path) as url:
+        engine = claimed_engine(url)
+        try:
+            with engine.connect() as conn:
+                packet = conn.execute(text("SELECT @@max_allowed_packet")).scalar_one()
+            uid = dovecot.append(imap_user, _big_message(packet * 3 // 4 + 1024))
+            configure(engine, imap_settings_for(dovecot, imap_user))
+            work = works.make(engine)
+            work.check()  # reads the settings: the inbox is made
+            work.run_inbox(0.0)
+            _, found = work.check()
+            with engine.connect() as conn:
+                row_id = conn.execute(select(email_messages.c.id)).scalar_one()
+        finally:
+            engine.dispose()
+    [line] = found
+    assert (line.component, line.level) == ("imap", "warning")
+    assert line.message.startswith(
+        f'inbox row {row_id} ("X-ray images"): UID {uid} too large for this database: '
+    )
+    assert "left on the IMAP server" in line.message

@@ -37,7 +37,7 @@ from actors.mail.inbox import Inbox
 from actors.mail.outbox import Outbox
 from actors.mail.outbox_row import RowProblem
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
-from actors.mail.refused_rows import refused_lines
+from actors.mail.refused_rows import parked_lines, refused_lines
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
 from actors.mail.sms import (
@@ -56,6 +56,7 @@ from events.types import (
     Diagnostic,
     Event,
     MessageDeliveryUncertain,
+    MessageParked,
     MessageReceived,
 )
 
@@ -211,6 +212,7 @@ class MailWork:
         self._settings_read_at: float | None = None
         self._last_depth = 0
         self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
+        self._parked: list[MessageParked] = []  # imports parked since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
 
     # --- settings -----------------------------------------------------------------------
@@ -400,6 +402,8 @@ class MailWork:
         for event in events:
             if isinstance(event, MessageReceived):
                 self._traffic("imap", ok=True)
+            elif isinstance(event, MessageParked):
+                self._parked.append(event)
 
     def _sent(self, component: str, outcome: SendOutcome) -> None:
         """What one attempt said about its server (``_Watched``): the server answered
@@ -430,6 +434,10 @@ class MailWork:
         (``actors.mail.refused_rows``: named, not a fault)."""
         components, diagnostics = self._check_components()
         warnings, self._refused = refused_lines(self._refused), []
+        if self._parked:
+            parked, self._parked = self._parked, []
+            subjects = self._subjects([e.row_id for e in parked if e.row_id is not None])
+            warnings += parked_lines([(e, subjects.get(e.row_id or 0, "")) for e in parked])
         return components, diagnostics + warnings
 
     def _check_components(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
@@ -482,6 +490,19 @@ class MailWork:
                 if reason:
                     diagnostics.append(Diagnostic("sms", "error", reason))
         return tuple(components), tuple(diagnostics)
+
+    def _subjects(self, row_ids: list[int]) -> dict[int, str]:
+        """The subjects of these rows, for the parked imports' warning lines ({} when the
+        database does not answer: its own self-test says so)."""
+        if not row_ids:
+            return {}
+        m = email_messages
+        try:
+            with self._engine().connect() as conn:
+                found = conn.execute(select(m.c.id, m.c.subject).where(m.c.id.in_(row_ids)))
+                return {int(i): str(s or "") for i, s in found}
+        except SQLAlchemyError:
+            return {}
 
     def _waiting_without_a_sender(self) -> int:
         """Queued outbox rows of channels nothing can send (0 when the database does not
