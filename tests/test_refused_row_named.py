@@ -25,8 +25,10 @@ from actors.practice_db import make_engine
 from actors.practice_schema import email_messages
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
 from events.projections.health import DbHealth, HealthStatus
+from events.store import read_all
 from events.types import Diagnostic, SelfTestFailed, SelfTestPassed
 from supervisor import exit_codes
+from supervisor.service import start_tree, stop_tree
 from supervisor.status_rule import RUNNING_TOOLTIP
 from supervisor.workstation_view import read_diagnostics, read_status
 from tests.dovecot import Dovecot, imap_settings_for
@@ -37,12 +39,15 @@ from tests.mail_helpers import (
     read_row,
     settings_for,
     smtp_settings,
+    wait_until,
 )
 from tests.servers import POSTGRES_ADMIN_URL, fresh_database, named_databases, server_url
 from tests.smtp_servers import RecordingSmtpServer, free_port
 from tests.test_cli_databases import run, write_config
 from tests.test_inbox_limits import _big_message
 from tests.test_mail_work import Works, configure
+from tests.test_service import make_practices
+from tests.test_service import settings_for as service_settings
 
 pytest_plugins = ["tests.conftest_mail", "tests.conftest_imap"]
 
@@ -265,3 +270,46 @@ def test_a_message_too_large_for_mariadb_is_named_in_a_warning_line(
         f'inbox row {row_id} ("X-ray images"): UID {uid} too large for this database: '
     )
     assert "left on the IMAP server" in line.message
+
+
+def test_the_real_service_names_the_row_and_the_commands_show_it_escaped(
+    tmp_path: Path, smtp_server: RecordingSmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "practices"
+    make_practices(folder, "Smile Dental")
+    engine = make_engine(f"sqlite:///{folder / 'Smile Dental.sqlite3'}")
+    settings = service_settings(tmp_path)
+    try:
+        configure(engine, settings_for(smtp_server))
+        bad = queue_row(engine, subject=SUBJECT, raw=NOT_A_MESSAGE)
+        good = queue_row(engine, subject="Fine")
+        tree = start_tree(settings)
+        try:
+            wait_until(
+                lambda: any(
+                    isinstance(r.event, SelfTestPassed) and r.event.warnings
+                    for r in read_all(tree.store)
+                ),
+                "a self-test naming the refused row",
+                timeout=60,
+            )
+        finally:
+            stop_tree(tree, "test over")
+        sent = read_row(engine, good)["status"]
+    finally:
+        engine.dispose()
+    assert sent == "sent"
+    config = tmp_path / "cli.toml"
+    config.write_text(
+        f'[service]\nevent_store = "{settings.service.event_store}"\n'
+        f'[databases]\nserver_url = "sqlite:///{folder}"\n'
+    )
+    code, out, _ = run(capsys, "--config", str(config), "status", "--db", "Smile Dental")
+    assert code == exit_codes.OK
+    assert RUNNING_TOOLTIP in out
+    code, out, _ = run(capsys, "--config", str(config), "diagnostics", "--db", "Smile Dental")
+    assert f"outbox row {bad} (" in out
+    code, out, _ = run(capsys, "--config", str(config), "events", "tail", "--no-follow")
+    assert code == exit_codes.OK
+    assert f"outbox row {bad} (" in out
+    assert not any(ord(c) < 32 and c != "\n" for c in out)
