@@ -32,7 +32,7 @@ from events.projections.memory import ServiceMemory
 from events.retention import Retention, RetentionRun, begin_run, go_on
 from events.snapshot import follow, save_memory
 from events.store import EventStore
-from events.stream_snapshots import StreamMarks, save_stream_snapshot
+from events.stream_snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class LogKeeperActor(PeriodicActor):
         self._save_due = start  # at once: the next start reads from here
         self._prune_due = start + deps.first_prune_after
         self._run: RetentionRun | None = None
-        self._marks = StreamMarks()
+        self._snapshots = SnapshotTaker(deps.store)
 
     def tick(self) -> float:
         try:
@@ -100,11 +100,8 @@ class LogKeeperActor(PeriodicActor):
 
     def _keep(self) -> float:
         d = self._deps
-        self._memory = follow(d.store, self._memory, on_chunk=self._marks.see)
+        self._memory = follow(d.store, self._memory, on_chunk=self._snapshots)
         d.latest.set(self._memory)
-        for stream in self._marks.due():
-            save_stream_snapshot(d.store, self._memory, stream, self._marks.head(stream))
-            self._marks.taken(stream)
         now = d.clock.monotonic()
         if now >= self._save_due:
             save_memory(d.store, self._memory)

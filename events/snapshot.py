@@ -141,13 +141,14 @@ def follow(
     memory: ServiceMemory,
     *,
     on_rows: Callable[[int], None] | None = None,
-    on_chunk: Callable[[Sequence[RawRecord]], None] | None = None,
+    on_chunk: Callable[[Sequence[RawRecord], ServiceMemory], None] | None = None,
 ) -> ServiceMemory:
     """Return ``memory`` with every event after its ``last_seq`` folded in.
 
     Reads by ``seq`` (the primary key) only what is newer, in chunks; decodes only the
     types the memory looks at. ``on_rows(n)`` is told how many rows each chunk held,
-    ``on_chunk(rows)`` is given the chunk's raw rows (after they are folded in).
+    ``on_chunk(rows, memory)`` is given each chunk's raw rows and the memory with them
+    folded in.
     """
     codec = store.codec
     for chunk in store.read_chunks(memory.last_seq):
@@ -159,15 +160,20 @@ def follow(
         if on_rows is not None:
             on_rows(len(chunk))
         if on_chunk is not None:
-            on_chunk(chunk)
+            on_chunk(chunk, memory)
     return memory
 
 
 def read_memory(
-    store: EventStore, *, on_rows: Callable[[int], None] | None = None
+    store: EventStore,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+    on_chunk: Callable[[Sequence[RawRecord], ServiceMemory], None] | None = None,
 ) -> ServiceMemory:
     """The stored memory (if any) plus every event after it: what start-up knows of the past."""
-    return follow(store, load_checkpoint(store) or ServiceMemory(), on_rows=on_rows)
+    return follow(
+        store, load_checkpoint(store) or ServiceMemory(), on_rows=on_rows, on_chunk=on_chunk
+    )
 
 
 def save_memory(store: EventStore, memory: ServiceMemory) -> None:

@@ -7,13 +7,13 @@ So the log keeper also keeps, per database stream, the state it held every
 ``SNAPSHOT_EVERY`` events of that stream: a past time then costs at most that many events
 after the newest snapshot at or before it.
 
-A stream's snapshots are one checkpoint, named ``stream:`` and a digest of the stream (the checkpoint table's
-``seq`` is the newest snapshot's), holding a msgpack list ``[FORMAT, entries]`` with one
-entry ``[at_us, version, seq, health, tree]`` per snapshot, oldest first, at most
-``KEEP`` of them (the oldest dropped first). A database's state depends only on its own
-stream, so the whole service's memory at any ``seq`` at or after the stream's newest event
-is that stream's state at that event. Anything unreadable is ignored: a bad snapshot costs
-time (the fold from the stream's start), never truth.
+A stream's snapshots are one checkpoint, named ``stream:`` and a digest of the stream (the
+checkpoint table's ``seq`` is the newest snapshot's), holding a msgpack list ``[FORMAT,
+entries]`` with one entry ``[at_us, version, seq, health, tree]`` per snapshot, oldest
+first, at most ``KEEP`` of them (the oldest dropped first). A database's state depends
+only on its own stream, so the whole service's memory at any ``seq`` at or after the
+stream's newest event is that stream's state at that event. Anything unreadable is
+ignored: a bad snapshot costs time (the fold from the stream's start), never truth.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import msgpack
 from events.projections.memory import ServiceMemory
 from events.projections.service_view import ServiceView
 from events.projections.tree import TreeEntry
-from events.recorded import from_micros, to_micros
+from events.recorded import RawRecord, from_micros, to_micros
 from events.snapshot import health_from_state, health_state
 from events.store import EventStore
 from events.types import db_of
@@ -108,6 +108,25 @@ class StreamMarks:
     def taken(self, stream: str) -> None:
         """The stream's snapshot was stored: count from zero again."""
         self._heads[stream].since_snapshot = 0
+
+
+class SnapshotTaker:
+    """Stores a stream's snapshot each time ``every`` more of its events have been folded:
+    give it as ``on_chunk`` to ``events.snapshot.follow``/``read_memory``. The log keeper
+    uses one as it follows the log, and start-up one as it reads the log's past, so the
+    first start on a long log from an older version makes the snapshots of its history."""
+
+    def __init__(self, store: EventStore, every: int = SNAPSHOT_EVERY) -> None:
+        self._store = store
+        self._marks = StreamMarks(every)
+
+    def __call__(self, rows: Sequence[RawRecord], memory: ServiceMemory) -> None:
+        """Count ``rows`` (already folded into ``memory``); store the snapshots now due."""
+        marks = self._marks
+        marks.see(rows)
+        for stream in marks.due():
+            save_stream_snapshot(self._store, memory, stream, marks.head(stream))
+            marks.taken(stream)
 
 
 def _entry(memory: ServiceMemory, stream: str, head: tuple[int, int, int]) -> list[Any] | None:

@@ -27,6 +27,7 @@ from events.store import ANY
 from events.stream_snapshots import (
     KEEP,
     SNAPSHOT_EVERY,
+    SnapshotTaker,
     StreamMarks,
     checkpoint_name,
     save_stream_snapshot,
@@ -246,3 +247,26 @@ def test_the_log_keeper_snapshots_a_stream_every_so_many_of_its_events() -> None
     assert before is None
     assert after is not None
     assert after.version == SNAPSHOT_EVERY + 1  # the newest event when the count was reached
+
+
+def test_reading_a_long_log_without_snapshots_makes_them(tmp_path: Path) -> None:
+    # An older version's log: history but no snapshots. Start-up's one read of it (the
+    # supervisor gives read_memory a SnapshotTaker) leaves one every so many events.
+    clock = FakeClock()
+    store = SqlEventStore(f"sqlite:///{tmp_path / 'events.sqlite3'}", clock=clock)
+    try:
+        store.append(SMILE, ANY, [MailboxStarted(1)])
+        times = []
+        for _ in range(25):
+            store.append(SMILE, ANY, [SelfTestPassed(1, ("database",))] * 250)
+            times.append(clock.now())
+            clock.advance(60)
+        read_memory(store, on_chunk=SnapshotTaker(store, every=1_000))
+        newest = start_before(store, SMILE, None)
+        middle = start_before(store, SMILE, times[21])
+    finally:
+        store.close()
+    assert newest is not None
+    assert newest.version == 6_251
+    assert middle is not None
+    assert middle.version == 5_000  # the end of the first chunk the read folded

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
 
 from config import Settings
 from events.archive import ArchiveLog, write_archive_file
+from events.compact import compact_sqlite
 from events.describe import as_json, describe, plain, where
 from events.projections.health import DbHealth
 from events.projections.service_view import ServiceInfo, ServiceView
@@ -144,6 +146,12 @@ def register(subparsers: Any) -> None:
         metavar="TIME",
         type=parse_time,
         help="delete every kind of event recorded before TIME (ISO 8601, UTC)",
+    )
+    prune.add_argument(
+        "--compact",
+        action="store_true",
+        help="then give the freed space back to the file system (SQLite logs; stop the "
+        "service first: it needs the log to itself, and free disk up to the log's size)",
     )
     prune.add_argument("--json", action="store_true", help="print JSON for programs")
     prune.set_defaults(handler=run_prune)
@@ -482,6 +490,19 @@ def run_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     open_event_log(settings).close()  # says so when there is no log, creating nothing
+    log_file = _sqlite_file(settings.service.event_store) if args.compact else None
+    if args.compact and log_file is None:
+        raise CliError(
+            "--compact is for a SQLite event log; a database server gives space back itself "
+            "(PostgreSQL: VACUUM FULL events; MariaDB: OPTIMIZE TABLE events)",
+            exit_codes.USAGE,
+        )
+    from supervisor.instance_lock import AlreadyRunningError, acquire_log
+
+    try:
+        held = acquire_log(settings.service.event_store) if args.compact else None
+    except AlreadyRunningError as exc:
+        raise CliError(f"{exc}; stop it before --compact", exit_codes.ALREADY_RUNNING) from None
     store = SqlEventStore(settings.service.event_store)  # adds the tables an older log lacks
     r = settings.retention
     try:
@@ -491,16 +512,35 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
             retention = Retention(r.steady_days, r.selftest_failure_days, r.keep_days)
             cutoffs = retention.cutoffs(datetime.now(UTC))
         run = run_retention(store, cutoffs, batch_rows=r.batch_rows)
+        store.close()
+        compacted = compact_sqlite(log_file) if log_file is not None else None
     finally:
         store.close()
+        if held is not None:
+            held.release()
     if args.json:
         print_json(
             {
                 "deleted": run.deleted,
                 "up_to_seq": run.covered_seq,
                 "before": {kind: t.isoformat() for kind, t in run.cutoffs.items()},
+                "file_bytes_before": compacted.before_bytes if compacted else None,
+                "file_bytes_after": compacted.after_bytes if compacted else None,
             }
         )
     else:
         print(f"Deleted {run.deleted:,} events (none past seq {run.covered_seq})")
+        if compacted is not None:
+            print(
+                f"Compacted the log file from {compacted.before_bytes / 1e6:,.1f} MB "
+                f"to {compacted.after_bytes / 1e6:,.1f} MB"
+            )
     return exit_codes.OK
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite log URL, or None for any other log."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")
