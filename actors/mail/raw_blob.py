@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, update
+from sqlalchemy import Connection, TextClause, Update, func, text, update
 
 from actors.practice_schema import email_messages
+from actors.statements import constant, statement
 
 STREAM_FROM = 1 << 20
 """A ``raw`` at least this long (bytes) is written in pieces on SQLite."""
@@ -38,9 +39,24 @@ def _blob_connection(conn: Connection) -> Any | None:
     return dbapi if hasattr(dbapi, "blobopen") else None
 
 
+_SQLITE = frozenset({"sqlite"})
+
+_TABLE_INFO: TextClause = constant(
+    "raw_blob.table_info", text("PRAGMA table_info(email_messages)"), backends=_SQLITE
+)
+
+
+@statement("raw_blob.zeroblob", 41, 1024, backends=_SQLITE)
+def _zeroblob(row_id: int, size: int) -> Update:
+    """The row's ``raw`` made ``size`` zero bytes, to be written in pieces."""
+    return (
+        update(email_messages).where(email_messages.c.id == row_id).values(raw=func.zeroblob(size))
+    )
+
+
 def raw_is_last(conn: Connection) -> bool:
     """Whether ``raw`` is the last column of the SQLite table (``PRAGMA table_info``)."""
-    columns = conn.exec_driver_sql(f"PRAGMA table_info({email_messages.name})").all()
+    columns = conn.execute(_TABLE_INFO).all()
     return bool(columns) and max(columns, key=lambda c: c[0])[1] == "raw"
 
 
@@ -64,17 +80,11 @@ def held_back(
 
 
 def write_raw(conn: Connection, row_id: int, raw: bytes) -> None:
-    """Write ``raw`` into the row's ``raw`` column in ``CHUNK`` pieces (SQLite), in the
-    caller's transaction."""
+    """Write ``raw``, held back by ``held_back``, into the row's ``raw`` column in ``CHUNK``
+    pieces (SQLite), in the caller's transaction."""
     dbapi = _blob_connection(conn)
-    if dbapi is None:
-        conn.execute(update(email_messages).where(email_messages.c.id == row_id).values(raw=raw))
-        return
-    conn.execute(
-        update(email_messages)
-        .where(email_messages.c.id == row_id)
-        .values(raw=func.zeroblob(len(raw)))
-    )
+    assert dbapi is not None, "held_back holds a raw back only where it can be written so"
+    conn.execute(_zeroblob(row_id, len(raw)))
     view = memoryview(raw)
     with dbapi.blobopen(email_messages.name, "raw", row_id) as blob:
         for start in range(0, len(view), CHUNK):
