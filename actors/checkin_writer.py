@@ -63,6 +63,7 @@ from actors.statements import constant, driver_form, statement
 from events.clock import Clock
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
 from events.projections.health import DbHealth
+from events.types import Diagnostic
 from supervisor.discovery import error_line
 
 
@@ -112,12 +113,19 @@ class CheckInWriter:
             since = self._clock.now().astimezone(UTC).replace(tzinfo=None)
             self._memory = CheckInMemory(since)
 
-    def write(self, health: DbHealth, *, incarnation: int | None) -> bool:
+    def write(
+        self,
+        health: DbHealth,
+        *,
+        incarnation: int | None,
+        warnings: tuple[Diagnostic, ...] = (),
+    ) -> bool:
         """Write the check-in ``health`` calls for; return False when the database does not
         answer (``last_error`` says how; the outage is remembered for the recovery line).
 
         ``incarnation``: fence the write with it (raises ``StaleIncarnationError`` when a
         newer one holds the database); None for the projector's unfenced check-ins.
+        ``warnings``: a passed self-test's warning lines, written as the check-in's lines.
         """
         late = self._interval + self._grace
         if (
@@ -131,13 +139,13 @@ class CheckInWriter:
                 self._recall(engine)
                 self._recalled = True
             guess = self._clock.now().astimezone(UTC).replace(tzinfo=None)
-            content, memory = checkin_of(health, self._memory, guess)
+            content, memory = checkin_of(health, self._memory, guess, warnings)
             if incarnation is not None and not content.lines:
                 self._fenced_plain(engine, content, incarnation)
             else:
                 with engine.connect() as conn:
                     now = checkins_table.server_now(conn)
-                content, memory = checkin_of(health, self._memory, now)
+                content, memory = checkin_of(health, self._memory, now, warnings)
                 self._with_lines(engine, content, incarnation)
         except SQLAlchemyError as exc:
             self.last_error = error_line(exc, self._url)

@@ -91,10 +91,6 @@ _NEWEST_FAILING = constant(
     .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
     .limit(1),
 )
-_NEWEST_ID = constant(
-    "checkins.newest_id",
-    select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1),
-)
 
 
 @statement("checkins.lines", 12, 50)
@@ -113,18 +109,35 @@ def _lines(checkin_id: int, limit: int) -> Select[Any]:
     )
 
 
-def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
-    """Return the diagnostic lines of the newest failing check-in, oldest line first.
+@statement("checkins.lines_after", 12, 50)
+def _lines_after(checkin_id: int, limit: int) -> Select[Any]:
+    """The newest ``limit`` diagnostic lines of the check-ins after ``checkin_id``, newest
+    first (through the lines' check-in index)."""
+    return (
+        select(
+            diagnostics.c.logged_at,
+            diagnostics.c.level,
+            diagnostics.c.component,
+            diagnostics.c.message,
+        )
+        .where(diagnostics.c.checkin_id > checkin_id)
+        .order_by(diagnostics.c.checkin_id.desc(), diagnostics.c.id.desc())
+        .limit(limit)
+    )
 
-    This is what a workstation shows when its indicator is clicked. With no failing
-    check-in, the newest check-in's lines (often none).
-    """
+
+def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
+    """Return the diagnostic log a workstation shows when its indicator is clicked, oldest
+    line first: the lines of the newest failing check-in, then those of the check-ins
+    after it (all ok: the recovery line, warnings such as an outbox row refused as written),
+    at most ``limit`` of each, the newest ones. With no failing check-in, the newest
+    ``limit`` lines of any."""
     checkin_id = conn.execute(_NEWEST_FAILING).scalar_one_or_none()
-    if checkin_id is None:
-        checkin_id = conn.execute(_NEWEST_ID).scalar_one_or_none()
-    if checkin_id is None:
-        return []
-    rows = conn.execute(_lines(checkin_id, limit)).all()
+    failure: list[Any] = []
+    if checkin_id is not None:
+        failure = list(conn.execute(_lines(checkin_id, limit)).all())
+    later = conn.execute(_lines_after(checkin_id or 0, limit)).all()
+    rows = failure + list(reversed(later))
     return [DiagnosticRow(r.logged_at, r.level, r.component, r.message) for r in rows]
 
 

@@ -68,7 +68,8 @@ def read_status(
 
 
 def read_diagnostics(url: str, *, budgets: ServerBudgets | None = None) -> list[DiagnosticRow]:
-    """Return the diagnostic log a workstation shows on click (newest failing check-in).
+    """Return the diagnostic log a workstation shows on click (the newest failing check-in's
+    lines, then those of the check-ins since: ``checkins_table.diagnostic_log``).
 
     Raises SQLAlchemy's error when the database does not answer.
     """

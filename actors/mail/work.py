@@ -43,7 +43,9 @@ from actors.mail.oauth import (
     save_refresh_token,
 )
 from actors.mail.outbox import Outbox
+from actors.mail.outbox_row import RowProblem
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
+from actors.mail.refused_rows import parked_lines, refused_lines
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
 from actors.mail.sms import (
@@ -65,6 +67,7 @@ from events.types import (
     Event,
     InboxConnectionLost,
     MessageDeliveryUncertain,
+    MessageParked,
     MessageReceived,
 )
 
@@ -220,6 +223,8 @@ class MailWork:
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
         self._last_depth = 0
+        self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
+        self._parked: list[MessageParked] = []  # imports parked since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
         self._tokens = deps.tokens or TokenSources(
             OAuthEndpoints(OAuthSettings(), deps.mail.io_timeout_seconds), clock
@@ -371,6 +376,7 @@ class MailWork:
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
+        self._refused += self._outbox.take_refused()
         full = handled >= batch or self._outbox.yielded  # more is due: again at once
         if handled or self._outbox.held or self._last_depth:
             self._report_depth()  # else nothing was waiting and nothing is: still 0
@@ -454,6 +460,8 @@ class MailWork:
         for event in events:
             if isinstance(event, MessageReceived):
                 self._traffic("imap", ok=True)
+            elif isinstance(event, MessageParked):
+                self._parked.append(event)
 
     def _sent(self, component: str, outcome: SendOutcome) -> None:
         """What one attempt said about its server (``_Watched``): the server answered
@@ -479,7 +487,18 @@ class MailWork:
 
     def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         """Check each enabled component now if the probe policy says so; return what was
-        checked and what is wrong (the last known outcome for those not probed now)."""
+        checked and what is wrong (the last known outcome for those not probed now), then
+        a warning line for each outbox row refused as written since the last check
+        (``actors.mail.refused_rows``: named, not a fault)."""
+        components, diagnostics = self._check_components()
+        warnings, self._refused = refused_lines(self._refused), []
+        if self._parked:
+            parked, self._parked = self._parked, []
+            subjects = self._subjects([e.row_id for e in parked if e.row_id is not None])
+            warnings += parked_lines([(e, subjects.get(e.row_id or 0, "")) for e in parked])
+        return components, diagnostics + warnings
+
+    def _check_components(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         now = self._clock.monotonic()
         if self._settings_read_at is None or now - self._settings_read_at >= SETTINGS_EVERY:
             self._settings_read_at = now
@@ -529,6 +548,18 @@ class MailWork:
                 if reason:
                     diagnostics.append(Diagnostic("sms", "error", reason))
         return tuple(components), tuple(diagnostics)
+
+    def _subjects(self, row_ids: list[int]) -> dict[int, str]:
+        """The subjects of these rows, for the parked imports' warning lines ({} when the
+        database does not answer: its own self-test says so)."""
+        if not row_ids:
+            return {}
+        try:
+            with self._engine().connect() as conn:
+                found = conn.execute(_subjects_of(row_ids))
+                return {int(i): str(s or "") for i, s in found}
+        except SQLAlchemyError:
+            return {}
 
     def _waiting_without_a_sender(self) -> int:
         """Queued outbox rows of channels nothing can send (0 when the database does not
@@ -619,3 +650,10 @@ def _without_a_sender(channels: list[str]) -> Select[int]:
     m = email_messages
     query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
     return query.where(m.c.channel.not_in(channels)) if channels else query
+
+
+@statement("work.subjects", [41, 42])
+def _subjects_of(row_ids: list[int]) -> Select[int, str]:
+    """The id and subject of these rows (the parked imports' warning lines)."""
+    m = email_messages
+    return select(m.c.id, m.c.subject).where(m.c.id.in_(row_ids))
