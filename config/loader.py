@@ -221,10 +221,25 @@ def _listen() -> _Rule:
     return _Rule("HOST:PORT with a port from 0 to 65535 (IPv6 as '[::1]:8025')", check, _as_text)
 
 
+def _file_path(expected: str) -> _Rule:
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            raise _wrong_type(value)
+        value = value.strip()
+        if not value:
+            raise _Rejected("empty")
+        if "\0" in value:
+            raise _Rejected("a NUL character")
+        return value
+
+    return _Rule(expected, check, _as_text)
+
+
 _RULES: dict[str, _Rule] = {
     "service.server_id": _text("a string (empty for this machine's host name)", strip=True),
     "service.genuine_server_check": _flag(),
     "service.event_store": _url(server=False),
+    "service.key_file": _file_path("a file path (relative: to the working directory)"),
     "databases.server_url": _url(server=True),
     "databases.rescan_seconds": _number(0, inclusive=False),
     "databases.max_connections": _count(1),
