@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -39,6 +40,7 @@ from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
+from actors.mail.stored_secrets import Secrets
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import ChildFailed, Ping
@@ -240,6 +242,7 @@ def start_tree(
         limiter,
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
+        secrets=Secrets.for_service(Path(settings.service.key_file)),
     )
 
     # This process's name in check-ins and the fence row: two processes never share one.

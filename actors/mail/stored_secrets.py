@@ -109,7 +109,7 @@ class Secrets:
         """``settings`` with every secret decrypted. Raises ``SecretUnreadable`` for the
         first one that cannot be (its line names the column and says what to do)."""
         ring = self._keys()
-        plain: dict[str, str] = {}
+        plain: dict[str, Any] = {}
         for column in sorted(SECRET_FIELDS):
             stored = getattr(settings, column)
             if not is_encrypted(stored):

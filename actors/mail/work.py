@@ -47,6 +47,7 @@ from actors.mail.sms import (
     sms_sender_for,
 )
 from actors.mail.smtp_transport import SmtpSender
+from actors.mail.stored_secrets import NO_KEYS, Secrets, SecretUnreadable
 from actors.practice_schema import email_messages
 from config import MailSettings
 from events.clock import Clock
@@ -167,6 +168,8 @@ class MailDeps:
     limiter: ProbeLimiter
     local_zone: tzinfo
     report_depth: Callable[[str, int], None] = lambda _db, _n: None
+    secrets: Secrets = NO_KEYS
+    """Decrypts the secret columns with the host's key file (``service.key_file``)."""
 
 
 class MailWork:
@@ -196,6 +199,7 @@ class MailWork:
         self._deps = deps
         self._settings: EmailSettings | None = None
         self._settings_error = ""
+        self._secret_error: SecretUnreadable | None = None
         self._outbox: Outbox | None = None
         self._senders: dict[str, Sender] = {}
         self._sms_error = ""
@@ -216,15 +220,24 @@ class MailWork:
         """Read ``email_settings`` again; rebuild the senders and the inbox if it changed.
 
         A database that does not answer keeps the settings as they were (the database's
-        own self-test reports it); a row that cannot be used is a diagnostic.
+        own self-test reports it); a row that cannot be used is a diagnostic. So is a
+        secret that cannot be decrypted (no key, another host's key, altered): the
+        database is not set up until it is entered again or the key file restored.
         """
+        self._secret_error = None
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
             # each of a thousand engines' SQL caches. One row: no transaction around it.
             with practice_db.one_read(self._engine()) as conn:
                 settings = read_settings_plain(conn)
+            if settings is not None:
+                settings = self._deps.secrets.open(settings, self._db)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
+            settings = None
+        except SecretUnreadable as exc:
+            self._settings_error = ""
+            self._secret_error = exc
             settings = None
         except SQLAlchemyError:
             return
@@ -430,6 +443,9 @@ class MailWork:
         diagnostics: list[Diagnostic] = []
         if self._settings_error:
             diagnostics.append(Diagnostic("service", "error", self._settings_error))
+        if self._secret_error is not None:
+            unreadable = self._secret_error
+            diagnostics.append(Diagnostic(unreadable.component, "error", str(unreadable)))
         if settings is None:
             return (), tuple(diagnostics)
         components: list[str] = []

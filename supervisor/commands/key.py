@@ -1,0 +1,140 @@
+"""``email-service key init|rotate``: the key that encrypts the secrets at rest.
+
+``key init`` makes the key file (``service.key_file``, mode 0600), refusing to replace one
+that exists. ``key rotate`` makes a new key and re-encrypts every practice database's
+secrets with it (``supervisor.key_rotation``: a crash at any point loses nothing).
+``docs/install.md`` says where the key lives and how to back it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from actors.mail.stored_secrets import Secrets
+from config import Settings
+from config.key_file import KeyFileError, create_key_file
+from supervisor import exit_codes
+from supervisor.commands.common import CliError, print_json, print_table
+from supervisor.commands.databases import add_timeout, discover_or_fail
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``key`` command and its ``init`` and ``rotate`` subcommands."""
+    parser = subparsers.add_parser(
+        "key",
+        help="make or rotate the key that encrypts the passwords and tokens saved in the "
+        "practice databases",
+        description="The passwords and sign-in tokens the Email Setup Wizard saves in a "
+        "practice database are encrypted with a key kept in a file on this host "
+        "(service.key_file), readable only by the service's account and never stored in "
+        "a database. Back the file up apart from the databases: without it the saved "
+        "secrets must be entered again. See docs/install.md.",
+    )
+    sub = parser.add_subparsers(dest="key_command", required=True, metavar="SUBCOMMAND")
+    init = sub.add_parser(
+        "init",
+        help="make the key file (mode 0600); an existing one is never replaced",
+        description="Make a new key and write it to service.key_file, readable only by "
+        "this account (run it as the service's account). Refuses when the file exists: "
+        "secrets may be encrypted with it (key rotate replaces a key safely). The setup "
+        "wizard makes the file too when it is missing.",
+    )
+    init.set_defaults(handler=run_init)
+    rotate = sub.add_parser(
+        "rotate",
+        help="make a new key and re-encrypt every practice database's secrets with it",
+        description="Make a new key, then re-encrypt the secrets of every practice "
+        "database on the server (all that `databases` lists as practice databases, "
+        "served or not) with it. The old key stays in the key file until every database "
+        "is done, so an interruption or a database that cannot be reached loses nothing: "
+        "run it again. Plain-text secrets saved by older practice software are left as "
+        "they are (the wizard encrypts them when they are saved again). The running "
+        "service takes the new key up by itself. Exit status 0 when every database was "
+        "done, 69 when one could not be reached (the old key is kept).",
+    )
+    add_timeout(rotate)
+    rotate.add_argument("--json", action="store_true", help="print JSON for programs")
+    rotate.set_defaults(handler=run_rotate)
+
+
+def key_path(settings: Settings) -> Path:
+    """The key file of ``settings`` (``service.key_file``)."""
+    return Path(settings.service.key_file)
+
+
+def writing_secrets(settings: Settings) -> Secrets:
+    """The wizard's ``Secrets``: the key file is made when missing. A key file that cannot
+    be read or made is a ``CliError`` (exit ``CONFIG``) in one line."""
+    try:
+        return Secrets.for_writing(key_path(settings))
+    except KeyFileError as exc:
+        raise CliError(str(exc), exit_codes.CONFIG) from None
+
+
+def run_init(args: argparse.Namespace, settings: Settings) -> int:
+    path = key_path(settings)
+    try:
+        ring = create_key_file(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc), exit_codes.CONFIG) from None
+    assert ring.current is not None
+    print(
+        f"Made the key file {path.absolute()} (key id {ring.current.key_id}), readable only "
+        "by this account. Back it up apart from the databases: without it the saved "
+        "passwords and tokens must be entered again."
+    )
+    return exit_codes.OK
+
+
+def run_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from supervisor.key_rotation import DatabaseOutcome, rotate
+
+    path = key_path(settings)
+    infos = discover_or_fail(settings, timeout=args.timeout)
+    try:
+        rotation = rotate(path, infos)
+    except KeyFileError as exc:
+        raise CliError(str(exc), exit_codes.CONFIG) from None
+
+    def what(o: DatabaseOutcome) -> str:
+        if o.error:
+            return f"not done: {o.error}"
+        parts = [f"{o.reencrypted} re-encrypted"]
+        if o.plain:
+            parts.append(f"{o.plain} plain text left (save it again with the wizard)")
+        parts += [f"cannot decrypt: {line}" for line in o.unreadable]
+        return "; ".join(parts)
+
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": o.name,
+                    "reencrypted": o.reencrypted,
+                    "plain": o.plain,
+                    "unreadable": list(o.unreadable),
+                    "error": o.error or None,
+                }
+                for o in rotation.databases
+            ]
+        )
+    else:
+        if rotation.databases:
+            print_table(["Database", "Secrets"], [[o.name, what(o)] for o in rotation.databases])
+        else:
+            print("No practice databases on the server.")
+    if rotation.kept_key_ids:
+        raise CliError(
+            f"the new key {rotation.new_key_id} is in use, but the old key "
+            f"{', '.join(rotation.kept_key_ids)} stays in {path} because a database was "
+            "not done; run email-service key rotate again when it can be reached",
+            exit_codes.UNAVAILABLE,
+        )
+    if not args.json:
+        print(
+            f"\nEvery practice database now uses key {rotation.new_key_id}; the old key "
+            f"was removed from {path.absolute()}. Back the key file up again."
+        )
+    return exit_codes.OK
