@@ -37,7 +37,7 @@ from supervisor.cli import main
 from supervisor.commands.demo import DemoState, Servers, create_practices
 from supervisor.service import Tree, start_tree, stop_tree
 from supervisor.workstation_view import read_status
-from tests.conftest import host_secrets
+from tests.conftest import KEY_FILE_VARIABLE, host_secrets
 from tests.mail_helpers import queue_row, read_row, wait_until, write_email_settings
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
 from tests.smtp_servers import RecordingSmtpServer
@@ -228,7 +228,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             )
             for name in NAMES
         }
-        rotated = _cli(["--config", str(config), "key", "rotate"])
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(KEY_FILE_VARIABLE, str(key_file))  # whatever a test set before
+            rotated = _cli(["--config", str(config), "key", "rotate"])
         after = queue_row(engines["Sealed Dental"], subject="After the rotation")
         wait_until(lambda: sent("Sealed Dental", after), "a message after the rotation", 60)
         ring_after = read_key_ring(key_file)
