@@ -75,6 +75,16 @@ COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
 
 
+def _say_key_file(secrets: Secrets, path: Path) -> None:
+    """Log at start what is wrong with the key file, if anything: encrypted secrets need it
+    (a missing one is normal until the wizard first saves; one that is there but cannot be
+    used is a warning)."""
+    problem = secrets.ring().problem
+    if problem:
+        exists = path.exists() or path.is_symlink()
+        log.log(logging.WARNING if exists else logging.INFO, "secrets at rest: %s", problem)
+
+
 def command_poll_seconds(settings: Settings) -> float:
     """How often the command tables are read: a third of a check-in, between 1 and 5 s."""
     return max(1.0, min(5.0, settings.health.checkin_seconds / 3))
@@ -244,6 +254,7 @@ def start_tree(
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
         secrets=Secrets.for_service(Path(settings.service.key_file)),
     )
+    _say_key_file(mail.secrets, Path(settings.service.key_file))
 
     # This process's name in check-ins and the fence row: two processes never share one.
     instance = instance_lock.instance_name(settings.service.server_id)

@@ -21,26 +21,37 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
 
 from actors.mail.settings import SECRET_FIELDS
 from actors.mail.stored_secrets import Secrets
+from actors.mail.work import SETTINGS_EVERY, MailDeps, MailWork, ProbeLimiter
 from actors.practice_db import make_engine
 from actors.practice_schema import email_settings, init_practice_database
 from config import load_settings
-from config.key_file import read_key_ring
+from config.key_file import create_key_file, read_key_ring, replace_key_ring
 from config.secret_box import PREFIX, KeyRing, encrypt, is_encrypted, key_id_in, new_key
+from events.clock import FakeClock
 from supervisor import exit_codes
 from supervisor.cli import main
 from supervisor.commands.demo import DemoState, Servers, create_practices
 from supervisor.service import Tree, start_tree, stop_tree
 from supervisor.workstation_view import read_status
 from tests.conftest import KEY_FILE_VARIABLE, host_secrets
-from tests.mail_helpers import queue_row, read_row, wait_until, write_email_settings
+from tests.mail_helpers import (
+    INCARNATION,
+    claimed_engine,
+    mail_settings,
+    queue_row,
+    read_row,
+    wait_until,
+    write_email_settings,
+)
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
-from tests.smtp_servers import RecordingSmtpServer
+from tests.smtp_servers import RecordingSmtpServer, free_port
 
 USER = "reception@smile.example"
 PASSWORD = "Canary-SMTP-7f3a9c"
@@ -299,6 +310,38 @@ def test_key_rotate_leaves_plain_text_as_it_is_and_says_so(served: Served) -> No
     stored = raw_settings(f"sqlite:///{served.folder / 'Plain Dental.sqlite3'}")
     assert stored["smtp_password"] == PASSWORD
     assert "1 plain text left (save it again with the wizard)" in served.rotate[1]
+
+
+def test_restoring_the_key_file_is_taken_up_without_a_restart(tmp_path: Path) -> None:
+    engine = claimed_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+    key_file = tmp_path / "secret.key"
+    create_key_file(key_file)  # a new key: the saved password was made with another
+    old = new_key()
+    write_email_settings(
+        engine,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),
+        smtp_security="none",
+        smtp_username=USER,
+        smtp_password=encrypt(old, "smtp_password", PASSWORD),
+    )
+    clock = FakeClock()
+    deps = MailDeps(
+        mail_settings(), 60.0, ProbeLimiter(), ZoneInfo("UTC"),
+        secrets=Secrets.for_service(key_file),
+    )  # fmt: skip
+    work = MailWork("Smile", INCARNATION, lambda: engine, lambda _events: None, clock, deps)
+    try:
+        _, before = work.check()
+        replace_key_ring(key_file, KeyRing(old, (), ""))  # restored from the backup
+        clock.advance(SETTINGS_EVERY)
+        _, after = work.check()
+    finally:
+        work.close()
+        engine.dispose()
+    assert [d.component for d in before] == ["smtp"]
+    assert "cannot be decrypted" in before[0].message
+    assert not any("decrypt" in d.message for d in after)
 
 
 # --- the demo ------------------------------------------------------------------------------

@@ -108,12 +108,13 @@ class Secrets:
     def open(self, settings: EmailSettings, db: str) -> EmailSettings:
         """``settings`` with every secret decrypted. Raises ``SecretUnreadable`` for the
         first one that cannot be (its line names the column and says what to do)."""
-        ring = self._keys()
+        ring: KeyRing | None = None  # read only when a value is encrypted
         plain: dict[str, Any] = {}
         for column in sorted(SECRET_FIELDS):
             stored = getattr(settings, column)
             if not is_encrypted(stored):
                 continue
+            ring = ring or self._keys()
             try:
                 plain[column] = decrypt(ring, column, stored)
             except SecretError as exc:
@@ -128,11 +129,12 @@ class Secrets:
     def open_row(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
         """``row`` with its secrets decrypted; a secret that cannot be is left out (so the
         wizard asks for it again) with one line saying why."""
-        ring = self._keys()
+        ring: KeyRing | None = None
         opened: dict[str, Any] = {}
         problems: list[str] = []
         for column, value in row.items():
             if column in SECRET_FIELDS and isinstance(value, str) and is_encrypted(value):
+                ring = ring or self._keys()
                 try:
                     value = decrypt(ring, column, value)
                 except SecretError as exc:
