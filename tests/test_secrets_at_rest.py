@@ -50,7 +50,13 @@ from tests.mail_helpers import (
     wait_until,
     write_email_settings,
 )
-from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
+from tests.servers import (
+    MARIADB_ADMIN_URL,
+    POSTGRES_ADMIN_URL,
+    fresh_database,
+    named_databases,
+    server_url,
+)
 from tests.smtp_servers import RecordingSmtpServer, free_port
 
 USER = "reception@smile.example"
@@ -155,6 +161,35 @@ def test_the_wizard_asks_again_for_a_secret_it_cannot_decrypt(
         "The saved settings have a problem: email_settings.smtp_password was encrypted "
         f"with another key (id {key_id_in(foreign)})"
     ) in out
+
+
+def test_a_password_too_long_to_store_encrypted_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "practices"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'Smile Dental.sqlite3'}"
+    init_practice_database(url, practice_name="Smile Dental")
+    before = raw_settings(url)
+    long_password = "Canary-long-" + "p" * 400
+    monkeypatch.setenv("PES_KEYS_SMTP_PASSWORD", long_password)
+    config = _config(tmp_path / "c.toml", f"sqlite:///{folder}")
+    code = main(
+        [
+            "--config", str(config), "setup", "--db", "Smile Dental", "--no-input",
+            "--smtp-host", "127.0.0.1", "--smtp-port", str(free_port()), "--smtp-security",
+            "none", "--smtp-username", USER, "--smtp-password-env", "PES_KEYS_SMTP_PASSWORD",
+            "--save", "--force",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == exit_codes.CONFIG
+    assert err.startswith(
+        "email-service: the SMTP password is too long to save encrypted (at most 337 bytes); "
+        "nothing was saved"
+    )
+    assert raw_settings(url) == before
+    assert "Canary-long" not in out + err
 
 
 # --- the running service -----------------------------------------------------------------
@@ -312,8 +347,14 @@ def test_key_rotate_leaves_plain_text_as_it_is_and_says_so(served: Served) -> No
     assert "1 plain text left (save it again with the wizard)" in served.rotate[1]
 
 
-def test_restoring_the_key_file_is_taken_up_without_a_restart(tmp_path: Path) -> None:
-    engine = claimed_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_restoring_the_key_file_is_taken_up_without_a_restart(backend: str, tmp_path: Path) -> None:
+    with fresh_database(backend, tmp_path) as url:
+        _restore_the_key_file(url, tmp_path)
+
+
+def _restore_the_key_file(url: str, tmp_path: Path) -> None:
+    engine = claimed_engine(url)
     key_file = tmp_path / "secret.key"
     create_key_file(key_file)  # a new key: the saved password was made with another
     old = new_key()

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.mail.settings import SECRET_FIELDS, EmailSettings
-from config.key_file import KeyFile, ensure_key_file
-from config.secret_box import KeyRing, SecretError, decrypt, encrypt, is_encrypted
+from config.key_file import KeyFile, KeyFileError, ensure_key_file
+from config.secret_box import PREFIX, KeyRing, SecretError, decrypt, encrypt, is_encrypted
 
 SECRET_COMPONENTS = {
     "smtp_password": "smtp",
@@ -34,6 +34,18 @@ _WHAT = {
     "oauth_client_secret": "sign-in client secret",
     "oauth_refresh_token": "sign-in refresh token",
 }
+
+
+STORED_MAX = 500
+"""The longest stored value the contract's secret columns hold (``Unicode(500)``); a
+password column is the tightest, the two OAuth columns are long text."""
+_LONG_COLUMNS = frozenset({"oauth_client_secret", "oauth_refresh_token"})
+
+
+def stored_length(plain: str) -> int:
+    """How long ``plain`` is once encrypted: ``enc:v1:`` and base64url of 32 + its bytes."""
+    raw = 32 + len(plain.encode("utf-8"))
+    return len(PREFIX) + (raw * 4 + 2) // 3
 
 
 class SecretUnreadable(SecretError):
@@ -78,8 +90,17 @@ class Secrets:
     def for_writing(cls, key_file: Path) -> Secrets:
         """The wizard's and the demo's: the key file is created (0600) when it is missing.
         Raises ``KeyFileError`` (one line) for one that cannot be read or made."""
-        ring, _created = ensure_key_file(key_file)
-        return cls(lambda: ring)
+        ensure_key_file(key_file)  # made now, so a fault is told before any question
+
+        def keys() -> KeyRing:
+            # Read again at each use: a rotation that finished meanwhile dropped the key
+            # read at the start, and a value saved with it would be lost.
+            try:
+                return ensure_key_file(key_file)[0]
+            except KeyFileError as exc:
+                return KeyRing(problem=str(exc))
+
+        return cls(keys)
 
     def ring(self) -> KeyRing:
         """The keys now."""
@@ -91,6 +112,12 @@ class Secrets:
         when there is no key."""
         if not plain or is_encrypted(plain):
             return plain
+        if column not in _LONG_COLUMNS and stored_length(plain) > STORED_MAX:
+            most = (STORED_MAX - len(PREFIX)) * 3 // 4 - 32
+            raise SecretError(
+                f"the {_WHAT.get(column, column)} is too long to save encrypted "
+                f"(at most {most} bytes)"
+            )
         ring = self._keys()
         if ring.current is None:
             raise SecretError(f"cannot encrypt email_settings.{column}: {ring.problem}")

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actors.mail.settings import SECURITY_CHOICES
 from config import Settings
+from config.secret_box import SecretError
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json
 from supervisor.commands.databases import add_timeout, discover_or_fail, practice_database
@@ -234,7 +235,10 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
     checker = ProbeChecker(settings.mail)
 
     def save(new: Any) -> None:
-        save_settings(info.url, new, secrets)
+        try:
+            save_settings(info.url, new, secrets)
+        except SecretError as exc:
+            raise CliError(f"{exc}; nothing was saved", exit_codes.CONFIG) from None
 
     screen = first_screen(settings.service, settings.databases.server_url, infos, info)
     if not args.no_input and sys.stdin.isatty():
