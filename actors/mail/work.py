@@ -225,7 +225,6 @@ class MailWork:
         secret that cannot be decrypted (no key, another host's key, altered): the
         database is not set up until it is entered again or the key file restored.
         """
-        self._secret_error = None
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
             # each of a thousand engines' SQL caches. One row: no transaction around it.
@@ -235,6 +234,7 @@ class MailWork:
                 settings = self._deps.secrets.open(settings, self._db)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
+            self._secret_error = None
             settings = None
         except SecretUnreadable as exc:
             self._settings_error = ""
@@ -244,6 +244,7 @@ class MailWork:
             return
         else:
             self._settings_error = ""
+            self._secret_error = None
         if settings == self._settings:
             return
         self._settings = settings
