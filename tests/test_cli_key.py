@@ -173,6 +173,18 @@ def test_a_damaged_key_file_says_which_line(
     assert err.startswith(f"email-service: the key file {key_file} is damaged: line 4 is not ")
 
 
+def test_a_key_file_that_is_a_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], config: Path, key_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "practices").mkdir()
+    key_file.mkdir(parents=True)
+    code, _, err = run(capsys, "--config", str(config), "key", "rotate")
+    assert (code, err) == (
+        exit_codes.CONFIG,
+        f"email-service: the key file {key_file} is a folder, not a file (exit 78 CONFIG)\n",
+    )
+
+
 def test_key_without_a_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["key"])

@@ -385,6 +385,38 @@ def _restore_the_key_file(url: str, tmp_path: Path) -> None:
     assert not any("decrypt" in d.message for d in after)
 
 
+def test_a_key_file_others_may_read_makes_the_database_not_set_up_saying_so(
+    tmp_path: Path,
+) -> None:
+    engine = claimed_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+    key_file = tmp_path / "secret.key"
+    secrets = Secrets.for_writing(key_file)
+    write_email_settings(
+        engine,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),
+        smtp_security="none",
+        smtp_password=secrets.encrypt_for_storage("smtp_password", PASSWORD),
+    )
+    key_file.chmod(0o644)
+    deps = MailDeps(
+        mail_settings(), 60.0, ProbeLimiter(), ZoneInfo("UTC"),
+        secrets=Secrets.for_service(key_file),
+    )  # fmt: skip
+    work = MailWork("Smile", INCARNATION, lambda: engine, lambda _events: None, FakeClock(), deps)
+    try:
+        _, diagnostics = work.check()
+    finally:
+        work.close()
+        engine.dispose()
+    [line] = diagnostics
+    assert line.component == "smtp"
+    assert "may be read by other accounts (mode 0644); make it readable only by the " in (
+        line.message
+    )
+    assert f"chmod 600 {key_file}" in line.message
+
+
 # --- the demo ------------------------------------------------------------------------------
 
 
