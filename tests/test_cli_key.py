@@ -9,7 +9,11 @@ a crash would, and checks nothing was lost.
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +31,7 @@ from supervisor.cli import main
 from supervisor.discovery import discover
 from supervisor.key_rotation import DatabaseOutcome, rotate
 from tests.conftest import KEY_FILE_VARIABLE
-from tests.mail_helpers import write_email_settings
+from tests.mail_helpers import wait_until, write_email_settings
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
 from tests.test_secrets_at_rest import raw_settings
 
@@ -37,6 +41,7 @@ SECRETS = {
     "oauth_refresh_token": "Canary-RT-4e5f",
 }
 NAMES = ("Alpha Dental", "Beta Dental", "Gamma Dental")
+EXE = Path(sys.executable).with_name("email-service")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -242,6 +247,40 @@ def test_an_interrupted_rotation_loses_nothing_and_the_next_one_finishes(
     assert rotation.kept_key_ids == ()
     assert final.previous == ()
     assert all(key_ids(u) == {final.current.key_id} for u in urls)  # type: ignore[union-attr]
+    assert all(opened(u, final) == SECRETS for u in urls)
+
+
+def test_a_rotation_killed_midway_loses_nothing(config: Path, folder: Path, key_file: Path) -> None:
+    """``kill -9`` while the rotation waits on the second database (its write lock held
+    here): the first is done, the rest are not, and the key file reads them all."""
+    urls = [f"sqlite:///{folder / (name + '.sqlite3')}" for name in NAMES]
+    old_id = read_key_ring(key_file).current.key_id  # type: ignore[union-attr]
+    blocker = sqlite3.connect(folder / "Beta Dental.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    rotating = subprocess.Popen(
+        [str(EXE), "--config", str(config), "key", "rotate"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: key_ids(urls[0]) != {old_id}, "the first database to be done", 60)
+        rotating.send_signal(signal.SIGKILL)
+        rotating.wait(10)
+    finally:
+        if rotating.poll() is None:
+            rotating.kill()
+        blocker.rollback()
+        blocker.close()
+    halfway = read_key_ring(key_file)
+    assert [key_ids(u) for u in urls] == [
+        {halfway.current.key_id},  # type: ignore[union-attr]
+        {old_id},
+        {old_id},
+    ]
+    assert all(opened(u, halfway) == SECRETS for u in urls)
+    infos = discover(f"sqlite:///{folder}", server_id="SRV", genuine_server_check=False)
+    assert rotate(key_file, infos).kept_key_ids == ()
+    final = read_key_ring(key_file)
     assert all(opened(u, final) == SECRETS for u in urls)
 
 
