@@ -76,6 +76,10 @@ def reencrypt(url: str, ring: KeyRing, name: str) -> DatabaseOutcome:
     try:
         with engine.begin() as conn:
             table = conn.dialect.identifier_preparer.quote(email_settings.name)
+            # Take the write lock first: SQLite refuses at once, without waiting, a read
+            # transaction that wants to write while another connection writes (the
+            # service's check-in, say); a write that starts the transaction waits its turn.
+            conn.exec_driver_sql(f"UPDATE {table} SET id = id WHERE 1 = 0")
             result = conn.exec_driver_sql(f"SELECT * FROM {table}")
             columns = list(result.keys())
             rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]

@@ -33,6 +33,7 @@ from supervisor.key_rotation import DatabaseOutcome, rotate
 from tests.conftest import KEY_FILE_VARIABLE
 from tests.mail_helpers import wait_until, write_email_settings
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
+from tests.smtp_servers import free_port
 from tests.test_secrets_at_rest import raw_settings
 
 SECRETS = {
@@ -130,15 +131,26 @@ def test_key_init_never_replaces_a_key(
     assert key_file.read_bytes() == before
 
 
-def test_setup_makes_the_key_file_when_it_is_missing(
-    capsys: pytest.CaptureFixture[str], config: Path, key_file: Path, tmp_path: Path
+def test_setup_makes_the_key_file_when_it_saves_a_secret(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    key_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "practices").mkdir()
     init_practice_database(
         f"sqlite:///{tmp_path / 'practices' / 'Smile.sqlite3'}", practice_name="Smile"
     )
-    run(capsys, "--config", str(config), "setup", "--db", "Smile", "--no-input")
+    monkeypatch.setenv("PES_KEYS_PASSWORD", "Canary-0600")
+    _, _, err = run(
+        capsys, "--config", str(config), "setup", "--db", "Smile", "--no-input",
+        "--smtp-host", "127.0.0.1", "--smtp-port", str(free_port()), "--smtp-security",
+        "none", "--smtp-username", "u", "--smtp-password-env", "PES_KEYS_PASSWORD",
+        "--save", "--force",
+    )  # fmt: skip
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert f"Made the key file {key_file} (key id " in err
 
 
 # --- faults, one line each ----------------------------------------------------------------
@@ -154,6 +166,18 @@ def test_a_key_file_others_may_read_is_refused_saying_so(
         f"email-service: the key file {key_file} may be read by other accounts (mode 0644); "
         f"make it readable only by the service's account: chmod 600 {key_file} (exit 78 CONFIG)\n"
     )
+
+
+def test_setup_refuses_a_key_file_others_may_read_before_testing_anything(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path, key_file: Path
+) -> None:
+    key_file.chmod(0o640)
+    code, out, err = run(
+        capsys, "--config", str(config), "setup", "--db", "Alpha Dental", "--no-input"
+    )
+    assert (code, out) == (exit_codes.CONFIG, "")
+    assert err.startswith(f"email-service: the key file {key_file} may be read by other ")
+    assert err.count("\n") == 1
 
 
 def test_a_missing_key_file_is_one_line(

@@ -75,10 +75,14 @@ def what_to_do(db: str) -> str:
 
 class Secrets:
     """Encrypts and decrypts secret columns with the keys ``keys()`` gives (read each time,
-    so a rotated or restored key file is used at once)."""
+    so a rotated or restored key file is used at once); ``writing_keys()``, when given,
+    for encrypting (it may make the key file on first use)."""
 
-    def __init__(self, keys: Callable[[], KeyRing]) -> None:
+    def __init__(
+        self, keys: Callable[[], KeyRing], writing_keys: Callable[[], KeyRing] | None = None
+    ) -> None:
         self._keys = keys
+        self._writing_keys = writing_keys or keys
 
     @classmethod
     def for_service(cls, key_file: Path) -> Secrets:
@@ -118,7 +122,7 @@ class Secrets:
                 f"the {_WHAT.get(column, column)} is too long to save encrypted "
                 f"(at most {most} bytes)"
             )
-        ring = self._keys()
+        ring = self._writing_keys()
         if ring.current is None:
             raise SecretError(f"cannot encrypt email_settings.{column}: {ring.problem}")
         return encrypt(ring.current, column, plain)

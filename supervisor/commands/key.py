@@ -9,12 +9,20 @@ secrets with it (``supervisor.key_rotation``: a crash at any point loses nothing
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from actors.mail.stored_secrets import Secrets
 from config import Settings
-from config.key_file import KeyFileError, create_key_file
+from config.key_file import (
+    KeyFile,
+    KeyFileError,
+    create_key_file,
+    ensure_key_file,
+    read_key_ring,
+)
+from config.secret_box import KeyRing
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json, print_table
 from supervisor.commands.databases import add_timeout, discover_or_fail
@@ -65,12 +73,34 @@ def key_path(settings: Settings) -> Path:
 
 
 def writing_secrets(settings: Settings) -> Secrets:
-    """The wizard's ``Secrets``: the key file is made when missing. A key file that cannot
-    be read or made is a ``CliError`` (exit ``CONFIG``) in one line."""
-    try:
-        return Secrets.for_writing(key_path(settings))
-    except KeyFileError as exc:
-        raise CliError(str(exc), exit_codes.CONFIG) from None
+    """The wizard's ``Secrets``. A key file that is there but cannot be used is a
+    ``CliError`` (exit ``CONFIG``, one line) at once, before any question; a missing one is
+    made when the first secret is saved, and standard error says where (a relative
+    ``service.key_file`` is relative to where the command runs: it should be the service's
+    working folder)."""
+    path = key_path(settings)
+    if path.exists() or path.is_symlink():
+        try:
+            read_key_ring(path)
+        except KeyFileError as exc:
+            raise CliError(str(exc), exit_codes.CONFIG) from None
+    reader = KeyFile(path)
+
+    def writing() -> KeyRing:
+        try:
+            ring, created = ensure_key_file(path)
+        except KeyFileError as exc:
+            return KeyRing(problem=str(exc))
+        if created and ring.current is not None:
+            print(
+                f"Made the key file {path.absolute()} (key id {ring.current.key_id}) for "
+                "the passwords saved in the practice databases; the service must find it "
+                "at service.key_file. Back it up apart from the databases (docs/install.md).",
+                file=sys.stderr,
+            )
+        return ring
+
+    return Secrets(reader.ring, writing)
 
 
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
