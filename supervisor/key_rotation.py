@@ -79,7 +79,8 @@ def reencrypt(url: str, ring: KeyRing, name: str) -> DatabaseOutcome:
             # Take the write lock first: SQLite refuses at once, without waiting, a read
             # transaction that wants to write while another connection writes (the
             # service's check-in, say); a write that starts the transaction waits its turn.
-            conn.exec_driver_sql(f"UPDATE {table} SET id = id WHERE 1 = 0")
+            lock = conn.dialect.identifier_preparer.quote("smtp_password")
+            conn.exec_driver_sql(f"UPDATE {table} SET {lock} = {lock} WHERE 1 = 0")
             result = conn.exec_driver_sql(f"SELECT * FROM {table}")
             columns = list(result.keys())
             rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
