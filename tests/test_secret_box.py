@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.mail.stored_secrets import Secrets
 from config.secret_box import (
     PREFIX,
     KeyRing,
     SecretError,
     decrypt,
     encrypt,
+    is_encrypted,
     key_id_in,
     make_key,
     new_key,
@@ -155,3 +157,26 @@ def test_a_damaged_key_line_says_which_line_without_the_key() -> None:
 def test_a_key_file_without_a_current_key_is_refused() -> None:
     with pytest.raises(SecretError, match="it holds no current key"):
         parse_key_ring("# nothing here\n")
+
+
+def _plain(most: int) -> st.SearchStrategy[str]:
+    return st.text(max_size=most).filter(lambda t: not t.startswith(PREFIX))
+
+
+@given(
+    st.fixed_dictionaries(
+        {c: _plain(60) for c in ("smtp_password", "imap_password", "sms_password")}
+        | {"oauth_refresh_token": _plain(2000), "smtp_host": st.text(max_size=20)}
+    )
+)
+def test_a_sealed_row_opens_to_itself_and_holds_only_encrypted_secrets(
+    row: dict[str, str],
+) -> None:
+    key = new_key()
+    secrets = Secrets(lambda: ring_of(key))
+    sealed = secrets.seal_row(row)
+    assert sealed["smtp_host"] == row["smtp_host"]  # not a secret: as it was
+    assert all(
+        is_encrypted(v) if row[c] else v == "" for c, v in sealed.items() if c != "smtp_host"
+    )
+    assert secrets.open_row(sealed) == (row, ())
