@@ -39,6 +39,7 @@ from actors.database_selftest import DatabaseSelfTest
 from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
+from actors.mail.oauth import OAuthEndpoints, TokenSources
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.stored_secrets import Secrets
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
@@ -253,6 +254,7 @@ def start_tree(
         limiter,
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
+        tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
         secrets=Secrets.for_service(Path(settings.service.key_file)),
     )
     _say_key_file(mail.secrets, Path(settings.service.key_file))

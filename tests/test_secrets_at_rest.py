@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
+from actors.mail.oauth import TokenSources
 from actors.mail.settings import SECRET_FIELDS
 from actors.mail.stored_secrets import Secrets
 from actors.mail.work import SETTINGS_EVERY, MailDeps, MailWork, ProbeLimiter
@@ -50,6 +52,7 @@ from tests.mail_helpers import (
     wait_until,
     write_email_settings,
 )
+from tests.oauth_servers import OAuthAuthority, oauth_endpoints
 from tests.servers import (
     MARIADB_ADMIN_URL,
     POSTGRES_ADMIN_URL,
@@ -58,6 +61,11 @@ from tests.servers import (
     server_url,
 )
 from tests.smtp_servers import RecordingSmtpServer, free_port
+from tests.test_oauth_e2e import USER as OAUTH_USER
+from tests.test_oauth_e2e import oauth_settings
+from tests.tls_certs import CertificateSet
+
+pytest_plugins = ["tests.conftest_mail"]
 
 USER = "reception@smile.example"
 PASSWORD = "Canary-SMTP-7f3a9c"
@@ -416,6 +424,51 @@ def test_a_key_file_others_may_read_makes_the_database_not_set_up_saying_so(
         line.message
     )
     assert f"chmod 600 {key_file}" in line.message
+
+
+# --- a refresh token the provider replaced --------------------------------------------
+
+
+def test_a_replaced_refresh_token_is_saved_encrypted_and_read_back_as_its_own(
+    tmp_path: Path, certs: CertificateSet
+) -> None:
+    engine = claimed_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}", INCARNATION)
+    secrets = Secrets.for_writing(tmp_path / "secret.key")
+    clock = FakeClock()
+    with (
+        OAuthAuthority(certs) as authority,
+        RecordingSmtpServer("starttls", certs, oauth=authority) as smtp,
+    ):
+        settings = oauth_settings(authority, "microsoft-delegated", smtp)
+        write_email_settings(engine, **secrets.seal_row(dataclasses.asdict(settings)))
+        deps = MailDeps(
+            mail_settings(ca_file=str(certs.ca_cert)), 60.0, ProbeLimiter(), ZoneInfo("UTC"),
+            tokens=TokenSources(oauth_endpoints(authority), clock), secrets=secrets,
+        )  # fmt: skip
+        work = MailWork("Smile", INCARNATION, lambda: engine, lambda _events: None, clock, deps)
+        try:
+            row_id = queue_row(engine)
+            work.refresh_settings()
+            work.run_outbox()
+            live = authority.live_refresh_tokens(OAUTH_USER)
+            stored = raw_settings(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
+            clock.advance(SETTINGS_EVERY)
+            _, diagnostics = work.check()  # reads the saved token back
+        finally:
+            work.close()
+    engine.dispose()
+    assert read_row_status(tmp_path, row_id) == "sent"
+    assert is_encrypted(stored["oauth_refresh_token"])
+    assert secrets.open_row(stored)[0]["oauth_refresh_token"] == live[0]
+    assert not any("decrypt" in d.message for d in diagnostics)
+
+
+def read_row_status(tmp_path: Path, row_id: int) -> str:
+    engine = make_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}", pooled=False)
+    try:
+        return str(read_row(engine, row_id)["status"])
+    finally:
+        engine.dispose()
 
 
 # --- the demo ------------------------------------------------------------------------------
