@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Insert, Select, insert, select
 
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
 from actors.practice_schema import utcnow
+from actors.statements import SERVER, constant, statement
 from supervisor.status_rule import CheckIn
 
 NEWEST_CHECKINS = 10
@@ -45,9 +47,12 @@ class NewCheckIn:
     lines: Sequence[tuple[str, str, str]] = ()  # (level, component, message)
 
 
+_SERVER_NOW = constant("server.now", select(utcnow()), target=SERVER)
+
+
 def server_now(conn: Connection) -> datetime:
     """Return the database server's current time, naive UTC."""
-    value = conn.execute(select(utcnow())).scalar_one()
+    value = conn.execute(_SERVER_NOW).scalar_one()
     if isinstance(value, str):  # SQLite returns the text it computed
         return datetime.fromisoformat(value[:26])
     assert isinstance(value, datetime)
@@ -56,7 +61,17 @@ def server_now(conn: Connection) -> datetime:
 
 def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[CheckIn]:
     """Return the newest check-ins, newest first."""
-    rows = conn.execute(
+    rows = conn.execute(_newest(limit)).all()
+    return [
+        CheckIn(r.checked_in_at, r.next_checkin_due_at, bool(r.ok), r.summary or "", r.server_name)
+        for r in rows
+    ]
+
+
+@statement("checkins.newest", NEWEST_CHECKINS)
+def _newest(limit: int) -> Select[Any]:
+    """The newest ``limit`` check-ins, newest first."""
+    return (
         select(
             checkins.c.checked_in_at,
             checkins.c.next_checkin_due_at,
@@ -66,32 +81,26 @@ def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[Chec
         )
         .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
         .limit(limit)
-    ).all()
-    return [
-        CheckIn(r.checked_in_at, r.next_checkin_due_at, bool(r.ok), r.summary or "", r.server_name)
-        for r in rows
-    ]
-
-
-def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
-    """Return the diagnostic lines of the newest failing check-in, oldest line first.
-
-    This is what a workstation shows when its indicator is clicked. With no failing
-    check-in, the newest check-in's lines (often none).
-    """
-    failing = (
-        select(checkins.c.id)
-        .where(checkins.c.ok == False)  # noqa: E712 (SQL, not Python)
-        .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
-        .limit(1)
     )
-    checkin_id = conn.execute(failing).scalar_one_or_none()
-    if checkin_id is None:
-        newest = select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1)
-        checkin_id = conn.execute(newest).scalar_one_or_none()
-    if checkin_id is None:
-        return []
-    rows = conn.execute(
+
+
+_NEWEST_FAILING = constant(
+    "checkins.newest_failing",
+    select(checkins.c.id)
+    .where(checkins.c.ok == False)  # noqa: E712 (SQL, not Python)
+    .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+    .limit(1),
+)
+_NEWEST_ID = constant(
+    "checkins.newest_id",
+    select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1),
+)
+
+
+@statement("checkins.lines", 12, 50)
+def _lines(checkin_id: int, limit: int) -> Select[Any]:
+    """One check-in's diagnostic lines, oldest first."""
+    return (
         select(
             diagnostics.c.logged_at,
             diagnostics.c.level,
@@ -101,7 +110,21 @@ def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
         .where(diagnostics.c.checkin_id == checkin_id)
         .order_by(diagnostics.c.id)
         .limit(limit)
-    ).all()
+    )
+
+
+def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
+    """Return the diagnostic lines of the newest failing check-in, oldest line first.
+
+    This is what a workstation shows when its indicator is clicked. With no failing
+    check-in, the newest check-in's lines (often none).
+    """
+    checkin_id = conn.execute(_NEWEST_FAILING).scalar_one_or_none()
+    if checkin_id is None:
+        checkin_id = conn.execute(_NEWEST_ID).scalar_one_or_none()
+    if checkin_id is None:
+        return []
+    rows = conn.execute(_lines(checkin_id, limit)).all()
     return [DiagnosticRow(r.logged_at, r.level, r.component, r.message) for r in rows]
 
 
@@ -112,22 +135,13 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
     Returns the check-in's id.
     """
     now = server_now(conn)
-    result = conn.execute(
-        insert(checkins).values(
-            checked_in_at=now,
-            next_checkin_due_at=now + new.interval,
-            ok=new.ok,
-            summary=new.summary,
-            server_name=new.server_name,
-            service_version=new.service_version,
-        )
-    )
+    result = conn.execute(_insert_checkin(now, new))
     key = result.inserted_primary_key
     assert key is not None
     checkin_id = int(key[0])
     if new.lines:
         conn.execute(
-            insert(diagnostics),
+            _INSERT_LINES,
             [
                 {
                     "checkin_id": checkin_id,
@@ -140,3 +154,36 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
             ],
         )
     return checkin_id
+
+
+_SAMPLE_CHECKIN = NewCheckIn(
+    False, "Mail cannot be sent", timedelta(minutes=15), "PRACTICE-SRV", "0.1.0", ()
+)
+
+
+@statement("checkins.insert", datetime(2026, 1, 5, 8, 0), _SAMPLE_CHECKIN)
+def _insert_checkin(now: datetime, new: NewCheckIn) -> Insert:
+    """One check-in, at ``now`` (the server's clock, read first)."""
+    return insert(checkins).values(
+        checked_in_at=now,
+        next_checkin_due_at=now + new.interval,
+        ok=new.ok,
+        summary=new.summary,
+        server_name=new.server_name,
+        service_version=new.service_version,
+    )
+
+
+_INSERT_LINES = constant(
+    "checkins.insert_lines",
+    insert(diagnostics),
+    params=[
+        {
+            "checkin_id": 12,
+            "logged_at": datetime(2026, 1, 5, 8, 0),
+            "level": "error",
+            "component": "smtp",
+            "message": "The mail server refused the password",
+        }
+    ],
+)

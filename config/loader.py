@@ -194,6 +194,14 @@ def _url(*, server: bool) -> _Rule:
                     raise _Rejected("a SQLite server URL needs a folder")
             elif url.database:
                 raise _Rejected(f"it names the database {url.database!r}")
+        else:
+            # The event log keeps seq gap-free only where it can take a write lock.
+            from events.sql_store import UnsupportedStoreError, check_backend
+
+            try:
+                check_backend(value)
+            except UnsupportedStoreError as exc:
+                raise _Rejected(str(exc)) from None
         return value
 
     return _Rule(expected, check, _as_text)

@@ -24,12 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import Update, bindparam, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors.mail.settings import SECRET_FIELDS
 from actors.practice_db import make_engine
 from actors.practice_schema import email_settings
+from actors.statements import constant, statement
 from config.key_file import KeyFileError, read_key_ring, replace_key_ring
 from config.secret_box import (
     KeyRing,
@@ -43,6 +44,32 @@ from config.secret_box import (
 from supervisor.discovery import DatabaseInfo, error_line
 
 DB_TIMEOUT_SECONDS = 10.0
+
+
+_TAKE_WRITE_LOCK = constant(
+    "keys.take_write_lock",
+    update(email_settings)
+    .where(email_settings.c.id == -1)
+    .values(smtp_password=email_settings.c.smtp_password),
+)
+"""Changes nothing, but takes the database's write lock (SQLite) before the read."""
+_READ_ALL = constant("keys.read_settings", text(f"SELECT * FROM {email_settings.name}"))
+"""Every row and column there is (an older database may lack the sign-in columns)."""
+
+
+@statement(
+    "keys.replace_secret",
+    "smtp_password",
+    params={"row_id": 1, "old_value": "enc:v1:old", "new_value": "enc:v1:new"},
+)
+def _replace(column: str) -> Update:
+    """One secret column's value, replaced only if it is still the value read."""
+    c = email_settings.c
+    return (
+        update(email_settings)
+        .where(c.id == bindparam("row_id"), c[column] == bindparam("old_value"))
+        .values({column: bindparam("new_value")})
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +102,13 @@ def reencrypt(url: str, ring: KeyRing, name: str) -> DatabaseOutcome:
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
         with engine.begin() as conn:
-            table = conn.dialect.identifier_preparer.quote(email_settings.name)
             # Take the write lock first: SQLite refuses at once, without waiting, a read
             # transaction that wants to write while another connection writes (the
             # service's check-in, say); a write that starts the transaction waits its turn.
-            lock = conn.dialect.identifier_preparer.quote("smtp_password")
-            conn.exec_driver_sql(f"UPDATE {table} SET {lock} = {lock} WHERE 1 = 0")
-            result = conn.exec_driver_sql(f"SELECT * FROM {table}")
+            conn.execute(_TAKE_WRITE_LOCK)
+            result = conn.execute(_READ_ALL)
             columns = list(result.keys())
-            rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+            rows = [dict(row._mapping) for row in result.fetchall()]
             for row in rows:
                 for column in sorted(SECRET_FIELDS & set(columns)):
                     stored = row[column]
@@ -99,11 +124,9 @@ def reencrypt(url: str, ring: KeyRing, name: str) -> DatabaseOutcome:
                     except SecretError as exc:
                         unreadable.append(str(exc))
                         continue
-                    c = email_settings.c
                     conn.execute(
-                        update(email_settings)
-                        .where(c.id == row["id"], c[column] == stored)
-                        .values({column: value})
+                        _replace(column),
+                        {"row_id": row["id"], "old_value": stored, "new_value": value},
                     )
                     reencrypted += 1
     except SQLAlchemyError as exc:

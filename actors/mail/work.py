@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import practice_db, progress
@@ -57,6 +57,7 @@ from actors.mail.sms import (
 from actors.mail.smtp_transport import SmtpSender
 from actors.mail.stored_secrets import NO_KEYS, Secrets, SecretUnreadable
 from actors.practice_schema import email_messages
+from actors.statements import constant, statement
 from config import MailSettings
 from config.secret_box import SecretError
 from config.settings import OAuthSettings
@@ -441,14 +442,7 @@ class MailWork:
     def _report_depth(self) -> None:
         try:
             with self._engine().connect() as conn:
-                depth = conn.execute(
-                    select(func.count())
-                    .select_from(email_messages)
-                    .where(
-                        email_messages.c.folder == "outbox",
-                        email_messages.c.status.in_(("queued", "sending")),
-                    )
-                ).scalar_one()
+                depth = conn.execute(_OUTBOX_DEPTH).scalar_one()
         except SQLAlchemyError:
             return
         self._last_depth = int(depth)
@@ -564,10 +558,7 @@ class MailWork:
     def _waiting_without_a_sender(self) -> int:
         """Queued outbox rows of channels nothing can send (0 when the database does not
         answer: its own self-test says so)."""
-        m = email_messages
-        query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
-        if self._senders:
-            query = query.where(m.c.channel.not_in(sorted(self._senders)))
+        query = _without_a_sender(sorted(self._senders))
         try:
             with self._engine().connect() as conn:
                 return int(conn.execute(query).scalar_one())
@@ -633,3 +624,23 @@ class MailWork:
         self._close_senders()
         if self._inbox is not None:
             self._inbox.close()
+
+
+_OUTBOX_DEPTH = constant(
+    "work.outbox_depth",
+    select(func.count())
+    .select_from(email_messages)
+    .where(
+        email_messages.c.folder == "outbox",
+        email_messages.c.status.in_(("queued", "sending")),
+    ),
+)
+"""How many outbox rows wait or are being sent (the ``/metrics`` depth)."""
+
+
+@statement("work.without_a_sender", ["email"])
+def _without_a_sender(channels: list[str]) -> Select[int]:
+    """How many queued outbox rows are of none of ``channels``."""
+    m = email_messages
+    query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
+    return query.where(m.c.channel.not_in(channels)) if channels else query

@@ -3,16 +3,21 @@ does. The caller encrypts it first (``Secrets.encrypt_for_storage``, as ``MailWo
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, bindparam, update
 
 from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from actors.statements import constant
+
+_SAVE = constant(
+    "oauth.save_refresh_token",
+    update(email_settings)
+    .where(email_settings.c.id == SINGLE_ROW_ID)
+    .values(oauth_refresh_token=bindparam("token")),
+    params={"token": "enc:v1:sample"},
+)
 
 
 def save_refresh_token(conn: Connection, token: str) -> None:
     """Store ``token`` (in the form to store: ``enc:v1:...``) as
     ``email_settings.oauth_refresh_token`` (row id 1), in the caller's transaction."""
-    conn.execute(
-        update(email_settings)
-        .where(email_settings.c.id == SINGLE_ROW_ID)
-        .values(oauth_refresh_token=token)
-    )
+    conn.execute(_SAVE, {"token": token})
