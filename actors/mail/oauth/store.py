@@ -3,21 +3,22 @@ does. The caller encrypts it first (``Secrets.encrypt_for_storage``, as ``MailWo
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, Update, update
 
 from actors.practice_schema import SINGLE_ROW_ID, email_settings
-from actors.statements import constant
+from actors.statements import statement
 
-_SAVE = constant(
-    "oauth.save_refresh_token",
-    update(email_settings)
-    .where(email_settings.c.id == SINGLE_ROW_ID)
-    .values(oauth_refresh_token=bindparam("token")),
-    params={"token": "enc:v1:sample"},
-)
+
+@statement("oauth.save_refresh_token", "0.AAB-refresh-token")
+def _save(token: str) -> Update:
+    return (
+        update(email_settings)
+        .where(email_settings.c.id == SINGLE_ROW_ID)
+        .values(oauth_refresh_token=token)
+    )
 
 
 def save_refresh_token(conn: Connection, token: str) -> None:
     """Store ``token`` (in the form to store: ``enc:v1:...``) as
     ``email_settings.oauth_refresh_token`` (row id 1), in the caller's transaction."""
-    conn.execute(_SAVE, {"token": token})
+    conn.execute(_save(token))
