@@ -136,6 +136,53 @@ def reencrypt(url: str, ring: KeyRing, name: str) -> DatabaseOutcome:
     return DatabaseOutcome(name, reencrypted, plain, tuple(unreadable))
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseSecrets:
+    """What the secrets of one practice database are, as ``key status`` reports them."""
+
+    name: str
+    current: int = 0  # encrypted with the current key
+    older: int = 0  # encrypted with a previous key still in the file
+    plain: int = 0  # plain text (older practice software)
+    unreadable: tuple[str, ...] = ()  # one line per value no key decrypts
+    error: str = ""  # the database could not be read
+
+
+def survey(url: str, ring: KeyRing, name: str) -> DatabaseSecrets:
+    """Count the secret values of ``email_settings`` at ``url`` by how they are stored.
+    Reads only; never raises for the database (``error`` says)."""
+    current_id = ring.current.key_id if ring.current is not None else None
+    counts = {"current": 0, "older": 0, "plain": 0}
+    unreadable: list[str] = []
+    engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(_READ_ALL)
+            columns = set(result.keys())
+            rows = [dict(row._mapping) for row in result.fetchall()]
+    except SQLAlchemyError as exc:
+        return DatabaseSecrets(name, error=error_line(exc, url))
+    finally:
+        engine.dispose()
+    for row in rows:
+        for column in sorted(SECRET_FIELDS & columns):
+            stored = row[column]
+            if not isinstance(stored, str) or not stored:
+                continue
+            if not is_encrypted(stored):
+                counts["plain"] += 1
+                continue
+            try:
+                decrypt(ring, column, stored)
+            except SecretError as exc:
+                unreadable.append(str(exc))
+                continue
+            counts["current" if key_id_in(stored) == current_id else "older"] += 1
+    return DatabaseSecrets(
+        name, counts["current"], counts["older"], counts["plain"], tuple(unreadable)
+    )
+
+
 @contextlib.contextmanager
 def rotation_lock(path: Path) -> Iterator[None]:
     """Hold ``<key file>.lock`` (POSIX ``flock``) so two rotations never interleave; it

@@ -229,6 +229,36 @@ def test_key_help_names_both_subcommands(capsys: pytest.CaptureFixture[str]) -> 
     assert "rotate" in out
 
 
+# --- status -------------------------------------------------------------------------------
+
+
+def test_key_status_counts_each_databases_secrets_by_how_they_are_stored(
+    capsys: pytest.CaptureFixture[str], config: Path, folder: Path, key_file: Path
+) -> None:
+    plain = f"sqlite:///{folder / 'Plain Dental.sqlite3'}"
+    init_practice_database(plain, practice_name="Plain Dental")
+    foreign = f"sqlite:///{folder / 'Foreign Dental.sqlite3'}"
+    _seal(foreign, "Foreign Dental", Secrets.for_writing(folder.parent / "other.key"))
+    engine = make_engine(plain, pooled=False)
+    try:
+        write_email_settings(engine, smtp_password="Canary-plain-77")
+    finally:
+        engine.dispose()
+    code, out, err = run(capsys, "--config", str(config), "key", "status", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == exit_codes.DATA_ERROR, err
+    assert err.startswith("email-service: 1 practice database(s) hold secrets this host's ")
+    assert {n: (r["current"], r["plain"], len(r["unreadable"])) for n, r in rows.items()} == {
+        "Alpha Dental": (3, 0, 0),
+        "Beta Dental": (3, 0, 0),
+        "Gamma Dental": (3, 0, 0),
+        "Plain Dental": (0, 1, 0),
+        "Foreign Dental": (0, 0, 3),
+    }
+    assert "was encrypted with another key" in rows["Foreign Dental"]["unreadable"][0]
+    assert "Canary" not in out + err
+
+
 # --- rotate -------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from config.secret_box import KeyRing
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json, print_table
 from supervisor.commands.databases import add_timeout, discover_or_fail
+from supervisor.key_rotation import DatabaseSecrets
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +66,20 @@ def register(subparsers: Any) -> None:
     add_timeout(rotate)
     rotate.add_argument("--json", action="store_true", help="print JSON for programs")
     rotate.set_defaults(handler=run_rotate)
+    status = sub.add_parser(
+        "status",
+        help="say how each practice database's secrets are stored (encrypted, plain text, "
+        "or not decryptable here)",
+        description="Read the key file and every practice database on the server (nothing "
+        "is written) and say, for each, how many secrets are encrypted with the current "
+        "key, with an older key still in the file (a rotation not finished), as plain text "
+        "(saved by older practice software: save them once with the wizard to encrypt "
+        "them), and which cannot be decrypted with this host's key file. Exit status 65 "
+        "when a secret cannot be decrypted, 69 when a database cannot be read.",
+    )
+    add_timeout(status)
+    status.add_argument("--json", action="store_true", help="print JSON for programs")
+    status.set_defaults(handler=run_status)
 
 
 def key_path(settings: Settings) -> Path:
@@ -116,6 +131,70 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
         "passwords and tokens must be entered again."
     )
     return exit_codes.OK
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    from supervisor.key_rotation import survey
+
+    path = key_path(settings)
+    try:
+        ring = read_key_ring(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc), exit_codes.CONFIG) from None
+    assert ring.current is not None
+    found = [
+        DatabaseSecrets(info.name, error=info.error)
+        if info.error is not None
+        else survey(info.url, ring, info.name)
+        for info in discover_or_fail(settings, timeout=args.timeout)
+        if info.is_practice or info.error is not None
+    ]
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "current": s.current,
+                    "older": s.older,
+                    "plain": s.plain,
+                    "unreadable": list(s.unreadable),
+                    "error": s.error or None,
+                }
+                for s in found
+            ]
+        )
+    else:
+        older = ", ".join(k.key_id for k in ring.previous)
+        print(
+            f"Key file {path.absolute()}: key {ring.current.key_id}"
+            + (f" (older keys still in it: {older})" if older else "")
+        )
+        if found:
+            print()
+            print_table(["Database", "Secrets"], [[s.name, _secrets_line(s)] for s in found])
+    unreadable = sum(bool(s.unreadable) for s in found)
+    if unreadable:
+        raise CliError(
+            f"{unreadable} practice database(s) hold secrets this host's key file cannot "
+            "decrypt: enter them again with email-service setup, or restore the key file "
+            "they were saved with",
+            exit_codes.DATA_ERROR,
+        )
+    unread = sum(bool(s.error) for s in found)
+    if unread:
+        raise CliError(f"{unread} database(s) could not be read", exit_codes.UNAVAILABLE)
+    return exit_codes.OK
+
+
+def _secrets_line(s: DatabaseSecrets) -> str:
+    if s.error:
+        return f"cannot be read: {s.error}"
+    parts = [f"{s.current} encrypted"]
+    if s.older:
+        parts.append(f"{s.older} with an older key (key rotate finishes it)")
+    if s.plain:
+        parts.append(f"{s.plain} plain text (save it again with the wizard)")
+    return "; ".join(parts + [f"cannot decrypt: {line}" for line in s.unreadable])
 
 
 def run_rotate(args: argparse.Namespace, settings: Settings) -> int:
