@@ -1,8 +1,9 @@
-"""``email-service key init|rotate``: the key that encrypts the secrets at rest.
+"""``email-service key init|rotate|status``: the key that encrypts the secrets at rest.
 
 ``key init`` makes the key file (``service.key_file``, mode 0600), refusing to replace one
 that exists. ``key rotate`` makes a new key and re-encrypts every practice database's
 secrets with it (``supervisor.key_rotation``: a crash at any point loses nothing).
+``key status`` says how each practice database's secrets are stored, writing nothing.
 ``docs/install.md`` says where the key lives and how to back it up.
 """
 
@@ -30,7 +31,7 @@ from supervisor.key_rotation import DatabaseSecrets
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``key`` command and its ``init`` and ``rotate`` subcommands."""
+    """Add the ``key`` command and its ``init``, ``rotate`` and ``status`` subcommands."""
     parser = subparsers.add_parser(
         "key",
         help="make or rotate the key that encrypts the passwords and tokens saved in the "
