@@ -277,6 +277,20 @@ def _host_names() -> _Rule:
     )
 
 
+def _file_path(expected: str) -> _Rule:
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            raise _wrong_type(value)
+        value = value.strip()
+        if not value:
+            raise _Rejected("empty")
+        if "\0" in value:
+            raise _Rejected("a NUL character")
+        return value
+
+    return _Rule(expected, check, _as_text)
+
+
 def _https_url() -> _Rule:
     """An https URL; plain http only to a loopback address (a local test authority)."""
 
@@ -301,6 +315,7 @@ _RULES: dict[str, _Rule] = {
     "service.server_id": _text("a string (empty for this machine's host name)", strip=True),
     "service.genuine_server_check": _flag(),
     "service.event_store": _url(server=False),
+    "service.key_file": _file_path("a file path (relative: to the working directory)"),
     "databases.server_url": _url(server=True),
     "databases.rescan_seconds": _number(0, inclusive=False),
     "databases.max_connections": _count(1),

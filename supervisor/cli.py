@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "restart": "restart",
     "mail": "mail",
     "events": "events_log",
+    "key": "key",
 }
 """Each command and the module of ``supervisor.commands`` that registers and runs it,
 in the order ``--help`` lists them."""

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -40,6 +41,7 @@ from actors.fence import IncarnationRegistry
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
 from actors.mail.oauth import OAuthEndpoints, TokenSources
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
+from actors.mail.stored_secrets import Secrets
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import ChildFailed, Ping
@@ -74,6 +76,16 @@ one waiting on a server (up to its timeout) runs on a daemon thread, left behind
 PING_TIMEOUT_SECONDS = 5.0
 COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
+
+
+def _say_key_file(secrets: Secrets, path: Path) -> None:
+    """Log at start what is wrong with the key file, if anything: encrypted secrets need it
+    (a missing one is normal until the wizard first saves; one that is there but cannot be
+    used is a warning)."""
+    problem = secrets.ring().problem
+    if problem:
+        exists = path.exists() or path.is_symlink()
+        log.log(logging.WARNING if exists else logging.INFO, "secrets at rest: %s", problem)
 
 
 def command_poll_seconds(settings: Settings) -> float:
@@ -244,7 +256,9 @@ def start_tree(
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
         tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
+        secrets=Secrets.for_service(Path(settings.service.key_file)),
     )
+    _say_key_file(mail.secrets, Path(settings.service.key_file))
 
     # This process's name in check-ins and the fence row: two processes never share one.
     instance = instance_lock.instance_name(settings.service.server_id)

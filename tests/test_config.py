@@ -65,6 +65,7 @@ def test_defaults_are_the_documented_values() -> None:
             "server_id": settings.service.server_id,
             "genuine_server_check": False,
             "event_store": "sqlite:///var/events.sqlite3",
+            "key_file": "var/secret.key",
         },
         "databases": {
             "server_url": "sqlite:///var/practices",

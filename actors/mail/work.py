@@ -57,9 +57,11 @@ from actors.mail.sms import (
     sms_sender_for,
 )
 from actors.mail.smtp_transport import SmtpSender
+from actors.mail.stored_secrets import NO_KEYS, Secrets, SecretUnreadable
 from actors.practice_schema import email_messages
 from actors.statements import constant, statement
 from config import MailSettings
+from config.secret_box import SecretError
 from config.settings import OAuthSettings
 from events.clock import Clock
 from events.types import (
@@ -182,6 +184,8 @@ class MailDeps:
     local_zone: tzinfo
     report_depth: Callable[[str, int], None] = lambda _db, _n: None
     tokens: TokenSources | None = None  # OAuth 2.0 access tokens, shared by the process
+    secrets: Secrets = NO_KEYS
+    """Decrypts the secret columns with the host's key file (``service.key_file``)."""
 
 
 class MailWork:
@@ -211,6 +215,7 @@ class MailWork:
         self._deps = deps
         self._settings: EmailSettings | None = None
         self._settings_error = ""
+        self._secret_error: SecretUnreadable | None = None
         self._outbox: Outbox | None = None
         self._senders: dict[str, Sender] = {}
         self._sms_error = ""
@@ -237,20 +242,30 @@ class MailWork:
         """Read ``email_settings`` again; rebuild the senders and the inbox if it changed.
 
         A database that does not answer keeps the settings as they were (the database's
-        own self-test reports it); a row that cannot be used is a diagnostic.
+        own self-test reports it); a row that cannot be used is a diagnostic. So is a
+        secret that cannot be decrypted (no key, another host's key, altered): the
+        database is not set up until it is entered again or the key file restored.
         """
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
             # each of a thousand engines' SQL caches. One row: no transaction around it.
             with practice_db.one_read(self._engine()) as conn:
                 settings = read_settings_plain(conn)
+            if settings is not None:
+                settings = self._deps.secrets.open(settings, self._db)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
+            self._secret_error = None
+            settings = None
+        except SecretUnreadable as exc:
+            self._settings_error = ""
+            self._secret_error = exc
             settings = None
         except SQLAlchemyError:
             return
         else:
             self._settings_error = ""
+            self._secret_error = None
         if settings == self._settings:
             return
         if self._own_rotation(settings):
@@ -271,10 +286,17 @@ class MailWork:
         )
 
     def _save_refresh_token(self, token: str) -> None:
-        """Save a refresh token the provider replaced (the old one stops working)."""
+        """Save a refresh token the provider replaced (the old one stops working),
+        encrypted; as plain text only when this host has no usable key (the replaced token
+        was read, so it was plain too, and losing the new one would end the sign-in)."""
+        try:
+            stored = self._deps.secrets.encrypt_for_storage("oauth_refresh_token", token)
+        except SecretError as exc:
+            log.warning("%s: the new OAuth refresh token is saved unencrypted: %s", self._db, exc)
+            stored = token
         try:
             with self._engine().begin() as conn:
-                save_refresh_token(conn, token)
+                save_refresh_token(conn, stored)
         except SQLAlchemyError as exc:
             # The source keeps the new token and saves again at its next rotation.
             log.warning(
@@ -507,6 +529,9 @@ class MailWork:
         diagnostics: list[Diagnostic] = []
         if self._settings_error:
             diagnostics.append(Diagnostic("service", "error", self._settings_error))
+        if self._secret_error is not None:
+            unreadable = self._secret_error
+            diagnostics.append(Diagnostic(unreadable.component, "error", str(unreadable)))
         if settings is None:
             return (), tuple(diagnostics)
         components: list[str] = []
