@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, null, select
+from sqlalchemy.exc import DBAPIError
 
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
@@ -40,9 +41,10 @@ class NewCheckIn:
     ok: bool
     summary: str
     interval: timedelta  # next_checkin_due_at = the server's now + interval
-    server_name: str
+    server_name: str  # the contract's: the service's ``server_id``
     service_version: str
     lines: Sequence[tuple[str, str, str]] = ()  # (level, component, message)
+    service_instance: str | None = None  # which start of the service (``host pid N start W``)
 
 
 def server_now(conn: Connection) -> datetime:
@@ -55,22 +57,31 @@ def server_now(conn: Connection) -> datetime:
 
 
 def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[CheckIn]:
-    """Return the newest check-ins, newest first."""
-    rows = conn.execute(
-        select(
-            checkins.c.checked_in_at,
-            checkins.c.next_checkin_due_at,
-            checkins.c.ok,
-            checkins.c.summary,
-            checkins.c.server_name,
-        )
-        .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
-        .limit(limit)
-    ).all()
-    return [
-        CheckIn(r.checked_in_at, r.next_checkin_due_at, bool(r.ok), r.summary or "", r.server_name)
-        for r in rows
-    ]
+    """Return the newest check-ins, newest first.
+
+    A database made by an older version may lack the service-owned ``service_instance``
+    column until the service's start-up adds it; a workstation reading it then gets the
+    rows without (each one's instance unknown) rather than an error.
+    """
+    t = checkins
+    order = (t.c.checked_in_at.desc(), t.c.id.desc())
+    try:
+        rows = conn.execute(
+            select(*_COLUMNS, t.c.service_instance).order_by(*order).limit(limit)
+        ).all()
+    except DBAPIError:
+        conn.rollback()
+        rows = conn.execute(select(*_COLUMNS, null()).order_by(*order).limit(limit)).all()
+    return [CheckIn(r[0], r[1], bool(r[2]), r[3] or "", r[4], r[5]) for r in rows]
+
+
+_COLUMNS = (
+    checkins.c.checked_in_at,
+    checkins.c.next_checkin_due_at,
+    checkins.c.ok,
+    checkins.c.summary,
+    checkins.c.server_name,
+)
 
 
 def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
@@ -120,6 +131,7 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
             summary=new.summary,
             server_name=new.server_name,
             service_version=new.service_version,
+            service_instance=new.service_instance,
         )
     )
     key = result.inserted_primary_key

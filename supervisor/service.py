@@ -242,8 +242,10 @@ def start_tree(
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
     )
 
-    # This process's name in check-ins and the fence row: two processes never share one.
+    # This process's name in the fence row, and its start in check-ins (beside the
+    # contract's server_name, the server_id): two processes never share either.
     instance = instance_lock.instance_name(settings.service.server_id)
+    started = instance_lock.service_instance()
 
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
@@ -274,15 +276,15 @@ def start_tree(
         )
         writer = CheckInWriter(
             context.engine,
-            server_name=instance,
+            server_name=settings.service.server_id,
             service_version=SERVICE_VERSION,
+            service_instance=started,
             interval_seconds=settings.health.checkin_seconds,
             clock=clock,
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
             first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
-            recall_as=settings.service.server_id,
             grace_seconds=settings.health.grace_seconds,
         )
         return [
@@ -325,8 +327,9 @@ def start_tree(
                 scheduler,
                 settings.health.checkin_seconds,
                 engines.get,
-                instance,
+                settings.service.server_id,
                 SERVICE_VERSION,
+                service_instance=started,
                 on_written=gauges.checkin_written,
                 on_failed=reporter(ref, "checkins"),
             )
