@@ -317,9 +317,11 @@ def start_tree(
         restarters["scheduler"] = lambda: scheduler.restart()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
-        children["keeper"] = LogKeeperActor.start(
-            keeper_deps(settings, store, clock, scheduler, latest, rng), memory
+        keeper = keeper_deps(
+            settings, store, clock, scheduler, latest, rng, on_failed=reporter(ref, "keeper")
         )
+        restarters["keeper"] = lambda: LogKeeperActor.start(keeper, latest.get())
+        children["keeper"] = LogKeeperActor.start(keeper, memory)
         if real_work:
             projector = CheckInProjectorDeps(
                 store,
@@ -383,8 +385,10 @@ def keeper_deps(
     scheduler: ThreadScheduler,
     latest: LatestMemory,
     rng: random.Random,
+    on_failed: Callable[[str], None] = lambda _error: None,
 ) -> LogKeeperDeps:
-    """The log keeper's settings: retention as configured, its first run within the hour."""
+    """The log keeper's settings: retention as configured, its first run within the hour;
+    ``on_failed``: what it calls when it dies (the supervisor's ``reporter``)."""
     r = settings.retention
     first = min(60.0, r.prune_every_seconds)  # a minute in, spread over the first hour
     retention = (
@@ -400,6 +404,7 @@ def keeper_deps(
         r.batch_rows,
         first_prune_after=rng.uniform(first, max(first, min(3600.0, r.prune_every_seconds))),
         latest=latest,
+        on_failed=on_failed,
     )
 
 
