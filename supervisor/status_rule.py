@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from events.describe import describe_duration
-
 RUNNING_TOOLTIP = "The email service is operating normally"
 NEVER_TOOLTIP = "The email service has not checked in to this database yet"
 FAULT_TOOLTIP = "The email service reported a fault"
@@ -47,6 +45,24 @@ class Status:
     def running(self) -> bool:
         """Whether the indicator is steady."""
         return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """One database's name and status, as every view shows it."""
+
+    name: str
+    status: Status
+
+    def as_json(self) -> dict[str, str | None]:
+        """The contract's JSON object: ``name``, ``status``, ``tooltip``, ``last_checkin_at``."""
+        last = self.status.last_checkin_at
+        return {
+            "name": self.name,
+            "status": self.status.status,
+            "tooltip": self.status.tooltip,
+            "last_checkin_at": None if last is None else last.isoformat() + "Z",
+        }
 
 
 def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) -> Status:
@@ -87,6 +103,8 @@ def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) 
             names,
         )
     if now > newest.next_checkin_due_at + grace:
+        from events.describe import describe_duration  # here: ``status`` starts faster
+
         return Status(
             "not_available",
             f"Nothing heard from the email service since {_when(newest.checked_in_at)} "
