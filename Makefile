@@ -37,6 +37,7 @@ bench: $(STAMP) services
 	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/longrun.py --quick
+	$(BIN)/python bench/journal_mode.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

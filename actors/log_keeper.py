@@ -3,6 +3,8 @@
 It follows the event log (``events.snapshot.follow``) from the memory the supervisor read
 at start, so it never reads the log's past again. Every ``checkpoint_seconds`` it stores
 that memory (the next start reads it plus only what is newer); every
+``events.stream_snapshots.SNAPSHOT_EVERY`` events of a database's stream it stores that
+database's state as a snapshot (where ``events replay --db --until`` starts); every
 ``prune_every_seconds`` (the first time ``first_prune_after`` seconds after start) it runs
 retention (``events.retention``) at most ``BATCHES_PER_TICK`` batches per message, and
 comes back ``STEP_SECONDS`` later for the rest: its own thread and inbox are never held
@@ -35,6 +37,7 @@ from events.projections.memory import ServiceMemory
 from events.retention import Retention, RetentionRun, begin_run, go_on
 from events.snapshot import follow, save_memory
 from events.store import EventStore
+from events.stream_snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,7 @@ class LogKeeperActor(PeriodicActor):
         self._save_due = start  # at once: the next start reads from here
         self._prune_due = start + deps.first_prune_after
         self._run: RetentionRun | None = None
+        self._snapshots = SnapshotTaker(deps.store)
 
     def failed(self, error: str) -> None:
         self._deps.on_failed(error)
@@ -105,7 +109,7 @@ class LogKeeperActor(PeriodicActor):
 
     def _keep(self) -> float:
         d = self._deps
-        self._memory = follow(d.store, self._memory)
+        self._memory = follow(d.store, self._memory, on_chunk=self._snapshots)
         d.latest.set(self._memory)
         now = d.clock.monotonic()
         if now >= self._save_due:

@@ -18,6 +18,7 @@ connection open after it returns except through the caller's engine pool.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -72,6 +73,8 @@ MOVE_CONNECTIONS = True
 and point it at its own (``_select_db``) instead of opening one; ``bench/supervision.py
 --server mariadb --no-move`` turns it off to measure the difference."""
 
+log = logging.getLogger(__name__)
+
 _CLAIM_ATTEMPTS = 5  # concurrent first claims race on the INSERT; each retry sees the winner
 
 
@@ -122,8 +125,10 @@ def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
     # fence the write that follows it.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # WAL: readers (workstations, the status page) never block the service's writes.
-    mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+    # The file's journal mode is its owner's: read, never set (WAL persists in the file,
+    # and does not work on a network share). In rollback mode readers and the writer
+    # block each other more; the busy timeout below covers that wait.
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()
     record.info[_WAL] = mode is not None and str(mode[0]).lower() == "wal"
     # Every commit reaches the disk before it returns (SQLite's own default, said here
     # because the outbox relies on it); only ``one_statement(durable=False)`` relaxes it.
@@ -245,9 +250,11 @@ def make_engine(
 ) -> Engine:
     """Return an engine for the one practice database at ``url``.
 
-    SQLite: every connection is put in WAL mode with a busy timeout, and transactions are
-    real (``BEGIN`` on ``Connection.begin()``). Servers: ``pool_pre_ping``, so a connection
-    the server dropped is replaced instead of failing the next query; a ``mysql+pyodbc``
+    SQLite: every connection gets a busy timeout and keeps the file's journal mode (WAL
+    or rollback, as its owner set it; ``use_wal`` is for files the service made), and
+    transactions are real (``BEGIN`` on ``Connection.begin()``). Servers:
+    ``pool_pre_ping``, so a connection the server dropped is replaced instead of failing
+    the next query; a ``mysql+pyodbc``
     port is passed the way the MariaDB ODBC driver reads it. ``timeout`` bounds
     connecting (see ``connect_args``); ``pooled=False`` opens a connection per use (for
     short visits such as discovery). ``query_cache_size`` bounds SQLAlchemy's cache of
@@ -258,9 +265,11 @@ def make_engine(
     and those beyond it are closed when given back. ``wait_timeout`` bounds every wait
     once connected, for a caller that must never wait longer (a mailbox, whose waits
     must stay below its hang limit): SQLite's lock wait (default 30 s), PostgreSQL's
-    ``statement_timeout`` and ``lock_timeout``, pyodbc's query timeout (whole seconds),
-    and the wait for a pooled connection; PyMySQL's reads and writes are already bounded
-    by ``timeout``.
+    ``statement_timeout`` and ``lock_timeout``, MariaDB's ``max_statement_time`` and
+    ``innodb_lock_wait_timeout`` (MySQL: ``max_execution_time``), SQL Server's
+    ``LOCK_TIMEOUT`` (``session_wait_statements``), pyodbc's query timeout (whole
+    seconds), and the wait for a pooled connection; PyMySQL's reads are also bounded, a
+    second later (for a server that stopped answering), and its writes by ``timeout``.
     ``budget`` (a server database only; SQLite files have no server): every connection
     takes a slot of that server's connection budget (``actors.budget_pool``); pooled, one
     idle connection is kept while no other database needs its slot, else (``pooled=False``)
@@ -308,9 +317,8 @@ def make_engine(
     if wait_timeout is not None:
         kwargs["connect_args"].update(_wait_args(parsed, wait_timeout))
     engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
-    if wait_timeout is not None and parsed.get_driver_name() == "pyodbc":
-        whole = max(1, math.ceil(wait_timeout))
-        event.listen(engine, "connect", lambda dbapi, _r: setattr(dbapi, "timeout", whole))
+    if wait_timeout is not None:
+        _bound_session_waits(engine, wait_timeout)
     return engine
 
 
@@ -319,7 +327,75 @@ def _wait_args(url: URL, wait_timeout: float) -> dict[str, Any]:
     if url.get_driver_name() in ("psycopg", "psycopg2"):
         ms = max(1, round(wait_timeout * 1000))
         return {"options": f"-c statement_timeout={ms} -c lock_timeout={ms}"}
+    if url.get_driver_name() == "pymysql":
+        # The server's own limits (``session_wait_statements``) end a wait first, with
+        # its own error; the read timeout, a second later, is for a server gone silent.
+        return {"read_timeout": max(1, math.ceil(wait_timeout)) + 1}
     return {}
+
+
+def session_wait_statements(backend: str, wait_timeout: float, *, mariadb: bool) -> list[str]:
+    """Return the statements that bound a new connection's waits to ``wait_timeout``
+    seconds, for databases that take them as session settings rather than connect
+    arguments. Pure.
+
+    MariaDB: ``max_statement_time`` (seconds, fractions allowed) and
+    ``innodb_lock_wait_timeout`` (whole seconds, at least 1); MySQL has no
+    ``max_statement_time``: ``max_execution_time`` (milliseconds; SELECTs only) instead.
+    SQL Server: ``SET LOCK_TIMEOUT`` (milliseconds; the statement as a whole is bounded
+    by the ODBC query timeout). PostgreSQL's come as connect arguments (``_wait_args``);
+    SQLite's is its busy timeout. Others: none.
+    """
+    ms = max(1, round(wait_timeout * 1000))
+    whole = max(1, math.ceil(wait_timeout))
+    if backend == "mssql":
+        return [f"SET LOCK_TIMEOUT {ms}"]
+    if backend in ("mysql", "mariadb"):
+        limit = f"max_statement_time = {ms / 1000:.3f}" if mariadb else f"max_execution_time = {ms}"
+        return [f"SET SESSION {limit}, innodb_lock_wait_timeout = {whole}"]
+    return []
+
+
+def _bound_session_waits(engine: Engine, wait_timeout: float) -> None:
+    """Bound every new connection's waits on ``engine`` to ``wait_timeout`` seconds: the
+    session statements above, and pyodbc's query timeout (``SQL_ATTR_QUERY_TIMEOUT``,
+    whole seconds: the driver cancels a statement that runs longer)."""
+    dialect = engine.dialect
+    pyodbc = dialect.driver == "pyodbc"
+    whole = max(1, math.ceil(wait_timeout))
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if pyodbc:
+            dbapi_connection.timeout = whole
+        # Runs after SQLAlchemy's first-connect set-up, so the dialect knows the server.
+        mariadb = bool(getattr(dialect, "is_mariadb", False))
+        statements = session_wait_statements(dialect.name, wait_timeout, mariadb=mariadb)
+        if not statements:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        except dialect.loaded_dbapi.Error as exc:
+            # A server without these settings (an old MySQL) is still served: its waits
+            # are then bounded by the driver's timeouts only.
+            log.warning("cannot bound waits on %s by %r: %s", engine.url.database, statement, exc)
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+
+
+def use_wal(url: str) -> None:
+    """Put the SQLite file at ``url`` in WAL mode, which persists in the file: only for a
+    file the service made itself (``db init`` of a new file, the demo), never for one it
+    was given. Readers (workstations, the status page) then never block its writes."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    finally:
+        engine.dispose()
 
 
 def _once(engine: Engine) -> Engine:

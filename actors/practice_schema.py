@@ -463,20 +463,22 @@ def init_practice_database(
     (MariaDB's DDL is not transactional) and a SQLite file it created is removed, so a
     failed init never leaves a half-built practice database behind. A SQLite file it
     creates is readable and writable by its owner only (0600: it will hold mail and
-    settings). Opens only the
+    settings) and in WAL mode; an existing file keeps its journal mode. Opens only the
     database named in ``url`` (a SQLite URL creates the file; its folder must exist) and
     disposes of the engine before returning. Raises SQLAlchemy's errors
     (``OperationalError`` for an unreachable server, ``ArgumentError`` for a URL it cannot
     use) as they are.
     """
     # Imported here: practice_db imports this module for its tables.
-    from actors.practice_db import make_engine
+    from actors.practice_db import make_engine, use_wal
     from actors.schema_upgrade import add_missing_columns
 
     new_file = _create_private_sqlite_file(url)
     engine = make_engine(url)
     created: list[Table] = []
     try:
+        if new_file is not None:
+            use_wal(url)  # the service's own file; one it was given keeps its journal mode
         with engine.connect() as conn:
             database = conn.dialect.name, str(engine.url.database or "")
             for table in METADATA.sorted_tables:

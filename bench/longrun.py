@@ -517,6 +517,13 @@ def has_prune(config: Path) -> bool:
     return b"prune" in done.stdout
 
 
+def has_compact(config: Path) -> bool:
+    done = subprocess.run(
+        cli(config, "events", "prune", "--help"), cwd=_ROOT, capture_output=True, check=False
+    )
+    return b"--compact" in done.stdout
+
+
 def log_sizes(log: Path) -> dict[str, float]:
     """The file's size on disk (with its WAL) and the bytes SQLite uses, in MB."""
     files = [log, log.with_name(log.name + "-wal")]
@@ -626,6 +633,13 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
         )
     out["long_after"] = log_sizes(long_log)
     out["kept_types"] = kept_by_type(long_log)
+    out["has_compact"] = has_compact(long_config)
+    if out["has_prune"] and out["has_compact"]:
+        progress(f"{databases} databases: events prune --compact (the service is stopped)")
+        out["compact"] = asdict(
+            time_command(long_config, ["events", "prune", "--compact"], args.command_timeout * 10)
+        )
+        out["long_compacted"] = log_sizes(long_log)
     return out
 
 
@@ -766,6 +780,18 @@ def rows_for(s: dict[str, Any], estimate: dict[str, float] | None) -> list[Row]:
                 "",
             )
         )
+        if "long_compacted" in s:
+            rows.append(
+                Row(
+                    f"{d} dbs, {span}: log file after events prune --compact"
+                    f" ({s['compact']['seconds']:.0f} s)",
+                    _mb(s["long_compacted"]["file_mb"]),
+                    _mb(after["file_mb"]),
+                    _ratio(s["long_compacted"]["file_mb"], after["file_mb"]),
+                    "info",
+                    "",
+                )
+            )
         rows.append(
             Row(
                 f"{d} dbs, {span}: log bytes in use after events prune",

@@ -127,6 +127,7 @@ from events.recorded import to_micros  # noqa: E402
 from events.store import EventStore, read_stream  # noqa: E402
 from events.types import MailboxCrashed, MailboxStarted, RestartScheduled, stream_for  # noqa: E402
 from supervisor.commands.serve import prepare_process  # noqa: E402
+from supervisor.log_lines import LocalIsoFormatter  # noqa: E402
 from supervisor.service import Tree, start_tree, stop_tree  # noqa: E402
 
 _DEFAULTS = load_settings(environ={})
@@ -180,7 +181,7 @@ class _CountingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging() -> _CountingHandler:
     """Log like ``supervisor.commands.serve.configure_logging("INFO")``, into /dev/null."""
     handler = _CountingHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LocalIsoFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -112,13 +112,16 @@ class ArchiveLog:
         stream: str | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        after_version: int = 0,
     ) -> Iterator[Sequence[RawRecord]]:
         """As ``EventStore.read_chunks``, over the file (read from its start each time)."""
         cutoff = None if until is None else to_micros(until)
         chunk: list[RawRecord] = []
         taken = 0
         for row in self._rows():
-            if row.seq <= after_seq or (stream is not None and row.stream != stream):
+            if row.seq <= after_seq or (
+                stream is not None and (row.stream != stream or row.version <= after_version)
+            ):
                 continue
             if cutoff is not None and row.recorded_at_us > cutoff:
                 break

@@ -83,13 +83,14 @@ class InMemoryEventStore:
         stream: str | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        after_version: int = 0,
     ) -> Iterator[Sequence[RawRecord]]:
         with self._changed:
             if stream is None:
                 rows = self._rows[bisect.bisect_right(self._seqs, after_seq) :]
             else:
                 wanted = {s for s in self._by_stream.get(stream, ()) if s > after_seq}
-                rows = [r for r in self._rows if r.seq in wanted]
+                rows = [r for r in self._rows if r.seq in wanted and r.version > after_version]
         if until is not None:
             cutoff = to_micros(until)
             after = next((i for i, r in enumerate(rows) if r.recorded_at_us > cutoff), len(rows))

@@ -37,12 +37,14 @@ def replay_store(
     view: ServiceView | None = None,
     stream: str | None = None,
     until: datetime | None = None,
+    after_version: int = 0,
     skip_corrupt: bool = False,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[ServiceView, ReplayReport]:
     """Fold the log (past ``view.last_seq``) into a view; return it with a report.
 
-    ``stream`` keeps one stream, ``until`` the events recorded at or before it;
+    ``stream`` keeps one stream (past ``after_version`` of it: where a stream snapshot
+    left ``view``), ``until`` the events recorded at or before it;
     ``on_progress(n)`` is called after each chunk of ``n`` records.
     """
     view = view or ServiceView()
@@ -54,7 +56,9 @@ def replay_store(
     unpack = msgpack.unpackb
     last_us = -1
     when = from_micros(0)
-    for chunk in store.read_chunks(view.last_seq, stream=stream, until=until):
+    for chunk in store.read_chunks(
+        view.last_seq, stream=stream, until=until, after_version=after_version
+    ):
         records: list[Recorded] = []
         for seq, stream_name, version, _type, at_us, data in chunk:
             event: Event | None = None

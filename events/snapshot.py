@@ -11,7 +11,7 @@ and the log is folded from the start instead, so a bad checkpoint costs time, ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from events.projections.health import DbHealth, HealthStatus
 from events.projections.memory import MEMORY_TYPES, ServiceMemory, fold_memory, moved_to
 from events.projections.service_view import ServiceInfo, ServiceView
 from events.projections.tree import TreeEntry
-from events.recorded import Recorded, from_micros, to_micros
+from events.recorded import RawRecord, Recorded, from_micros, to_micros
 from events.store import EventStore
 from events.types import Diagnostic
 
@@ -42,7 +42,8 @@ def _untime(us: int | None) -> datetime | None:
     return None if us is None else from_micros(us)
 
 
-def _health(h: DbHealth) -> list[Any]:
+def health_state(h: DbHealth) -> list[Any]:
+    """``h`` as plain msgpack-able values (``health_from_state`` reads them back)."""
     return [
         h.status.value, h.incarnation, _time(h.since), _time(h.last_selftest_at),
         h.last_selftest_ok, [[d.component, d.level, d.message] for d in h.last_failure],
@@ -51,7 +52,8 @@ def _health(h: DbHealth) -> list[Any]:
     ]  # fmt: skip
 
 
-def _unhealth(v: list[Any]) -> DbHealth:
+def health_from_state(v: list[Any]) -> DbHealth:
+    """The ``DbHealth`` that ``health_state`` gave ``v`` for."""
     return DbHealth(
         HealthStatus(v[0]), v[1], _untime(v[2]), _untime(v[3]), v[4],
         tuple(Diagnostic(*d) for d in v[5]), _untime(v[6]),
@@ -77,7 +79,7 @@ def encode_memory(memory: ServiceMemory, encode_event: Callable[[Any], bytes]) -
         FORMAT,
         view.last_seq,
         _time(view.last_at),
-        {db: _health(h) for db, h in view.health.items()},
+        {db: health_state(h) for db, h in view.health.items()},
         {db: list(t) for db, t in view.tree.items()},
         _service(view.service),
         {
@@ -101,7 +103,7 @@ def decode_memory(data: bytes, decode_event: Callable[[bytes], Any]) -> ServiceM
         raise ValueError("not a start-up memory of format 1")
     _, last_seq, last_at, health, tree, service, histories, counts, heads = state
     view = ServiceView(
-        {db: _unhealth(v) for db, v in health.items()},
+        {db: health_from_state(v) for db, v in health.items()},
         {db: TreeEntry(*v) for db, v in tree.items()},
         _unservice(service),
         last_seq,
@@ -139,11 +141,14 @@ def follow(
     memory: ServiceMemory,
     *,
     on_rows: Callable[[int], None] | None = None,
+    on_chunk: Callable[[Sequence[RawRecord], ServiceMemory], None] | None = None,
 ) -> ServiceMemory:
     """Return ``memory`` with every event after its ``last_seq`` folded in.
 
     Reads by ``seq`` (the primary key) only what is newer, in chunks; decodes only the
-    types the memory looks at. ``on_rows(n)`` is told how many rows each chunk held.
+    types the memory looks at. ``on_rows(n)`` is told how many rows each chunk held,
+    ``on_chunk(rows, memory)`` is given each chunk's raw rows and the memory with them
+    folded in.
     """
     codec = store.codec
     for chunk in store.read_chunks(memory.last_seq):
@@ -154,14 +159,21 @@ def follow(
         memory = moved_to(memory, heads, last[0], from_micros(last[4]))
         if on_rows is not None:
             on_rows(len(chunk))
+        if on_chunk is not None:
+            on_chunk(chunk, memory)
     return memory
 
 
 def read_memory(
-    store: EventStore, *, on_rows: Callable[[int], None] | None = None
+    store: EventStore,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+    on_chunk: Callable[[Sequence[RawRecord], ServiceMemory], None] | None = None,
 ) -> ServiceMemory:
     """The stored memory (if any) plus every event after it: what start-up knows of the past."""
-    return follow(store, load_checkpoint(store) or ServiceMemory(), on_rows=on_rows)
+    return follow(
+        store, load_checkpoint(store) or ServiceMemory(), on_rows=on_rows, on_chunk=on_chunk
+    )
 
 
 def save_memory(store: EventStore, memory: ServiceMemory) -> None:

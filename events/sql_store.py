@@ -368,6 +368,7 @@ class SqlEventStore:
         stream: str | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        after_version: int = 0,
     ) -> Iterator[Sequence[RawRecord]]:
         c = events_table.c
         stmt = select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data).where(
@@ -379,6 +380,8 @@ class SqlEventStore:
             # ``until`` is not a filter but where reading stops (below), so the rows after
             # it are never visited.
             stmt = stmt.where(c.stream == stream).order_by(c.version)
+            if after_version:
+                stmt = stmt.where(c.version > after_version)
             if limit is not None:
                 stmt = stmt.limit(limit)
             chunks = self._row_chunks(stmt)

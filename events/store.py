@@ -118,12 +118,15 @@ class EventStore(Protocol):
         stream: str | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        after_version: int = 0,
     ) -> Iterator[Sequence[RawRecord]]:
         """Yield stored rows with ``seq > after_seq`` in ``seq`` order, in chunks.
 
-        ``stream`` keeps one stream's rows; ``until`` stops at the first row recorded
-        after it (the log's order is its history: a row after that one belongs after
-        ``until`` even if a clock stepped back); ``limit`` stops after that many rows.
+        ``stream`` keeps one stream's rows, and ``after_version`` only those after that
+        version of it (read through the stream's index from there); ``until`` stops at
+        the first row recorded after it (the log's order is its history: a row after
+        that one belongs after ``until`` even if a clock stepped back); ``limit`` stops
+        after that many rows.
         Memory does not grow with the size of the log. A chunk's rows may be plain
         tuples of RawRecord's shape.
         """

@@ -311,6 +311,16 @@ class MessageSkipped(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class InboxConnectionLost(Event):
+    """The open IMAP connection failed (``error``: one line, no secrets), e.g. the server
+    or a network device dropped it. The next poll connects again; a server that stays
+    away then shows in the self-test, not as more of these."""
+
+    incarnation: int
+    error: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -337,4 +347,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChildCrashed,
     ChildRestartScheduled,
     MessageSkipped,
+    InboxConnectionLost,
 )

@@ -13,6 +13,7 @@ command quietly with ``exit_codes.BROKEN_PIPE``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import select
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (``... (exit 75 TREE_FAILED)``), on standard error; except a closed output pipe
     (``... | head``), which ends quietly, as standard tools do.
     """
+    tolerant_output()
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_of(arguments))
     args = parser.parse_args(arguments)
@@ -111,6 +113,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code not in (exit_codes.OK, exit_codes.BROKEN_PIPE):
         _say_exit(code, reason or exit_codes.meaning_of(code))
     return code
+
+
+def tolerant_output(streams: Sequence[object] | None = None) -> None:
+    """Make standard output and error show a character their encoding lacks as an escape
+    (``\u0142``) instead of failing the command.
+
+    A Windows console or a redirected output is written in the code page (often cp1252),
+    which lacks most of the world's letters: a practice named ``Gabinet Łódź`` would end
+    a table with ``UnicodeEncodeError``. Where the encoding is UTF-8 nothing changes.
+    """
+    for stream in (sys.stdout, sys.stderr) if streams is None else streams:
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            # A closed or unusual stream is left as it is.
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def _run(args: argparse.Namespace) -> tuple[int, str | None]:

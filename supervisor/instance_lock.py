@@ -137,6 +137,18 @@ def acquire(event_store: str, server_url: str) -> HeldLocks:
     return held
 
 
+def acquire_log(event_store: str) -> HeldLocks:
+    """Take only the event log's lock (a command that needs the log to itself, such as
+    ``events prune --compact``); raise ``AlreadyRunningError`` naming the holder."""
+    held = HeldLocks()
+    try:
+        _lock(held, event_store, "this event log", _log_lock_file)
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
 def _log_lock_file(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 

@@ -1,6 +1,7 @@
 """The server process: builds the supervision tree from the settings and runs it.
 
-``run_service`` returns only when asked to stop (SIGTERM, SIGINT, or ``stop``) or
+``run_service`` returns only when asked to stop (SIGTERM, SIGINT, Windows' console
+control events: ``supervisor.stop_signals``; or ``stop``) or
 when the tree has failed; it returns the exit code (``serve_until_stopped`` also says
 why). Order at start: take the locks that keep a second service off this log and these
 databases, open the event log, start the tree (the supervisor reads the stored start-up
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +50,7 @@ from config import Settings, mask_url
 from events.clock import SystemClock
 from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
-from supervisor import discovery, exit_codes, instance_lock
+from supervisor import discovery, exit_codes, instance_lock, stop_signals
 from supervisor.http.app import create_app
 from supervisor.http.metrics import MetricsView, ProcessGauges
 from supervisor.http.server import HttpError, HttpServer
@@ -58,6 +58,7 @@ from supervisor.http.source import PracticeStatusSource
 from supervisor.local_zone import local_zone
 from supervisor.restart_policy import RestartPolicy
 from supervisor.sd_notify import Notifier
+from supervisor.stop_signals import StopRequest
 from supervisor.supervisor_actor import Served, SupervisorActor, SupervisorDeps
 
 log = logging.getLogger(__name__)
@@ -538,19 +539,31 @@ def serve_until_stopped(
     stop: threading.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
     install_signals: bool = True,
+    request: StopRequest | None = None,
 ) -> Outcome:
-    """Run the service until stopped or failed; return the exit code and why."""
+    """Run the service until stopped or failed; return the exit code and why.
+
+    A stop comes from ``stop`` being set, ``request.ask`` (its reason goes into the log),
+    or, with ``install_signals``, the operating system (``supervisor.stop_signals``:
+    SIGTERM/SIGINT; on Windows Ctrl-C, Ctrl-Break, close and shutdown). ``request.stopped``
+    is set once the service has stopped, whatever the outcome.
+    """
     notifier = notifier or Notifier()
-    stop = stop or threading.Event()
-    reason = ["stop requested"]
+    request = request or StopRequest(stop)
     if install_signals:
+        stop_signals.install(request)
+    try:
+        return _locked_serve(settings, notifier, request, on_ready)
+    finally:
+        request.stopped.set()
 
-        def on_signal(signum: int, _frame: Any) -> None:
-            reason[0] = signal.Signals(signum).name
-            stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+def _locked_serve(
+    settings: Settings,
+    notifier: Notifier,
+    request: StopRequest,
+    on_ready: Callable[[str], None] | None,
+) -> Outcome:
     try:
         locks = instance_lock.acquire(settings.service.event_store, settings.databases.server_url)
     except instance_lock.AlreadyRunningError as exc:
@@ -559,7 +572,7 @@ def serve_until_stopped(
         where = mask_url(settings.service.event_store)
         return Outcome(exit_codes.CONFIG, f"cannot open the event log {where}: {exc}")
     try:
-        return _serve(settings, notifier, stop, reason, on_ready)
+        return _serve(settings, notifier, request, on_ready)
     finally:
         locks.release()
 
@@ -567,11 +580,11 @@ def serve_until_stopped(
 def _serve(
     settings: Settings,
     notifier: Notifier,
-    stop: threading.Event,
-    reason: list[str],
+    request: StopRequest,
     on_ready: Callable[[str], None] | None,
 ) -> Outcome:
     """``serve_until_stopped`` once this process holds the locks."""
+    stop = request.event
     notifier.status("starting: opening the event log")
     try:
         tree = start_tree(settings)
@@ -585,7 +598,7 @@ def _serve(
         return Outcome(exit_codes.TREE_FAILED, f"the service did not start: {failed}")
     if stop.is_set():
         notifier.stopping()
-        stop_tree(tree, reason[0])
+        stop_tree(tree, request.reason)
         return Outcome(exit_codes.OK)
     http = HttpChild(settings, tree)
     tree.restarters["http"] = http.restart
@@ -598,12 +611,13 @@ def _serve(
         on_ready(http.url)
     interval = notifier.watchdog_interval or 5.0
     outcome = Outcome(exit_codes.OK)
+    reason = ""
     next_ping = time.monotonic()
     while not stop.is_set():
         # Short waits, so a signal is acted on within a second.
         if tree.fatal_event.wait(timeout=1.0):
-            reason[0] = tree.fatal[0] if tree.fatal else "the tree failed"
-            outcome = Outcome(exit_codes.TREE_FAILED, reason[0])
+            reason = tree.fatal[0] if tree.fatal else "the tree failed"
+            outcome = Outcome(exit_codes.TREE_FAILED, reason)
             break
         if stop.is_set() or time.monotonic() < next_ping:
             continue
@@ -614,7 +628,7 @@ def _serve(
             log.error("the supervision tree does not answer: no watchdog ping")
     notifier.stopping()
     http.stop()
-    stop_tree(tree, reason[0])
+    stop_tree(tree, reason or request.reason)
     return outcome
 
 

@@ -60,6 +60,7 @@ from events.projections.memory import ServiceMemory, trim_history
 from events.recorded import Recorded
 from events.snapshot import read_memory
 from events.store import ANY, EventStore, PendingAppend
+from events.stream_snapshots import SnapshotTaker
 from events.types import (
     SERVICE_STREAM,
     ChildCrashed,
@@ -228,7 +229,9 @@ class SupervisorActor(pykka.ThreadingActor):
     def _init(self) -> None:
         d = self._deps
         d.progress("reading the stored start-up state and the events after it")
-        memory = read_memory(d.store)
+        # Stream snapshots as it goes: on a long log without them (an older version's),
+        # this first read is the one that makes them (``events.stream_snapshots``).
+        memory = read_memory(d.store, on_chunk=SnapshotTaker(d.store))
         self._learn(memory)
         d.on_memory(memory)
         position = memory.last_seq

@@ -21,6 +21,7 @@ from events.types import (
     DatabaseLost,
     Diagnostic,
     Event,
+    InboxConnectionLost,
     InboxSynced,
     LogPruned,
     MailboxCrashed,
@@ -67,6 +68,7 @@ SAMPLES: list[Event] = [
     ChildCrashed("http", "cannot listen on 127.0.0.1:8025: Address already in use"),
     ChildRestartScheduled("http", 2.0, 2),
     MessageSkipped(3, 1700000001, 4, "<x@gmail.example>", 55, "the same bytes are row 55"),
+    InboxConnectionLost(3, "imap.example:993: connection closed by the server"),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

@@ -178,6 +178,12 @@ BY_SEQ_UP = "USING INTEGER PRIMARY KEY (rowid>?)"
             {"stream": "db:a", "until": datetime(2026, 1, 1, tzinfo=UTC)},
             BY_STREAM,
         ),
+        (  # replay --db --until from a stream snapshot: from that version on, not the start
+            "read_chunks",
+            (500,),
+            {"stream": "db:a", "after_version": 40},
+            "USING INDEX sqlite_autoindex_events_1 (stream=? AND version>?)",
+        ),
         ("read_last", (10,), {"stream": "db:a", "up_to_seq": 100}, BY_STREAM),  # tail --db
         ("read_last", (10,), {"up_to_seq": 100}, BY_SEQ_DOWN),  # tail, the timeline
         ("read_chunks", (100,), {"limit": 1}, BY_SEQ_UP),  # stats' first event, a peek
@@ -293,3 +299,62 @@ def test_replay_from_the_stored_state_says_what_a_full_replay_says(
     argv = ["--config", str(config), "events", "replay", *scope]
     fast, full = replay_json(capsys, *argv), replay_json(capsys, *argv, "--full")
     assert fast == full
+
+
+def test_prune_compact_gives_the_freed_space_back(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A log that grew before retention existed: pruning alone leaves the file its size.
+    db_file = tmp_path / "events.sqlite3"
+    config = tmp_path / "service.toml"
+    config.write_text(f'[service]\nevent_store = "sqlite:///{db_file}"\n')
+    clock = FakeClock()
+    store = SqlEventStore(f"sqlite:///{db_file}", clock=clock)
+    for _ in range(40):
+        store.append(
+            "db:a", ANY, [SelfTestFailed(1, (Diagnostic("smtp", "error", "x" * 500),))] * 50
+        )
+    store.close()
+    before = (clock.now() + timedelta(days=1)).isoformat()
+    code, out, err = run(
+        capsys,
+        "--config",
+        str(config),
+        "events",
+        "prune",
+        "--before",
+        before,
+        "--compact",
+        "--json",
+    )
+    report = json.loads(out)
+    assert code == exit_codes.OK, err
+    assert report["deleted"] == 1_999  # all but the stream's newest
+    assert report["file_bytes_after"] < report["file_bytes_before"] / 10
+
+
+def test_prune_compact_refuses_while_the_service_holds_the_log(
+    capsys: pytest.CaptureFixture[str], year: tuple[Path, Path, FakeClock]
+) -> None:
+    from supervisor.instance_lock import acquire_log
+
+    config, db_file, _ = year
+    held = acquire_log(f"sqlite:///{db_file}")  # what a running serve holds
+    try:
+        code, _, err = run(capsys, "--config", str(config), "events", "prune", "--compact")
+    finally:
+        held.release()
+    assert code == exit_codes.ALREADY_RUNNING
+    assert "stop it before --compact" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_prune_compact_on_a_server_log_says_what_to_run_instead(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_url: str
+) -> None:
+    config = tmp_path / "service.toml"
+    config.write_text(f'[service]\nevent_store = "{postgres_url}"\n')
+    SqlEventStore(postgres_url).close()
+    code, _, err = run(capsys, "--config", str(config), "events", "prune", "--compact")
+    assert code == exit_codes.USAGE
+    assert "VACUUM FULL events" in err

@@ -23,10 +23,11 @@ from actors.mail.steps import NEVER, InboxStep
 from actors.mail.work import SETTINGS_EVERY, MailDeps, MailWork, ProbeLimiter
 from actors.practice_schema import SINGLE_ROW_ID, email_settings
 from events.clock import FakeClock
-from events.types import Event
+from events.types import Event, InboxConnectionLost
 from supervisor import local_zone as local_zone_module
 from supervisor.local_zone import local_zone
 from tests.dovecot import Dovecot, imap_settings_for
+from tests.fault_proxy import FaultProxy
 from tests.mail_helpers import claimed_engine, mail_settings, queue_row, read_row, settings_for
 from tests.smtp_servers import RecordingSmtpServer, free_port
 from tests.tls_certs import CertificateSet
@@ -238,6 +239,31 @@ def test_a_wrong_imap_password_is_an_imap_diagnostic_without_the_password(
     [found] = diagnostics
     assert (found.component, found.level) == ("imap", "error")
     assert "wrong-Imap-pw" not in found.message
+
+
+def test_a_broken_imap_connection_is_recorded_once_and_mended(
+    works: Works, work_engine: Engine, dovecot: Dovecot, imap_user: str
+) -> None:
+    with FaultProxy("127.0.0.1", dovecot.port) as proxy:
+        settings = imap_settings_for(dovecot, imap_user)
+        configure(work_engine, dataclasses.replace(settings, imap_port=proxy.port))
+        work = works.make(work_engine)
+        work.refresh_settings()
+        poll = works.deps.mail.inbox_poll_seconds
+        work.run_inbox(0.0)  # connected; nothing new
+        proxy.refuse(True)
+        proxy.cut_all()
+        work.run_inbox(0.0)  # the open connection breaks: recorded
+        for _ in range(2):  # connecting again fails: the self-test's business, not recorded
+            works.clock.advance(poll)
+            work.run_inbox(0.0)
+        proxy.refuse(False)
+        works.clock.advance(poll)
+        work.run_inbox(0.0)
+        connected_again = work.inbox_connected
+    lost = [e for e in works.events if isinstance(e, InboxConnectionLost)]
+    assert [(e.incarnation, bool(e.error)) for e in lost] == [(INCARNATION, True)]
+    assert connected_again
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -269,8 +269,9 @@ def test_a_non_ascii_practice_name_round_trips(empty_url: str) -> None:
 # --- the adapter -----------------------------------------------------------------------
 
 
-def test_a_sqlite_practice_database_runs_in_wal_mode(tmp_path: Path) -> None:
+def test_a_sqlite_practice_file_made_by_db_init_runs_in_wal_mode(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
+    init_practice_database(url, practice_name="Smile")
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

@@ -53,6 +53,7 @@ from events.clock import Clock
 from events.types import (
     Diagnostic,
     Event,
+    InboxConnectionLost,
     MessageDeliveryUncertain,
     MessageReceived,
 )
@@ -329,6 +330,11 @@ class MailWork:
         """Seconds until the outbox's next turn (0 when it is due)."""
         return max(0.0, self._next_outbox - self._clock.monotonic())
 
+    @property
+    def inbox_connected(self) -> bool:
+        """Whether incoming mail is on and its IMAP connection is open."""
+        return self._inbox is not None and self._inbox.connected
+
     def run_inbox(self, wait_seconds: float) -> float | None:
         """Import new mail, waiting in IDLE up to ``wait_seconds``; return seconds until the
         inbox wants to run again (0: at once), or None when incoming mail is off."""
@@ -338,9 +344,12 @@ class MailWork:
         now = self._clock.monotonic()
         if now < self._inbox_retry_at:
             return self._inbox_retry_at - now
+        was_connected = self._inbox.connected
         try:
             self._inbox.poll(wait_seconds=wait_seconds)
         except ImapError as exc:
+            if was_connected:  # a working connection broke: a change worth a record
+                self._observe([InboxConnectionLost(self._incarnation, str(exc))])
             self._inbox_error = str(exc)
             self._traffic("imap", ok=False)
             self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds

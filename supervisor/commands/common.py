@@ -53,8 +53,12 @@ def parse_time(text: str) -> datetime:
 
 
 def print_json(value: Any) -> None:
-    """Print ``value`` as JSON on standard output."""
-    json.dump(value, sys.stdout, indent=2, default=str, ensure_ascii=False)
+    """Print ``value`` as JSON on standard output: as written where the output is UTF-8,
+    with JSON's own ``\\u`` escapes elsewhere (a Windows console's code page would
+    otherwise turn a character it lacks into an escape that is not JSON)."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    utf8 = encoding in ("utf8", "utf8sig")
+    json.dump(value, sys.stdout, indent=2, default=str, ensure_ascii=not utf8)
     sys.stdout.write("\n")
 
 

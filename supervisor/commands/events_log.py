@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
 
 from config import Settings
 from events.archive import ArchiveLog, write_archive_file
+from events.compact import compact_sqlite
 from events.describe import as_json, describe, plain, where
 from events.projections.health import DbHealth
 from events.projections.service_view import ServiceInfo, ServiceView
@@ -31,6 +33,7 @@ from events.replay import replay_store
 from events.retention import Retention, run_retention
 from events.snapshot import load_checkpoint
 from events.sql_store import SqlEventStore
+from events.stream_snapshots import start_before
 from events.types import db_of, stream_for
 from supervisor import exit_codes
 from supervisor.commands.common import (
@@ -143,6 +146,12 @@ def register(subparsers: Any) -> None:
         type=parse_time,
         help="delete every kind of event recorded before TIME (ISO 8601, UTC)",
     )
+    prune.add_argument(
+        "--compact",
+        action="store_true",
+        help="then give the freed space back to the file system (SQLite logs; stop the "
+        "service first: it needs the log to itself, and free disk up to the log's size)",
+    )
     prune.add_argument("--json", action="store_true", help="print JSON for programs")
     prune.set_defaults(handler=run_prune)
 
@@ -185,8 +194,15 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         stream = stream_for(args.db) if args.db else None
         total = store.last_seq()
         start = None
+        after_version = 0
         if args.until is None and not args.full and isinstance(store, SqlEventStore):
             start = _stored_start(store, stream)
+        elif stream is not None and not args.full and isinstance(store, SqlEventStore):
+            # A past time: from the newest snapshot of the stream at or before it.
+            snapshot = start_before(store, stream, args.until)
+            if snapshot is not None:
+                start = (snapshot.view, snapshot.version)
+                after_version = snapshot.version
         show_bar = sys.stderr.isatty() and not args.json and total >= PROGRESS_FROM
         with _progress(None if stream else total, show_bar) as on_progress:
             view, report = replay_store(
@@ -194,6 +210,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 view=start[0] if start else None,
                 stream=stream,
                 until=args.until,
+                after_version=after_version,
                 skip_corrupt=args.skip_corrupt,
                 on_progress=on_progress,
             )
@@ -463,6 +480,19 @@ def run_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     open_event_log(settings).close()  # says so when there is no log, creating nothing
+    log_file = _sqlite_file(settings.service.event_store) if args.compact else None
+    if args.compact and log_file is None:
+        raise CliError(
+            "--compact is for a SQLite event log; a database server gives space back itself "
+            "(PostgreSQL: VACUUM FULL events; MariaDB: OPTIMIZE TABLE events)",
+            exit_codes.USAGE,
+        )
+    from supervisor.instance_lock import AlreadyRunningError, acquire_log
+
+    try:
+        held = acquire_log(settings.service.event_store) if args.compact else None
+    except AlreadyRunningError as exc:
+        raise CliError(f"{exc}; stop it before --compact", exit_codes.ALREADY_RUNNING) from None
     store = SqlEventStore(settings.service.event_store)  # adds the tables an older log lacks
     r = settings.retention
     try:
@@ -472,16 +502,35 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
             retention = Retention(r.steady_days, r.selftest_failure_days, r.keep_days)
             cutoffs = retention.cutoffs(datetime.now(UTC))
         run = run_retention(store, cutoffs, batch_rows=r.batch_rows)
+        store.close()
+        compacted = compact_sqlite(log_file) if log_file is not None else None
     finally:
         store.close()
+        if held is not None:
+            held.release()
     if args.json:
         print_json(
             {
                 "deleted": run.deleted,
                 "up_to_seq": run.covered_seq,
                 "before": {kind: t.isoformat() for kind, t in run.cutoffs.items()},
+                "file_bytes_before": compacted.before_bytes if compacted else None,
+                "file_bytes_after": compacted.after_bytes if compacted else None,
             }
         )
     else:
         print(f"Deleted {run.deleted:,} events (none past seq {run.covered_seq})")
+        if compacted is not None:
+            print(
+                f"Compacted the log file from {compacted.before_bytes / 1e6:,.1f} MB "
+                f"to {compacted.after_bytes / 1e6:,.1f} MB"
+            )
     return exit_codes.OK
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite log URL, or None for any other log."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")

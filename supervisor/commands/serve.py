@@ -1,4 +1,5 @@
-"""``email-service serve``: run the server process until SIGTERM or SIGINT."""
+"""``email-service serve``: run the server process until SIGTERM or SIGINT (on Windows,
+a console control event: ``supervisor.stop_signals``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from actors.sqlite_memory import disable_page_cache_preallocation
 from config import Settings, mask_url
 from supervisor import exit_codes
 from supervisor.commands.common import CliError
+from supervisor.log_lines import LocalIsoFormatter
 from supervisor.service import serve_until_stopped
 
 
@@ -21,7 +23,9 @@ def register(subparsers: Any) -> None:
         help="run the service until SIGTERM/SIGINT",
         description="Run the server process: one mailbox per eligible practice database, a "
         "watchdog and the command reader, under one supervisor. Stops cleanly on SIGTERM or "
-        "SIGINT. Speaks the systemd notify protocol when NOTIFY_SOCKET is set.",
+        "SIGINT (on Windows: Ctrl-C, which WinSW and NSSM send, Ctrl-Break, the console's "
+        "close and shutdown). Speaks the systemd notify protocol when NOTIFY_SOCKET is set. "
+        "Logs to standard error, each line starting with its time (ISO 8601, local offset).",
     )
     parser.add_argument(
         "--log-level",
@@ -33,12 +37,12 @@ def register(subparsers: Any) -> None:
 
 
 def configure_logging(level: str) -> None:
-    """Log one line per record to standard error (the journal adds the time)."""
-    logging.basicConfig(
-        level=getattr(logging, level),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    """Log one line per record to standard error, each starting with its time (ISO 8601,
+    local offset: ``supervisor.log_lines``), for a Windows wrapper's log file as much as
+    for the journal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LocalIsoFormatter())
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     # pykka logs every crash with its traceback at ERROR; the event log already holds it.
     logging.getLogger("pykka").setLevel(logging.CRITICAL)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter

@@ -2,12 +2,13 @@
 
 The socket is bound here, before the thread starts, so a port that is taken is a one-line
 ``HttpError`` from ``start`` (the service logs it as ``ChildCrashed`` and retries with
-backoff while mail goes on) and port 0 reports the port it got. The socket has
-``SO_REUSEADDR`` (a restarted service can bind while old connections linger in
-TIME_WAIT), never ``SO_REUSEPORT``: on Linux ``SO_REUSEADDR`` does not let a second
-socket bind a port another one listens on, so a second service cannot share the port
-(``tests/test_http_port.py`` checks it). If the server's thread ends while it should
-serve, ``on_died`` is called from that thread with the reason. uvicorn's own signal
+backoff while mail goes on) and port 0 reports the port it got. The bind is exclusive
+(``bind_options``): ``SO_REUSEADDR`` on Linux (a restarted service can bind while old
+connections linger in TIME_WAIT; it does not let a second socket bind a port another
+one listens on), ``SO_EXCLUSIVEADDRUSE`` on Windows, never ``SO_REUSEPORT``, so a second
+service cannot share the port (``tests/test_http_port.py`` checks it). If the server's
+thread ends while it should serve, ``on_died`` is called from that thread with the
+reason. uvicorn's own signal
 handlers are not installed: the service process owns SIGTERM/SIGINT.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,20 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 3.0
+
+
+def bind_options(platform: str = sys.platform) -> tuple[tuple[str, int], ...]:
+    """The ``SOL_SOCKET`` options (by name) set before binding on ``platform``. Pure.
+
+    Linux and macOS: ``SO_REUSEADDR``, which there lets a restarted service bind while
+    old connections linger in TIME_WAIT but never a port another socket listens on.
+    Windows: ``SO_REUSEADDR`` means the opposite there (a second socket may bind a port
+    in use, and take its connections), so never it: ``SO_EXCLUSIVEADDRUSE`` instead,
+    which also keeps any other program from binding the port while the service has it.
+    """
+    if platform == "win32":
+        return (("SO_EXCLUSIVEADDRUSE", 1),)
+    return (("SO_REUSEADDR", 1),)
 
 
 class HttpError(Exception):
@@ -73,8 +89,9 @@ class HttpServer:
         """Bind and serve; raise ``HttpError`` when the address cannot be used."""
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
+            for option, value in bind_options():
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), value)
             sock.bind((self._host, self._port))
         except OSError as exc:
             sock.close()
