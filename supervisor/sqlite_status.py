@@ -31,8 +31,10 @@ SQLITE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
 NEWEST_CHECKINS = 10
 """As many check-ins as the regular path reads (``actors.checkins_table.NEWEST_CHECKINS``)."""
 
-READ_TIMEOUT_SECONDS = 10.0
-"""How long a read waits on a lock (``supervisor.workstation_view.READ_TIMEOUT_SECONDS``)."""
+LOCK_WAIT_SECONDS = 1.0
+"""How long a read here waits on a writer's lock (a commit takes milliseconds). A lock held
+longer is left to the regular path, which waits its own ``READ_TIMEOUT_SECONDS`` and says
+what it found, so a database locked for good costs one more second, not a second wait."""
 
 _PREFIX = "sqlite:///"
 _HEADER = b"SQLite format 3\x00"
@@ -98,7 +100,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
             raise ValueError("not a SQLite database file")
         if len(header) >= 20 and _WAL in (header[18], header[19]):
             uri += "&immutable=1"
-    return sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_SECONDS)
+    return sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_SECONDS)
 
 
 def _has_practice_table(conn: sqlite3.Connection) -> bool:

@@ -134,10 +134,10 @@ def test_a_database_without_the_practice_table_is_left_to_the_regular_path(
     assert sqlite_status.read_status(tmp_path, "Other", GRACE) is None
 
 
-def test_the_fast_path_reads_the_files_discovery_lists_as_many_rows_as_the_regular() -> None:
+def test_the_fast_path_reads_the_files_and_rows_the_regular_one_reads() -> None:
     assert sqlite_status.SQLITE_SUFFIXES == discovery.SQLITE_SUFFIXES
     assert sqlite_status.NEWEST_CHECKINS == checkins_table.NEWEST_CHECKINS
-    assert sqlite_status.READ_TIMEOUT_SECONDS == workstation_view.READ_TIMEOUT_SECONDS
+    assert sqlite_status.LOCK_WAIT_SECONDS < workstation_view.READ_TIMEOUT_SECONDS
 
 
 def test_status_of_one_sqlite_practice_never_imports_sqlalchemy(folder: Path) -> None:
@@ -172,3 +172,14 @@ def test_the_fast_path_walks_the_checkins_time_index_from_the_newest(folder: Pat
         conn.close()
     [step] = [r[-1] for r in plan]
     assert step.startswith("SCAN email_service_checkins USING INDEX "), step
+
+
+def test_a_database_locked_by_a_writer_is_left_to_the_regular_path(folder: Path) -> None:
+    write(folder, ok())
+    holder = sqlite3.connect(folder / "Smile.sqlite3", isolation_level=None)
+    try:
+        holder.execute("PRAGMA journal_mode=DELETE")
+        holder.execute("BEGIN EXCLUSIVE")  # a writer that does not let go
+        assert sqlite_status.read_status(folder, "Smile", GRACE) is None
+    finally:
+        holder.close()
