@@ -17,12 +17,11 @@ the ``server_id``; which start wrote a row is its ``service_instance``). If it f
 the outage started at the oldest failed one since the last ok one; if it is late (the
 database's clock is past its ``next_checkin_due_at`` plus ``grace_seconds``: the service
 was dead or hung, and nobody wrote anything), the outage started when that check-in said
-the next was due. So the first ok check-in of a new
-incarnation (after a crash, a restart of the mailbox or of the whole process, a kill or
-a hang) still carries the recovery line. A writer that finds its own last check-in
-longer ago than an interval plus the grace (the whole process was paused, or its thread
-hung and woke) asks the database again before it writes. This costs one read per writer, not per
-check-in.
+the next was due. So the first ok check-in of a new incarnation (after a crash, a restart
+of the mailbox or of the whole process, a kill or a hang) still carries the recovery line.
+A writer that finds its own last check-in longer ago than an interval plus the grace (the
+whole process was paused, or its thread hung and woke) asks the database again before it
+writes. This costs one read per writer, not per check-in.
 """
 
 from __future__ import annotations
@@ -35,8 +34,10 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Delete,
     Engine,
     Insert,
+    Select,
     String,
     Unicode,
     UnicodeText,
@@ -57,6 +58,7 @@ from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
 from actors.practice_schema import email_service_mailbox as fence
 from actors.server_budget import ServerFullError
+from actors.statements import constant, driver_form, statement
 from events.clock import Clock
 from events.projections.checkin import CheckInContent, CheckInMemory, checkin_of
 from events.projections.health import DbHealth
@@ -98,7 +100,6 @@ class CheckInWriter:
         """Whether it failed because the database server had no free connection for it."""
         self._on_written = on_written
         self._memory = CheckInMemory()
-        self._plain_insert = _plain_insert(self._interval.total_seconds())
         self._recalled = False  # whether the database was asked about an earlier outage
         self._keep_days = keep_days
         self._first_prune_after = first_prune_after
@@ -172,9 +173,7 @@ class CheckInWriter:
         # its newest ok one, when its newest one failed (server times, like the rows').
         # The first question is asked by every mailbox that starts: compiled once for the
         # process; the rest only after a failure, not worth a place in any SQL cache.
-        sql, params = practice_db.driver_form(
-            _NEWEST_OK, "newest_checkin_ok", engine.dialect, self._recall_params
-        )
+        sql, params = driver_form("checkin.newest_ok", engine.dialect, self._recall_params)
         with practice_db.one_read(engine) as conn:
             row = conn.exec_driver_sql(sql, params).first()
         if row is None:
@@ -182,16 +181,10 @@ class CheckInWriter:
         if row[0]:
             self._recall_gap(engine, row[1])
             return
-        t = checkins
-        mine = _mine(self._recall_params)
+        params = self._recall_params
         with engine.execution_options(compiled_cache=None).connect() as conn:
-            last_ok = conn.execute(
-                select(func.max(t.c.checked_in_at)).where(mine, t.c.ok == true())
-            ).scalar_one_or_none()
-            first_failed = select(func.min(t.c.checked_in_at)).where(mine, t.c.ok == false())
-            if last_ok is not None:
-                first_failed = first_failed.where(t.c.checked_in_at > last_ok)
-            since = conn.execute(first_failed).scalar_one_or_none()
+            last_ok = conn.execute(_last_ok(params)).scalar_one_or_none()
+            since = conn.execute(_first_failed(params, last_ok)).scalar_one_or_none()
         known = self._memory.unavailable_since
         if since is not None and (known is None or since < known):
             self._memory = CheckInMemory(since)
@@ -217,8 +210,8 @@ class CheckInWriter:
             "service_instance": self._instance,
             "holder": incarnation,
         }
-        sql, values = practice_db.driver_form(
-            self._plain_insert, ("checkin", self._interval.total_seconds()), engine.dialect, params
+        sql, values = driver_form(
+            "checkin.fenced_plain", engine.dialect, params, self._interval.total_seconds()
         )
         # A check-in a power cut takes back only makes the status look older: no fsync.
         with practice_db.one_statement(engine, durable=False) as conn:
@@ -243,6 +236,18 @@ class CheckInWriter:
             checkins_table.write_checkin(conn, new)
 
 
+_PLAIN_SAMPLE = {
+    "ok": True,
+    "summary": "The email service is operating normally",
+    "server_name": "PRACTICE-SRV",
+    "service_version": "0.1.0",
+    "service_instance": "practice-srv pid 812 start 3f9a1c2e",
+    "holder": 3,
+}
+_RECALL_SAMPLE = {"server_id": "PRACTICE-SRV"}
+
+
+@statement("checkin.fenced_plain", 15.0 * 60, params=_PLAIN_SAMPLE)
 def _plain_insert(interval_seconds: float) -> Insert:
     """The fenced one-statement check-in: copies nothing unless ``:holder`` holds the fence.
 
@@ -281,14 +286,32 @@ def _mine(params: dict[str, str] | None = None) -> ColumnElement[bool]:
     return mine
 
 
-_NEWEST_OK = (
+_NEWEST_OK = constant(
+    "checkin.newest_ok",
     select(checkins.c.ok, checkins.c.next_checkin_due_at)
     .where(_mine())
     .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
-    .limit(1)
+    .limit(1),
+    params=_RECALL_SAMPLE,
 )
 """Whether this server's newest check-in here was ok, and when the next was due
 (``_recall``'s first question)."""
+
+
+@statement("checkin.last_ok", _RECALL_SAMPLE)
+def _last_ok(params: dict[str, str]) -> Select[Any]:
+    """When this server's newest ok check-in here was."""
+    t = checkins
+    return select(func.max(t.c.checked_in_at)).where(_mine(params), t.c.ok == true())
+
+
+@statement("checkin.first_failed", _RECALL_SAMPLE, datetime(2026, 1, 5, 8, 30))
+def _first_failed(params: dict[str, str], last_ok: datetime | None) -> Select[Any]:
+    """When this server's oldest failed check-in here after ``last_ok`` was."""
+    t = checkins
+    first = select(func.min(t.c.checked_in_at)).where(_mine(params), t.c.ok == false())
+    return first if last_ok is None else first.where(t.c.checked_in_at > last_ok)
+
 
 PRUNE_EVERY_SECONDS = 3600.0
 """How often a writer deletes check-ins past their keeping time."""
@@ -297,8 +320,20 @@ PRUNE_EVERY_SECONDS = 3600.0
 def prune_checkins(engine: Engine, keep_days: float) -> int:
     """Delete check-ins older than ``keep_days`` (by the server's clock) and their diagnostic
     lines, in one transaction; return how many check-ins went."""
+    with engine.execution_options(compiled_cache=None).begin() as conn:
+        conn.execute(_prune_diagnostics(keep_days))
+        return int(conn.execute(_prune_checkins(keep_days)).rowcount)
+
+
+@statement("checkin.prune_diagnostics", 30.0)
+def _prune_diagnostics(keep_days: float) -> Delete:
+    """The diagnostic lines of check-ins older than ``keep_days``."""
     cutoff = utcnow_plus(-keep_days * 86_400)
     old = select(checkins.c.id).where(checkins.c.checked_in_at < cutoff)
-    with engine.execution_options(compiled_cache=None).begin() as conn:
-        conn.execute(delete(diagnostics).where(diagnostics.c.checkin_id.in_(old)))
-        return int(conn.execute(delete(checkins).where(checkins.c.checked_in_at < cutoff)).rowcount)
+    return delete(diagnostics).where(diagnostics.c.checkin_id.in_(old))
+
+
+@statement("checkin.prune", 30.0)
+def _prune_checkins(keep_days: float) -> Delete:
+    """Check-ins older than ``keep_days`` (their lines go first: ``_prune_diagnostics``)."""
+    return delete(checkins).where(checkins.c.checked_in_at < utcnow_plus(-keep_days * 86_400))

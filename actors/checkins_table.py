@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, insert, null, select
+from sqlalchemy import Connection, Insert, Select, insert, null, select
 from sqlalchemy.exc import DBAPIError
 
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
 from actors.practice_schema import utcnow
+from actors.statements import SERVER, constant, statement
 from supervisor.status_rule import CheckIn
 
 NEWEST_CHECKINS = 10
-"""Check-ins the status rule looks at: the newest and any within one interval of it."""
+"""Check-ins the status rule looks at: the newest and any within two intervals of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +49,12 @@ class NewCheckIn:
     service_instance: str | None = None  # which start of the service (``host pid N start W``)
 
 
+_SERVER_NOW = constant("server.now", select(utcnow()), target=SERVER)
+
+
 def server_now(conn: Connection) -> datetime:
     """Return the database server's current time, naive UTC."""
-    value = conn.execute(select(utcnow())).scalar_one()
+    value = conn.execute(_SERVER_NOW).scalar_one()
     if isinstance(value, str):  # SQLite returns the text it computed
         return datetime.fromisoformat(value[:26])
     assert isinstance(value, datetime)
@@ -63,15 +68,11 @@ def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[Chec
     column until the service's start-up adds it; a workstation reading it then gets the
     rows without (each one's instance unknown) rather than an error.
     """
-    t = checkins
-    order = (t.c.checked_in_at.desc(), t.c.id.desc())
     try:
-        rows = conn.execute(
-            select(*_COLUMNS, t.c.service_instance).order_by(*order).limit(limit)
-        ).all()
+        rows = conn.execute(_newest(limit)).all()
     except DBAPIError:
         conn.rollback()
-        rows = conn.execute(select(*_COLUMNS, null()).order_by(*order).limit(limit)).all()
+        rows = conn.execute(_newest_without_instance(limit)).all()
     return [CheckIn(r[0], r[1], bool(r[2]), r[3] or "", r[4], r[5]) for r in rows]
 
 
@@ -84,25 +85,43 @@ _COLUMNS = (
 )
 
 
-def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
-    """Return the diagnostic lines of the newest failing check-in, oldest line first.
-
-    This is what a workstation shows when its indicator is clicked. With no failing
-    check-in, the newest check-in's lines (often none).
-    """
-    failing = (
-        select(checkins.c.id)
-        .where(checkins.c.ok == False)  # noqa: E712 (SQL, not Python)
+@statement("checkins.newest", NEWEST_CHECKINS)
+def _newest(limit: int) -> Select[Any]:
+    """The newest ``limit`` check-ins, newest first, with the start that wrote each."""
+    return (
+        select(*_COLUMNS, checkins.c.service_instance)
         .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
-        .limit(1)
+        .limit(limit)
     )
-    checkin_id = conn.execute(failing).scalar_one_or_none()
-    if checkin_id is None:
-        newest = select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1)
-        checkin_id = conn.execute(newest).scalar_one_or_none()
-    if checkin_id is None:
-        return []
-    rows = conn.execute(
+
+
+@statement("checkins.newest_without_instance", NEWEST_CHECKINS)
+def _newest_without_instance(limit: int) -> Select[Any]:
+    """The same, from a table an older version made (no ``service_instance`` yet)."""
+    return (
+        select(*_COLUMNS, null())
+        .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+        .limit(limit)
+    )
+
+
+_NEWEST_FAILING = constant(
+    "checkins.newest_failing",
+    select(checkins.c.id)
+    .where(checkins.c.ok == False)  # noqa: E712 (SQL, not Python)
+    .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+    .limit(1),
+)
+_NEWEST_ID = constant(
+    "checkins.newest_id",
+    select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1),
+)
+
+
+@statement("checkins.lines", 12, 50)
+def _lines(checkin_id: int, limit: int) -> Select[Any]:
+    """One check-in's diagnostic lines, oldest first."""
+    return (
         select(
             diagnostics.c.logged_at,
             diagnostics.c.level,
@@ -112,7 +131,21 @@ def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
         .where(diagnostics.c.checkin_id == checkin_id)
         .order_by(diagnostics.c.id)
         .limit(limit)
-    ).all()
+    )
+
+
+def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
+    """Return the diagnostic lines of the newest failing check-in, oldest line first.
+
+    This is what a workstation shows when its indicator is clicked. With no failing
+    check-in, the newest check-in's lines (often none).
+    """
+    checkin_id = conn.execute(_NEWEST_FAILING).scalar_one_or_none()
+    if checkin_id is None:
+        checkin_id = conn.execute(_NEWEST_ID).scalar_one_or_none()
+    if checkin_id is None:
+        return []
+    rows = conn.execute(_lines(checkin_id, limit)).all()
     return [DiagnosticRow(r.logged_at, r.level, r.component, r.message) for r in rows]
 
 
@@ -123,23 +156,13 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
     Returns the check-in's id.
     """
     now = server_now(conn)
-    result = conn.execute(
-        insert(checkins).values(
-            checked_in_at=now,
-            next_checkin_due_at=now + new.interval,
-            ok=new.ok,
-            summary=new.summary,
-            server_name=new.server_name,
-            service_version=new.service_version,
-            service_instance=new.service_instance,
-        )
-    )
+    result = conn.execute(_insert_checkin(now, new))
     key = result.inserted_primary_key
     assert key is not None
     checkin_id = int(key[0])
     if new.lines:
         conn.execute(
-            insert(diagnostics),
+            _INSERT_LINES,
             [
                 {
                     "checkin_id": checkin_id,
@@ -152,3 +175,43 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
             ],
         )
     return checkin_id
+
+
+_SAMPLE_CHECKIN = NewCheckIn(
+    False,
+    "Mail cannot be sent",
+    timedelta(minutes=15),
+    "PRACTICE-SRV",
+    "0.1.0",
+    (),
+    "practice-srv pid 812 start 3f9a1c2e",
+)
+
+
+@statement("checkins.insert", datetime(2026, 1, 5, 8, 0), _SAMPLE_CHECKIN)
+def _insert_checkin(now: datetime, new: NewCheckIn) -> Insert:
+    """One check-in, at ``now`` (the server's clock, read first)."""
+    return insert(checkins).values(
+        checked_in_at=now,
+        next_checkin_due_at=now + new.interval,
+        ok=new.ok,
+        summary=new.summary,
+        server_name=new.server_name,
+        service_version=new.service_version,
+        service_instance=new.service_instance,
+    )
+
+
+_INSERT_LINES = constant(
+    "checkins.insert_lines",
+    insert(diagnostics),
+    params=[
+        {
+            "checkin_id": 12,
+            "logged_at": datetime(2026, 1, 5, 8, 0),
+            "level": "error",
+            "component": "smtp",
+            "message": "The mail server refused the password",
+        }
+    ],
+)

@@ -22,6 +22,7 @@ from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox
 from actors.selftest import SelfTestResult
 from actors.server_budget import ServerFullError
+from actors.statements import constant
 from events.clock import Clock
 from events.types import Diagnostic
 from supervisor.discovery import error_line
@@ -31,10 +32,12 @@ DB_TIMEOUT_SECONDS = 10.0
 _FENCE = email_service_mailbox
 
 # Built once: every mailbox runs them at every check-in.
-_TAKE_A_WRITE = (
+_TAKE_A_WRITE = constant(
+    "selftest.take_a_write",
     update(_FENCE)
     .where(_FENCE.c.id == SINGLE_ROW_ID, _FENCE.c.incarnation == bindparam("holder"))
-    .values(server_name=bindparam("server"))
+    .values(server_name=bindparam("server")),
+    params={"holder": 7, "server": "PRACTICE-SRV (host pid 1)"},
 )
 
 

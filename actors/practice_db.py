@@ -20,24 +20,33 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, update
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Update,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
 
 from actors.budget_pool import BudgetPool
 from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
 from actors.server_budget import ServerBudget
+from actors.statements import constant, driver_form, statement
 
 __all__ = [
     "PracticeDbError",
@@ -417,8 +426,11 @@ def has_practice_table(engine: Engine) -> bool:
         return inspect(conn).has_table(practice.name)
 
 
-_READ_PRACTICE = select(practice.c.practice_name, practice.c.registered_server).where(
-    practice.c.id == SINGLE_ROW_ID
+_READ_PRACTICE = constant(
+    "practice.read",
+    select(practice.c.practice_name, practice.c.registered_server).where(
+        practice.c.id == SINGLE_ROW_ID
+    ),
 )
 
 
@@ -430,7 +442,7 @@ def read_practice(engine: Engine) -> PracticeRow | None:
     One statement without a transaction, compiled once per kind of database
     (``driver_form``): the rescan reads every served database's row every minute.
     """
-    sql, params = driver_form(_READ_PRACTICE, "read_practice", engine.dialect, {})
+    sql, params = driver_form("practice.read", engine.dialect, {})
     with one_read(engine) as conn:
         row = conn.exec_driver_sql(sql, params).first()
     if row is None:
@@ -469,7 +481,6 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
     own errors when it cannot be reached.
     """
     values = {"incarnation": incarnation, "server_name": server_name, "started_at": _naive_utc(now)}
-    table = email_service_mailbox
     swapped = _swap(engine, incarnation, values)
     if swapped:
         return  # the usual case (a restart): the row exists and the tables need no check
@@ -480,24 +491,14 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
             email_service_mailbox.create(conn, checkfirst=True)
     for _attempt in range(_CLAIM_ATTEMPTS):
         with _once(engine).begin() as conn:
-            changed = conn.execute(
-                update(table)
-                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation < incarnation)
-                .values(**values)
-            ).rowcount
+            changed = conn.execute(_claim_swap(incarnation, values)).rowcount
             if changed == 1:
                 return
-            stored = conn.execute(
-                select(table.c.incarnation, table.c.server_name).where(table.c.id == SINGLE_ROW_ID)
-            ).one_or_none()
+            stored = conn.execute(_READ_CLAIM).one_or_none()
             if stored is not None and stored.incarnation == incarnation:
                 if not same_service(stored.server_name or "", server_name):
                     raise StaleIncarnationError(incarnation, stored.incarnation)
-                conn.execute(
-                    update(table)
-                    .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation == incarnation)
-                    .values(**values)
-                )
+                conn.execute(_claim_again(incarnation, values))
                 return  # ours already (our predecessor's): taken over
         if stored is not None:
             if stored.incarnation > incarnation:
@@ -505,7 +506,7 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
             continue  # a lower claim committed between our UPDATE and SELECT: swap again
         try:
             with _once(engine).begin() as conn:
-                conn.execute(insert(table).values(id=SINGLE_ROW_ID, **values))
+                conn.execute(_claim_first(values))
             return
         except IntegrityError:
             continue  # another claim inserted the row first: compare with it
@@ -532,25 +533,62 @@ def _service_and_host(name: str) -> str:
 
 def _swap(engine: Engine, incarnation: int, values: dict[str, Any]) -> bool | None:
     """Try the compare-and-swap alone: whether it changed the row; None: no fence table."""
-    table = email_service_mailbox
     try:
         with _once(engine).begin() as conn:
-            changed = conn.execute(
-                update(table)
-                .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation < incarnation)
-                .values(**values)
-            ).rowcount
+            changed = conn.execute(_claim_swap(incarnation, values)).rowcount
     except DBAPIError:
         return None  # no fence table yet (or no database): the full path says which
     return changed == 1
 
 
-_READ_FENCE_SHARED = (
+_CLAIM_SAMPLE = (
+    7,
+    {"incarnation": 7, "server_name": "SRV (host pid 1)", "started_at": datetime(2026, 1, 5, 8)},
+)
+
+
+@statement("fence.claim_swap", *_CLAIM_SAMPLE)
+def _claim_swap(incarnation: int, values: dict[str, Any]) -> Update:
+    """The claim's compare-and-swap: a higher incarnation takes the fence row."""
+    table = email_service_mailbox
+    return (
+        update(table)
+        .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation < incarnation)
+        .values(**values)
+    )
+
+
+@statement("fence.claim_again", *_CLAIM_SAMPLE)
+def _claim_again(incarnation: int, values: dict[str, Any]) -> Update:
+    """The same service's new process takes over the number its predecessor held."""
+    table = email_service_mailbox
+    return (
+        update(table)
+        .where(table.c.id == SINGLE_ROW_ID, table.c.incarnation == incarnation)
+        .values(**values)
+    )
+
+
+@statement("fence.claim_first", _CLAIM_SAMPLE[1])
+def _claim_first(values: dict[str, Any]) -> Insert:
+    """A database's very first claim: the fence row."""
+    return insert(email_service_mailbox).values(id=SINGLE_ROW_ID, **values)
+
+
+_READ_CLAIM = constant(
+    "fence.read_claim",
+    select(email_service_mailbox.c.incarnation, email_service_mailbox.c.server_name).where(
+        email_service_mailbox.c.id == SINGLE_ROW_ID
+    ),
+)
+
+_READ_FENCE_SHARED = constant(
+    "fence.read_shared",
     select(email_service_mailbox.c.incarnation)
     .where(email_service_mailbox.c.id == SINGLE_ROW_ID)
     .with_for_update(read=True)
     # SQL Server ignores FOR UPDATE/SHARE: its table hint holds the shared lock instead.
-    .with_hint(email_service_mailbox, "WITH (HOLDLOCK, ROWLOCK)", dialect_name="mssql")
+    .with_hint(email_service_mailbox, "WITH (HOLDLOCK, ROWLOCK)", dialect_name="mssql"),
 )
 """Built once: every fenced write transaction runs it first (building it cost 50 us)."""
 
@@ -570,42 +608,3 @@ def check_incarnation(conn: Connection, incarnation: int) -> None:
     stored = conn.execute(_READ_FENCE_SHARED).scalar_one_or_none()
     if stored != incarnation:
         raise StaleIncarnationError(incarnation, stored)
-
-
-_COMPILED: dict[tuple[type[Dialect], str, Hashable], SQLCompiler] = {}
-"""Statements compiled once per kind of database for the whole process (``driver_form``)."""
-_COMPILED_LOCK = threading.Lock()
-
-
-def driver_form(
-    statement: ClauseElement, key: Hashable, dialect: Dialect, params: dict[str, Any]
-) -> tuple[str, Any]:
-    """Return ``statement`` as the driver's SQL and ``params`` in the driver's style, for
-    ``Connection.exec_driver_sql``.
-
-    ``statement`` is compiled once per kind of database (``key`` names it) for the whole
-    process. SQLAlchemy otherwise keeps compiled statements per engine, and the service
-    holds an engine per practice database: a statement every database runs all day (the
-    check-in, the command poll) would be kept in a thousand copies. Only for statements
-    whose values need no type processing (plain ints, strings, booleans) and whose
-    results are read by position or name as the driver gives them.
-    """
-    cache_key = (type(dialect), dialect.driver, key)
-    compiled = _COMPILED.get(cache_key)
-    if compiled is None:
-        with _COMPILED_LOCK:
-            made = statement.compile(dialect=dialect)
-            assert isinstance(made, SQLCompiler)
-            compiled = _COMPILED.setdefault(cache_key, made)
-    if compiled.literal_execute_params or compiled.post_compile_params:
-        # Values SQLAlchemy renders into the text at execution (SQL Server's ``TOP n``):
-        # the compiled string alone would reach the server as ``TOP __[POSTCOMPILE_…]``.
-        expanded = compiled.construct_expanded_state(params)
-        if compiled.positional:
-            return expanded.statement, tuple(expanded.positional_parameters)
-        return expanded.statement, dict(expanded.parameters)
-    full: dict[str, Any] = dict(compiled.construct_params(params) or {})
-    if compiled.positional:
-        names = compiled.positiontup or []
-        return compiled.string, tuple(full[name] for name in names)
-    return compiled.string, full

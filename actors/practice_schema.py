@@ -37,9 +37,11 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Insert,
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Unicode,
@@ -58,6 +60,8 @@ from sqlalchemy.sql.elements import conv
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
+
+from actors.statements import statement
 
 # Deterministic constraint and index names on every backend, so a later migration can
 # name what it changes.
@@ -490,18 +494,10 @@ def init_practice_database(
                 created.append(made)
         add_missing_columns(engine)  # tables an older version made lack newer columns
         with engine.begin() as conn:
-            practice_row = select(practice.c.id).where(practice.c.id == SINGLE_ROW_ID)
-            if conn.execute(practice_row).first() is None:
-                conn.execute(
-                    insert(practice).values(
-                        id=SINGLE_ROW_ID,
-                        practice_name=practice_name,
-                        registered_server=registered_server,
-                    )
-                )
-            settings_row = select(email_settings.c.id).where(email_settings.c.id == SINGLE_ROW_ID)
-            if conn.execute(settings_row).first() is None:
-                conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID))
+            if conn.execute(_has_row("practice")).first() is None:
+                conn.execute(_first_practice_row(practice_name, registered_server))
+            if conn.execute(_has_row("email_settings")).first() is None:
+                conn.execute(_first_settings_row())
     except BaseException:
         _undo(engine, created)
         engine.dispose()
@@ -511,6 +507,26 @@ def init_practice_database(
         raise
     finally:
         engine.dispose()
+
+
+@statement("init.has_row", "practice")
+def _has_row(table: str) -> Select[Any]:
+    """Whether ``practice`` or ``email_settings`` has its row (id 1)."""
+    t = METADATA.tables[table]
+    return select(t.c.id).where(t.c.id == SINGLE_ROW_ID)
+
+
+@statement("init.practice_row", "Riverside Dental", "PRACTICE-SRV")
+def _first_practice_row(practice_name: str, registered_server: str | None) -> Insert:
+    return insert(practice).values(
+        id=SINGLE_ROW_ID, practice_name=practice_name, registered_server=registered_server
+    )
+
+
+@statement("init.settings_row")
+def _first_settings_row() -> Insert:
+    """The default ``email_settings`` row."""
+    return insert(email_settings).values(id=SINGLE_ROW_ID)
 
 
 def _create_private_sqlite_file(url: str) -> Path | None:

@@ -19,10 +19,12 @@ import logging
 import threading
 
 from sqlalchemy import Column, Engine, Index, Table, false, inspect, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
 from actors.practice_schema import CONTRACT_TABLES, METADATA
+from actors.statements import constant
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ _PROBED_TABLES = tuple(
 )
 """The tables every practice database has (``patients`` is optional, and may be a view)."""
 
-_PROBES = tuple(select(*t.columns).where(false()) for t in _PROBED_TABLES)
+_PROBES = tuple(
+    constant(f"upgrade.probe.{t.name}", select(*t.columns).where(false())) for t in _PROBED_TABLES
+)
 
 _done: set[str] = set()
 _done_lock = threading.Lock()
@@ -60,15 +64,11 @@ def add_missing_columns(engine: Engine) -> list[str]:
     against the table again.
     """
     added: list[str] = []
-    dialect = engine.dialect
-    keyword = "ADD" if dialect.name == "mssql" else "ADD COLUMN"
-    preparer = dialect.identifier_preparer
     for table, column in missing_columns(engine):
         name = f"{table.name}.{column.name}"
         if not column.nullable and column.server_default is None:
             raise SQLAlchemyError(f"cannot add the required column {name} to existing rows")
-        ddl = CreateColumn(column).compile(dialect=dialect)
-        sql = f"ALTER TABLE {preparer.format_table(table)} {keyword} {ddl}"
+        sql = add_column_sql(table, column, engine.dialect)
         try:
             with engine.begin() as conn:
                 conn.exec_driver_sql(sql)
@@ -83,6 +83,18 @@ def add_missing_columns(engine: Engine) -> list[str]:
     if added:
         log.warning("added the columns %s to %s", ", ".join(added), engine.url.database)
     return added
+
+
+def add_column_sql(table: Table, column: Column[object], dialect: Dialect) -> str:
+    """The DDL that adds ``column`` to ``table`` on ``dialect``. Pure.
+
+    DDL, made from the table's metadata by SQLAlchemy's ``CreateColumn``; the dialect
+    contract's registry holds statements with parameters, so this one is checked apart
+    (every column, as T-SQL too: ``tests/test_sql_server_text.py``).
+    """
+    keyword = "ADD" if dialect.name == "mssql" else "ADD COLUMN"
+    ddl = CreateColumn(column).compile(dialect=dialect)
+    return f"ALTER TABLE {dialect.identifier_preparer.format_table(table)} {keyword} {ddl}"
 
 
 def _indexes_on(table: Table, column: Column[object]) -> list[Index]:

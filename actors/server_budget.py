@@ -39,9 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from actors.statements import SERVER, constant
 
 log = logging.getLogger(__name__)
 
@@ -435,24 +438,43 @@ def server_limit_sql(backend: str) -> str | None:
     ``@@MAX_CONNECTIONS``.
     """
     kind = "mysql" if backend == "mariadb" else backend
-    if kind == "postgresql":
-        return (
+    query = _SERVER_LIMITS.get(kind)
+    return None if query is None else query.text
+
+
+_SERVER_LIMITS = {
+    "postgresql": constant(
+        "budget.server_limit.postgresql",
+        text(
             "SELECT LEAST("
             "current_setting('max_connections')::int"
             " - current_setting('superuser_reserved_connections')::int"
             " - COALESCE(NULLIF(current_setting('reserved_connections', true), '')::int, 0),"
             " (SELECT CASE WHEN rolconnlimit >= 0 THEN rolconnlimit END"
             " FROM pg_catalog.pg_roles WHERE rolname = current_user))"
-        )
-    if kind == "mysql":
-        return (
+        ),
+        target=SERVER,
+        backends=frozenset({"postgresql"}),
+    ),
+    "mysql": constant(
+        "budget.server_limit.mysql",
+        text(
             "SELECT LEAST(@@max_connections,"
             " CASE WHEN @@max_user_connections > 0 THEN @@max_user_connections"
             " ELSE @@max_connections END)"
-        )
-    if kind == "mssql":
-        return "SELECT @@MAX_CONNECTIONS"
-    return None
+        ),
+        target=SERVER,
+        backends=frozenset({"mysql"}),
+    ),
+    "mssql": constant(
+        "budget.server_limit.mssql",
+        text("SELECT @@MAX_CONNECTIONS"),
+        target=SERVER,
+        backends=frozenset({"mssql"}),
+    ),
+}
+"""The query reading the server's connection limit, per kind of server (run on the driver's
+own connection as the pool connects: the text is the driver's)."""
 
 
 def read_server_limit(dbapi_connection: Any, backend: str) -> int | None:

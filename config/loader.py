@@ -203,6 +203,14 @@ def _url(*, server: bool) -> _Rule:
                     raise _Rejected("a SQLite server URL needs a folder")
             elif url.database:
                 raise _Rejected(f"it names the database {url.database!r}")
+        else:
+            # The event log keeps seq gap-free only where it can take a write lock.
+            from events.sql_store import UnsupportedStoreError, check_backend
+
+            try:
+                check_backend(value)
+            except UnsupportedStoreError as exc:
+                raise _Rejected(str(exc)) from None
         return value
 
     return _Rule(expected, check, _as_text)
@@ -228,6 +236,26 @@ def _listen() -> _Rule:
         return value
 
     return _Rule("HOST:PORT with a port from 0 to 65535 (IPv6 as '[::1]:8025')", check, _as_text)
+
+
+def _https_url() -> _Rule:
+    """An https URL; plain http only to a loopback address (a local test authority)."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            raise _wrong_type(value)
+        text = value.strip().rstrip("/")
+        match = re.fullmatch(
+            r"(https?)://([^/:?#\s]+|\[[0-9a-fA-F:]+\])(:\d{1,5})?(/[^?#\s]*)?", text
+        )
+        if match is None:
+            raise _Rejected("not a URL")
+        host = match.group(2).strip("[]")
+        if match.group(1) == "http" and host not in ("127.0.0.1", "::1", "localhost"):
+            raise _Rejected("plain http is only for a loopback address")
+        return text
+
+    return _Rule("an https URL", check, _as_text)
 
 
 _RULES: dict[str, _Rule] = {
@@ -259,6 +287,10 @@ _RULES: dict[str, _Rule] = {
     "retention.checkpoint_seconds": _number(0, inclusive=False),
     "retention.prune_every_seconds": _number(0, inclusive=False),
     "retention.batch_rows": _count(1),
+    "oauth.microsoft_authority": _https_url(),
+    "oauth.google_token_uri": _https_url(),
+    "oauth.ca_file": _text("a file path (empty for the system's certificate store)", strip=True),
+    "oauth.refresh_margin_seconds": _number(0, inclusive=True),
 }
 
 # The keys are the fields of the settings classes; _RULES must cover each one.

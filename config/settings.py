@@ -158,6 +158,24 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuthSettings:
+    """``[oauth]``: where the OAuth 2.0 sign-in providers are reached.
+
+    ``microsoft_authority`` is the Microsoft identity platform's scheme, host and port (the
+    practice's ``oauth_tenant`` is appended); ``google_token_uri`` is Google's token
+    endpoint; ``ca_file`` adds certificate authorities to the system's for these
+    endpoints (always verified). An access token is fetched again
+    ``refresh_margin_seconds`` before it expires. Every call to a provider times out after
+    ``mail.io_timeout_seconds``.
+    """
+
+    microsoft_authority: str = "https://login.microsoftonline.com"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    ca_file: str = ""
+    refresh_margin_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration of one service process, read once at start-up."""
 
@@ -168,6 +186,7 @@ class Settings:
     mail: MailSettings
     http: HttpSettings
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
 
 
 def settings_as_dict(settings: Settings) -> dict[str, dict[str, object]]:

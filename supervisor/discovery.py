@@ -47,6 +47,7 @@ from actors.practice_db import (
     read_practice,
 )
 from actors.server_budget import ServerBudgets
+from actors.statements import SERVER, constant
 from config import mask_url
 from supervisor.eligibility import Eligibility, eligibility
 
@@ -132,6 +133,38 @@ OpenEngine = Callable[[str, str], Engine | None]
 """``(name, url)`` -> an engine the caller already holds on that database, or None."""
 
 
+_LISTINGS = {
+    "postgresql": constant(
+        "discovery.list.postgresql",
+        select(_pg_database.c.datname).where(
+            ~_pg_database.c.datistemplate,
+            _pg_database.c.datallowconn,
+            _pg_database.c.datname.not_in(SYSTEM_DATABASES["postgresql"]),
+        ),
+        target=SERVER,
+        backends=frozenset({"postgresql"}),
+    ),
+    "mysql": constant(
+        "discovery.list.mysql",
+        select(_schemata.c.schema_name).where(
+            _schemata.c.schema_name.not_in(SYSTEM_DATABASES["mysql"])
+        ),
+        target=SERVER,
+        backends=frozenset({"mysql"}),
+    ),
+    "mssql": constant(
+        "discovery.list.mssql",
+        select(_sys_databases.c.name).where(
+            _sys_databases.c.state_desc == "ONLINE",
+            _sys_databases.c.name.not_in(SYSTEM_DATABASES["mssql"]),
+        ),
+        target=SERVER,
+        backends=frozenset({"mssql"}),
+    ),
+}
+"""The statement listing a server's user databases, per kind of server."""
+
+
 def list_statement(backend: str) -> Select[tuple[str]]:
     """Return the statement that lists the user databases of a ``backend`` server.
 
@@ -140,20 +173,9 @@ def list_statement(backend: str) -> Select[tuple[str]]:
     backend (SQLite folders are listed from the file system).
     """
     kind = "mysql" if backend == "mariadb" else backend
-    if kind == "postgresql":
-        pg = _pg_database.c
-        return select(pg.datname).where(
-            ~pg.datistemplate, pg.datallowconn, pg.datname.not_in(SYSTEM_DATABASES[kind])
-        )
-    if kind == "mysql":
-        return select(_schemata.c.schema_name).where(
-            _schemata.c.schema_name.not_in(SYSTEM_DATABASES[kind])
-        )
-    if kind == "mssql":
-        ms = _sys_databases.c
-        return select(ms.name).where(
-            ms.state_desc == "ONLINE", ms.name.not_in(SYSTEM_DATABASES[kind])
-        )
+    listing = _LISTINGS.get(kind)
+    if listing is not None:
+        return listing
     raise DiscoveryError(
         f"cannot list databases on a {backend!r} server: use PostgreSQL, MariaDB/MySQL, "
         "SQL Server or a folder of SQLite files (sqlite:///FOLDER)"

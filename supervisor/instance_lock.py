@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from actors.statements import SERVER, constant
 from config import mask_url
 from supervisor.discovery import error_line
 
@@ -208,21 +209,62 @@ def _connect(url: str, application_name: str | None = None) -> Connection:
     return engine.connect()
 
 
+_PG = frozenset({"postgresql"})
+_MY = frozenset({"mysql"})
+_KEY = {"k": 0x454D4C53_4C4F434B}
+_NAME = {"n": "email-service:00000000deadbeef"}
+_PG_TRY = constant(
+    "instance.pg_try_lock",
+    text("SELECT pg_try_advisory_lock(:k)"),
+    params=_KEY,
+    target=SERVER,
+    backends=_PG,
+)
+_PG_HOLDER = constant(
+    "instance.pg_holder",
+    text(
+        "SELECT a.application_name, a.client_addr FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND (l.classid::bigint << 32) | l.objid::bigint = :k "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ),
+    params=_KEY,
+    target=SERVER,
+    backends=_PG,
+)
+_PG_UNLOCK = constant(
+    "instance.pg_unlock",
+    text("SELECT pg_advisory_unlock(:k)"),
+    params=_KEY,
+    target=SERVER,
+    backends=_PG,
+)
+_MY_GET = constant(
+    "instance.get_lock", text("SELECT GET_LOCK(:n, 0)"), params=_NAME, target=SERVER, backends=_MY
+)
+_MY_HOLDER = constant(
+    "instance.lock_holder",
+    text("SELECT IS_USED_LOCK(:n)"),
+    params=_NAME,
+    target=SERVER,
+    backends=_MY,
+)
+_MY_RELEASE = constant(
+    "instance.release_lock",
+    text("SELECT RELEASE_LOCK(:n)"),
+    params=_NAME,
+    target=SERVER,
+    backends=_MY,
+)
+
+
 def _pg_lock(held: HeldLocks, url: str, what: str) -> None:
     key = _key(what, url)
     conn = _connect(url, f"email-service {whoami()}"[:63])
-    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+    got = conn.execute(_PG_TRY, {"k": key}).scalar()
     conn.commit()
     if not got:
-        other = conn.execute(
-            text(
-                "SELECT a.application_name, a.client_addr FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                "AND l.granted AND (l.classid::bigint << 32) | l.objid::bigint = :k "
-                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
-            {"k": key},
-        ).first()
+        other = conn.execute(_PG_HOLDER, {"k": key}).first()
         conn.close()
         name = other[0] if other is not None and other[0] else "another process"
         raise AlreadyRunningError(
@@ -231,7 +273,7 @@ def _pg_lock(held: HeldLocks, url: str, what: str) -> None:
         )
 
     def unlock(c: Connection) -> None:
-        c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        c.execute(_PG_UNLOCK, {"k": key})
 
     held.connections.append((conn, unlock))
 
@@ -239,9 +281,9 @@ def _pg_lock(held: HeldLocks, url: str, what: str) -> None:
 def _mysql_lock(held: HeldLocks, url: str, what: str) -> None:
     name = f"email-service:{_key(what, url):016x}"
     conn = _connect(url)
-    got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+    got = conn.execute(_MY_GET, {"n": name}).scalar()
     if got != 1:
-        holder = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+        holder = conn.execute(_MY_HOLDER, {"n": name}).scalar()
         conn.close()
         raise AlreadyRunningError(
             f"another email service (database connection {holder}) serves {what}: "
@@ -249,6 +291,6 @@ def _mysql_lock(held: HeldLocks, url: str, what: str) -> None:
         )
 
     def unlock(c: Connection) -> None:
-        c.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+        c.execute(_MY_RELEASE, {"n": name})
 
     held.connections.append((conn, unlock))

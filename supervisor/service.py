@@ -38,6 +38,7 @@ from actors.database_selftest import DatabaseSelfTest
 from actors.engines import DB_TIMEOUT_SECONDS, EngineRegistry
 from actors.fence import IncarnationRegistry
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
+from actors.mail.oauth import OAuthEndpoints, TokenSources
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
@@ -241,6 +242,7 @@ def start_tree(
         limiter,
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
+        tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
     )
 
     # This process's name in the fence row, and its start in check-ins (beside the

@@ -40,6 +40,12 @@ _PREFIX = "sqlite:///"
 _HEADER = b"SQLite format 3\x00"
 _WAL = 2
 
+# The three statements, plain SQLite text run through the sqlite3 module: the registry
+# (``actors.statements``) is SQLAlchemy's, which this module exists to avoid importing;
+# ``tests/test_statement_contract.py`` allows them by name, and ``tests/test_sqlite_status.py``
+# checks they read what the registered statements read.
+_PRACTICE_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'practice'"
+
 _NOW = "SELECT strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 """The database's clock, as ``actors.practice_schema.utcnow`` reads it on SQLite."""
 
@@ -104,10 +110,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 
 def _has_practice_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'practice'"
-    ).fetchone()
-    return row is not None
+    return conn.execute(_PRACTICE_TABLE).fetchone() is not None
 
 
 def _server_now(conn: sqlite3.Connection) -> datetime:

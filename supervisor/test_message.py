@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, Select, insert, select
 
 from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, email_service_commands
+from actors.statements import constant, statement
 from supervisor.human_time import local_sentence, local_text
 
 POLL_SECONDS = 0.5
@@ -62,21 +63,60 @@ def queue_test_message(url: str, to: str, practice_name: str, from_address: str)
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
         with engine.begin() as conn:
-            key = conn.execute(
-                insert(email_messages).values(
-                    folder="outbox",
-                    channel="email",
-                    status="queued",
-                    from_addr=from_address,
-                    to_addrs=to,
-                    subject=f"Test message from the Practice Email Service ({practice_name})",
-                    body_text=body,
-                )
-            ).inserted_primary_key
+            subject = f"Test message from the Practice Email Service ({practice_name})"
+            queued = _queue(from_address, to, subject, body)
+            key = conn.execute(queued).inserted_primary_key
     finally:
         engine.dispose()
     assert key is not None
     return int(key[0])
+
+
+_WAITING = constant(
+    "test_message.waiting_restart",
+    select(email_service_commands.c.id)
+    .where(
+        email_service_commands.c.handled_at.is_(None),
+        email_service_commands.c.command == "restart",
+    )
+    .limit(1),
+)
+"""A restart command still waiting (no lock: a poll, outside any transaction)."""
+
+
+@statement(
+    "test_message.queue",
+    "reception@practice.example",
+    "ann@example.org",
+    "Test message from the Practice Email Service (Riverside Dental)",
+    "This is a test message.",
+)
+def _queue(from_address: str, to: str, subject: str, body: str) -> Insert:
+    """The test message, into the outbox."""
+    return insert(email_messages).values(
+        folder="outbox",
+        channel="email",
+        status="queued",
+        from_addr=from_address,
+        to_addrs=to,
+        subject=subject,
+        body_text=body,
+    )
+
+
+@statement("test_message.outcome", 41)
+def _outcome(row_id: int) -> Select[Any]:
+    """Where the test message is, and what became of it."""
+    m = email_messages.c
+    return select(
+        m.folder,
+        m.status,
+        m.message_id,
+        m.attempts,
+        m.last_error,
+        m.sent_at,
+        m.next_attempt_at,
+    ).where(m.id == row_id)
 
 
 def wait_for_restart(
@@ -89,8 +129,7 @@ def wait_for_restart(
     """Wait until no ``restart`` command of the database at ``url`` is waiting (the service
     took up settings just saved); return whether that happened within ``wait_seconds``.
     A test message queued before would race the old settings."""
-    c = email_service_commands.c
-    waiting = select(c.id).where(c.handled_at.is_(None), c.command == "restart").limit(1)
+    waiting = _WAITING
     started = monotonic()
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
@@ -117,16 +156,7 @@ def wait_for_outcome(
     """Watch row ``row_id`` until it is ``sent`` or ``failed`` or ``wait_seconds`` have
     passed; return what it says then (``queued`` still waiting, ``gone`` deleted or
     moved by someone)."""
-    m = email_messages.c
-    query = select(
-        m.folder,
-        m.status,
-        m.message_id,
-        m.attempts,
-        m.last_error,
-        m.sent_at,
-        m.next_attempt_at,
-    ).where(m.id == row_id)
+    query = _outcome(row_id)
     started = monotonic()
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:

@@ -5,7 +5,13 @@ runtime files) into a folder of its own in the system temp folder, ``root``, whi
 ``folder`` becomes a link to (see ``__init__`` for why), listens on free loopback ports and runs
 ``/usr/sbin/dovecot -F`` in its own process group. With ``certs`` (``tests.tls_certs``) it
 also serves implicit TLS on ``tls_port`` and STARTTLS on ``port``; without, plain IMAP only.
-``idle_notify_seconds`` is how often it says "Still here" in IDLE.
+``idle_notify_seconds`` is how often it says "Still here" in IDLE. With
+``introspection_url`` (``tests.oauth_servers.OAuthAuthority.introspection_url``) it also
+signs users in with OAuth 2.0 (SASL XOAUTH2 and OAUTHBEARER) through Dovecot's built-in
+``oauth2`` passdb, which asks that endpoint about every token (``force_introspection``)
+and accepts it when it is active and its ``email`` is the user logging in
+(``oauth_mechanisms`` names the SASL mechanisms offered for it); passwords
+(PLAIN/LOGIN) keep working for the tests' own set-up connections.
 
 Helpers: ``add_user``, ``append`` (imapclient ``append``; returns the new UID),
 ``uids``/``messages`` (what a folder holds now), ``create_folder``/``delete_folder``
@@ -67,6 +73,8 @@ class Dovecot:
         *,
         certs: CertificateSet | None = None,
         idle_notify_seconds: int = 120,
+        introspection_url: str | None = None,
+        oauth_mechanisms: tuple[str, ...] = ("xoauth2", "oauthbearer"),
     ) -> None:
         if not Path(DOVECOT).exists():
             raise DovecotError(f"{DOVECOT} is missing (apt-get install -y dovecot-imapd)")
@@ -85,6 +93,8 @@ class Dovecot:
         self.port = free_port()
         self.tls_port = free_port() if certs is not None else 0
         self.idle_notify_seconds = idle_notify_seconds
+        self.introspection_url = introspection_url
+        self.oauth_mechanisms = " ".join(oauth_mechanisms)
         self.passwords: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         for sub in ("mail", "run", "state"):
@@ -95,7 +105,27 @@ class Dovecot:
         # rewritten within the same second would hide the new user.
         self.passwd = self.root / "users"
         self.passwd.mkdir(exist_ok=True)
+        if introspection_url is not None:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {introspection_url}\n"
+                "username_attribute = email\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+                "force_introspection = yes\n"
+            )
         self.config.write_text(self._config_text())
+
+    def _oauth2_lines(self) -> list[str]:
+        if self.introspection_url is None:
+            return []
+        return [
+            "passdb {",
+            "  driver = oauth2",
+            f"  mechanisms = {self.oauth_mechanisms}",
+            f"  args = {self.root}/dovecot-oauth2.conf.ext",
+            "}",
+        ]
 
     def _config_text(self) -> str:
         root = self.root
@@ -106,7 +136,8 @@ class Dovecot:
             "protocols = imap",
             "listen = 127.0.0.1",
             "disable_plaintext_auth = no",
-            "auth_mechanisms = plain login",
+            "auth_mechanisms = plain login"
+            + (f" {self.oauth_mechanisms}" if self.introspection_url is not None else ""),
             # Tests log in with wrong passwords on purpose: without these, Dovecot's
             # penalty for failed logins from 127.0.0.1 (anvil's, up to 15 s, longer than
             # the tests' timeouts) slows and fails the logins of the tests that follow.
@@ -122,7 +153,9 @@ class Dovecot:
             "passdb {",
             "  driver = passwd-file",
             f"  args = scheme=PLAIN username_format=%u {self.passwd}/%u",
+            *(["  mechanisms = plain login"] if self.introspection_url is not None else []),
             "}",
+            *self._oauth2_lines(),
             "userdb {",
             "  driver = static",
             f"  args = uid={MAIL_UID} gid={MAIL_UID} home={root}/mail/%u",

@@ -6,6 +6,13 @@
   accepted message (``messages``) and of every connection (``connections``), and a
   ``script`` of replies: per recipient at RCPT, per recipient at DATA, or a queue of
   replies for the next DATA commands (``"451 4.3.0 try later"``, ``"554 5.7.1 no"``).
+- ``RecordingSmtpServer(oauth=authority)``: the same, also offering AUTH XOAUTH2 whose
+  token ``tests.oauth_servers.OAuthAuthority`` must find live and issued for the user
+  named in it. A refused token gets Gmail's way: a ``334`` with a base64 JSON status the
+  client answers with an empty line, then ``535 5.7.3 Authentication unsuccessful``
+  (Microsoft's words). ``messages_per_connection`` hangs up on a client after that many
+  messages (the next command finds the connection closed); ``after_message(n)`` is called
+  after the n-th accepted message (a test expires tokens there, mid-batch).
 - ``SmtpSinkServer``: Postfix's ``smtp-sink`` as a subprocess, storing every message in a
   folder and hanging up instead of answering the final ``.``: "stored, but the reply never
   came", which aiosmtpd cannot model (it cancels its handler when the client goes away).
@@ -16,9 +23,12 @@ Both are context managers and fail loudly (never skip) when they cannot start.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import email
 import email.policy
+import json
 import os
 import shutil
 import signal
@@ -27,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +46,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from tests.oauth_servers import OAuthAuthority, xoauth2_parts
 from tests.tls_certs import CertificateSet
 
 Security = Literal["none", "starttls", "tls"]
@@ -125,6 +136,14 @@ class _Handler:
                 )
             )
             number = len(self._owner.messages)
+            per_session = self._owner.per_session
+            per_session[id(session)] = per_session.get(id(session), 0) + 1
+            hang_up = per_session[id(session)] == self._owner.messages_per_connection
+        if self._owner.after_message is not None:
+            self._owner.after_message(number)
+        if hang_up and server.transport is not None:
+            # After the reply below is written (close() sends what is buffered first).
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return reply or f"250 2.0.0 OK queued as {number}"
 
 
@@ -152,6 +171,45 @@ class _PipeliningHandler(_Handler):
         return "250 OK"
 
 
+class _XOAuth2:
+    """AUTH XOAUTH2 (a mixin for the handlers): aiosmtpd offers every ``auth_*`` method
+    of the handler as a mechanism."""
+
+    _owner: RecordingSmtpServer
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        authority = self._owner.oauth
+        assert authority is not None
+        if len(args) == 2:
+            try:
+                blob: Any = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)  # aborted; already answered
+        parts = xoauth2_parts(blob)
+        with self._owner.lock:
+            self._owner.xoauth2_attempts += 1
+        if parts is not None and authority.check_token(parts[1], parts[0]) is not None:
+            login = LoginPassword(login=parts[0].encode(), password=b"")
+            return AuthResult(success=True, auth_data=login)
+        status = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+        await server.challenge_auth(status)  # Gmail's way: the client answers ""
+        await server.push("535 5.7.3 Authentication unsuccessful")
+        return AuthResult(success=False, handled=True)
+
+
+class _OAuthHandler(_XOAuth2, _Handler):
+    """The handler with AUTH XOAUTH2."""
+
+
+class _OAuthPipeliningHandler(_XOAuth2, _PipeliningHandler):
+    """The pipelining handler with AUTH XOAUTH2."""
+
+
 class _Controller(Controller):
     """aiosmtpd's controller, counting every connection the server accepts."""
 
@@ -175,7 +233,8 @@ class RecordingSmtpServer:
     ``smtputf8`` makes it offer SMTPUTF8 (RFC 6531).
     ``users`` (login -> password) turns on AUTH PLAIN/LOGIN; a wrong password gets
     ``535 5.7.8 Authentication credentials invalid``. With ``security="none"`` AUTH is
-    offered without TLS (a test server only).
+    offered without TLS (a test server only). ``oauth`` adds AUTH XOAUTH2 (module
+    docstring); ``xoauth2_attempts`` counts its attempts.
     """
 
     def __init__(
@@ -186,6 +245,9 @@ class RecordingSmtpServer:
         *,
         pipelining: bool = False,
         smtputf8: bool = False,
+        oauth: OAuthAuthority | None = None,
+        messages_per_connection: int = 0,
+        after_message: Callable[[int], None] | None = None,
     ) -> None:
         if security != "none" and certs is None:
             raise ValueError(f"security {security!r} needs test certificates")
@@ -200,8 +262,18 @@ class RecordingSmtpServer:
         self.pipelined_groups = 0  # MAIL commands that came with their RCPT and DATA
         self.lock = threading.Lock()
         self.sessions: list[SMTP] = []
+        self.oauth = oauth
+        self.xoauth2_attempts = 0
+        self.messages_per_connection = messages_per_connection
+        self.after_message = after_message
+        self.per_session: dict[int, int] = {}
+        handler_class: type[_Handler]
+        if oauth is not None:
+            handler_class = _OAuthPipeliningHandler if pipelining else _OAuthHandler
+        else:
+            handler_class = _PipeliningHandler if pipelining else _Handler
         kwargs: dict[str, Any] = {
-            "handler": _PipeliningHandler(self) if pipelining else _Handler(self),
+            "handler": handler_class(self),
             "hostname": self.host,
             "port": self.port,
             "server_hostname": "smtp.test",

@@ -101,6 +101,12 @@ def test_defaults_are_the_documented_values() -> None:
             "prune_every_seconds": 3600.0,
             "batch_rows": 500,
         },
+        "oauth": {
+            "microsoft_authority": "https://login.microsoftonline.com",
+            "google_token_uri": "https://oauth2.googleapis.com/token",
+            "ca_file": "",
+            "refresh_margin_seconds": 300.0,
+        },
     }
 
 

@@ -2,7 +2,8 @@
 
 ``ImapSession.open`` connects (``imap_security`` ``none``/``starttls``/``tls``; certificates
 always verified against the system's store plus ``mail.ca_file``; every socket operation
-times out after ``mail.io_timeout_seconds``), logs in and selects ``imap_folder``. The
+times out after ``mail.io_timeout_seconds``), logs in (a password, or an OAuth 2.0 access
+token with ``imap_auth = oauth2``) and selects ``imap_folder``. The
 session then lists new UIDs, fetches messages in batches with ``BODY.PEEK[]`` (so nothing
 is marked read; ``fetch_begin``/``fetch_end`` send a FETCH and read its answer later,
 so the server works while the caller does), applies the after-import action
@@ -43,6 +44,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
+from actors.mail.oauth import OAuthError, TokenSource
 from actors.mail.settings import EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
@@ -285,13 +287,19 @@ class ImapSession:
         readonly: bool = False,
         dead_after: float = DEAD_AFTER_SECONDS,
         reidle_after: float = REIDLE_SECONDS,
+        tokens: TokenSource | None = None,
     ) -> ImapSession:
         """Connect, log in and select ``settings.imap_folder``; raise ``ImapError`` if any
-        step fails. With ``readonly`` the folder is examined (nothing can change it)."""
+        step fails. With ``readonly`` the folder is examined (nothing can change it).
+        ``imap_auth = oauth2`` signs in with an access token from ``tokens``
+        (``sign_in``)."""
         client = connect(settings, mail)
         try:
             with _translating(settings, connected=True, timeout=mail.io_timeout_seconds):
-                client.login(settings.imap_username, settings.imap_password)
+                if settings.imap_auth == "oauth2":
+                    sign_in(client, settings, tokens)
+                else:
+                    client.login(settings.imap_username, settings.imap_password)
                 selected = client.select_folder(settings.imap_folder, readonly=readonly)
         except BaseException:
             _shutdown(client)
@@ -596,7 +604,44 @@ def connect(settings: EmailSettings, mail: MailSettings) -> IMAPClient:
     return client
 
 
-def probe(settings: EmailSettings, mail: MailSettings) -> ProbeResult:
+def sign_in(client: IMAPClient, settings: EmailSettings, tokens: TokenSource | None) -> None:
+    """Log in with an access token from ``tokens``: SASL XOAUTH2, or OAUTHBEARER where the
+    server offers that and not XOAUTH2. A refused token is forgotten and a new one
+    fetched for one more try before the refusal counts. Raises ``ImapError`` in plain
+    words (the provider's or the server's words kept; never the token)."""
+    where = f"{settings.imap_host}:{settings.imap_port}"
+    if tokens is None:
+        raise ImapError("OAuth 2.0 sign-in is set (imap_auth = oauth2) but not available here")
+    xoauth2 = client.has_capability("AUTH=XOAUTH2")
+    bearer = client.has_capability("AUTH=OAUTHBEARER") and not xoauth2
+    if not xoauth2 and not bearer:
+        raise ImapError(
+            f"the IMAP server at {where} does not offer OAuth 2.0 sign-in "
+            "(AUTH=XOAUTH2 or AUTH=OAUTHBEARER); check imap_host, imap_port and imap_security"
+        )
+    for attempt in range(2):
+        try:
+            token = tokens.token()
+        except OAuthError as exc:
+            raise ImapError(f"sign-in for incoming mail failed: {exc}") from None
+        try:
+            if bearer:
+                client.oauthbearer_login(tokens.user, token)
+            else:
+                client.oauth2_login(tokens.user, token)
+            return
+        except LoginError as exc:
+            tokens.refused(token)
+            if attempt == 1:
+                raise ImapError(
+                    f"the IMAP server at {where} refused the sign-in of {tokens.user!r} "
+                    f"({_first_line(exc)})"
+                ) from None
+
+
+def probe(
+    settings: EmailSettings, mail: MailSettings, tokens: TokenSource | None = None
+) -> ProbeResult:
     """Check that the practice's IMAP set-up works: connect, log in, select the folder
     (read-only), NOOP, log out. Returns ``ProbeResult(True)`` or the reason it failed in
     plain words (wrong password, certificate not trusted, host unreachable, port closed,
@@ -604,7 +649,7 @@ def probe(settings: EmailSettings, mail: MailSettings) -> ProbeResult:
     if not settings.imap_host:
         return ProbeResult(False, "no IMAP server is set (imap_host is empty)")
     try:
-        session = ImapSession.open(settings, mail, readonly=True)
+        session = ImapSession.open(settings, mail, readonly=True, tokens=tokens)
     except ImapError as exc:
         return ProbeResult(False, str(exc))
     try:

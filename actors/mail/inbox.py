@@ -54,7 +54,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    Update,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
 from actors.mail.imap_session import FetchedMessage, ImapSession
 from actors.mail.parse import (
@@ -75,6 +86,7 @@ from actors.mail.storage_limits import (
 )
 from actors.practice_db import StaleIncarnationError, check_incarnation
 from actors.practice_schema import email_messages, email_service_inbox, patients
+from actors.statements import constant, statement
 from config.settings import MailSettings
 from events.clock import Clock
 from events.types import Event, InboxSynced, MessageParked, MessageReceived, MessageSkipped
@@ -326,15 +338,7 @@ class Inbox:
         stored: list[int] = []
         with self._engine.connect() as conn:
             for chunk in _chunks(on_server):
-                stored += conn.execute(
-                    select(email_messages.c.imap_uid).where(
-                        email_messages.c.imap_uidvalidity == session.uidvalidity,
-                        email_messages.c.imap_uid.in_(chunk),
-                        # a parked row (too large to store whole) has no raw: the
-                        # server keeps the only full copy
-                        email_messages.c.raw.is_not(None),
-                    )
-                ).scalars()
+                stored += conn.execute(_stored_uids(session.uidvalidity, list(chunk))).scalars()
         if stored:
             log.info(
                 "%s: applying %s to %d message(s) imported before a crash",
@@ -454,7 +458,7 @@ class Inbox:
                 for r in rows
             ]
             if rows:
-                conn.execute(insert(email_messages), [f.row for f in fitted])
+                conn.execute(_INSERT_ROWS, [f.row for f in fitted])
                 row_ids = self._row_ids(conn, [r.parsed.message_id for r in rows])
                 received = [
                     MessageReceived(
@@ -598,21 +602,16 @@ class Inbox:
             if same:
                 self._advance(conn, validity, last, message.uid)
                 return next(iter(same.values()))
-            conn.execute(
-                insert(email_messages).values(
-                    folder="inbox",
-                    channel="email",
-                    status="received",
-                    message_id=message_id,
-                    raw=message.raw,
-                    received_at=message.internaldate or _naive_utc(self._clock.now()),
-                    imap_uidvalidity=validity,
-                    imap_uid=message.uid,
-                    last_error=reason,
-                    raw_sha256=digest,
-                    event_pending=True,
-                )
-            )
+            parked = {
+                "message_id": message_id,
+                "raw": message.raw,
+                "received_at": message.internaldate or _naive_utc(self._clock.now()),
+                "imap_uidvalidity": validity,
+                "imap_uid": message.uid,
+                "last_error": reason,
+                "raw_sha256": digest,
+            }
+            conn.execute(_insert_parked(parked))
             row_id = self._row_ids(conn, [message_id])[message_id]
             self._advance(conn, validity, last, message.uid)
         return row_id
@@ -620,9 +619,8 @@ class Inbox:
     # --- the database -------------------------------------------------------------------
 
     def _read_mark(self) -> Mark | None:
-        table = email_service_inbox
         with self._engine.connect() as conn:
-            row = conn.execute(select(table).where(table.c.folder == self._folder)).first()
+            row = conn.execute(_read_mark(self._folder)).first()
         if row is None:
             return None
         return Mark(
@@ -631,14 +629,11 @@ class Inbox:
 
     def _record_pending(self, validity: int, last: int, uid: int) -> Decision:
         """Durably note that ``uid`` is being imported (see ``attempt_decision``)."""
-        table = email_service_inbox
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
-            row = conn.execute(select(table).where(table.c.folder == self._folder)).first()
+            row = conn.execute(_read_mark(self._folder)).first()
             if row is None:
-                conn.execute(
-                    insert(table).values(folder=self._folder, last_uid=0, pending_attempts=0)
-                )
+                conn.execute(_first_mark(self._folder))
                 mark = Mark(None, 0, 0, None, 0)
             else:
                 mark = Mark(
@@ -656,18 +651,15 @@ class Inbox:
                 mark, validity, uid, self._incarnation, self._mail.poison_limit
             )
             if decision[0] == "try":
-                conn.execute(
-                    update(table)
-                    .where(table.c.folder == self._folder)
-                    .values(
-                        uidvalidity=validity,
-                        last_uid=last,
-                        incarnation=self._incarnation,
-                        pending_uid=uid,
-                        pending_attempts=decision[1],
-                        updated_at=_naive_utc(self._clock.now()),
-                    )
-                )
+                pending = {
+                    "uidvalidity": validity,
+                    "last_uid": last,
+                    "incarnation": self._incarnation,
+                    "pending_uid": uid,
+                    "pending_attempts": decision[1],
+                    "updated_at": _naive_utc(self._clock.now()),
+                }
+                conn.execute(_set_pending(self._folder, pending))
         return decision
 
     def _advance(
@@ -682,44 +674,29 @@ class Inbox:
         exactly one row must change. The pending UID is cleared, or set to ``pending``
         (the next batch's first UID, one attempt, ours) so that the next batch needs no
         commit of its own before it is parsed."""
-        table = email_service_inbox
-        changed = conn.execute(
-            update(table)
-            .where(
-                table.c.folder == self._folder,
-                table.c.uidvalidity == validity,
-                table.c.last_uid == last,
-            )
-            .values(
-                last_uid=new_last,
-                incarnation=self._incarnation,
-                pending_uid=pending,
-                pending_attempts=0 if pending is None else 1,
-                updated_at=_naive_utc(self._clock.now()),
-            )
-        ).rowcount
+        moved = {
+            "last_uid": new_last,
+            "incarnation": self._incarnation,
+            "pending_uid": pending,
+            "pending_attempts": 0 if pending is None else 1,
+            "updated_at": _naive_utc(self._clock.now()),
+        }
+        changed = conn.execute(_advance(self._folder, validity, last, moved)).rowcount
         if changed != 1:
             raise InboxConflictError(f"the import mark of {self._folder!r} moved while importing")
 
     def _stored_digests(self, conn: Connection, digests: Sequence[str]) -> dict[str, int]:
         """Map each of ``digests`` already stored (``raw_sha256``) to its row id."""
         found: dict[str, int] = {}
-        m = email_messages
         for chunk in _chunks(sorted(set(digests))):
-            for row_id, digest in conn.execute(
-                select(m.c.id, m.c.raw_sha256).where(m.c.raw_sha256.in_(chunk))
-            ):
+            for row_id, digest in conn.execute(_by_digest(list(chunk))):
                 found.setdefault(digest, row_id)
         return found
 
     def _row_ids(self, conn: Connection, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for chunk in _chunks(sorted(set(ids))):
-            for row_id, message_id in conn.execute(
-                select(email_messages.c.id, email_messages.c.message_id).where(
-                    email_messages.c.message_id.in_(chunk)
-                )
-            ):
+            for row_id, message_id in conn.execute(_by_message_id(list(chunk))):
                 out[message_id] = row_id
         return out
 
@@ -738,14 +715,128 @@ class Inbox:
             if not self._has_patients:
                 return {}
             matches: dict[str, set[int]] = {}
-            email = func.lower(func.trim(patients.c.email))
             with self._engine.connect() as conn:
                 for chunk in _chunks(wanted):
-                    for patient_id, address in conn.execute(
-                        select(patients.c.id, email).where(email.in_(chunk))
-                    ):
+                    for patient_id, address in conn.execute(_patients_of(list(chunk))):
                         matches.setdefault(address, set()).add(patient_id)
         except Exception as exc:  # a broken view must not stop mail coming in
             log.warning("patients cannot be read, mail is not linked: %s", exc)
             return {}
         return {a: next(iter(ids)) for a, ids in matches.items() if len(ids) == 1}
+
+
+# --- the statements ------------------------------------------------------------------------
+
+_SAMPLE_ROW: dict[str, Any] = {
+    "folder": "inbox",
+    "channel": "email",
+    "status": "received",
+    "message_id": "<r1@mail.example>",
+    "from_addr": "ann@example.org",
+    "to_addrs": "reception@practice.example",
+    "cc_addrs": None,
+    "subject": "Appointment",
+    "body_text": "Can I come at ten?",
+    "body_html": None,
+    "raw": b"Subject: Appointment\r\n\r\nCan I come at ten?\r\n",
+    "patient_id": None,
+    "received_at": datetime(2026, 1, 5, 8, 0),
+    "imap_uidvalidity": 3,
+    "imap_uid": 17,
+    "last_error": None,
+    "raw_sha256": "0" * 64,
+    "event_pending": True,
+}
+_INSERT_ROWS = constant("inbox.insert", insert(email_messages), params=[_SAMPLE_ROW])
+"""A batch of imported messages (``Inbox._row``), one ``executemany``."""
+
+
+@statement("inbox.stored_uids", 3, [17, 18])
+def _stored_uids(validity: int, uids: list[int]) -> Select[Any]:
+    """Which of ``uids`` are stored whole (a parked row has no raw: the server keeps the
+    only full copy)."""
+    m = email_messages
+    return select(m.c.imap_uid).where(
+        m.c.imap_uidvalidity == validity, m.c.imap_uid.in_(uids), m.c.raw.is_not(None)
+    )
+
+
+@statement(
+    "inbox.insert_parked",
+    {
+        k: _SAMPLE_ROW[k]
+        for k in (
+            "message_id",
+            "raw",
+            "received_at",
+            "imap_uidvalidity",
+            "imap_uid",
+            "last_error",
+            "raw_sha256",
+        )
+    },
+)
+def _insert_parked(values: dict[str, Any]) -> Insert:
+    """A message too large or too broken to import whole: its raw and why."""
+    return insert(email_messages).values(
+        folder="inbox", channel="email", status="received", event_pending=True, **values
+    )
+
+
+@statement("inbox.read_mark", "INBOX")
+def _read_mark(folder: str) -> Select[Any]:
+    """A folder's import mark."""
+    table = email_service_inbox
+    return select(table).where(table.c.folder == folder)
+
+
+@statement("inbox.first_mark", "INBOX")
+def _first_mark(folder: str) -> Insert:
+    """A folder's first import mark."""
+    return insert(email_service_inbox).values(folder=folder, last_uid=0, pending_attempts=0)
+
+
+_MARK_SAMPLE = {
+    "last_uid": 18,
+    "incarnation": 7,
+    "pending_uid": None,
+    "pending_attempts": 0,
+    "updated_at": datetime(2026, 1, 5, 8, 0),
+}
+
+
+@statement("inbox.set_pending", "INBOX", {**_MARK_SAMPLE, "uidvalidity": 3, "pending_uid": 19})
+def _set_pending(folder: str, values: dict[str, Any]) -> Update:
+    """Note the UID being imported (``attempt_decision``)."""
+    table = email_service_inbox
+    return update(table).where(table.c.folder == folder).values(**values)
+
+
+@statement("inbox.advance", "INBOX", 3, 17, _MARK_SAMPLE)
+def _advance(folder: str, validity: int, last: int, values: dict[str, Any]) -> Update:
+    """Move a folder's mark on from ``(validity, last)`` (a compare-and-swap)."""
+    table = email_service_inbox
+    return (
+        update(table)
+        .where(table.c.folder == folder, table.c.uidvalidity == validity, table.c.last_uid == last)
+        .values(**values)
+    )
+
+
+@statement("inbox.by_digest", ["0" * 64])
+def _by_digest(digests: list[str]) -> Select[Any]:
+    m = email_messages
+    return select(m.c.id, m.c.raw_sha256).where(m.c.raw_sha256.in_(digests))
+
+
+@statement("inbox.by_message_id", ["<r1@mail.example>"])
+def _by_message_id(ids: list[str]) -> Select[Any]:
+    m = email_messages
+    return select(m.c.id, m.c.message_id).where(m.c.message_id.in_(ids))
+
+
+@statement("inbox.patients_of", ["ann@example.org"])
+def _patients_of(addresses: list[str]) -> Select[Any]:
+    """The patients whose address (trimmed, lower case) is one of ``addresses``."""
+    email = func.lower(func.trim(patients.c.email))
+    return select(patients.c.id, email).where(email.in_(addresses))

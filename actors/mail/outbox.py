@@ -66,6 +66,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    Select,
+    Update,
     bindparam,
     func,
     or_,
@@ -93,6 +95,7 @@ from actors.mail.settings import EmailSettings
 from actors.mail.throttle import SendLog, allowance, next_allowed
 from actors.practice_db import check_incarnation
 from actors.practice_schema import email_messages, utcnow
+from actors.statements import SERVER, constant, statement
 from config.settings import MailSettings
 from events.clock import Clock
 from events.types import Event, MessageDeliveryUncertain, MessageSendFailed, MessageSent
@@ -166,8 +169,19 @@ _OURS = (
     _m.c.claimed_incarnation == bindparam("b_incarnation"),
 )
 # Built once: the hot path runs these with bound values only (SQLAlchemy caches the SQL).
-_WIRE = update(_m).where(*_OURS).values(wire_at=utcnow())
-_SENT = (
+_OURS_SAMPLE = {"b_id": 41, "b_incarnation": 7}
+_OUTCOME_SAMPLE = {
+    **_OURS_SAMPLE,
+    "b_attempts": 1,
+    "b_error": None,
+    "b_refused": None,
+    "b_recipients": "ann@example.org sent",
+}
+_WIRE = constant(
+    "outbox.wire", update(_m).where(*_OURS).values(wire_at=utcnow()), params=_OURS_SAMPLE
+)
+_SENT = constant(
+    "outbox.sent",
     update(_m)
     .where(*_OURS)
     .values(
@@ -180,9 +194,11 @@ _SENT = (
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
-    )
+    ),
+    params=_OUTCOME_SAMPLE,
 )
-_RETRY = (
+_RETRY = constant(
+    "outbox.retry",
     update(_m)
     .where(*_OURS)
     .values(
@@ -194,9 +210,11 @@ _RETRY = (
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
-    )
+    ),
+    params={**_OUTCOME_SAMPLE, "b_next": datetime(2026, 1, 5, 8, 30)},
 )
-_FAILED = (
+_FAILED = constant(
+    "outbox.failed",
     update(_m)
     .where(*_OURS)
     .values(
@@ -207,14 +225,108 @@ _FAILED = (
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
-    )
+    ),
+    params=_OUTCOME_SAMPLE,
 )
-_RELEASE = update(_m).where(*_OURS, _m.c.wire_at.is_(None)).values(status="queued")
-_SET_MESSAGE_ID = (
+_RELEASE = constant(
+    "outbox.release",
+    update(_m).where(*_OURS, _m.c.wire_at.is_(None)).values(status="queued"),
+    params=_OURS_SAMPLE,
+)
+_SET_MESSAGE_ID = constant(
+    "outbox.set_message_id",
     update(_m)
     .where(_m.c.id == bindparam("b_id"), _m.c.message_id.is_(None))
-    .values(message_id=bindparam("b_message_id"))
+    .values(message_id=bindparam("b_message_id")),
+    params=[{"b_id": 41, "b_message_id": "<a1@practice.example>"}],
 )
+_NOW = constant("outbox.server_now", select(utcnow()), target=SERVER)
+
+
+@statement("outbox.stuck", 7)
+def _stuck(incarnation: int) -> Select[Any]:
+    """Rows left in ``sending`` by this incarnation or an older one (``recover``)."""
+    m = email_messages
+    return select(
+        m.c.id,
+        m.c.channel,
+        m.c.message_id,
+        m.c.wire_at,
+        type_coerce(m.c.attempts, NullType()).label("attempts"),
+    ).where(
+        m.c.folder == "outbox",
+        m.c.status == "sending",
+        or_(m.c.claimed_incarnation.is_(None), m.c.claimed_incarnation <= incarnation),
+    )
+
+
+@statement("outbox.unstick", 41, {"status": "queued", "attempts": 2, "last_error": "x"})
+def _unstick(row_id: int, values: dict[str, Any]) -> Update:
+    """Settle one row ``recover`` found in ``sending``."""
+    m = email_messages
+    return update(m).where(m.c.id == row_id, m.c.status == "sending").values(**values)
+
+
+@statement("outbox.due", ["email", "sms"], 20)
+def _due(channels: list[str], count: int) -> Select[Any]:
+    """Up to ``count`` due rows of these channels, oldest first (the server's clock)."""
+    m = email_messages
+    return (
+        select(m.c.id)
+        .where(
+            m.c.folder == "outbox",
+            m.c.status == "queued",
+            m.c.channel.in_(channels),
+            or_(m.c.next_attempt_at.is_(None), m.c.next_attempt_at <= utcnow()),
+        )
+        .order_by(m.c.id)
+        .limit(count)
+    )
+
+
+@statement(
+    "outbox.claim_returning", 7, [41, 42], backends=frozenset({"sqlite", "postgresql", "mssql"})
+)
+def _claim_returning(incarnation: int, row_ids: list[int]) -> Update:
+    """Claim these rows (``queued`` -> ``sending``), returning each row claimed as stored."""
+    m = email_messages
+    return (
+        update(m)
+        .where(m.c.folder == "outbox", m.c.status == "queued", m.c.id.in_(row_ids))
+        .values(status="sending", claimed_incarnation=incarnation, wire_at=None)
+        .returning(*_AS_STORED)
+    )
+
+
+@statement("outbox.claim_one", 7, 41)
+def _claim_one(incarnation: int, row_id: int) -> Update:
+    """Claim one row (where the database cannot return the rows an UPDATE changed)."""
+    m = email_messages
+    return (
+        update(m)
+        .where(m.c.folder == "outbox", m.c.status == "queued", m.c.id == row_id)
+        .values(status="sending", claimed_incarnation=incarnation, wire_at=None)
+    )
+
+
+@statement("outbox.claimed_rows", [41, 42])
+def _claimed_rows(row_ids: list[int]) -> Any:
+    """The rows just claimed, as stored."""
+    return select(*_AS_STORED).where(email_messages.c.id.in_(row_ids))
+
+
+@statement("outbox.message_id_taken", "<a1@practice.example>", 41)
+def _message_id_taken(message_id: str, row_id: int) -> Select[Any]:
+    """How many other rows carry ``message_id``."""
+    m = email_messages
+    return select(func.count()).where(m.c.message_id == message_id, m.c.id != row_id)
+
+
+@statement("outbox.give_message_id", 41, "<a1@practice.example>")
+def _give_message_id(row_id: int, message_id: str) -> Update:
+    """Give a row without one its Message-ID."""
+    m = email_messages
+    return update(m).where(m.c.id == row_id, m.c.message_id.is_(None)).values(message_id=message_id)
 
 
 class Outbox:
@@ -294,25 +406,9 @@ class Outbox:
         leaves the row as it was (the next recovery says it again) and never a resend
         the log does not mark.
         """
-        m = email_messages
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
-            rows = conn.execute(
-                select(
-                    m.c.id,
-                    m.c.channel,
-                    m.c.message_id,
-                    m.c.wire_at,
-                    type_coerce(m.c.attempts, NullType()).label("attempts"),
-                ).where(
-                    m.c.folder == "outbox",
-                    m.c.status == "sending",
-                    or_(
-                        m.c.claimed_incarnation.is_(None),
-                        m.c.claimed_incarnation <= self._incarnation,
-                    ),
-                )
-            ).all()
+            rows = conn.execute(_stuck(self._incarnation)).all()
         uncertain = [
             MessageDeliveryUncertain(
                 incarnation=self._incarnation, row_id=row.id, message_id=row.message_id or ""
@@ -327,30 +423,27 @@ class Outbox:
         with self._engine.begin() as conn:
             check_incarnation(conn, self._incarnation)
             for row in rows:
-                stuck = update(m).where(m.c.id == row.id, m.c.status == "sending")
                 if row.wire_at is None:
-                    conn.execute(stuck.values(status="queued"))
+                    conn.execute(_unstick(row.id, {"status": "queued"}))
                     continue
                 sender = self._senders.get(row.channel)
                 if sender is not None and sender.resend_uncertain:
-                    conn.execute(
-                        stuck.values(
-                            status="queued",
-                            attempts=read_attempts(row.attempts) + 1,
-                            next_attempt_at=None,
-                            wire_at=None,
-                            last_error=UNCERTAIN_RESENT,
-                        )
-                    )
+                    resend = {
+                        "status": "queued",
+                        "attempts": read_attempts(row.attempts) + 1,
+                        "next_attempt_at": None,
+                        "wire_at": None,
+                        "last_error": UNCERTAIN_RESENT,
+                    }
+                    conn.execute(_unstick(row.id, resend))
                 else:
-                    conn.execute(
-                        stuck.values(
-                            status="failed",
-                            attempts=read_attempts(row.attempts) + 1,
-                            last_error=UNCERTAIN_HELD,
-                            event_pending=True,
-                        )
-                    )
+                    held = {
+                        "status": "failed",
+                        "attempts": read_attempts(row.attempts) + 1,
+                        "last_error": UNCERTAIN_HELD,
+                        "event_pending": True,
+                    }
+                    conn.execute(_unstick(row.id, held))
                     failed.append(self._failed_event(row.id, row.message_id, UNCERTAIN_HELD, True))
         if failed:
             self._emit(failed)
@@ -455,20 +548,8 @@ class Outbox:
         """
         if count <= 0:
             return []
-        m = email_messages
-        query = (
-            select(m.c.id)
-            .where(
-                m.c.folder == "outbox",
-                m.c.status == "queued",
-                m.c.channel.in_(sorted(self._senders)),
-                or_(m.c.next_attempt_at.is_(None), m.c.next_attempt_at <= utcnow()),
-            )
-            .order_by(m.c.id)
-            .limit(count)
-        )
         with conn.begin():
-            return list(conn.execute(query).scalars())
+            return list(conn.execute(_due(sorted(self._senders), count)).scalars())
 
     def _claim(self, conn: Connection, row_ids: Sequence[int]) -> list[_Claimed]:
         """Claim each row by compare-and-swap (``queued`` -> ``sending``; a row someone
@@ -486,22 +567,19 @@ class Outbox:
         self._refused_in_claim = 0
         if not row_ids:
             return []
-        m = email_messages
+        incarnation = self._incarnation
         with conn.begin():
-            check_incarnation(conn, self._incarnation)
-            swap = (
-                update(m)
-                .where(m.c.folder == "outbox", m.c.status == "queued")
-                .values(status="sending", claimed_incarnation=self._incarnation, wire_at=None)
-            )
+            check_incarnation(conn, incarnation)
             rows: dict[int, RowMapping] = {}
             if conn.dialect.update_returning:
-                found = conn.execute(swap.where(m.c.id.in_(row_ids)).returning(*_AS_STORED))
+                found = conn.execute(_claim_returning(incarnation, list(row_ids)))
                 rows = {row.id: row._mapping for row in found.all()}
             else:
-                ours = [i for i in row_ids if conn.execute(swap.where(m.c.id == i)).rowcount == 1]
+                ours = [
+                    i for i in row_ids if conn.execute(_claim_one(incarnation, i)).rowcount == 1
+                ]
                 if ours:
-                    found = conn.execute(select(*_AS_STORED).where(m.c.id.in_(ours)))
+                    found = conn.execute(_claimed_rows(ours))
                     rows = {row.id: row._mapping for row in found.all()}
             claimed: list[_Claimed] = []
             new_ids: list[dict[str, Any]] = []
@@ -555,7 +633,6 @@ class Outbox:
 
     def _fix_message_id(self, conn: Connection, item: OutboxItem) -> str:
         """Give the row its Message-ID: ``raw``'s own when it has a free one, else a new one."""
-        m = email_messages
         try:
             message_id = compose.raw_message_id(item.raw) if item.raw is not None else None
         except _ROW_ERRORS:  # a header block the parser cannot take: the row gets a new one
@@ -563,18 +640,12 @@ class Outbox:
         if message_id is not None and (
             len(message_id) > _MESSAGE_ID_MAX
             or not message_id.isascii()
-            or conn.execute(
-                select(func.count()).where(m.c.message_id == message_id, m.c.id != item.row_id)
-            ).scalar_one()
+            or conn.execute(_message_id_taken(message_id, item.row_id)).scalar_one()
         ):
             message_id = None  # unusable or already another row's: raw still carries its own
         if message_id is None:
             message_id = self._new_message_id(item)
-        conn.execute(
-            update(m)
-            .where(m.c.id == item.row_id, m.c.message_id.is_(None))
-            .values(message_id=message_id)
-        )
+        conn.execute(_give_message_id(item.row_id, message_id))
         return message_id
 
     def _outgoing(self, item: OutboxItem, message_id: str) -> OutgoingMessage:
@@ -746,7 +817,7 @@ class Outbox:
             "b_recipients": recipients_text(settled.recipients),
         }
         if kind == "retry":
-            now = conn.execute(select(utcnow())).scalar_one()
+            now = conn.execute(_NOW).scalar_one()
             delay = self._retry_delay(attempts, self._random.random())
             conn.execute(_RETRY, {**values, "b_next": now + timedelta(seconds=delay)})
         else:

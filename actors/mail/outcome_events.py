@@ -27,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Update, select, update
 
 from actors import practice_db
 from actors.practice_schema import email_messages
+from actors.statements import constant, statement
 from events.types import (
     Event,
     MessageParked,
@@ -86,13 +87,38 @@ def event_for_row(row: Any, incarnation: int) -> Event | None:
     return None
 
 
+@statement("outcome_events.clear", [41, 42])
+def _clear(ids: list[int]) -> Update:
+    """Mark rows as having their event in the log."""
+    return update(_m).where(_m.c.id.in_(ids)).values(event_pending=None)
+
+
+_OWED = constant(
+    "outcome_events.owed",
+    select(
+        _m.c.id,
+        _m.c.status,
+        _m.c.message_id,
+        _m.c.to_addrs,
+        _m.c.cc_addrs,
+        _m.c.refused_recipients,
+        _m.c.last_error,
+        _m.c.imap_uidvalidity,
+        _m.c.imap_uid,
+    )
+    .where(_m.c.event_pending.is_not(None))
+    .order_by(_m.c.id),
+)
+"""The rows whose event is still owed, oldest first."""
+
+
 def clear(engine: Engine, ids: Sequence[int]) -> None:
     """Mark the rows ``ids`` as having their event in the log. Call only once the events
     are durable. Does not wait for the disk (see the module docstring)."""
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = sorted(set(ids[start : start + _IN_CHUNK]))
         with practice_db.one_statement(engine, durable=False) as conn:
-            conn.execute(update(_m).where(_m.c.id.in_(chunk)).values(event_pending=None))
+            conn.execute(_clear(chunk))
 
 
 def recover(
@@ -103,21 +129,7 @@ def recover(
 ) -> int:
     """Append the events still owed (see the module docstring); return how many."""
     with practice_db.one_read(engine) as conn:
-        rows = conn.execute(
-            select(
-                _m.c.id,
-                _m.c.status,
-                _m.c.message_id,
-                _m.c.to_addrs,
-                _m.c.cc_addrs,
-                _m.c.refused_recipients,
-                _m.c.last_error,
-                _m.c.imap_uidvalidity,
-                _m.c.imap_uid,
-            )
-            .where(_m.c.event_pending.is_not(None))
-            .order_by(_m.c.id)
-        ).all()
+        rows = conn.execute(_OWED).all()
     events = [e for e in (event_for_row(r, incarnation) for r in rows) if e is not None]
     if not events:
         return 0

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from actors.mail.outbox_row import parse_time
 from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from actors.statements import constant, driver_form
 
 SECURITY_CHOICES = ("none", "starttls", "tls")
 """The values of ``smtp_security`` and ``imap_security``."""
@@ -166,9 +167,18 @@ def settings_from_row(row: dict[str, Any]) -> EmailSettings:
     return settings
 
 
+READ_SETTINGS = constant(
+    "settings.read", select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)
+)
+constant(
+    "settings.read_plain",
+    text(f"SELECT * FROM {email_settings.name} WHERE id = {SINGLE_ROW_ID}"),
+)
+
+
 def read_settings(conn: Connection) -> EmailSettings | None:
     """Return the practice's settings (row id 1), or None when there is no such row."""
-    row = conn.execute(select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)).first()
+    row = conn.execute(READ_SETTINGS).first()
     return None if row is None else settings_from_row(dict(row._mapping))
 
 
@@ -176,8 +186,7 @@ def read_settings_plain(conn: Connection) -> EmailSettings | None:
     """``read_settings`` at the driver's level: no SQLAlchemy types, compiled SQL or result
     processing, none of which a thousand engines should keep for a read made twice a
     minute (``settings_from_row`` turns the driver's values into the right types)."""
-    table = conn.dialect.identifier_preparer.quote(email_settings.name)
-    result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE id = {SINGLE_ROW_ID}")
+    result = conn.exec_driver_sql(*driver_form("settings.read_plain", conn.dialect, {}))
     row = result.fetchone()
     if row is None:
         return None

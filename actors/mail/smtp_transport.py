@@ -4,10 +4,12 @@ One connection is opened on the first ``send`` and reused for the batch until ``
 Security is the practice's ``smtp_security``: ``none``, ``starttls`` (required: a server
 without it is refused) or ``tls`` (implicit TLS). Certificates are always verified, host
 name included, against the system's authorities plus ``mail.ca_file`` when set. AUTH is
-used when ``smtp_username`` is set. Every socket has a timeout (``mail.io_timeout_seconds``,
-at most half the mailbox's hang limit), and every reply read beats (``actors.progress``):
-a server that takes a second per message keeps the mailbox visibly busy, one that
-accepts and never answers gives "no answer from HOST:PORT in N s" after one timeout.
+used when ``smtp_username`` is set (``smtp_auth = password``), or AUTH XOAUTH2 with an
+access token (``smtp_auth = oauth2``, ``sign_in``), never with ``none``. Every socket
+has a timeout (``mail.io_timeout_seconds``, at most half the mailbox's hang limit), and
+every reply read beats (``actors.progress``): a server that takes a second per message
+keeps the mailbox visibly busy, one that accepts and never answers gives "no answer from
+HOST:PORT in N s" after one timeout.
 
 ``SmtpSender`` drives MAIL, RCPT and DATA itself, because ``smtplib``'s ``data()`` sends the
 final ``.`` together with the body: here the 354 is read, the dot-stuffed body is sent,
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 
 from actors import progress
 from actors.mail import compose
+from actors.mail.oauth import OAuthError, TokenSource, smtp_authobject
 from actors.mail.sender import (
     OutcomeKind,
     OutgoingMessage,
@@ -169,12 +172,20 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
 
 
 def open_connection(
-    settings: EmailSettings, *, timeout: float, ca_file: str = "", local_hostname: str = ""
+    settings: EmailSettings,
+    *,
+    timeout: float,
+    ca_file: str = "",
+    local_hostname: str = "",
+    tokens: TokenSource | None = None,
 ) -> smtplib.SMTP:
     """Connect, EHLO, secure and log in as ``settings`` say; return the ready connection.
 
-    Raises ``OSError``, ``ssl.SSLError`` or ``smtplib.SMTPException`` (see
-    ``describe_failure`` for the words), closing the socket first.
+    ``smtp_auth``: ``password`` logs in with the user name and password (when there is
+    a user name), ``none`` never, ``oauth2`` signs in with an access token from
+    ``tokens`` (``sign_in``). Raises ``OSError``, ``ssl.SSLError``,
+    ``smtplib.SMTPException`` or ``_SetupError`` (see ``describe_failure`` for the
+    words), closing the socket first.
     """
     name = local_hostname or _DEFAULT_LOCAL_HOSTNAME
     context = tls_context(ca_file) if settings.smtp_security != "none" else None
@@ -205,7 +216,9 @@ def open_connection(
                 )
             connection.starttls(context=context)
             connection.ehlo()
-        if settings.smtp_username:
+        if settings.smtp_auth == "oauth2":
+            sign_in(connection, settings, tokens)
+        elif settings.smtp_username and settings.smtp_auth == "password":
             connection.login(settings.smtp_username, settings.smtp_password)
     except BaseException:
         connection.close()
@@ -213,8 +226,49 @@ def open_connection(
     return connection
 
 
+def sign_in(connection: smtplib.SMTP, settings: EmailSettings, tokens: TokenSource | None) -> None:
+    """AUTH XOAUTH2 with an access token from ``tokens``, on a connection past EHLO (and
+    STARTTLS and the EHLO after it). ``AUTH XOAUTH2``, then the token at the server's
+    ``334`` (Microsoft's documented exchange; Gmail takes it too). A refused token is
+    forgotten and a new one fetched for one more try before the refusal counts. Raises
+    ``_SetupError`` in plain words (the provider's or the server's words kept; never the
+    token or the XOAUTH2 string)."""
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    if tokens is None:
+        raise _SetupError("OAuth 2.0 sign-in is set (smtp_auth = oauth2) but not available here")
+    offered = connection.esmtp_features.get("auth", "").upper().split()
+    if "XOAUTH2" not in offered:
+        raise _SetupError(
+            f"the mail server at {where} does not offer OAuth 2.0 sign-in (AUTH XOAUTH2); "
+            "check smtp_host, smtp_port and smtp_security"
+        )
+    for attempt in range(2):
+        try:
+            token = tokens.token()
+        except OAuthError as exc:
+            raise _SetupError(f"sign-in for sending mail failed: {exc}") from None
+        try:
+            connection.auth(
+                "XOAUTH2", smtp_authobject(tokens.user, token), initial_response_ok=False
+            )
+            return
+        except smtplib.SMTPAuthenticationError as exc:
+            tokens.refused(token)
+            if attempt == 1:
+                said = _words(exc.smtp_code, exc.smtp_error)
+                raise _SetupError(
+                    f"the mail server at {where} refused the sign-in of {tokens.user} "
+                    f"(the server said: {said})"
+                ) from None
+
+
 def probe(
-    settings: EmailSettings, *, timeout: float, ca_file: str = "", local_hostname: str = ""
+    settings: EmailSettings,
+    *,
+    timeout: float,
+    ca_file: str = "",
+    local_hostname: str = "",
+    tokens: TokenSource | None = None,
 ) -> ProbeResult:
     """Check the practice's SMTP set-up without sending mail: connect, EHLO, STARTTLS or
     TLS, AUTH, RSET, QUIT. Returns ``ProbeResult(ok=True)`` or a plain one-line reason
@@ -224,7 +278,11 @@ def probe(
         return ProbeResult(False, "no mail server is set (smtp_host is empty)")
     try:
         connection = open_connection(
-            settings, timeout=timeout, ca_file=ca_file, local_hostname=local_hostname
+            settings,
+            timeout=timeout,
+            ca_file=ca_file,
+            local_hostname=local_hostname,
+            tokens=tokens,
         )
     except (OSError, smtplib.SMTPException, _SetupError) as exc:
         return ProbeResult(False, describe_failure(exc, settings, timeout))
@@ -303,8 +361,10 @@ class SmtpSender:
         clock: Clock,
         ca_file: str = "",
         local_hostname: str = "",
+        tokens: TokenSource | None = None,
     ) -> None:
         self._settings = settings
+        self._tokens = tokens
         self._timeout = timeout
         self._clock = clock
         self._ca_file = ca_file
@@ -383,6 +443,7 @@ class SmtpSender:
                 timeout=self._timeout,
                 ca_file=self._ca_file,
                 local_hostname=self._local_hostname,
+                tokens=self._tokens,
             )
             self.connections_opened += 1
         return self._connection

@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
+
+from actors.statements import SERVER, constant
 
 STATEMENT_MARGIN = 64 * 1024
 """Bytes of a statement kept for its SQL text, the other columns and the protocol."""
@@ -159,6 +161,34 @@ POSTGRES_FIELD_BYTES = 1024 * 1024 * 1024
 """PostgreSQL stores at most 1 GB in one ``text`` or ``bytea`` value."""
 
 
+def _columns_query(kind: str, schema: str) -> TextClause:
+    return constant(
+        f"limits.columns.{kind}",
+        text(
+            "SELECT column_name, data_type, character_maximum_length, character_octet_length "
+            f"FROM information_schema.columns WHERE table_schema = {schema} AND table_name = :t"
+        ),
+        params={"t": "email_messages"},
+        target=SERVER,
+        backends=frozenset({kind}),
+    )
+
+
+_COLUMNS = {
+    "mysql": _columns_query("mysql", "DATABASE()"),
+    "postgresql": _columns_query("postgresql", "current_schema()"),
+    "mssql": _columns_query("mssql", "SCHEMA_NAME()"),
+}
+"""The columns' limits, per kind of database (SQLite has one limit for every value)."""
+
+_MAX_PACKET = constant(
+    "limits.max_packet",
+    text("SELECT @@max_allowed_packet"),
+    target=SERVER,
+    backends=frozenset({"mysql"}),
+)
+
+
 def read_limits(conn: Connection, table: str = "email_messages") -> StorageLimits:
     """Ask the database for its limits on ``table`` (read-only queries). Unknown
     dialects get no limits (their errors then surface as they are)."""
@@ -170,22 +200,12 @@ def read_limits(conn: Connection, table: str = "email_messages") -> StorageLimit
             {n: ColumnLimit(octets=size) for n in _text_columns()},
             statement_bytes=None,
         )
-    if dialect in ("mysql", "mariadb"):
-        schema = "DATABASE()"
-    elif dialect == "postgresql":
-        schema = "current_schema()"
-    elif dialect == "mssql":
-        schema = "SCHEMA_NAME()"
-    else:
+    kind = "mysql" if dialect == "mariadb" else dialect
+    query = _COLUMNS.get(kind)
+    if query is None:
         return StorageLimits()
     columns: dict[str, ColumnLimit] = {}
-    rows = conn.execute(
-        text(
-            "SELECT column_name, data_type, character_maximum_length, character_octet_length "
-            f"FROM information_schema.columns WHERE table_schema = {schema} AND table_name = :t"
-        ),
-        {"t": table},
-    )
+    rows = conn.execute(query, {"t": table})
     for name, data_type, chars, octets in rows:
         name = str(name).lower()
         kind = str(data_type).lower()
@@ -196,7 +216,7 @@ def read_limits(conn: Connection, table: str = "email_messages") -> StorageLimit
         if "char" in kind or "text" in kind or "blob" in kind or kind in ("bytea", "varbinary"):
             columns[name] = ColumnLimit(chars=chars if "blob" not in kind else None, octets=octets)
     if dialect in ("mysql", "mariadb"):
-        packet = conn.execute(text("SELECT @@max_allowed_packet")).scalar_one()
+        packet = conn.execute(_MAX_PACKET).scalar_one()
         return StorageLimits(columns, int(packet), "max_allowed_packet")
     return StorageLimits(columns)
 

@@ -20,20 +20,28 @@ events and failed check-ins); only a bug raises, and a raise crashes the mailbox
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors import practice_db, progress
 from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, outcome_events, smtp_transport
-from actors.mail.imap_session import ImapError
+from actors.mail.imap_session import ImapError, ImapSession
 from actors.mail.inbox import Inbox
+from actors.mail.oauth import (
+    DelegatedSource,
+    OAuthEndpoints,
+    TokenSource,
+    TokenSources,
+    save_refresh_token,
+)
 from actors.mail.outbox import Outbox
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
@@ -48,7 +56,9 @@ from actors.mail.sms import (
 )
 from actors.mail.smtp_transport import SmtpSender
 from actors.practice_schema import email_messages
+from actors.statements import constant, statement
 from config import MailSettings
+from config.settings import OAuthSettings
 from events.clock import Clock
 from events.types import (
     Diagnostic,
@@ -168,6 +178,7 @@ class MailDeps:
     limiter: ProbeLimiter
     local_zone: tzinfo
     report_depth: Callable[[str, int], None] = lambda _db, _n: None
+    tokens: TokenSources | None = None  # OAuth 2.0 access tokens, shared by the process
 
 
 class MailWork:
@@ -210,6 +221,10 @@ class MailWork:
         self._settings_read_at: float | None = None
         self._last_depth = 0
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
+        self._tokens = deps.tokens or TokenSources(
+            OAuthEndpoints(OAuthSettings(), deps.mail.io_timeout_seconds), clock
+        )
+        self._token_source: TokenSource | None = None
 
     # --- settings -----------------------------------------------------------------------
 
@@ -233,8 +248,40 @@ class MailWork:
             self._settings_error = ""
         if settings == self._settings:
             return
+        if self._own_rotation(settings):
+            self._settings = settings  # our saved refresh token read back: nothing to redo
+            return
         self._settings = settings
         self._rebuild()
+
+    def _own_rotation(self, settings: EmailSettings | None) -> bool:
+        """Whether ``settings`` differ from the current ones only by a refresh token the
+        token source held (its saved replacement read back)."""
+        old, source = self._settings, self._token_source
+        if settings is None or old is None or not isinstance(source, DelegatedSource):
+            return False
+        return (
+            source.is_own(settings.oauth_refresh_token)
+            and dataclasses.replace(settings, oauth_refresh_token=old.oauth_refresh_token) == old
+        )
+
+    def _save_refresh_token(self, token: str) -> None:
+        """Save a refresh token the provider replaced (the old one stops working)."""
+        try:
+            with self._engine().begin() as conn:
+                save_refresh_token(conn, token)
+        except SQLAlchemyError as exc:
+            # The source keeps the new token and saves again at its next rotation.
+            log.warning(
+                "%s: the new OAuth refresh token could not be saved (%s)",
+                self._db,
+                type(exc).__name__,
+            )
+
+    def _tokens_for(self, settings: EmailSettings) -> TokenSource | None:
+        if not settings.uses_oauth:
+            return None
+        return self._tokens.for_settings(self._db, settings, self._save_refresh_token)
 
     def _rebuild(self) -> None:
         self._close_senders()
@@ -244,13 +291,19 @@ class MailWork:
         settings = self._settings
         self._senders = {}
         self._sms_error = ""
+        self._token_source = None
         if settings is None:
             return
+        tokens = self._token_source = self._tokens_for(settings)
         timeout = self._deps.mail.io_timeout_seconds
         email: Sender | None = None
         if settings.smtp_configured:
             smtp = SmtpSender(
-                settings, timeout=timeout, clock=self._clock, ca_file=self._deps.mail.ca_file
+                settings,
+                timeout=timeout,
+                clock=self._clock,
+                ca_file=self._deps.mail.ca_file,
+                tokens=tokens,
             )
             email = _Watched(smtp, "smtp", self._sent)
             self._senders["email"] = email
@@ -290,6 +343,9 @@ class MailWork:
                 self._deps.mail,
                 self._observe,
                 self._clock,
+                open_session=lambda s, m, c, readonly: ImapSession.open(
+                    s, m, c, readonly=readonly, tokens=tokens
+                ),
             )
         self._next_outbox = 0.0  # look at the outbox at once with the new settings
 
@@ -364,14 +420,7 @@ class MailWork:
     def _report_depth(self) -> None:
         try:
             with self._engine().connect() as conn:
-                depth = conn.execute(
-                    select(func.count())
-                    .select_from(email_messages)
-                    .where(
-                        email_messages.c.folder == "outbox",
-                        email_messages.c.status.in_(("queued", "sending")),
-                    )
-                ).scalar_one()
+                depth = conn.execute(_OUTBOX_DEPTH).scalar_one()
         except SQLAlchemyError:
             return
         self._last_depth = int(depth)
@@ -484,10 +533,7 @@ class MailWork:
     def _waiting_without_a_sender(self) -> int:
         """Queued outbox rows of channels nothing can send (0 when the database does not
         answer: its own self-test says so)."""
-        m = email_messages
-        query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
-        if self._senders:
-            query = query.where(m.c.channel.not_in(sorted(self._senders)))
+        query = _without_a_sender(sorted(self._senders))
         try:
             with self._engine().connect() as conn:
                 return int(conn.execute(query).scalar_one())
@@ -530,7 +576,10 @@ class MailWork:
         assert self._settings is not None
         mail = self._deps.mail
         result = smtp_transport.probe(
-            self._settings, timeout=mail.io_timeout_seconds, ca_file=mail.ca_file
+            self._settings,
+            timeout=mail.io_timeout_seconds,
+            ca_file=mail.ca_file,
+            tokens=self._token_source,
         )
         return "" if result.ok else result.reason
 
@@ -542,7 +591,7 @@ class MailWork:
         assert self._settings is not None
         if self._inbox is not None and self._inbox_error == "" and self._inbox.connected:
             return ""  # a live IDLE connection counts
-        result = imap_session.probe(self._settings, self._deps.mail)
+        result = imap_session.probe(self._settings, self._deps.mail, self._token_source)
         return "" if result.ok else result.reason
 
     def close(self) -> None:
@@ -550,3 +599,23 @@ class MailWork:
         self._close_senders()
         if self._inbox is not None:
             self._inbox.close()
+
+
+_OUTBOX_DEPTH = constant(
+    "work.outbox_depth",
+    select(func.count())
+    .select_from(email_messages)
+    .where(
+        email_messages.c.folder == "outbox",
+        email_messages.c.status.in_(("queued", "sending")),
+    ),
+)
+"""How many outbox rows wait or are being sent (the ``/metrics`` depth)."""
+
+
+@statement("work.without_a_sender", ["email"])
+def _without_a_sender(channels: list[str]) -> Select[int]:
+    """How many queued outbox rows are of none of ``channels``."""
+    m = email_messages
+    query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
+    return query.where(m.c.channel.not_in(channels)) if channels else query

@@ -35,15 +35,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, update
 
 from actors import practice_db
 from actors.practice_schema import (
     SINGLE_ROW_ID,
-    email_messages,
     email_settings,
     init_practice_database,
 )
+from actors.statements import statement
 from config import Settings
 from config.settings import HttpSettings
 from supervisor.commands.common import CliError
@@ -182,6 +182,12 @@ def practice_url(folder: Path, name: str) -> str:
     return f"sqlite:///{folder / 'practices' / (name + '.sqlite3')}"
 
 
+@statement("demo.configure", {"from_name": "Riverside Dental", "sms_enabled": True})
+def _configure(values: dict[str, Any]) -> Update:
+    """A demo practice's settings."""
+    return update(email_settings).where(email_settings.c.id == SINGLE_ROW_ID).values(**values)
+
+
 def create_practices(folder: Path, servers: Servers, state: DemoState) -> list[str]:
     """Create the demo's practice databases (once) and point them at the local servers.
 
@@ -217,11 +223,7 @@ def create_practices(folder: Path, servers: Servers, state: DemoState) -> list[s
         engine = practice_db.make_engine(url)
         try:
             with engine.begin() as conn:
-                conn.execute(
-                    update(email_settings)
-                    .where(email_settings.c.id == SINGLE_ROW_ID)
-                    .values(**values)
-                )
+                conn.execute(_configure(values))
         finally:
             engine.dispose()
         if name not in state.configured:
@@ -255,7 +257,7 @@ def append_replies(
         engine = practice_db.make_engine(practice_url(folder, name))
         try:
             with engine.connect() as conn:
-                imported = {m for (m,) in conn.execute(select(email_messages.c.message_id))}
+                imported = {m for (m,) in conn.execute(samples.MESSAGE_IDS)}
         finally:
             engine.dispose()
         for message_id, raw in samples.replies_for(name, date.today()):

@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select, update
+from sqlalchemy import Engine, Select, Update, func, inspect, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, patients, utcnow
+from actors.statements import constant, statement
 from config import Settings
 from supervisor import exit_codes
 from supervisor.commands import send_test
@@ -267,9 +268,8 @@ def practice_engine(settings: Settings, name: str, timeout: float) -> Iterator[E
 
 
 def _row(engine: Engine, message_id: int, columns: Sequence[str]) -> dict[str, Any] | None:
-    query = select(*(_m[c] for c in columns)).where(_m.id == message_id)
     with engine.connect() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_one_row(message_id, tuple(columns))).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -297,18 +297,8 @@ def _cut(text: str | None, width: int) -> str:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    query = select(*(_m[c] for c in LIST_COLUMNS)).where(_m.folder == args.folder)
-    if args.status:
-        query = query.where(_m.status == args.status)
-    query = query.order_by(_m.id.desc())
-    if args.limit:
-        query = query.limit(args.limit)
-    counts_query = (
-        select(_m.status, func.count())
-        .where(_m.folder == args.folder)
-        .group_by(_m.status)
-        .order_by(_m.status)
-    )
+    query = _listing(args.folder, args.status or None, args.limit or None)
+    counts_query = _status_counts(args.folder)
     with practice_engine(settings, args.db, args.timeout) as engine, engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
         counts = {str(status): int(n) for status, n in conn.execute(counts_query)}
@@ -355,7 +345,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with practice_engine(settings, args.db, args.timeout) as engine:
         row = _existing(engine, args.db, args.id, SHOW_COLUMNS)
         with engine.connect() as conn:
-            raw = conn.execute(select(_m.raw).where(_m.id == args.id)).scalar()
+            raw = conn.execute(_raw(args.id)).scalar()
     if args.raw:
         if raw is None:
             raise CliError(
@@ -397,11 +387,7 @@ def run_move(args: argparse.Namespace, settings: Settings) -> int:
                 f"message {args.id} is being sent right now (status sending); "
                 "move it when the attempt is over"
             )
-        change = (
-            update(email_messages)
-            .where(_m.id == args.id, _m.folder == row["folder"], _m.status == row["status"])
-            .values(folder="deleted", deleted_from=row["folder"])
-        )
+        change = _move(args.id, row["folder"], row["status"])
         with engine.begin() as conn:
             changed = conn.execute(change).rowcount
         _one_changed(changed, args.id)
@@ -420,11 +406,7 @@ def run_restore(args: argparse.Namespace, settings: Settings) -> int:
                 f"message {args.id} does not say which folder it was deleted from; "
                 "give --to inbox, outbox or sent"
             )
-        change = (
-            update(email_messages)
-            .where(_m.id == args.id, _m.folder == "deleted")
-            .values(folder=target, deleted_from=None)
-        )
+        change = _restore(args.id, target)
         with engine.begin() as conn:
             changed = conn.execute(change).rowcount
         _one_changed(changed, args.id)
@@ -436,11 +418,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
     with practice_engine(settings, args.db, args.timeout) as engine:
         _existing(engine, args.db, args.id, ("id",))
         _check_patient(engine, args.db, args.patient)
-        change = (
-            update(email_messages)
-            .where(_m.id == args.id)
-            .values(patient_id=args.patient, actioned_by=args.by, actioned_at=utcnow())
-        )
+        change = _action(args.id, args.patient, args.by)
         with engine.begin() as conn:
             changed = conn.execute(change).rowcount
         _one_changed(changed, args.id)
@@ -457,9 +435,9 @@ def _check_patient(engine: Engine, db: str, patient_id: int) -> None:
     with engine.connect() as conn:
         if not inspect(conn).has_table(patients.name):
             return
-        if conn.execute(select(patients.c.id).limit(1)).first() is None:
+        if conn.execute(_ANY_PATIENT).first() is None:
             return  # the practice software does not share its patients: any id will do
-        found = conn.execute(select(patients.c.id).where(patients.c.id == patient_id)).first()
+        found = conn.execute(_patient(patient_id)).first()
     if found is None:
         raise CliError(
             f"no patient {patient_id} in the patients table of {db!r}", exit_codes.NO_INPUT
@@ -467,9 +445,6 @@ def _check_patient(engine: Engine, db: str, patient_id: int) -> None:
 
 
 def run_retry_failed(args: argparse.Namespace, settings: Settings) -> int:
-    failed = (_m.folder == "outbox") & (_m.status == "failed")
-    made = _m.attempts.label("attempts_made")  # before the reset
-    columns = (_m.id, _m.channel, _m.to_addrs, _m.subject, made, _m.last_error)
     with practice_engine(settings, args.db, args.timeout) as engine:
         if args.id is not None:
             row = _existing(engine, args.db, args.id, _STATE)
@@ -479,24 +454,10 @@ def run_retry_failed(args: argparse.Namespace, settings: Settings) -> int:
                     f"{row['folder']} with status {row['status']})"
                 )
         with engine.begin() as conn:
-            query = select(*columns).where(failed).order_by(_m.id)
-            if args.id is not None:
-                query = query.where(_m.id == args.id)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(_failed(args.id))]
             ids = [r["id"] for r in rows]
             if ids:
-                changed = conn.execute(
-                    update(email_messages)
-                    .where(failed, _m.id.in_(ids))
-                    .values(
-                        status="queued",
-                        attempts=0,
-                        next_attempt_at=None,
-                        # A requeued row is not in flight: no claim, not on the wire.
-                        claimed_incarnation=None,
-                        wire_at=None,
-                    )
-                ).rowcount
+                changed = conn.execute(_requeue(ids)).rowcount
                 if changed != len(ids):  # the service changed one meanwhile: do nothing
                     conn.rollback()
                     raise CliError("a failed message changed while this command ran; run it again")
@@ -537,3 +498,102 @@ def _report(args: argparse.Namespace, row: dict[str, Any], sentence: str) -> int
     else:
         print(printable(sentence))
     return exit_codes.OK
+
+
+# --- the statements ------------------------------------------------------------------------
+
+
+@statement("mail.row", 41, ("id", "folder", "status"))
+def _one_row(message_id: int, columns: tuple[str, ...]) -> Select[Any]:
+    return select(*(_m[c] for c in columns)).where(_m.id == message_id)
+
+
+@statement("mail.list", "outbox", "failed", 50)
+def _listing(folder: str, status: str | None, limit: int | None) -> Select[Any]:
+    """A folder's messages (of one status), newest first."""
+    query = select(*(_m[c] for c in LIST_COLUMNS)).where(_m.folder == folder)
+    if status is not None:
+        query = query.where(_m.status == status)
+    query = query.order_by(_m.id.desc())
+    return query if limit is None else query.limit(limit)
+
+
+@statement("mail.status_counts", "outbox")
+def _status_counts(folder: str) -> Select[Any]:
+    return (
+        select(_m.status, func.count())
+        .where(_m.folder == folder)
+        .group_by(_m.status)
+        .order_by(_m.status)
+    )
+
+
+@statement("mail.raw", 41)
+def _raw(message_id: int) -> Select[Any]:
+    return select(_m.raw).where(_m.id == message_id)
+
+
+@statement("mail.move", 41, "outbox", "failed")
+def _move(message_id: int, folder: str, status: str) -> Update:
+    """To ``deleted``, unless the row changed since it was read."""
+    return (
+        update(email_messages)
+        .where(_m.id == message_id, _m.folder == folder, _m.status == status)
+        .values(folder="deleted", deleted_from=folder)
+    )
+
+
+@statement("mail.restore", 41, "outbox")
+def _restore(message_id: int, target: str) -> Update:
+    return (
+        update(email_messages)
+        .where(_m.id == message_id, _m.folder == "deleted")
+        .values(folder=target, deleted_from=None)
+    )
+
+
+@statement("mail.action", 41, 7, "Reception")
+def _action(message_id: int, patient_id: int, by: str) -> Update:
+    """Link a message to a patient, marked actioned now (the server's clock)."""
+    return (
+        update(email_messages)
+        .where(_m.id == message_id)
+        .values(patient_id=patient_id, actioned_by=by, actioned_at=utcnow())
+    )
+
+
+_ANY_PATIENT = constant("mail.any_patient", select(patients.c.id).limit(1))
+
+
+@statement("mail.patient", 7)
+def _patient(patient_id: int) -> Select[Any]:
+    return select(patients.c.id).where(patients.c.id == patient_id)
+
+
+def _failed_outbox() -> Any:
+    return (_m.folder == "outbox") & (_m.status == "failed")
+
+
+@statement("mail.failed", 41)
+def _failed(message_id: int | None) -> Select[Any]:
+    """Failed outbox messages (one of them), with the attempts made before the reset."""
+    made = _m.attempts.label("attempts_made")
+    columns = (_m.id, _m.channel, _m.to_addrs, _m.subject, made, _m.last_error)
+    query = select(*columns).where(_failed_outbox()).order_by(_m.id)
+    return query if message_id is None else query.where(_m.id == message_id)
+
+
+@statement("mail.requeue", [41, 42])
+def _requeue(ids: list[int]) -> Update:
+    """Queue failed outbox messages again: not in flight, no claim, not on the wire."""
+    return (
+        update(email_messages)
+        .where(_failed_outbox(), _m.id.in_(ids))
+        .values(
+            status="queued",
+            attempts=0,
+            next_attempt_at=None,
+            claimed_incarnation=None,
+            wire_at=None,
+        )
+    )

@@ -15,10 +15,11 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select
 
 from actors import practice_db
 from actors.practice_schema import email_messages, patients
+from actors.statements import constant, statement
 
 DOMAIN = "demo.email-service.example"
 SMS_GATEWAY = "email:{number}@sms.demo.email-service.example"
@@ -111,26 +112,38 @@ def queue_reminders(url: str, practice_name: str, today: date) -> int:
     engine = practice_db.make_engine(url)
     try:
         with engine.begin() as conn:
-            known = {r for (r,) in conn.execute(select(patients.c.id))}
+            known = {r for (r,) in conn.execute(_PATIENT_IDS)}
             for p in PATIENTS:
                 if p.id not in known:
-                    conn.execute(
-                        insert(patients).values(id=p.id, email=p.email, mobile_phone=p.mobile)
-                    )
-            present = {m for (m,) in conn.execute(select(email_messages.c.message_id))}
+                    conn.execute(_add_patient(p))
+            present = {m for (m,) in conn.execute(MESSAGE_IDS)}
             rows = [r for r in _reminders(practice_name, today) if r["message_id"] not in present]
             for row in rows:
-                conn.execute(
-                    insert(email_messages).values(
-                        folder="outbox",
-                        status="queued",
-                        from_addr=reception_address(practice_name),
-                        **row,
-                    )
-                )
+                conn.execute(_queue_reminder(reception_address(practice_name), row))
     finally:
         engine.dispose()
     return len(rows)
+
+
+_PATIENT_IDS = constant("demo.patient_ids", select(patients.c.id))
+MESSAGE_IDS = constant("demo.message_ids", select(email_messages.c.message_id))
+"""Every Message-ID a practice database holds."""
+
+
+@statement("demo.add_patient", PATIENTS[0])
+def _add_patient(p: Patient) -> Insert:
+    return insert(patients).values(id=p.id, email=p.email, mobile_phone=p.mobile)
+
+
+@statement(
+    "demo.queue_reminder",
+    "reception@riverside.example",
+    _reminders("Riverside Dental", date(2026, 1, 5))[0],
+)
+def _queue_reminder(from_addr: str, row: dict[str, object]) -> Insert:
+    return insert(email_messages).values(
+        folder="outbox", status="queued", from_addr=from_addr, **row
+    )
 
 
 def replies_for(practice_name: str, today: date) -> list[tuple[str, bytes]]:

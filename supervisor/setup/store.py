@@ -10,14 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Insert, Update, insert, update
 
-from actors.mail.settings import EmailSettings
+from actors.commands_table import WAITING_RESTART, insert_restart
+from actors.mail.settings import READ_SETTINGS, EmailSettings
 from actors.practice_db import make_engine
-from actors.practice_schema import SINGLE_ROW_ID, email_service_commands, email_settings
+from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from actors.statements import statement
 from supervisor.setup.draft import as_row
 
 DB_TIMEOUT_SECONDS = 10.0
+
+
+@statement("setup.save", as_row(EmailSettings()))
+def _save(values: dict[str, Any]) -> Update:
+    """The settings row's new values."""
+    return update(email_settings).where(email_settings.c.id == SINGLE_ROW_ID).values(**values)
+
+
+@statement("setup.save_first", as_row(EmailSettings()))
+def _save_first(values: dict[str, Any]) -> Insert:
+    """The settings row, where the database had none."""
+    return insert(email_settings).values(id=SINGLE_ROW_ID, **values)
 
 
 def read_row(url: str) -> dict[str, Any] | None:
@@ -25,9 +39,7 @@ def read_row(url: str) -> dict[str, Any] | None:
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
         with engine.connect() as conn:
-            row = conn.execute(
-                select(email_settings).where(email_settings.c.id == SINGLE_ROW_ID)
-            ).first()
+            row = conn.execute(READ_SETTINGS).first()
     finally:
         engine.dispose()
     return None if row is None else dict(row._mapping)
@@ -47,18 +59,10 @@ def save_settings(url: str, settings: EmailSettings, requested_by: str = "setup"
     engine = make_engine(url, timeout=DB_TIMEOUT_SECONDS, pooled=False)
     try:
         with engine.begin() as conn:
-            changed = conn.execute(
-                update(email_settings).where(email_settings.c.id == SINGLE_ROW_ID).values(**values)
-            ).rowcount
+            changed = conn.execute(_save(values)).rowcount
             if changed == 0:
-                conn.execute(insert(email_settings).values(id=SINGLE_ROW_ID, **values))
-            commands = email_service_commands
-            waiting = conn.execute(
-                select(commands.c.id)
-                .where(commands.c.handled_at.is_(None), commands.c.command == "restart")
-                .limit(1)
-            ).first()
-            if waiting is None:
-                conn.execute(insert(commands).values(command="restart", requested_by=requested_by))
+                conn.execute(_save_first(values))
+            if conn.execute(WAITING_RESTART).first() is None:
+                conn.execute(insert_restart(requested_by))
     finally:
         engine.dispose()
