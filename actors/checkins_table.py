@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, insert, select
+from sqlalchemy import Connection, Insert, Select, insert, null, select
+from sqlalchemy.exc import DBAPIError
 
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
@@ -22,7 +23,7 @@ from actors.statements import SERVER, constant, statement
 from supervisor.status_rule import CheckIn
 
 NEWEST_CHECKINS = 10
-"""Check-ins the status rule looks at: the newest and any within one interval of it."""
+"""Check-ins the status rule looks at: the newest and any within two intervals of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,10 @@ class NewCheckIn:
     ok: bool
     summary: str
     interval: timedelta  # next_checkin_due_at = the server's now + interval
-    server_name: str
+    server_name: str  # the contract's: the service's ``server_id``
     service_version: str
     lines: Sequence[tuple[str, str, str]] = ()  # (level, component, message)
+    service_instance: str | None = None  # which start of the service (``host pid N start W``)
 
 
 _SERVER_NOW = constant("server.now", select(utcnow()), target=SERVER)
@@ -60,25 +62,44 @@ def server_now(conn: Connection) -> datetime:
 
 
 def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[CheckIn]:
-    """Return the newest check-ins, newest first."""
-    rows = conn.execute(_newest(limit)).all()
-    return [
-        CheckIn(r.checked_in_at, r.next_checkin_due_at, bool(r.ok), r.summary or "", r.server_name)
-        for r in rows
-    ]
+    """Return the newest check-ins, newest first.
+
+    A database made by an older version may lack the service-owned ``service_instance``
+    column until the service's start-up adds it; a workstation reading it then gets the
+    rows without (each one's instance unknown) rather than an error.
+    """
+    try:
+        rows = conn.execute(_newest(limit)).all()
+    except DBAPIError:
+        conn.rollback()
+        rows = conn.execute(_newest_without_instance(limit)).all()
+    return [CheckIn(r[0], r[1], bool(r[2]), r[3] or "", r[4], r[5]) for r in rows]
+
+
+_COLUMNS = (
+    checkins.c.checked_in_at,
+    checkins.c.next_checkin_due_at,
+    checkins.c.ok,
+    checkins.c.summary,
+    checkins.c.server_name,
+)
 
 
 @statement("checkins.newest", NEWEST_CHECKINS)
 def _newest(limit: int) -> Select[Any]:
-    """The newest ``limit`` check-ins, newest first."""
+    """The newest ``limit`` check-ins, newest first, with the start that wrote each."""
     return (
-        select(
-            checkins.c.checked_in_at,
-            checkins.c.next_checkin_due_at,
-            checkins.c.ok,
-            checkins.c.summary,
-            checkins.c.server_name,
-        )
+        select(*_COLUMNS, checkins.c.service_instance)
+        .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+        .limit(limit)
+    )
+
+
+@statement("checkins.newest_without_instance", NEWEST_CHECKINS)
+def _newest_without_instance(limit: int) -> Select[Any]:
+    """The same, from a table an older version made (no ``service_instance`` yet)."""
+    return (
+        select(*_COLUMNS, null())
         .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
         .limit(limit)
     )
@@ -170,7 +191,13 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
 
 
 _SAMPLE_CHECKIN = NewCheckIn(
-    False, "Mail cannot be sent", timedelta(minutes=15), "PRACTICE-SRV", "0.1.0", ()
+    False,
+    "Mail cannot be sent",
+    timedelta(minutes=15),
+    "PRACTICE-SRV",
+    "0.1.0",
+    (),
+    "practice-srv pid 812 start 3f9a1c2e",
 )
 
 
@@ -184,6 +211,7 @@ def _insert_checkin(now: datetime, new: NewCheckIn) -> Insert:
         summary=new.summary,
         server_name=new.server_name,
         service_version=new.service_version,
+        service_instance=new.service_instance,
     )
 
 

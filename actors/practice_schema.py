@@ -365,6 +365,10 @@ email_service_checkins = Table(
     Column("summary", _Text),
     Column("server_name", _Name, nullable=False),
     Column("service_version", String(50), nullable=False),
+    # Service-owned addition: which start of the service wrote it (``host pid N start W``,
+    # ``supervisor.instance_lock.service_instance``); NULL from older versions. The
+    # contract's ``server_name`` stays the ``server_id``, so a restart is not two services.
+    Column("service_instance", Unicode(100)),
     **_MYSQL,
 )
 Index("ix_email_service_checkins_checked_in_at", email_service_checkins.c.checked_in_at)

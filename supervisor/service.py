@@ -260,8 +260,10 @@ def start_tree(
     )
     _say_key_file(mail.secrets, Path(settings.service.key_file))
 
-    # This process's name in check-ins and the fence row: two processes never share one.
+    # This process's name in the fence row, and its start in check-ins (beside the
+    # contract's server_name, the server_id): two processes never share either.
     instance = instance_lock.instance_name(settings.service.server_id)
+    started = instance_lock.service_instance()
 
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
@@ -292,15 +294,15 @@ def start_tree(
         )
         writer = CheckInWriter(
             context.engine,
-            server_name=instance,
+            server_name=settings.service.server_id,
             service_version=SERVICE_VERSION,
+            service_instance=started,
             interval_seconds=settings.health.checkin_seconds,
             clock=clock,
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
             first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
-            recall_as=settings.service.server_id,
             grace_seconds=settings.health.grace_seconds,
         )
         return [
@@ -333,9 +335,11 @@ def start_tree(
         restarters["scheduler"] = lambda: scheduler.restart()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
-        children["keeper"] = LogKeeperActor.start(
-            keeper_deps(settings, store, clock, scheduler, latest, rng), memory
+        keeper = keeper_deps(
+            settings, store, clock, scheduler, latest, rng, on_failed=reporter(ref, "keeper")
         )
+        restarters["keeper"] = lambda: LogKeeperActor.start(keeper, latest.get())
+        children["keeper"] = LogKeeperActor.start(keeper, memory)
         if real_work:
             projector = CheckInProjectorDeps(
                 store,
@@ -343,8 +347,9 @@ def start_tree(
                 scheduler,
                 settings.health.checkin_seconds,
                 engines.get,
-                instance,
+                settings.service.server_id,
                 SERVICE_VERSION,
+                service_instance=started,
                 on_written=gauges.checkin_written,
                 on_failed=reporter(ref, "checkins"),
             )
@@ -398,8 +403,10 @@ def keeper_deps(
     scheduler: ThreadScheduler,
     latest: LatestMemory,
     rng: random.Random,
+    on_failed: Callable[[str], None] = lambda _error: None,
 ) -> LogKeeperDeps:
-    """The log keeper's settings: retention as configured, its first run within the hour."""
+    """The log keeper's settings: retention as configured, its first run within the hour;
+    ``on_failed``: what it calls when it dies (the supervisor's ``reporter``)."""
     r = settings.retention
     first = min(60.0, r.prune_every_seconds)  # a minute in, spread over the first hour
     retention = (
@@ -415,6 +422,7 @@ def keeper_deps(
         r.batch_rows,
         first_prune_after=rng.uniform(first, max(first, min(3600.0, r.prune_every_seconds))),
         latest=latest,
+        on_failed=on_failed,
     )
 
 
