@@ -114,16 +114,20 @@ _NEWEST_FAILING = constant(
 )
 
 
+_LINE_COLUMNS = (
+    diagnostics.c.logged_at,
+    diagnostics.c.level,
+    diagnostics.c.component,
+    diagnostics.c.message,
+)
+"""What a diagnostic line shows, in ``DiagnosticRow``'s order."""
+
+
 @statement("checkins.lines", 12, 50)
 def _lines(checkin_id: int, limit: int) -> Select[Any]:
     """One check-in's diagnostic lines, oldest first."""
     return (
-        select(
-            diagnostics.c.logged_at,
-            diagnostics.c.level,
-            diagnostics.c.component,
-            diagnostics.c.message,
-        )
+        select(*_LINE_COLUMNS)
         .where(diagnostics.c.checkin_id == checkin_id)
         .order_by(diagnostics.c.id)
         .limit(limit)
@@ -135,12 +139,7 @@ def _lines_after(checkin_id: int, limit: int) -> Select[Any]:
     """The newest ``limit`` diagnostic lines of the check-ins after ``checkin_id``, newest
     first (through the lines' check-in index)."""
     return (
-        select(
-            diagnostics.c.logged_at,
-            diagnostics.c.level,
-            diagnostics.c.component,
-            diagnostics.c.message,
-        )
+        select(*_LINE_COLUMNS)
         .where(diagnostics.c.checkin_id > checkin_id)
         .order_by(diagnostics.c.checkin_id.desc(), diagnostics.c.id.desc())
         .limit(limit)
