@@ -46,10 +46,11 @@ class CheckInProjectorDeps:
     scheduler: Scheduler
     every_seconds: float
     engine: Callable[[str], Engine]  # raises UnknownDatabaseError for a database not served
-    server_name: str
+    server_name: str  # the contract's column: the service's server_id
     service_version: str
     on_written: Callable[[str], None] = lambda _db: None
     on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
+    service_instance: str | None = None  # this start of the service (check-ins' column)
 
 
 class CheckInProjectorActor(PeriodicActor):
@@ -92,6 +93,7 @@ class CheckInProjectorActor(PeriodicActor):
                 lambda: d.engine(db),
                 server_name=d.server_name,
                 service_version=d.service_version,
+                service_instance=d.service_instance,
                 interval_seconds=d.every_seconds,
                 clock=d.clock,
                 on_written=lambda: d.on_written(db),

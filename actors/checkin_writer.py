@@ -12,16 +12,16 @@ incarnation cannot write one. A check-in with diagnostic lines (a failure, a rec
 is one short transaction instead: fence check, check-in, lines.
 
 A writer's memory of an outage starts with what the database itself says: on its first
-write it reads this server's newest check-in there (any process of ``recall_as``, the
-``server_id``). If it failed, the outage started at the oldest failed one since the last
-ok one; if it is late (the database's clock is past its ``next_checkin_due_at`` plus
-``grace_seconds``: the service was dead or hung, and nobody wrote anything), the outage
-started when that check-in said the next was due. So the first ok check-in of a new
-incarnation (after a crash, a restart of the mailbox or of the whole process, a kill or
-a hang) still carries the recovery line. A writer that finds its own last check-in
-longer ago than an interval plus the grace (the whole process was paused, or its thread
-hung and woke) asks the database again before it writes. This costs one read per writer, not per
-check-in.
+write it reads this server's newest check-in there (any start of it: ``server_name`` is
+the ``server_id``; which start wrote a row is its ``service_instance``). If it failed,
+the outage started at the oldest failed one since the last ok one; if it is late (the
+database's clock is past its ``next_checkin_due_at`` plus ``grace_seconds``: the service
+was dead or hung, and nobody wrote anything), the outage started when that check-in said
+the next was due. So the first ok check-in of a new incarnation (after a crash, a restart
+of the mailbox or of the whole process, a kill or a hang) still carries the recovery line.
+A writer that finds its own last check-in longer ago than an interval plus the grace (the
+whole process was paused, or its thread hung and woke) asks the database again before it
+writes. This costs one read per writer, not per check-in.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    or_,
     select,
     true,
 )
@@ -76,20 +75,21 @@ class CheckInWriter:
         *,
         server_name: str,
         service_version: str,
+        service_instance: str | None = None,
         interval_seconds: float,
         clock: Clock,
         url: str = "",
         on_written: Callable[[], None] = lambda: None,
         keep_days: float | None = None,
         first_prune_after: float = 0.0,
-        recall_as: str | None = None,
         grace_seconds: float = 0.0,
     ) -> None:
+        """``server_name``: the contract's column, the service's ``server_id``;
+        ``service_instance``: which start of it writes (``instance_lock.service_instance``)."""
         self._engine = engine
         self._server_name = server_name
-        # Check-ins of any process of this server: its name, or its name and " (...)".
-        recall = recall_as if recall_as is not None else server_name
-        self._recall_params = {"server_id": recall, "pattern": _like_escaped(recall) + " (%"}
+        self._instance = service_instance
+        self._recall_params = {"server_id": server_name}
         self._grace = timedelta(seconds=grace_seconds)
         self._version = service_version
         self._interval = timedelta(seconds=interval_seconds)
@@ -118,14 +118,14 @@ class CheckInWriter:
         health: DbHealth,
         *,
         incarnation: int | None,
-        notes: tuple[Diagnostic, ...] = (),
+        warnings: tuple[Diagnostic, ...] = (),
     ) -> bool:
         """Write the check-in ``health`` calls for; return False when the database does not
         answer (``last_error`` says how; the outage is remembered for the recovery line).
 
         ``incarnation``: fence the write with it (raises ``StaleIncarnationError`` when a
         newer one holds the database); None for the projector's unfenced check-ins.
-        ``notes``: warning lines an ok check-in carries (they leave it ok).
+        ``warnings``: a passed self-test's warning lines, written as the check-in's lines.
         """
         late = self._interval + self._grace
         if (
@@ -139,13 +139,13 @@ class CheckInWriter:
                 self._recall(engine)
                 self._recalled = True
             guess = self._clock.now().astimezone(UTC).replace(tzinfo=None)
-            content, memory = checkin_of(health, self._memory, guess, notes)
+            content, memory = checkin_of(health, self._memory, guess, warnings)
             if incarnation is not None and not content.lines:
                 self._fenced_plain(engine, content, incarnation)
             else:
                 with engine.connect() as conn:
                     now = checkins_table.server_now(conn)
-                content, memory = checkin_of(health, self._memory, now, notes)
+                content, memory = checkin_of(health, self._memory, now, warnings)
                 self._with_lines(engine, content, incarnation)
         except SQLAlchemyError as exc:
             self.last_error = error_line(exc, self._url)
@@ -215,6 +215,7 @@ class CheckInWriter:
             "summary": content.summary,
             "server_name": self._server_name,
             "service_version": self._version,
+            "service_instance": self._instance,
             "holder": incarnation,
         }
         sql, values = driver_form(
@@ -235,6 +236,7 @@ class CheckInWriter:
             self._server_name,
             self._version,
             content.lines,
+            self._instance,
         )
         with engine.begin() as conn:
             if incarnation is not None:
@@ -247,9 +249,10 @@ _PLAIN_SAMPLE = {
     "summary": "The email service is operating normally",
     "server_name": "PRACTICE-SRV",
     "service_version": "0.1.0",
+    "service_instance": "practice-srv pid 812 start 3f9a1c2e",
     "holder": 3,
 }
-_RECALL_SAMPLE = {"server_id": "PRACTICE-SRV", "pattern": "PRACTICE-SRV (%"}
+_RECALL_SAMPLE = {"server_id": "PRACTICE-SRV"}
 
 
 @statement("checkin.fenced_plain", 15.0 * 60, params=_PLAIN_SAMPLE)
@@ -266,6 +269,7 @@ def _plain_insert(interval_seconds: float) -> Insert:
         bindparam("summary", type_=UnicodeText()),
         bindparam("server_name", type_=Unicode()),
         bindparam("service_version", type_=String()),
+        bindparam("service_instance", type_=Unicode()),
     ).where(fence.c.id == SINGLE_ROW_ID, fence.c.incarnation == bindparam("holder"))
     return insert(checkins).from_select(
         [
@@ -275,25 +279,19 @@ def _plain_insert(interval_seconds: float) -> Insert:
             checkins.c.summary,
             checkins.c.server_name,
             checkins.c.service_version,
+            checkins.c.service_instance,
         ],
         values,
     )
 
 
-def _like_escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _mine(params: dict[str, str] | None = None) -> ColumnElement[bool]:
-    """This server's check-ins: ``server_name`` is its id, or its id and " (host pid N)"."""
+    """This server's check-ins, any start of it: ``server_name`` is its ``server_id``."""
     server_id: Any = bindparam("server_id", type_=Unicode())
-    pattern: Any = bindparam("pattern", type_=Unicode())
     if params is not None:
-        server_id, pattern = params["server_id"], params["pattern"]
-    return or_(
-        checkins.c.server_name == server_id,
-        checkins.c.server_name.like(pattern, escape="\\"),
-    )
+        server_id = params["server_id"]
+    mine: ColumnElement[bool] = checkins.c.server_name == server_id
+    return mine
 
 
 _NEWEST_OK = constant(

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, insert, select
+from sqlalchemy import Connection, Insert, Select, insert, null, select
+from sqlalchemy.exc import DBAPIError
 
 from actors.practice_schema import email_service_checkins as checkins
 from actors.practice_schema import email_service_diagnostics as diagnostics
@@ -22,7 +23,7 @@ from actors.statements import SERVER, constant, statement
 from supervisor.status_rule import CheckIn
 
 NEWEST_CHECKINS = 10
-"""Check-ins the status rule looks at: the newest and any within one interval of it."""
+"""Check-ins the status rule looks at: the newest and any within two intervals of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,10 @@ class NewCheckIn:
     ok: bool
     summary: str
     interval: timedelta  # next_checkin_due_at = the server's now + interval
-    server_name: str
+    server_name: str  # the contract's: the service's ``server_id``
     service_version: str
     lines: Sequence[tuple[str, str, str]] = ()  # (level, component, message)
+    service_instance: str | None = None  # which start of the service (``host pid N start W``)
 
 
 _SERVER_NOW = constant("server.now", select(utcnow()), target=SERVER)
@@ -60,25 +62,44 @@ def server_now(conn: Connection) -> datetime:
 
 
 def newest_checkins(conn: Connection, limit: int = NEWEST_CHECKINS) -> list[CheckIn]:
-    """Return the newest check-ins, newest first."""
-    rows = conn.execute(_newest(limit)).all()
-    return [
-        CheckIn(r.checked_in_at, r.next_checkin_due_at, bool(r.ok), r.summary or "", r.server_name)
-        for r in rows
-    ]
+    """Return the newest check-ins, newest first.
+
+    A database made by an older version may lack the service-owned ``service_instance``
+    column until the service's start-up adds it; a workstation reading it then gets the
+    rows without (each one's instance unknown) rather than an error.
+    """
+    try:
+        rows = conn.execute(_newest(limit)).all()
+    except DBAPIError:
+        conn.rollback()
+        rows = conn.execute(_newest_without_instance(limit)).all()
+    return [CheckIn(r[0], r[1], bool(r[2]), r[3] or "", r[4], r[5]) for r in rows]
+
+
+_COLUMNS = (
+    checkins.c.checked_in_at,
+    checkins.c.next_checkin_due_at,
+    checkins.c.ok,
+    checkins.c.summary,
+    checkins.c.server_name,
+)
 
 
 @statement("checkins.newest", NEWEST_CHECKINS)
 def _newest(limit: int) -> Select[Any]:
-    """The newest ``limit`` check-ins, newest first."""
+    """The newest ``limit`` check-ins, newest first, with the start that wrote each."""
     return (
-        select(
-            checkins.c.checked_in_at,
-            checkins.c.next_checkin_due_at,
-            checkins.c.ok,
-            checkins.c.summary,
-            checkins.c.server_name,
-        )
+        select(*_COLUMNS, checkins.c.service_instance)
+        .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
+        .limit(limit)
+    )
+
+
+@statement("checkins.newest_without_instance", NEWEST_CHECKINS)
+def _newest_without_instance(limit: int) -> Select[Any]:
+    """The same, from a table an older version made (no ``service_instance`` yet)."""
+    return (
+        select(*_COLUMNS, null())
         .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
         .limit(limit)
     )
@@ -91,40 +112,52 @@ _NEWEST_FAILING = constant(
     .order_by(checkins.c.checked_in_at.desc(), checkins.c.id.desc())
     .limit(1),
 )
-_NEWEST_ID = constant(
-    "checkins.newest_id",
-    select(checkins.c.id).order_by(checkins.c.checked_in_at.desc()).limit(1),
+
+
+_LINE_COLUMNS = (
+    diagnostics.c.logged_at,
+    diagnostics.c.level,
+    diagnostics.c.component,
+    diagnostics.c.message,
 )
+"""What a diagnostic line shows, in ``DiagnosticRow``'s order."""
 
 
 @statement("checkins.lines", 12, 50)
 def _lines(checkin_id: int, limit: int) -> Select[Any]:
     """One check-in's diagnostic lines, oldest first."""
     return (
-        select(
-            diagnostics.c.logged_at,
-            diagnostics.c.level,
-            diagnostics.c.component,
-            diagnostics.c.message,
-        )
+        select(*_LINE_COLUMNS)
         .where(diagnostics.c.checkin_id == checkin_id)
         .order_by(diagnostics.c.id)
         .limit(limit)
     )
 
 
-def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
-    """Return the diagnostic lines of the newest failing check-in, oldest line first.
+@statement("checkins.lines_after", 12, 50)
+def _lines_after(checkin_id: int, limit: int) -> Select[Any]:
+    """The newest ``limit`` diagnostic lines of the check-ins after ``checkin_id``, newest
+    first (through the lines' check-in index)."""
+    return (
+        select(*_LINE_COLUMNS)
+        .where(diagnostics.c.checkin_id > checkin_id)
+        .order_by(diagnostics.c.checkin_id.desc(), diagnostics.c.id.desc())
+        .limit(limit)
+    )
 
-    This is what a workstation shows when its indicator is clicked. With no failing
-    check-in, the newest check-in's lines (often none).
-    """
+
+def diagnostic_log(conn: Connection, limit: int = 50) -> list[DiagnosticRow]:
+    """Return the diagnostic log a workstation shows when its indicator is clicked, oldest
+    line first: the lines of the newest failing check-in, then those of the check-ins
+    after it (all ok: the recovery line, warnings such as an outbox row refused as written),
+    at most ``limit`` of each, the newest ones. With no failing check-in, the newest
+    ``limit`` lines of any."""
     checkin_id = conn.execute(_NEWEST_FAILING).scalar_one_or_none()
-    if checkin_id is None:
-        checkin_id = conn.execute(_NEWEST_ID).scalar_one_or_none()
-    if checkin_id is None:
-        return []
-    rows = conn.execute(_lines(checkin_id, limit)).all()
+    failure: list[Any] = []
+    if checkin_id is not None:
+        failure = list(conn.execute(_lines(checkin_id, limit)).all())
+    later = conn.execute(_lines_after(checkin_id or 0, limit)).all()
+    rows = failure + list(reversed(later))
     return [DiagnosticRow(r.logged_at, r.level, r.component, r.message) for r in rows]
 
 
@@ -157,7 +190,13 @@ def write_checkin(conn: Connection, new: NewCheckIn) -> int:
 
 
 _SAMPLE_CHECKIN = NewCheckIn(
-    False, "Mail cannot be sent", timedelta(minutes=15), "PRACTICE-SRV", "0.1.0", ()
+    False,
+    "Mail cannot be sent",
+    timedelta(minutes=15),
+    "PRACTICE-SRV",
+    "0.1.0",
+    (),
+    "practice-srv pid 812 start 3f9a1c2e",
 )
 
 
@@ -171,6 +210,7 @@ def _insert_checkin(now: datetime, new: NewCheckIn) -> Insert:
         summary=new.summary,
         server_name=new.server_name,
         service_version=new.service_version,
+        service_instance=new.service_instance,
     )
 
 

@@ -11,7 +11,11 @@ comes back ``STEP_SECONDS`` later for the rest: its own thread and inbox are nev
 for long, and no mailbox waits on it (appends go through the log's writer thread, which
 waits at most one small delete transaction). On stop it stores the memory once more. A
 database error is logged and tried again at the next tick (the log busy or its server
-away is a fault it expects, not a crash); anything else crashes it, as usual.
+away is a fault it expects, not a crash); anything else crashes it, as usual: it is one
+of the supervisor's children (``on_failed``: a ``ChildCrashed``, then a restart by
+``supervisor.child_policy``), and the new keeper starts from ``latest``, the memory the
+dead one last folded. A retention run it was in the middle of starts again from its
+first batch (each batch is its own transaction; what was deleted stays deleted).
 
 ``latest`` is shared with ``/metrics``, which starts its counters from it.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +78,7 @@ class LogKeeperDeps:
     batch_rows: int
     first_prune_after: float
     latest: LatestMemory
+    on_failed: Callable[[str], None] = lambda _error: None  # it died (ChildCrashed)
 
 
 class LogKeeperActor(PeriodicActor):
@@ -88,6 +94,9 @@ class LogKeeperActor(PeriodicActor):
         self._prune_due = start + deps.first_prune_after
         self._run: RetentionRun | None = None
         self._snapshots = SnapshotTaker(deps.store)
+
+    def failed(self, error: str) -> None:
+        self._deps.on_failed(error)
 
     def tick(self) -> float:
         try:

@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from actors import progress
-from actors.selftest import SelfTest, SelfTestResult
+from actors.selftest import SelfTest, SelfTestResult, faults
 from events.clock import Clock
 from events.types import Diagnostic, Event, SelfTestFailed, SelfTestPassed
 
@@ -101,7 +101,8 @@ def no_work(_context: WorkContext) -> Sequence[Work]:
 
 
 class SelfTestWork:
-    """Runs the self-test and appends ``SelfTestPassed`` or ``SelfTestFailed``.
+    """Runs the self-test and appends ``SelfTestPassed`` (with its warnings, if any) or
+    ``SelfTestFailed`` (any other diagnostic; its lines hold the warnings too).
 
     ``SelfTestPassed`` is appended on every check-in even when nothing changed: the
     check-ins are a projection of these events (DESIGN decision 4).
@@ -135,11 +136,10 @@ class SelfTestWork:
             if found:
                 result = SelfTestResult(result.components, (*result.diagnostics, *found))
         incarnation = self._context.incarnation
-        # A warning (a sign-in that expires soon) is a line in the check-in, not a failure.
         event: Event = (
             SelfTestFailed(incarnation, result.diagnostics)
-            if any(d.level == "error" for d in result.diagnostics)
-            else SelfTestPassed(incarnation, result.components)
+            if faults(result.diagnostics)
+            else SelfTestPassed(incarnation, result.components, result.diagnostics)
         )
         self._context.append([event])
         return self._every

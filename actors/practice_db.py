@@ -518,11 +518,17 @@ def claim_incarnation(engine: Engine, incarnation: int, server_name: str, now: d
 def same_service(stored: str, claiming: str) -> bool:
     """Return whether two fence holders' names are one service on one host. Pure.
 
-    Names are ``server_id (host pid N)`` (``supervisor.instance_lock.instance_name``) or,
-    from older versions and tests, a bare name; a new process of the same service on
-    the same host differs only in its pid (one host runs one service: its lock).
+    Names are ``server_id (host pid N start W)`` (``supervisor.instance_lock.instance_name``)
+    or, from older versions and tests, a bare name. A new process of the same service on
+    the same host differs only from " pid " on (one host runs one service: its lock), so
+    the part before it, ``server_id (host``, is compared.
     """
-    return stored.rsplit(" pid ", 1)[0] == claiming.rsplit(" pid ", 1)[0]
+    return _service_and_host(stored) == _service_and_host(claiming)
+
+
+def _service_and_host(name: str) -> str:
+    head, pid, _ = name.rpartition(" pid ")
+    return head if pid else name
 
 
 def _swap(engine: Engine, incarnation: int, values: dict[str, Any]) -> bool | None:

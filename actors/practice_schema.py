@@ -281,7 +281,6 @@ email_messages = Table(
     Column("subject", _Text),
     Column("body_text", _LongText),
     Column("body_html", _LongText),
-    Column("raw", _Raw),
     Column("patient_id", _Ref),
     Column("actioned_at", UtcDateTime),
     Column("actioned_by", _Name),
@@ -314,6 +313,10 @@ email_messages = Table(
     # and what became of each recipient (JSON, docs/mail.md): accepted, deferred (4xx:
     # tried again, the others are not sent to twice) or refused for good.
     Column("recipient_status", _Text),
+    # The message as received or to be sent, last: a SQLite row whose last column is a
+    # zeroblob is built without the blob in memory, so a large message is written in
+    # pieces (actors/mail/raw_blob.py). Tables made before keep it where it was.
+    Column("raw", _Raw),
     **_MYSQL,
 )
 # Unique indexes rather than UNIQUE constraints: SQL Server counts NULLs as equal in a
@@ -362,6 +365,10 @@ email_service_checkins = Table(
     Column("summary", _Text),
     Column("server_name", _Name, nullable=False),
     Column("service_version", String(50), nullable=False),
+    # Service-owned addition: which start of the service wrote it (``host pid N start W``,
+    # ``supervisor.instance_lock.service_instance``); NULL from older versions. The
+    # contract's ``server_name`` stays the ``server_id``, so a restart is not two services.
+    Column("service_instance", Unicode(100)),
     **_MYSQL,
 )
 Index("ix_email_service_checkins_checked_in_at", email_service_checkins.c.checked_in_at)

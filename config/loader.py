@@ -27,9 +27,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple, cast, get_type_hints
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from config.secrets import mask_url
 from config.settings import Settings
 
@@ -40,6 +37,9 @@ OVERRIDES_SOURCE = "overrides"
 
 _SHOWN_MAX = 80  # longest value quoted in an error message, so it stays one readable line
 _LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_PLAIN_SQLITE = re.compile(r"sqlite:///[^?]+\Z")
+"""A SQLite URL without a query: SQLAlchemy's ``make_url`` reads it as the backend
+``sqlite`` and the database "everything after the third slash"."""
 
 
 class ConfigError(Exception):
@@ -179,6 +179,15 @@ def _url(*, server: bool) -> _Rule:
     def check(value: object) -> object:
         if not isinstance(value, str):
             raise _wrong_type(value)
+        if _PLAIN_SQLITE.match(value):
+            # Checked without importing SQLAlchemy (a workstation's ``status`` on a
+            # SQLite practice never needs it), with the same outcome as below.
+            if server and value.removeprefix("sqlite:///") == ":memory:":
+                raise _Rejected("a SQLite server URL needs a folder")
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             url = make_url(value)
         except (ArgumentError, ValueError):
@@ -229,6 +238,68 @@ def _listen() -> _Rule:
     return _Rule("HOST:PORT with a port from 0 to 65535 (IPv6 as '[::1]:8025')", check, _as_text)
 
 
+def _host_name(entry: str) -> str:
+    """Return an ``http.allowed_hosts`` entry in lower case, IPv6 without brackets."""
+    text = entry.strip().lower()
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if not bare:
+        wrong = "an empty name"
+    elif "://" in bare or "/" in bare:
+        wrong = "a scheme or path: give the name alone, such as 'mail-server.practice.lan'"
+    elif "*" in bare:
+        wrong = "a pattern: list each name"
+    elif ":" in bare:
+        try:
+            return str(ipaddress.IPv6Address(bare))
+        except ValueError:
+            wrong = "a port or not an address: give the name or address alone"
+    elif any(c.isspace() or c in "@[]" for c in bare):
+        wrong = "more than one host name or address"
+    else:
+        return bare.rstrip(".") or bare
+    raise _Rejected(f"{_shown_entry(entry)} is {wrong}")
+
+
+def _shown_entry(entry: str) -> str:
+    return repr(entry if len(entry) <= 40 else entry[:37] + "...")
+
+
+def _host_names() -> _Rule:
+    def check(value: object) -> object:
+        if not isinstance(value, list | tuple):
+            raise _wrong_type(value)
+        names: list[str] = []
+        for entry in value:
+            if not isinstance(entry, str):
+                raise _Rejected(f"an entry is a {_kind(entry)}, not a name")
+            names.append(_host_name(entry))
+        return tuple(dict.fromkeys(names))
+
+    def parse(text: str) -> object:
+        return [name for name in text.split(",") if name.strip()]
+
+    return _Rule(
+        "a list of host names or addresses, such as ['mail-server', '192.168.1.10']",
+        check,
+        parse,
+        "host names or addresses separated by commas, such as 'mail-server,192.168.1.10'",
+    )
+
+
+def _file_path(expected: str) -> _Rule:
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            raise _wrong_type(value)
+        value = value.strip()
+        if not value:
+            raise _Rejected("empty")
+        if "\0" in value:
+            raise _Rejected("a NUL character")
+        return value
+
+    return _Rule(expected, check, _as_text)
+
+
 def _https_url() -> _Rule:
     """An https URL; plain http only to a loopback address (a local test authority)."""
 
@@ -253,6 +324,7 @@ _RULES: dict[str, _Rule] = {
     "service.server_id": _text("a string (empty for this machine's host name)", strip=True),
     "service.genuine_server_check": _flag(),
     "service.event_store": _url(server=False),
+    "service.key_file": _file_path("a file path (relative: to the working directory)"),
     "databases.server_url": _url(server=True),
     "databases.rescan_seconds": _number(0, inclusive=False),
     "databases.max_connections": _count(1),
@@ -271,6 +343,7 @@ _RULES: dict[str, _Rule] = {
     "mail.ca_file": _text("a file path (empty for the system's certificate store)", strip=True),
     "mail.poison_limit": _count(1),
     "http.listen": _listen(),
+    "http.allowed_hosts": _host_names(),
     "retention.enabled": _flag(),
     "retention.steady_days": _number(0, inclusive=False),
     "retention.selftest_failure_days": _number(0, inclusive=False),

@@ -38,12 +38,15 @@ class ServiceSettings:
     ``server_id`` is never empty: the loader puts this machine's host name in when the
     configuration leaves it blank. ``genuine_server_check`` selects the eligibility rule
     (see the contract). ``event_store`` is a SQLAlchemy URL; a relative SQLite path is
-    relative to the working directory.
+    relative to the working directory. ``key_file`` is the file of the key that encrypts
+    the secrets saved in the practice databases (``config.key_file``); relative to the
+    working directory too.
     """
 
     server_id: str
     genuine_server_check: bool
     event_store: str = field(metadata=_URL)
+    key_file: str = "var/secret.key"
 
     __repr__ = _masked_repr
 
@@ -122,9 +125,13 @@ class HttpSettings:
 
     ``listen`` is ``HOST:PORT`` as written (``[::1]:8025`` for IPv6); ``host`` and
     ``port`` are its parts, the host without brackets. Port 0 means "any free port".
+    ``allowed_hosts`` are normalised (lower case, IPv6 without brackets).
     """
 
     listen: str
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names and addresses the page answers to (``supervisor.http.hosts``); empty:
+    the address ``listen`` binds and this machine's names. Loopback names always."""
 
     @property
     def host(self) -> str:

@@ -82,13 +82,33 @@ def _is_plain_tuple(tp: Any) -> bool:
     )
 
 
-def _tuple_decoder(cls: type[Event], positions: list[int]) -> _Decoder:
+def _is_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _tuple_decoder(cls: type[Event], positions: list[tuple[int, Callable[[Any], Any]]]) -> _Decoder:
     def decode(values: list[Any]) -> Event:
-        for i in positions:
-            values[i] = tuple(values[i])
+        for i, convert in positions:
+            values[i] = convert(values[i])
         return cls(*values)
 
     return decode
+
+
+def _rare_items(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A tuple field of value objects that is empty in nearly every record (the warnings of
+    ``SelfTestPassed``): the empty one costs one test."""
+    return lambda v: decode(v) if v else ()
+
+
+def _chained(upcasters: list[Upcaster], decode: _Decoder) -> _Decoder:
+    def decode_old(values: list[Any]) -> Event:
+        for upcast in upcasters:
+            values = upcast(values)
+        return decode(values)
+
+    return decode_old
 
 
 class Codec:
@@ -106,6 +126,16 @@ class Codec:
         self._upcasters = dict(upcasters or {})
         for cls in event_types:
             self._register(cls)
+        # The hot loops' decoders: every current version, and each old version that has
+        # its upcasters (a log written before a new version replays without the slow path).
+        self._fast: dict[tuple[str, int], _Decoder] = dict(self._decoders)
+        for name, cls in self._types.items():
+            for version in range(1, cls.VERSION):
+                chain = [self._upcasters.get((name, v)) for v in range(version, cls.VERSION)]
+                if all(up is not None for up in chain):
+                    chain_found = [up for up in chain if up is not None]
+                    current = self._decoders[(name, cls.VERSION)]
+                    self._fast[(name, version)] = _chained(chain_found, current)
 
     def _register(self, cls: type[Event]) -> None:
         name = cls.__name__
@@ -119,12 +149,22 @@ class Codec:
             self._encoders[cls] = lambda e: [getattr(e, n) for n in names]
             self._decoders[(name, cls.VERSION)] = lambda values: cls(*values)
         elif all(
-            _is_plain_tuple(hints[n]) or dec is None
-            for n, (_, dec) in zip(names, codecs, strict=True)
+            _is_tuple(hints[n]) or dec is None for n, (_, dec) in zip(names, codecs, strict=True)
         ):
-            # Next hottest: some fields are tuples of plain values (SelfTestPassed).
-            tuples = [i for i, n in enumerate(names) if _is_plain_tuple(hints[n])]
-            self._encoders[cls] = lambda e: [getattr(e, n) for n in names]
+            # Next hottest: some fields are tuples (SelfTestPassed: its components, and its
+            # warnings, nearly always empty).
+            tuples: list[tuple[int, Callable[[Any], Any]]] = [
+                (i, tuple if _is_plain_tuple(hints[n]) else _rare_items(dec))
+                for i, (n, (_, dec)) in enumerate(zip(names, codecs, strict=True))
+                if dec is not None
+            ]
+            if all(
+                enc is None or _is_plain_tuple(hints[n])
+                for n, (enc, _) in zip(names, codecs, strict=True)
+            ):
+                self._encoders[cls] = lambda e: [getattr(e, n) for n in names]
+            else:
+                self._encoders[cls] = _dataclass_codec(cls)[0]
             self._decoders[(name, cls.VERSION)] = _tuple_decoder(cls, tuples)
         else:
             encode, decode = _dataclass_codec(cls)
@@ -133,8 +173,10 @@ class Codec:
 
     @property
     def decoders(self) -> dict[tuple[str, int], Callable[[list[Any]], Event]]:
-        """The current-version decoders by (type name, version), for hot loops."""
-        return self._decoders
+        """The decoders by (type name, version), for hot loops: each current version, and
+        each old one through its upcasters. A record they fail on goes to ``decode``,
+        which says precisely what is wrong."""
+        return self._fast
 
     @property
     def arity(self) -> dict[tuple[str, int], int]:
@@ -213,7 +255,7 @@ class Codec:
         ``on_corrupt`` is given, is handed to it and skipped. This is the replay's
         hot loop, so the common case is inlined here rather than calling ``decode``.
         """
-        decoders = self._decoders
+        decoders = self._fast
         unpack = msgpack.unpackb
         last_us = -1
         when = from_micros(0)
@@ -242,7 +284,14 @@ def _not_recovered(values: list[Any]) -> list[Any]:
     return [*values, False]
 
 
+def _no_warnings(values: list[Any]) -> list[Any]:
+    """v1 -> v2 of ``SelfTestPassed``: ``warnings`` appended, empty (a v1 self-test had none:
+    a row the outbox refused was only in its ``MessageSendFailed``)."""
+    return [*values, []]
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("SelfTestPassed", 1): _no_warnings,
     ("MessageSent", 1): _not_recovered,
     ("MessageSendFailed", 1): _not_recovered,
     ("MessageReceived", 1): _not_recovered,

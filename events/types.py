@@ -140,10 +140,18 @@ class MailboxGaveUp(Event):
 
 @dataclass(frozen=True, slots=True)
 class SelfTestPassed(Event):
-    """Incarnation N's self-test passed for the components it checked."""
+    """Incarnation N's self-test passed for the components it checked.
+
+    ``warnings`` (v2): what the check-in says without failing, at level ``warning``: each
+    outbox row refused since the last self-test as its own problem (its id, subject and
+    cause; ``actors.mail.work``). The light stays steady: a bad row is that row's problem.
+    """
+
+    VERSION: ClassVar[int] = 2
 
     incarnation: int
     components: tuple[str, ...]
+    warnings: tuple[Diagnostic, ...] = ()  # v2
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,8 @@ def _type(key: Key, limit: str) -> str:
         kind = "whole number"
     elif isinstance(value, float):
         kind = "number"
+    elif isinstance(value, list):
+        kind = "list of text"
     elif "SQLAlchemy URL" in key.comment:
         kind = "SQLAlchemy URL"
     elif "HOST:PORT" in key.comment:

@@ -1,7 +1,7 @@
 """Restart decisions for the supervisor's children that are not mailboxes. Pure.
 
-The watchdog, the command reader, the check-in projector, the scheduler's thread and the
-status page's HTTP server are restarted by the mailboxes' restart policy
+The watchdog, the command reader, the check-in projector, the log keeper, the scheduler's
+thread and the status page's HTTP server are restarted by the mailboxes' restart policy
 (``supervisor.restart_policy.decide``: the first restart at once, then exponential
 backoff with jitter, at most ``max_restarts`` within ``within_seconds``), counted per
 child. The counts live in the process, not the log: a child that cannot be kept up

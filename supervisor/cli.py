@@ -21,8 +21,6 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
 from config import ConfigError, load_settings, mask_url
 from events.errors import CorruptEventError, EventLogError
 from supervisor import exit_codes
@@ -42,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "restart": "restart",
     "mail": "mail",
     "events": "events_log",
+    "key": "key",
 }
 """Each command and the module of ``supervisor.commands`` that registers and runs it,
 in the order ``--help`` lists them."""
@@ -148,10 +147,8 @@ def _run(args: argparse.Namespace) -> tuple[int, str | None]:
         return exit_codes.DATA_ERROR, f"{exc} (replay with --skip-corrupt to go on past it)"
     except EventLogError as exc:
         return exit_codes.DATA_ERROR, str(exc)
-    except DBAPIError as exc:
-        return exit_codes.UNAVAILABLE, f"database error: {_first_line(str(exc.orig))}"
-    except SQLAlchemyError as exc:
-        return exit_codes.UNAVAILABLE, f"database error: {_first_line(str(exc))}"
+    except _database_errors() as exc:
+        return exit_codes.UNAVAILABLE, f"database error: {_first_line(_database_message(exc))}"
     except KeyboardInterrupt:
         return exit_codes.INTERRUPTED, "interrupted (Ctrl-C)"
     except BrokenPipeError as exc:
@@ -160,6 +157,19 @@ def _run(args: argparse.Namespace) -> tuple[int, str | None]:
         return _internal_error(args.debug, exc)
     except Exception as exc:
         return _internal_error(args.debug, exc)
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's errors, once a command has imported SQLAlchemy (none can be raised
+    before): ``status`` on a SQLite practice never imports it (``bench/cli_latency.py``)."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return () if module is None else (module.SQLAlchemyError,)
+
+
+def _database_message(exc: Exception) -> str:
+    """A database error's text: the driver's own, for one that came from the driver."""
+    dbapi_error = sys.modules["sqlalchemy.exc"].DBAPIError
+    return str(exc.orig) if isinstance(exc, dbapi_error) else str(exc)
 
 
 def _internal_error(debug: bool, exc: Exception) -> tuple[int, str]:

@@ -40,6 +40,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
+from actors.mail import redact
 from actors.practice_db import (
     PracticeRow,
     has_practice_table,
@@ -256,8 +257,10 @@ def error_line(exc: BaseException, url: str | URL | None = None) -> str:
     """Return what went wrong in ``exc`` as one line fit to show a person.
 
     For a database error the driver's own message (its first line, without SQLAlchemy's
-    statement and link); any URL in it masked; ``url``'s password, if it has one, replaced
-    by ``***`` wherever it appears. Never raises.
+    statement and link); any URL in it masked. When ``url`` has a password and the line
+    still holds it in any form (``actors.mail.redact.holds_secret``), the line is replaced
+    as a whole by the error's type and ``redact.HIDDEN``: never word by word, which would
+    show where the password is. Never raises.
     """
     try:
         orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -268,8 +271,8 @@ def error_line(exc: BaseException, url: str | URL | None = None) -> str:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         line = mask_url(lines[0]) if lines else type(orig).__name__
         password = _password(url)
-        if password:
-            line = line.replace(password, "***")
+        if password and redact.holds_secret(line, [password]):
+            return f"{type(orig).__name__} {redact.HIDDEN}"
         return line
     except Exception:  # an error message must never become a second error
         return type(exc).__name__

@@ -16,8 +16,9 @@ the other process and how it was found, and exits ``exit_codes.ALREADY_RUNNING``
 A lock dies with its process (a ``kill -9`` included): nothing stale to clean up.
 
 Services on different hosts (with SQLite on a shared folder, or one database server)
-are not stopped here; their check-ins carry each process's name
-(``instance_name``) and workstations see two services (``supervisor.status_rule``).
+are not stopped here; their check-ins carry each process's start (``service_instance``,
+beside the contract's ``server_name``, which stays the ``server_id``) and workstations see
+two services (``supervisor.status_rule``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,13 +58,36 @@ class AlreadyRunningError(Exception):
     """Raised when another service holds a lock this one needs; the message names it."""
 
 
-def instance_name(server_id: str) -> str:
-    """Return this process's name in check-ins: ``server_id (host pid N)``.
+INSTANCE_LENGTH = 100
+"""The ``service_instance`` column's length (``actors.practice_schema``)."""
 
-    Two processes never share one, so two services with the same ``server_id`` on two
-    hosts are told apart; the ``server_id`` stays its start (``recall_pattern``).
+_started: tuple[int, str] | None = None  # (pid, this start's random word)
+
+
+def service_instance() -> str:
+    """Return this start of the service, as check-ins record it: ``host pid N start W``.
+
+    ``W`` is a random word drawn once per process, so two starts never share one, even
+    where the pid repeats (a container's pid 1); the host and pid are for people. A
+    restart is a new instance with the same ``server_id``; the status rule tells that
+    from two services by whether the instances take turns (``supervisor.status_rule``).
     """
-    suffix = f" ({socket.gethostname()} pid {os.getpid()})"
+    global _started
+    pid = os.getpid()
+    if _started is None or _started[0] != pid:  # a forked child is a start of its own
+        _started = (pid, secrets.token_hex(4))
+    tail = f" pid {pid} start {_started[1]}"
+    return socket.gethostname()[: INSTANCE_LENGTH - len(tail)] + tail
+
+
+def instance_name(server_id: str) -> str:
+    """Return this process's name in the fence row: ``server_id (host pid N start W)``.
+
+    The fence (``email_service_mailbox``, service-owned) has one name column; a claim
+    of the number it holds succeeds only for the same ``server_id`` on the same host
+    (``actors.practice_db.same_service``). The ``server_id`` stays its start.
+    """
+    suffix = f" ({service_instance()})"
     return server_id[: SERVER_NAME_LENGTH - len(suffix)] + suffix
 
 

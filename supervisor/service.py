@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -40,6 +41,7 @@ from actors.fence import IncarnationRegistry
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
 from actors.mail.oauth import OAuthEndpoints, TokenSources
 from actors.mail.steps import CheckInStep, InboxStep, MailCheck, OutboxStep
+from actors.mail.stored_secrets import Secrets
 from actors.mail.work import MailDeps, MailWork, ProbeLimiter
 from actors.mailbox_work import MakeWork, Work, WorkContext
 from actors.messages import ChildFailed, Ping
@@ -53,6 +55,7 @@ from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
 from supervisor import discovery, exit_codes, instance_lock, stop_signals
 from supervisor.http.app import create_app
+from supervisor.http.hosts import allowed_hosts
 from supervisor.http.metrics import MetricsView, ProcessGauges
 from supervisor.http.server import HttpError, HttpServer
 from supervisor.http.source import PracticeStatusSource
@@ -73,6 +76,16 @@ one waiting on a server (up to its timeout) runs on a daemon thread, left behind
 PING_TIMEOUT_SECONDS = 5.0
 COMMIT_DELAY_SECONDS = 0.0005
 """The event log's group-commit delay (see ``SqlEventStore``): a burst shares one commit."""
+
+
+def _say_key_file(secrets: Secrets, path: Path) -> None:
+    """Log at start what is wrong with the key file, if anything: encrypted secrets need it
+    (a missing one is normal until the wizard first saves; one that is there but cannot be
+    used is a warning)."""
+    problem = secrets.ring().problem
+    if problem:
+        exists = path.exists() or path.is_symlink()
+        log.log(logging.WARNING if exists else logging.INFO, "secrets at rest: %s", problem)
 
 
 def command_poll_seconds(settings: Settings) -> float:
@@ -243,10 +256,14 @@ def start_tree(
         local_zone(),
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
         tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
+        secrets=Secrets.for_service(Path(settings.service.key_file)),
     )
+    _say_key_file(mail.secrets, Path(settings.service.key_file))
 
-    # This process's name in check-ins and the fence row: two processes never share one.
+    # This process's name in the fence row, and its start in check-ins (beside the
+    # contract's server_name, the server_id): two processes never share either.
     instance = instance_lock.instance_name(settings.service.server_id)
+    started = instance_lock.service_instance()
 
     def default_selftest(db: str, incarnation: int) -> SelfTest:
         return DatabaseSelfTest(
@@ -277,15 +294,15 @@ def start_tree(
         )
         writer = CheckInWriter(
             context.engine,
-            server_name=instance,
+            server_name=settings.service.server_id,
             service_version=SERVICE_VERSION,
+            service_instance=started,
             interval_seconds=settings.health.checkin_seconds,
             clock=clock,
             url=engines.url(db),
             on_written=lambda: gauges.checkin_written(db),
             keep_days=settings.health.checkin_history_days,
             first_prune_after=rng.uniform(0.0, PRUNE_EVERY_SECONDS),
-            recall_as=settings.service.server_id,
             grace_seconds=settings.health.grace_seconds,
         )
         return [
@@ -318,9 +335,11 @@ def start_tree(
         restarters["scheduler"] = lambda: scheduler.restart()
         children["watchdog"] = WatchdogActor.start(watchdog, position)
         children["commands"] = CommandReaderActor.start(reader)
-        children["keeper"] = LogKeeperActor.start(
-            keeper_deps(settings, store, clock, scheduler, latest, rng), memory
+        keeper = keeper_deps(
+            settings, store, clock, scheduler, latest, rng, on_failed=reporter(ref, "keeper")
         )
+        restarters["keeper"] = lambda: LogKeeperActor.start(keeper, latest.get())
+        children["keeper"] = LogKeeperActor.start(keeper, memory)
         if real_work:
             projector = CheckInProjectorDeps(
                 store,
@@ -328,8 +347,9 @@ def start_tree(
                 scheduler,
                 settings.health.checkin_seconds,
                 engines.get,
-                instance,
+                settings.service.server_id,
                 SERVICE_VERSION,
+                service_instance=started,
                 on_written=gauges.checkin_written,
                 on_failed=reporter(ref, "checkins"),
             )
@@ -383,8 +403,10 @@ def keeper_deps(
     scheduler: ThreadScheduler,
     latest: LatestMemory,
     rng: random.Random,
+    on_failed: Callable[[str], None] = lambda _error: None,
 ) -> LogKeeperDeps:
-    """The log keeper's settings: retention as configured, its first run within the hour."""
+    """The log keeper's settings: retention as configured, its first run within the hour;
+    ``on_failed``: what it calls when it dies (the supervisor's ``reporter``)."""
     r = settings.retention
     first = min(60.0, r.prune_every_seconds)  # a minute in, spread over the first hour
     retention = (
@@ -400,6 +422,7 @@ def keeper_deps(
         r.batch_rows,
         first_prune_after=rng.uniform(first, max(first, min(3600.0, r.prune_every_seconds))),
         latest=latest,
+        on_failed=on_failed,
     )
 
 
@@ -690,7 +713,8 @@ def start_http(
         metrics_text=metrics.text,
         budgets=tree.budgets,
     )
-    server = HttpServer(create_app(source), settings.http.host, settings.http.port, on_died)
+    app = create_app(source, allowed_hosts(settings.http.host, settings.http.allowed_hosts))
+    server = HttpServer(app, settings.http.host, settings.http.port, on_died)
     server.start()
     log.info("status page at %s", server.url)
     return server

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from events.describe import describe_duration
-
 RUNNING_TOOLTIP = "The email service is operating normally"
 NEVER_TOOLTIP = "The email service has not checked in to this database yet"
 FAULT_TOOLTIP = "The email service reported a fault"
@@ -30,7 +28,8 @@ class CheckIn:
     next_checkin_due_at: datetime
     ok: bool
     summary: str
-    server_name: str
+    server_name: str  # the contract's: the writing service's ``server_id``
+    service_instance: str | None = None  # which start of it (service-owned; None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +39,7 @@ class Status:
     status: StatusWord
     tooltip: str
     last_checkin_at: datetime | None
-    two_services: tuple[str, ...] = ()  # the server names, when two services check in here
+    two_services: tuple[str, ...] = ()  # who, when two services check in here (``who``)
 
     @property
     def running(self) -> bool:
@@ -48,24 +47,44 @@ class Status:
         return self.status == "running"
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """One database's name and status, as every view shows it."""
+
+    name: str
+    status: Status
+
+    def as_json(self) -> dict[str, str | None]:
+        """The contract's JSON object: ``name``, ``status``, ``tooltip``, ``last_checkin_at``."""
+        last = self.status.last_checkin_at
+        return {
+            "name": self.name,
+            "status": self.status.status,
+            "tooltip": self.status.tooltip,
+            "last_checkin_at": None if last is None else last.isoformat() + "Z",
+        }
+
+
 def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) -> Status:
     """Return the status from check-ins (newest first) and the database server's ``now``.
 
     - No check-in: not available.
-    - Two services serve the database (not available, naming both): check-ins from two
-      ``server_id``s within one interval of the newest (the contract's rule), or from two
-      processes of one ``server_id`` (``server_name`` is ``server_id (host pid N)``,
-      ``supervisor.instance_lock.instance_name``) taking turns within two intervals of
-      the newest: A, then B, then A again. A process that follows another (a restart)
-      never takes turns with it, so a restart is not mistaken for two services, while two
-      services running side by side are seen at every check-in, with no gap in which
-      the status flaps back to running.
+    - Two services serve the database (not available, naming both):
+      - check-ins from two ``server_name``s within one interval of the newest (the
+        contract's rule; ``server_name`` is the ``server_id``, the same for every start
+        of one service, so a restart never trips it);
+      - or check-ins of one ``server_name`` from two ``service_instance``s taking turns
+        within two intervals of the newest: A, then B, then A again (two hosts given
+        the same ``server_id``). A start that follows another (a restart: the old one's
+        check-ins stop) never takes turns with it, so it is not reported, while two
+        services running side by side are seen at every check-in, with no gap in which
+        the status flaps back to running.
     - Now past the newest ``next_checkin_due_at`` plus ``grace``: not available, saying
       since when nothing was heard.
     - Newest not ok: not available, with its ``summary``.
     - Otherwise running.
 
-    Only the newest check-in and those within one interval of it matter; pass at least
+    Only the newest check-in and those within two intervals of it matter; pass at least
     those (a handful of the newest rows is plenty).
     """
     if not newest_first:
@@ -73,7 +92,7 @@ def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) 
     newest = newest_first[0]
     interval = max(newest.next_checkin_due_at - newest.checked_in_at, timedelta(0))
     names = _servers_within(newest_first, newest.checked_in_at - interval)
-    if len({server_id_of(n) for n in names}) < 2:
+    if len(names) < 2:
         names = _taking_turns(newest_first, newest.checked_in_at - 2 * interval)
     if len(names) > 1:
         listed = " and ".join(names)
@@ -84,6 +103,8 @@ def status_of(newest_first: Sequence[CheckIn], now: datetime, grace: timedelta) 
             names,
         )
     if now > newest.next_checkin_due_at + grace:
+        from events.describe import describe_duration  # here: ``status`` starts faster
+
         return Status(
             "not_available",
             f"Nothing heard from the email service since {_when(newest.checked_in_at)} "
@@ -107,26 +128,28 @@ def _servers_within(newest_first: Sequence[CheckIn], since: datetime) -> tuple[s
     return tuple(sorted(names))
 
 
-def server_id_of(server_name: str) -> str:
-    """Return the ``server_id`` part of a check-in's ``server_name``. Pure."""
-    return server_name.split(" (", 1)[0]
+def who(checkin: CheckIn) -> str:
+    """Return how a check-in names its writer to people: ``server_name (instance)``. Pure."""
+    if checkin.service_instance is None:
+        return checkin.server_name
+    return f"{checkin.server_name} ({checkin.service_instance})"
 
 
 def _taking_turns(newest_first: Sequence[CheckIn], since: datetime) -> tuple[str, ...]:
-    """Return the names of check-ins since ``since`` if some name comes back after another
-    (two processes writing side by side); else ``()``."""
+    """Return who wrote the check-ins since ``since`` (``who``) if one start of a
+    service comes back after another (two writing side by side); else ``()``."""
     window = [c for c in newest_first if c.checked_in_at >= since]
-    done: set[str] = set()
-    current: str | None = None
+    done: set[tuple[str, str | None]] = set()
+    current: tuple[str, str | None] | None = None
     for checkin in reversed(window):  # oldest first
-        name = checkin.server_name
-        if name == current:
+        key = (checkin.server_name, checkin.service_instance)
+        if key == current:
             continue
-        if name in done:
-            return tuple(sorted({c.server_name for c in window}))
+        if key in done:
+            return tuple(sorted({who(c) for c in window}))
         if current is not None:
             done.add(current)
-        current = name
+        current = key
     return ()
 
 

@@ -139,7 +139,9 @@ class SupervisorDeps:
     on_fatal: Callable[[str], None]
     start_children: Callable[[pykka.ActorRef[Any], int], dict[str, pykka.ActorRef[Any]]] = field(
         default=lambda _ref, _seq: {}
-    )  # "watchdog" and "commands" (the reader), given the supervisor and the log position
+    )  # "watchdog", "commands" (the reader), "keeper" (the log keeper) and "checkins" (the
+    # check-in projector), given the supervisor and the log position; each reports its
+    # death with a ChildFailed and is restarted by ``supervisor.child_policy``
     engines: EngineRegistry | None = None  # the served databases' shared engines
     make_work: MakeWork = no_work  # a mailbox's steps after its self-test
     on_memory: Callable[[ServiceMemory], None] = lambda _m: None  # what start-up read

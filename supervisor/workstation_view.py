@@ -7,7 +7,6 @@ clock), never the service's memory, so they tell the truth when the service proc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -17,27 +16,11 @@ from actors import checkins_table, practice_db
 from actors.checkins_table import DiagnosticRow
 from actors.server_budget import ServerBudgets
 from supervisor.discovery import error_line
-from supervisor.status_rule import Status, status_of
+from supervisor.status_rule import DatabaseStatus, Status, status_of
 
 READ_TIMEOUT_SECONDS = 10.0
 
-
-@dataclass(frozen=True, slots=True)
-class DatabaseStatus:
-    """One database's name and status, as every view shows it."""
-
-    name: str
-    status: Status
-
-    def as_json(self) -> dict[str, str | None]:
-        """The contract's JSON object: ``name``, ``status``, ``tooltip``, ``last_checkin_at``."""
-        last = self.status.last_checkin_at
-        return {
-            "name": self.name,
-            "status": self.status.status,
-            "tooltip": self.status.tooltip,
-            "last_checkin_at": None if last is None else last.isoformat() + "Z",
-        }
+__all__ = ["DatabaseStatus", "read_diagnostics", "read_status"]
 
 
 def _engine(url: str, budgets: ServerBudgets | None) -> Engine:
@@ -68,7 +51,8 @@ def read_status(
 
 
 def read_diagnostics(url: str, *, budgets: ServerBudgets | None = None) -> list[DiagnosticRow]:
-    """Return the diagnostic log a workstation shows on click (newest failing check-in).
+    """Return the diagnostic log a workstation shows on click (the newest failing check-in's
+    lines, then those of the check-ins since: ``checkins_table.diagnostic_log``).
 
     Raises SQLAlchemy's error when the database does not answer.
     """

@@ -71,9 +71,12 @@ def named_databases(admin_url: str, names: Iterable[str]) -> Iterator[dict[str, 
     """Create empty databases with exactly these ``names`` on the server of ``admin_url``
     (PostgreSQL or MariaDB), yield ``{name: url}``, drop them all afterwards.
 
-    Names may hold spaces, quotes, brackets, semicolons and non-ASCII letters: they are
-    quoted by the server's dialect, never pasted. Callers give them a unique prefix so
-    parallel tests never meet.
+    Names may hold spaces, quotes, brackets, semicolons, ``%``, ``/``, ``?``, ``#`` and
+    non-ASCII letters: they are quoted by the server's dialect, never pasted, and the
+    statement goes to the driver as it is (``exec_driver_sql`` without parameters: through
+    ``text()`` SQLAlchemy doubles each ``%`` for the driver's parameter style, and psycopg,
+    given no parameters, keeps both, so ``50%`` was created as ``50%%``). Callers give them
+    a unique prefix so parallel tests never meet.
     """
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     quote = admin.dialect.identifier_preparer.quote_identifier
@@ -81,7 +84,7 @@ def named_databases(admin_url: str, names: Iterable[str]) -> Iterator[dict[str, 
     try:
         with admin.connect() as conn:
             for name in names:
-                conn.execute(text(f"CREATE DATABASE {quote(name)}"))
+                conn.exec_driver_sql(f"CREATE DATABASE {quote(name)}")
                 created.append(name)
         base = make_url(admin_url)
         yield {
@@ -90,7 +93,7 @@ def named_databases(admin_url: str, names: Iterable[str]) -> Iterator[dict[str, 
     finally:
         with admin.connect() as conn:
             for name in created:
-                conn.execute(text(_drop_sql(admin, quote(name))))
+                conn.exec_driver_sql(_drop_sql(admin, quote(name)))
         admin.dispose()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
+from actors import checkins_table
 from actors.checkin_writer import CheckInWriter, prune_checkins
 from actors.database_selftest import DatabaseSelfTest
 from actors.fence import StaleIncarnationError
@@ -40,6 +41,7 @@ from tests.servers import fresh_database
 
 INTERVAL = 15.0
 INCARNATION = 3
+INSTANCE = "host-a pid 1 start 0000000a"
 WRONG_CLOCK = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
 """The writer's clock: far from the server's, so a time taken from it shows."""
 
@@ -72,6 +74,7 @@ def writer_for(
         lambda: engine,
         server_name="SRV1",
         service_version="1.2.3",
+        service_instance=INSTANCE,
         interval_seconds=INTERVAL,
         clock=clock or FakeClock(WRONG_CLOCK),
         keep_days=keep_days,
@@ -131,6 +134,13 @@ def test_a_plain_checkin_writes_what_the_contract_names(engine: Engine) -> None:
         "SRV1",
         "1.2.3",
     )
+
+
+def test_a_checkin_names_its_start_beside_the_server_name(engine: Engine) -> None:
+    writer_for(engine).write(RUNNING, incarnation=INCARNATION)  # plain, fenced
+    writer_for(engine).write(FAILING, incarnation=INCARNATION)  # with lines
+    rows = checkin_rows(engine)
+    assert [(r["server_name"], r["service_instance"]) for r in rows] == [("SRV1", INSTANCE)] * 2
 
 
 def test_each_call_writes_exactly_one_checkin(engine: Engine) -> None:
@@ -517,7 +527,9 @@ def test_a_writer_prunes_first_when_its_first_prune_is_due(engine: Engine) -> No
 # --- the outage line after the service itself was dead or hung (issue 12, item 6) --------
 
 
-def late_checkin(engine: Engine, server_name: str, ago: timedelta) -> datetime:
+def late_checkin(
+    engine: Engine, server_name: str, ago: timedelta, instance: str = "host-a pid 1 start 1"
+) -> datetime:
     """An ok check-in written ``ago`` before the server's now (its process died then);
     return when it said the next one was due."""
     at = server_now(engine) - ago
@@ -531,6 +543,7 @@ def late_checkin(engine: Engine, server_name: str, ago: timedelta) -> datetime:
                 summary="",
                 server_name=server_name,
                 service_version="1.2.3",
+                service_instance=instance,
             )
         )
     return due
@@ -539,11 +552,11 @@ def late_checkin(engine: Engine, server_name: str, ago: timedelta) -> datetime:
 def next_process_writer(engine: Engine) -> CheckInWriter:
     return CheckInWriter(
         lambda: engine,
-        server_name="SRV1 (host-b pid 2)",
+        server_name="SRV1",
         service_version="1.2.3",
+        service_instance="host-b pid 2 start 2",
         interval_seconds=INTERVAL,
         clock=FakeClock(WRONG_CLOCK),
-        recall_as="SRV1",
         grace_seconds=INTERVAL,
     )
 
@@ -551,7 +564,7 @@ def next_process_writer(engine: Engine) -> CheckInWriter:
 def test_after_a_dead_service_the_first_checkin_says_how_long_from_the_database(
     engine: Engine,
 ) -> None:
-    due = late_checkin(engine, "SRV1 (host-a pid 1)", timedelta(minutes=10))
+    due = late_checkin(engine, "SRV1", timedelta(minutes=10))
     next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
     [line] = diagnostic_lines(engine)
     assert line[:2] == ("info", "service")
@@ -560,13 +573,29 @@ def test_after_a_dead_service_the_first_checkin_says_how_long_from_the_database(
 
 
 def test_a_restart_within_the_interval_writes_no_outage_line(engine: Engine) -> None:
-    late_checkin(engine, "SRV1 (host-a pid 1)", timedelta(seconds=3))
+    late_checkin(engine, "SRV1", timedelta(seconds=3))
     next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
     assert diagnostic_lines(engine) == []
 
 
 def test_another_servers_late_checkin_is_not_our_outage(engine: Engine) -> None:
-    late_checkin(engine, "SRV10 (host-c pid 3)", timedelta(minutes=10))
+    late_checkin(engine, "SRV10", timedelta(minutes=10))
     late_checkin(engine, "SRV_1", timedelta(minutes=10))  # "_" is no wildcard here
     next_process_writer(engine).write(RUNNING, incarnation=INCARNATION)
     assert diagnostic_lines(engine) == []
+
+
+# --- service_instance in a database made by an older version -------------------------------
+
+
+def test_a_workstation_reads_checkins_of_a_database_without_service_instance(
+    engine: Engine,
+) -> None:
+    # An older version's table, before the service's start-up adds the column.
+    late_checkin(engine, "SRV1", timedelta(seconds=3))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE email_service_checkins DROP COLUMN service_instance")
+    with engine.connect() as conn:
+        [row] = checkins_table.newest_checkins(conn)
+        assert checkins_table.server_now(conn) >= row.checked_in_at  # the connection still works
+    assert (row.server_name, row.service_instance) == ("SRV1", None)

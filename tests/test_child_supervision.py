@@ -1,7 +1,7 @@
 """Every child of the supervisor is supervised (the real tree on SQLite practice files):
-the watchdog, the command reader, the check-in projector and the scheduler's thread each
-crash for real in their own thread; the crash is logged, the child restarted, and the
-service manager's ping is given only while every child answers."""
+the watchdog, the command reader, the check-in projector, the log keeper and the
+scheduler's thread each crash for real in their own thread; the crash is logged, the child
+restarted, and the service manager's ping is given only while every child answers."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def restarted(tree: Tree, child: str) -> list[object]:
     )
 
 
-@pytest.mark.parametrize("child", ["watchdog", "commands", "checkins"])
+@pytest.mark.parametrize("child", ["watchdog", "commands", "checkins", "keeper"])
 def test_a_crashed_child_actor_is_logged_and_restarted(tree: Tree, child: str) -> None:
     old = tree.children[child]
     crash(old)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, insert
 from actors import checkins_table, practice_db
 from actors.checkins_table import NewCheckIn
 from actors.practice_schema import email_service_checkins, init_practice_database
-from supervisor import exit_codes
+from supervisor import exit_codes, sqlite_status
 from supervisor.cli import main
 from supervisor.status_rule import NEVER_TOOLTIP, RUNNING_TOOLTIP
 from tests.servers import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, named_databases, server_url
@@ -213,8 +213,14 @@ def test_a_status_that_is_not_all_running_says_so_in_one_line(
     "command", [["status", "--db", "Smile Dental"], ["diagnostics", "--db", "Smile Dental"]]
 )
 def test_status_and_diagnostics_read_the_check_ins_through_their_indexes(
-    capsys: pytest.CaptureFixture[str], config: Path, folder: Path, command: list[str]
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    folder: Path,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The regular path, through SQLAlchemy (tests/test_sqlite_status.py: the SQLite one).
+    monkeypatch.setattr(sqlite_status, "read_status", lambda *_args: None)
     for n in range(30):
         check_in(url_of(folder, "Smile Dental"), ok=n % 7 != 0, lines=(("error", "smtp", "x"),))
     seen: list[str] = []

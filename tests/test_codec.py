@@ -8,11 +8,20 @@ from typing import Any, ClassVar
 import msgpack
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from events.codec import DEFAULT_CODEC, Codec
 from events.errors import CorruptEventError, UnknownEventTypeError
-from events.types import Event, MailboxStarted, MessageReceived, MessageSendFailed, MessageSent
-from tests.event_samples import SAMPLES, any_event
+from events.types import (
+    Diagnostic,
+    Event,
+    MailboxStarted,
+    MessageReceived,
+    MessageSendFailed,
+    MessageSent,
+    SelfTestPassed,
+)
+from tests.event_samples import SAMPLES, any_event, events_of
 
 
 @given(any_event)
@@ -110,3 +119,31 @@ def test_a_v1_mail_outcome_reads_as_not_recovered(
     name: str, fields: list[object], expected: Event
 ) -> None:
     assert DEFAULT_CODEC.decode(msgpack.packb([name, 1, fields])) == expected
+
+
+@given(st.integers(min_value=0, max_value=2**31), st.lists(st.text(max_size=12), max_size=4))
+def test_a_v1_self_test_reads_as_passed_without_warnings(
+    incarnation: int, components: list[str]
+) -> None:
+    data = msgpack.packb(["SelfTestPassed", 1, [incarnation, components]])
+    assert DEFAULT_CODEC.decode(data) == SelfTestPassed(incarnation, tuple(components), ())
+
+
+@given(events_of(SelfTestPassed))
+def test_the_hot_loops_read_a_v1_self_test_as_decode_does(event: SelfTestPassed) -> None:
+    v1 = msgpack.packb(["SelfTestPassed", 1, [event.incarnation, list(event.components)]])
+    [recorded] = DEFAULT_CODEC.decode_chunks([[(1, "db:a", 1, "SelfTestPassed", 0, v1)]])
+    assert (
+        recorded.event
+        == DEFAULT_CODEC.decode(v1)
+        == SelfTestPassed(event.incarnation, event.components)
+    )
+
+
+def test_a_self_test_with_warnings_round_trips_through_the_hot_loop() -> None:
+    event = SelfTestPassed(
+        4, ("database", "smtp"), (Diagnostic("smtp", "warning", 'outbox row 7 ("x"): no'),)
+    )
+    data = DEFAULT_CODEC.encode(event)
+    [recorded] = DEFAULT_CODEC.decode_chunks([[(1, "db:a", 1, "SelfTestPassed", 0, data)]])
+    assert recorded.event == event

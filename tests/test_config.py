@@ -65,6 +65,7 @@ def test_defaults_are_the_documented_values() -> None:
             "server_id": settings.service.server_id,
             "genuine_server_check": False,
             "event_store": "sqlite:///var/events.sqlite3",
+            "key_file": "var/secret.key",
         },
         "databases": {
             "server_url": "sqlite:///var/practices",
@@ -91,7 +92,7 @@ def test_defaults_are_the_documented_values() -> None:
             "backoff_min_seconds": 1.0,
             "backoff_max_seconds": 300.0,
         },
-        "http": {"listen": "127.0.0.1:8025"},
+        "http": {"listen": "127.0.0.1:8025", "allowed_hosts": ()},
         "retention": {
             "enabled": True,
             "steady_days": 7.0,

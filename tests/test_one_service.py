@@ -6,6 +6,7 @@ line naming the first, with ``exit_codes.ALREADY_RUNNING``; and two processes of
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from actors import practice_db
+from actors import checkins_table, practice_db
 from actors.checkin_writer import CheckInWriter
-from actors.practice_db import claim_incarnation
+from actors.checkins_table import NEWEST_CHECKINS
+from actors.practice_db import claim_incarnation, same_service
 from actors.practice_schema import email_service_mailbox
 from events.clock import SystemClock
 from events.projections.health import DbHealth, HealthStatus
@@ -25,7 +27,10 @@ from events.sql_store import SqlEventStore
 from events.store import read_all
 from events.types import SelfTestPassed, ServiceStarted
 from supervisor import exit_codes
+from supervisor.instance_lock import instance_name
+from supervisor.status_rule import CheckIn, status_of
 from supervisor.workstation_view import read_status
+from tests.mail_helpers import wait_until
 from tests.servers import fresh_postgres_database
 from tests.test_service import make_practices, wait_for_events
 
@@ -144,11 +149,11 @@ def test_two_processes_of_one_server_id_checking_in_are_two_services(tmp_path: P
         writers = [
             CheckInWriter(
                 lambda: engine,
-                server_name=f"SRV1 (host-{n} pid 1)",
+                server_name="SRV1",
+                service_instance=f"host-{n} pid 1 start 0000000{n}",
                 service_version="test",
                 interval_seconds=15.0,
                 clock=SystemClock(),
-                recall_as="SRV1",
             )
             for n in "ab"
         ]
@@ -159,4 +164,56 @@ def test_two_processes_of_one_server_id_checking_in_are_two_services(tmp_path: P
     finally:
         engine.dispose()
     assert not status.status.running
-    assert status.status.two_services == ("SRV1 (host-a pid 1)", "SRV1 (host-b pid 1)")
+    assert status.status.two_services == (
+        "SRV1 (host-a pid 1 start 0000000a)",
+        "SRV1 (host-b pid 1 start 0000000b)",
+    )
+
+
+def checkin_rows(url: str) -> list[CheckIn]:
+    """Every check-in in the database, oldest first."""
+    engine = practice_db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return checkins_table.newest_checkins(conn, limit=1_000_000)[::-1]
+    finally:
+        engine.dispose()
+
+
+def test_a_restarted_serve_is_one_service_at_every_checkin(tmp_path: Path) -> None:
+    # A real restart: new pid, same server_id. The contract's server_name is the same for
+    # both starts (so the practice software's own two-names rule stays quiet), and the
+    # status rule, judged as of each check-in, never says "two services".
+    folder = tmp_path / "practices"
+    make_practices(folder, "Smile Dental")
+    url = f"sqlite:///{folder / 'Smile Dental.sqlite3'}"
+    store_url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    conf = config(tmp_path / "service.toml", store_url, folder)
+    for _start in range(2):
+        before = {c.service_instance for c in checkin_rows(url)}
+
+        def three_of_this_start(before: set[str | None] = before) -> bool:
+            return sum(c.service_instance not in before for c in checkin_rows(url)) >= 3
+
+        proc = serve(conf)
+        try:
+            wait_until(three_of_this_start, "three check-ins of this start", timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+    rows = checkin_rows(url)
+    assert {r.server_name for r in rows} == {"SRV1"}
+    assert len({r.service_instance for r in rows}) == 2
+    for n in range(1, len(rows) + 1):
+        newest_first = rows[:n][::-1][:NEWEST_CHECKINS]
+        status = status_of(newest_first, newest_first[0].checked_in_at, timedelta(0))
+        assert status.two_services == (), rows[n - 1]
+
+
+def test_a_later_start_on_the_same_host_is_the_same_fence_holder_another_host_is_not() -> None:
+    mine = instance_name("SRV1")
+    host = socket.gethostname()
+    assert mine.startswith(f"SRV1 ({host} pid ")
+    assert same_service(mine, f"SRV1 ({host} pid 1 start 00000000)")
+    assert not same_service(mine, "SRV1 (elsewhere pid 1 start 00000000)")
+    assert not same_service(mine, f"SRV2 ({host} pid 1 start 00000000)")

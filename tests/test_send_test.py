@@ -28,6 +28,7 @@ from tests.smtp_servers import RecordingSmtpServer
 DB = "Smile Dental"
 REFUSED = "550 5.1.1 No such user here"
 LATER = "451 4.3.0 Try again later"
+HOSTILE = "550 5.1.1 \x1b]0;pwned\x07\x1b[2J no such user"
 START_SECONDS = 60.0
 
 
@@ -66,6 +67,7 @@ def smtp() -> Iterator[RecordingSmtpServer]:
     with RecordingSmtpServer() as server:
         server.script.rcpt["refused@example.org"] = REFUSED
         server.script.data_for["later@example.org"] = LATER
+        server.script.rcpt["hostile@example.org"] = HOSTILE
         yield server
 
 
@@ -162,3 +164,10 @@ def test_a_deferred_test_message_is_still_queued_after_the_wait(service: Service
     assert done.returncode == STILL_QUEUED, done.stdout + done.stderr
     assert done.stdout.startswith("Still queued after ")
     assert LATER in done.stdout
+
+
+def test_a_refusal_with_control_characters_is_printed_escaped(service: Service) -> None:
+    done = service.send_test("hostile@example.org")
+    assert done.returncode == SEND_FAILED, done.stdout + done.stderr
+    assert not any(c in done.stdout for c in "\x1b\x07")
+    assert "\\x1b]0;pwned\\x07" in done.stdout

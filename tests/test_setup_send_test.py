@@ -23,6 +23,7 @@ import pytest
 from actors.practice_schema import init_practice_database
 from events.sql_store import SqlEventStore
 from events.types import SelfTestPassed
+from tests.conftest import KEY_FILE_VARIABLE
 from tests.smtp_servers import RecordingSmtpServer
 from tests.test_service import wait_for_events
 
@@ -41,6 +42,7 @@ def smtp_server() -> Iterator[RecordingSmtpServer]:
 
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_SERVICE_")}
+    env[KEY_FILE_VARIABLE] = os.environ[KEY_FILE_VARIABLE]  # the test's own key file
     env["TERM"] = "dumb"
     env["TZ"] = "Europe/Berlin"
     return env

@@ -27,7 +27,8 @@ import pytest
 from actors.practice_schema import init_practice_database
 from events.sql_store import SqlEventStore
 from events.types import SelfTestPassed
-from supervisor.setup.store import read_row
+from supervisor.setup.store import read_saved
+from tests.conftest import KEY_FILE_VARIABLE, host_secrets
 from tests.dovecot import Dovecot
 from tests.smtp_servers import RecordingSmtpServer
 from tests.test_service import wait_for_events
@@ -75,6 +76,7 @@ def site(tmp_path: Path, imap_certs: CertificateSet) -> tuple[Path, str]:
 
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_SERVICE_")}
+    env[KEY_FILE_VARIABLE] = os.environ[KEY_FILE_VARIABLE]  # the test's own key file
     env["TERM"] = "dumb"
     return env
 
@@ -178,7 +180,7 @@ def _run_the_wizard(
         child.expect(pexpect.EOF)
     finally:
         child.close()
-    row = read_row(url)
+    row, _unreadable = read_saved(url, host_secrets())
     assert child.exitstatus == 0, transcript.getvalue()
     assert row is not None
     assert (row["from_address"], row["smtp_host"], row["smtp_port"]) == (

@@ -28,8 +28,9 @@ from supervisor.setup.answers import AnswerError, check_address, parse_port, pic
 from supervisor.setup.checks import CheckResult, ProbeChecker, advice_for
 from supervisor.setup.draft import build_draft, lenient_settings
 from supervisor.setup.overview import first_screen
-from supervisor.setup.store import read_row, save_settings
+from supervisor.setup.store import read_row, read_saved, save_settings
 from supervisor.setup.wizard import Outcome, Wizard, result_lines
+from tests.conftest import host_secrets
 from tests.dovecot import Dovecot
 from tests.fault_proxy import FaultProxy
 from tests.smtp_servers import RecordingSmtpServer, free_port
@@ -458,9 +459,13 @@ def test_a_new_practice_is_set_up_tested_and_saved(
             ("Save these settings?", "y"),
         ]
     )
-    wizard = Wizard(prompt, ProbeChecker(mail_settings), lambda s: save_settings(practice_url, s))
+    wizard = Wizard(
+        prompt,
+        ProbeChecker(mail_settings),
+        lambda s: save_settings(practice_url, s, host_secrets()),
+    )
     outcome = wizard.run(_draft(practice_url))
-    row = read_row(practice_url)
+    row, _unreadable = read_saved(practice_url, host_secrets())
     assert outcome.saved
     assert outcome.all_passed
     assert row is not None
@@ -636,7 +641,7 @@ def test_flags_with_save_store_settings_that_pass(
     code, out, err = setup_cli(
         capsys, config, "--db", "Smile Dental", *smtp_flags(smtp_server), "--save"
     )
-    row = read_row(practice_url)
+    row, _unreadable = read_saved(practice_url, host_secrets())
     assert code == exit_codes.OK
     assert row is not None
     assert (row["smtp_host"], row["smtp_password"]) == ("127.0.0.1", SMTP_PASSWORD)
@@ -675,7 +680,7 @@ def test_save_with_force_stores_settings_that_failed(
     code, out, _err = setup_cli(
         capsys, config, "--db", "Smile Dental", *smtp_flags(smtp_server), "--save", "--force"
     )
-    row = read_row(practice_url)
+    row, _unreadable = read_saved(practice_url, host_secrets())
     assert code == exit_codes.OK
     assert row is not None
     assert row["smtp_password"] == WRONG_PASSWORD

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.mail import redact
 from actors.mail.sender import OutgoingMessage, SendOutcome
 from actors.mail.settings import EmailSettings
 from actors.mail.sms import (
@@ -353,15 +354,22 @@ def test_http_4xx_fails_with_the_gateways_words(gateway: GatewayServer) -> None:
     )
 
 
-def test_http_4xx_that_echoes_the_secret_has_it_masked(gateway: GatewayServer) -> None:
+def test_http_4xx_that_echoes_the_secret_is_withheld_whole(gateway: GatewayServer) -> None:
     token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
     gateway.provider.answer = Answer(
         401, f"bad credentials {PASSWORD} (Basic {token})\nline two".encode(), "text/plain"
     )
     outcome = http_sender(gateway.url()).send(sms(), WireCount())
-    assert outcome == SendOutcome(
-        "failed", "SMS gateway answered 401 Unauthorized: bad credentials *** (Basic ***)"
-    )
+    assert outcome == SendOutcome("failed", f"SMS gateway answered 401 {redact.HIDDEN}")
+
+
+def test_http_4xx_that_echoes_only_the_basic_token_is_withheld_whole(
+    gateway: GatewayServer,
+) -> None:
+    token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    gateway.provider.answer = Answer(401, f"bad header Basic {token}".encode(), "text/plain")
+    outcome = http_sender(gateway.url()).send(sms(), WireCount())
+    assert outcome == SendOutcome("failed", f"SMS gateway answered 401 {redact.HIDDEN}")
 
 
 @pytest.mark.parametrize(

@@ -52,10 +52,10 @@ def test_driver_level_statement_is_complete_t_sql(mssql: Dialect, name: str) -> 
 
 
 def test_newest_check_in_asks_for_the_top_row(mssql: Dialect) -> None:
-    params = {"server_id": "S", "pattern": "S (%"}
+    params = {"server_id": "S"}  # server_name is the server_id (service_instance beside it)
     sql, values = driver_form("checkin.newest_ok", mssql, params)
     assert "TOP 1 " in sql
-    assert values == ("S", "S (%")
+    assert values == ("S",)
 
 
 def _dateadd_amounts(days: float, mssql: Dialect) -> list[int]:

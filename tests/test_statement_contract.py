@@ -303,6 +303,12 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
         1,
         "a column's server default in the table DDL (text('0')), not a statement",
     ),
+    ("supervisor/sqlite_status.py", "<module>"): (
+        3,
+        "status --db on a SQLite folder reads through the sqlite3 module so that the "
+        "command never imports SQLAlchemy (issue 12 item 8): three fixed read-only SELECTs, "
+        "SQLite only; tests/test_sqlite_status.py checks they agree with the regular path",
+    ),
     ("actors/schema_upgrade.py", "add_column_sql"): (
         1,
         "ALTER TABLE … ADD from SQLAlchemy's CreateColumn per dialect (DDL without "

@@ -21,8 +21,15 @@ INTERVAL = timedelta(seconds=15)
 GRACE = timedelta(seconds=15)
 
 
-def checkin(at: datetime, *, ok: bool = True, summary: str = "", server: str = "SRV1") -> CheckIn:
-    return CheckIn(at, at + INTERVAL, ok, summary, server)
+def checkin(
+    at: datetime,
+    *,
+    ok: bool = True,
+    summary: str = "",
+    server: str = "SRV1",
+    instance: str | None = None,
+) -> CheckIn:
+    return CheckIn(at, at + INTERVAL, ok, summary, server, instance)
 
 
 def test_no_checkin_is_not_available() -> None:
@@ -110,30 +117,60 @@ def test_durations_read_like_people_write_them() -> None:
     assert describe_duration(timedelta(0)) == "0 s"
 
 
-A = "SRV1 (host-a pid 100)"
-B = "SRV1 (host-b pid 200)"
+A = "host-a pid 100 start 0a0a0a0a"
+B = "host-b pid 200 start 0b0b0b0b"
+A_WHO = f"SRV1 ({A})"
+B_WHO = f"SRV1 ({B})"
 
 
 def test_a_restart_of_the_same_server_is_not_two_services() -> None:
-    rows = [checkin(T0 + timedelta(seconds=s), server=n) for s, n in [(0, A), (15, A), (20, B)]]
+    rows = [checkin(T0 + timedelta(seconds=s), instance=n) for s, n in [(0, A), (15, A), (20, B)]]
     status = status_of(rows[::-1], T0 + timedelta(seconds=21), GRACE)
     assert status.running
 
 
+@given(
+    gaps=st.lists(st.floats(0.0, 60.0), min_size=1, max_size=4),
+    jitter=st.floats(0.0, 14.9),
+)
+def test_restarts_never_show_two_services_at_any_checkin(gaps: list[float], jitter: float) -> None:
+    # Each start checks in every interval until the next start (a restart after a gap of
+    # `gap` seconds, quick or slow); the contract's server_name is the same server_id.
+    times: list[tuple[float, str]] = []
+    at = 0.0
+    for n, gap in enumerate([*gaps, 0.0]):
+        for k in range(4):
+            times.append((at + 15.0 * k, f"host-a pid {n} start {n:08x}"))
+        at += 15.0 * 3 + jitter + gap
+    rows: list[CheckIn] = []
+    for moment, instance in times:
+        rows.insert(0, checkin(T0 + timedelta(seconds=moment), instance=instance))
+        status = status_of(rows[:10], rows[0].checked_in_at, GRACE)
+        assert status.two_services == (), moment
+
+
 @given(offset=st.floats(0.1, 14.9))
-def test_two_processes_of_one_server_id_stay_not_available_at_every_checkin(
+def test_two_starts_of_one_server_id_stay_not_available_at_every_checkin(
     offset: float,
 ) -> None:
     # A checks in every interval; B, the same server_id elsewhere, starts later. From
-    # the check-in after B's first one, every check-in either writes shows both names.
+    # the check-in after B's first one, every check-in either writes shows both.
     times = sorted(
         [(15.0 * k, A) for k in range(8)] + [(15.0 * k + offset, B) for k in range(1, 8)]
     )
     rows: list[CheckIn] = []
     seen_b = 0
-    for at, name in times:
-        rows.insert(0, checkin(T0 + timedelta(seconds=at), server=name))
+    for at, instance in times:
+        rows.insert(0, checkin(T0 + timedelta(seconds=at), instance=instance))
         if seen_b:
             status = status_of(rows[:10], rows[0].checked_in_at, GRACE)
-            assert (status.running, status.two_services) == (False, (A, B)), at
-        seen_b += name == B
+            assert (status.running, status.two_services) == (False, (A_WHO, B_WHO)), at
+        seen_b += instance == B
+
+
+def test_two_server_names_are_two_services_whatever_their_instances() -> None:
+    rows = [
+        checkin(T0, server="SRV2", instance=B),
+        checkin(T0 - timedelta(seconds=7), server="SRV1", instance=A),
+    ]
+    assert status_of(rows, T0, GRACE).two_services == ("SRV1", "SRV2")

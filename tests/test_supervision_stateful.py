@@ -19,11 +19,14 @@ tree has settled, it checks:
 - every child that crashed was restarted, or its restart is still due (one live
   watchdog and one live command reader otherwise);
 - every command row is handled exactly once: no command id has two ``RestartRequested``,
-  and a row marked handled has its one.
+  and a row marked handled has its one;
+- no restart is caused by a pause of the whole process: only a mailbox that was really
+  stuck (held in its self-test) is ever called hung, and a pause the watchdog must see
+  as one (longer than its period plus a quarter of the limit) calls none hung.
 
-The whole process pausing (SIGSTOP, a paused VM) is the ``pause_whole_process`` rule,
-off until the pause rule (issue 12, item 2) is in: turn on ``PAUSE_RULE_READY`` and add
-"no restart is caused by a pause" then.
+The whole process pausing (SIGSTOP, then SIGCONT: a paused VM) is the
+``pause_whole_process`` rule: the fake clock jumps for every actor at once with no timer
+firing, then every timer that fell due fires, late, at the new time.
 
 Bugs it found are kept below as small named regression tests. While a bug is open its
 test is marked ``xfail(strict)`` and the machine steers around it with a guard that
@@ -83,6 +86,7 @@ from events.types import (
     ServiceStarted,
     db_of,
 )
+from supervisor.hang_rule import PAUSE_FRACTION
 from supervisor.restart_policy import RestartPolicy
 from supervisor.supervisor_actor import Served
 from tests.tree_harness import CHECKIN, HANG_AFTER, Harness
@@ -112,11 +116,19 @@ BURST_MESSAGE = "mailboxes failed at once; the process must restart"
 CHILD_GAVE_UP = "times within 60 s; the process must restart"
 
 CHILDREN = {"watchdog": WatchdogActor, "commands": CommandReaderActor}
-"""The supervisor's children in this tree (the service adds the projector, the scheduler's
-thread and the HTTP server; ``tests/test_child_supervision.py`` crashes those for real)."""
+"""The supervisor's children in this tree (the service adds the projector, the log keeper,
+the scheduler's thread and the HTTP server; ``tests/test_child_supervision.py`` crashes
+those for real)."""
 
-PAUSE_RULE_READY = False
-"""Whether the process-pause rule runs (see the module's docstring)."""
+WATCHDOG_PERIOD = 5.0
+"""The harness's watchdog tick (``tests.tree_harness``)."""
+
+SEEN_PAUSE = WATCHDOG_PERIOD + HANG_AFTER * PAUSE_FRACTION
+"""A pause longer than this is one the watchdog must notice (``hang_rule.was_paused``):
+its next tick comes at least this late."""
+
+PAUSES = (10.0, 20.0, HANG_AFTER + 5.0, 3 * HANG_AFTER)
+"""Pauses shorter and longer than ``SEEN_PAUSE``, and longer than the hang limit."""
 
 
 # --- settling the tree --------------------------------------------------------------
@@ -377,6 +389,8 @@ class SupervisionTree(RuleBasedStateMachine):
         self.fake_ids = 10**6  # command ids of requests told straight to the supervisor
         self.starting = False  # a process is starting: its first settle is under way
         self.after_burst = False  # this process was started because of a crash burst
+        self.ever_held: set[str] = set()  # "db#incarnation" of every self-test ever held
+        self.pause_steps: list[tuple[int, int]] = []  # seqs logged during a seen pause
         self.files.clear_commands()
 
     # --- set-up and teardown ---------------------------------------------------------
@@ -418,6 +432,7 @@ class SupervisionTree(RuleBasedStateMachine):
 
     def _settle(self) -> None:
         settle(self.h)
+        self.ever_held |= set(self.h.held)
         if self.h.fatal and all(CHILD_GAVE_UP in f for f in self.h.fatal):
             note(f"fatal: {self.h.fatal}; the process restarts")  # a child kept crashing
             self._restart_process()
@@ -587,13 +602,19 @@ class SupervisionTree(RuleBasedStateMachine):
                 ref.tell(ProxyCall(attr_path=("tick",), args=("boom",), kwargs={}))
         self._settle()
 
-    @precondition(lambda self: PAUSE_RULE_READY)
-    @rule(seconds=st.sampled_from([HANG_AFTER + 5.0, 3 * HANG_AFTER]))
+    @rule(seconds=st.sampled_from(PAUSES))
     def pause_whole_process(self, seconds: float) -> None:
         """Every thread stops for ``seconds`` (SIGSTOP, then SIGCONT): the clock jumps
-        with nobody running, then everything wakes equally late."""
-        self.h.scheduler.advance(seconds)
+        with nobody running and no timer firing; then everything wakes equally late,
+        every timer that fell due meanwhile fires at once, at the new time."""
+        event(f"pause {seconds:.0f} s")
+        settle(self.h)
+        self.ever_held |= set(self.h.held)
+        first = self.h.store.last_seq() + 1
+        self.h.clock.advance(seconds)
         self._settle()
+        if seconds > SEEN_PAUSE:
+            self.pause_steps.append((first, self.h.store.last_seq()))
 
     @rule(
         name=st.sampled_from(NAMES),
@@ -729,6 +750,18 @@ class SupervisionTree(RuleBasedStateMachine):
                     assert logged.get((db, command_id)) == 1, (
                         f"{db}: row {command_id} handled without its RestartRequested"
                     )
+
+    @invariant()
+    def no_restart_is_caused_by_a_pause(self) -> None:
+        for r in read_all(self.h.store):
+            e = r.event
+            if not isinstance(e, CheckInMissed):
+                continue
+            assert f"{db_of(r.stream)}#{e.incarnation}" in self.ever_held, (
+                f"a mailbox that was never stuck was called hung: {_at(r)}"
+            )
+            during = [(a, b) for a, b in self.pause_steps if a <= r.seq <= b]
+            assert during == [], f"called hung by a pause of the whole process: {_at(r)}"
 
 
 def test_the_supervision_tree_keeps_its_invariants(practice_files: PracticeFiles) -> None:

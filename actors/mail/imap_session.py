@@ -26,6 +26,7 @@ answers gives "no answer from HOST:PORT in N s".
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import math
@@ -44,9 +45,9 @@ from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
-from actors.mail import sign_in_words
+from actors.mail import redact, sign_in_words
 from actors.mail.oauth import OAuthError, TokenSource
-from actors.mail.settings import EmailSettings
+from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from config.settings import MailSettings
 from events.clock import Clock, SystemClock
 
@@ -98,13 +99,18 @@ def plain_reason(
     in_time = "in time" if timeout is None else f"in {timeout:g} s"
     if isinstance(exc, ImapError):
         return str(exc)
-    if isinstance(exc, (LoginError, imaplib.IMAP4.error)):
-        said = sign_in_words.one_line(_first_line(exc))
-        advice = sign_in_words.words_for(said, settings, "imap")
+    if isinstance(exc, LoginError):
+        reason = f"wrong user name or password for {settings.imap_username!r} on {where}"
+        said = login_reply(exc, settings)
+        advice = sign_in_words.words_for(said, settings, "imap") if said else ""
         if advice:  # a sign-in failure the server named: plain words, its words kept
             return f"{advice} (the server said: {said})"
-    if isinstance(exc, LoginError):
-        return f"wrong user name or password for {settings.imap_username!r} on {where}"
+        return f"{reason} (the server said: {said})" if said else reason
+    if isinstance(exc, imaplib.IMAP4.error):  # after log-in: no secret in the exchange
+        said = sign_in_words.one_line(_first_line(exc))
+        advice = sign_in_words.words_for(said, settings, "imap")
+        if advice:
+            return f"{advice} (the server said: {said})"
     if isinstance(exc, CapabilityError):
         return f"the IMAP server at {where} does not offer {_first_line(exc)}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -135,6 +141,23 @@ def plain_reason(
     if isinstance(exc, OSError):
         return f"cannot reach {where} ({exc.strerror or _first_line(exc)})"
     return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+_BYTES_REPR = re.compile(r"b(['\"]).*\1")
+
+
+def login_reply(exc: LoginError, settings: EmailSettings, extra: Sequence[str] = ()) -> str:
+    """Return the server's reply to LOGIN/AUTHENTICATE in ``exc`` as ``redact.auth_reply``
+    allows (its response code, and its words when they hold none of the settings' secrets
+    nor ``extra``, such as the access token sent), or "". Pure."""
+    text = str(exc).strip()
+    if _BYTES_REPR.fullmatch(text):  # imaplib's error carries the reply's bytes, repr'd
+        with contextlib.suppress(ValueError, SyntaxError):
+            reply = ast.literal_eval(text)
+            if isinstance(reply, bytes):
+                text = reply.decode("utf-8", "replace")
+    secrets = [*(getattr(settings, name) for name in sorted(SECRET_FIELDS)), *extra]
+    return redact.auth_reply(text, secrets) if text.strip() else ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -305,7 +328,7 @@ class ImapSession:
                 if settings.imap_auth == "oauth2":
                     sign_in(client, settings, tokens)
                 else:
-                    client.login(settings.imap_username, settings.imap_password)
+                    _login(client, settings)
                 selected = client.select_folder(settings.imap_folder, readonly=readonly)
         except BaseException:
             _shutdown(client)
@@ -570,6 +593,18 @@ def _translating(
     progress.beat()
 
 
+def _login(client: IMAPClient, settings: EmailSettings) -> None:
+    """LOGIN; a user name or password beyond ASCII is an ``ImapError`` that names no
+    letter of it (imaplib's own error would quote one)."""
+    try:
+        client.login(settings.imap_username, settings.imap_password)
+    except UnicodeEncodeError:
+        raise ImapError(
+            "the user name or password has a letter beyond ASCII, which IMAP LOGIN cannot "
+            "send; use a password of ASCII letters, digits and signs"
+        ) from None
+
+
 def _shutdown(client: IMAPClient) -> None:
     with contextlib.suppress(Exception):
         client.shutdown()
@@ -639,9 +674,10 @@ def sign_in(client: IMAPClient, settings: EmailSettings, tokens: TokenSource | N
         except LoginError as exc:
             tokens.refused(token)
             if attempt == 1:
+                said = login_reply(exc, settings, (token,))
                 raise ImapError(
-                    f"the IMAP server at {where} refused the sign-in of {tokens.user!r} "
-                    f"({_first_line(exc)})"
+                    f"the IMAP server at {where} refused the sign-in of {tokens.user!r}"
+                    + (f" ({said})" if said else "")
                 ) from None
 
 

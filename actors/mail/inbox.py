@@ -67,6 +67,7 @@ from sqlalchemy import (
     update,
 )
 
+from actors.mail import raw_blob
 from actors.mail.imap_session import FetchedMessage, ImapSession
 from actors.mail.parse import (
     PROBLEM_MAX,
@@ -458,8 +459,12 @@ class Inbox:
                 for r in rows
             ]
             if rows:
-                conn.execute(_INSERT_ROWS, [f.row for f in fitted])
+                # A large raw is written in pieces after the insert (actors.mail.raw_blob).
+                to_insert, held = raw_blob.held_back(conn, [f.row for f in fitted])
+                conn.execute(_INSERT_ROWS, to_insert)
                 row_ids = self._row_ids(conn, [r.parsed.message_id for r in rows])
+                for position, raw in held.items():
+                    raw_blob.write_raw(conn, row_ids[rows[position].parsed.message_id], raw)
                 received = [
                     MessageReceived(
                         self._incarnation,

@@ -373,6 +373,7 @@ class Outbox:
         self._replied: list[_Replied] = []
         self._stored: list[Event] = []  # events of committed outcomes, not yet emitted
         self._refused_in_claim = 0  # rows the last claim failed as written (RowProblem)
+        self._refused_rows: list[tuple[RowProblem, str]] = []  # (problem, channel), committed
         self.held = ""
         """Why the outbox is holding mail right now ("" when it is not): read it for the
         self-test's diagnostics (sending off, a bad send window, outside the window,
@@ -584,6 +585,7 @@ class Outbox:
             claimed: list[_Claimed] = []
             new_ids: list[dict[str, Any]] = []
             refused: list[Event] = []
+            problems: list[tuple[RowProblem, str]] = []
             for row_id in row_ids:
                 row = rows.get(row_id)
                 if row is None:
@@ -591,6 +593,7 @@ class Outbox:
                 item = read_outbox_row(dict(row))
                 if isinstance(item, RowProblem):
                     refused.append(self._refuse(conn, row_id, item))
+                    problems.append((item, str(row.get("channel") or "email").strip().lower()))
                     continue
                 for note in item.notes:
                     log.info("outbox row %s: %s", row_id, note)
@@ -606,8 +609,15 @@ class Outbox:
             if new_ids:
                 conn.execute(_SET_MESSAGE_ID, new_ids)
         self._stored += refused  # committed: emitted with the batch's other events
+        self._refused_rows += problems
         self._refused_in_claim = len(refused)
         return claimed
+
+    def take_refused(self) -> list[tuple[RowProblem, str]]:
+        """The rows failed as written since the last call (each with its channel), for the
+        check-in's warning lines (``actors.mail.work``)."""
+        taken, self._refused_rows = self._refused_rows, []
+        return taken
 
     def _refuse(self, conn: Connection, row_id: int, problem: RowProblem) -> Event:
         """Fail a claimed row that cannot be sent as written (in the claim's transaction);

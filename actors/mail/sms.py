@@ -49,6 +49,7 @@ from urllib.parse import urlencode, urlsplit
 
 import phonenumbers
 
+from actors.mail import redact
 from actors.mail.phone import PhoneNumberError, check_region, to_e164
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome, ServerHealth
 from actors.mail.settings import EmailSettings
@@ -269,11 +270,23 @@ def build_http_request(
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` on one line, each non-empty secret replaced by ``***``. Pure."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """Return ``text`` on one line, its words as they are. Pure.
+
+    Nothing is replaced (a mark where a password was would show where it is: see
+    ``actors.mail.redact``): what the gateway said goes through ``answered`` or
+    ``redact.auth_reply`` first, since every request to it carries the credentials."""
+    del secrets
     return _CONTROL.sub(" ", text).strip()
+
+
+def answered(status: int, reason: str, words: str, secrets: Iterable[str]) -> str:
+    """Return "SMS gateway answered STATUS REASON: WORDS", the gateway's part (reason and
+    words) kept only as ``redact.auth_reply`` allows: every request carries the
+    practice's credentials, so any answer could echo them. Pure."""
+    said = f"{status} {reason}".rstrip()
+    if words:
+        said = f"{said}: {words}"
+    return f"SMS gateway answered {redact.auth_reply(said, secrets, MAX_DETAIL)}"
 
 
 def gateway_words(body: bytes, content_type: str) -> str:
@@ -316,7 +329,7 @@ def outcome_for_response(
 
     2xx ``sent``; 429 and 5xx ``retry``; anything else (4xx, and 1xx/3xx, which a REST SMS
     API does not answer a POST with) ``failed``. ``detail`` is the status and the gateway's
-    words, at most ``MAX_DETAIL`` characters, with every secret replaced by ``***``.
+    words, at most ``MAX_DETAIL`` characters (``answered``: withheld when they hold a secret).
     ``server`` is ``fault`` for 5xx and for 401/403 (the gateway is failing, or refuses the
     practice's account: every text would get the same answer), else ``ok`` (an answer
     about this text, such as a number it cannot reach, or 429 to slow down).
@@ -325,23 +338,20 @@ def outcome_for_response(
         return SendOutcome("sent", server="ok")
     server: ServerHealth = "fault" if status >= 500 or status in (401, 403) else "ok"
     words = gateway_words(body, content_type)
-    detail = f"SMS gateway answered {status} {reason}".rstrip()
-    if words:
-        detail = f"{detail}: {words}"
-    detail = scrub(detail, secrets)[:MAX_DETAIL]
+    detail = answered(status, reason, words, secrets)[:MAX_DETAIL]
     if status == 429 or 500 <= status < 600:
         return SendOutcome("retry", detail, server=server)
     return SendOutcome("failed", detail, server=server)
 
 
-def probe_verdict(status: int, reason: str, body: bytes, content_type: str) -> str:
+def probe_verdict(
+    status: int, reason: str, body: bytes, content_type: str, secrets: Iterable[str] = ()
+) -> str:
     """Judge the gateway's answer to the self-test's ``HEAD``: "" when it works, else the
     reason in its words. Pure. A 5xx other than 501 (the method not implemented: a POST
     endpoint's usual answer to HEAD) and 401/403 (the practice's account refused) fail."""
     if (status >= 500 and status != 501) or status in (401, 403):
-        words = gateway_words(body, content_type)
-        detail = f"SMS gateway answered {status} {reason}".rstrip()
-        return f"{detail}: {words}" if words else detail
+        return answered(status, reason, gateway_words(body, content_type), secrets)
     return ""
 
 
@@ -369,10 +379,12 @@ def probe_gateway(
         answer = conn.getresponse()
         body = answer.read(MAX_ANSWER_BYTES)
         verdict = probe_verdict(
-            answer.status, answer.reason, body, answer.getheader("Content-Type", "")
+            answer.status, answer.reason, body, answer.getheader("Content-Type", ""), secrets
         )
     except (OSError, http.client.HTTPException) as exc:
         words = f"timed out after {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+        if isinstance(exc, http.client.HTTPException):  # the gateway's own bytes
+            words = redact.auth_reply(words, secrets, MAX_DETAIL)
         verdict = f"cannot reach the SMS gateway {gateway.host}: {words or type(exc).__name__}"
     finally:
         conn.close()
@@ -527,6 +539,8 @@ class HttpSmsSender:
         words = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             words = f"timed out after {self._timeout:g} s"
+        elif isinstance(exc, http.client.HTTPException):  # the gateway's own bytes
+            words = redact.auth_reply(words, self._secrets, MAX_DETAIL)
         return scrub(words, self._secrets)[:MAX_DETAIL]
 
 

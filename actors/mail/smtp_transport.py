@@ -24,7 +24,10 @@ and every later ``send`` before ``close()`` gets the same answer without another
 so a dead server costs one timeout per batch, not one per message.
 
 ``probe`` is the self-test: connect, EHLO, STARTTLS/TLS, AUTH, RSET, QUIT, no mail sent;
-it returns ok or a one-line reason in plain words. No text made here holds a password.
+it returns ok or a one-line reason in plain words. No text made here holds a password:
+the reply to AUTH, the one exchange that carries it, is kept only as ``redact.auth_reply``
+allows (its codes, and its words when they hold no secret in any form); every other text
+is shown as it is, never rewritten word by word (``actors.mail.redact``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors import progress
-from actors.mail import compose, sign_in_words
+from actors.mail import compose, redact, sign_in_words
 from actors.mail.oauth import OAuthError, TokenSource, smtp_authobject
 from actors.mail.sender import (
     OutcomeKind,
@@ -48,7 +51,7 @@ from actors.mail.sender import (
     SendOutcome,
     ServerHealth,
 )
-from actors.mail.settings import EmailSettings
+from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from events.clock import Clock
 
 _CHUNK = 64 * 1024
@@ -120,12 +123,21 @@ def dot_stuff(data: bytes) -> bytes:
 
 
 def scrub(text: str, settings: EmailSettings) -> str:
-    """Return ``text`` on one line, without the password, at most 500 characters."""
-    line = " ".join(text.split())
-    for secret in (settings.smtp_password, settings.sms_password, settings.imap_password):
-        if secret:
-            line = line.replace(secret, "***")
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 3] + "..."
+    """Return ``text`` on one line, at most 500 characters, its words as they are.
+
+    Nothing is replaced: a password's every occurrence replaced by a mark would show the
+    reader where it is (``actors.mail.redact``). Text that could hold a secret, a reply to
+    AUTH, goes through ``redact.auth_reply`` before it gets here. ``settings`` is kept for
+    the callers."""
+    del settings
+    return redact.one_line(text, _MAX_DETAIL)
+
+
+def secrets_of(settings: EmailSettings) -> tuple[str, ...]:
+    """The secrets an authentication reply must not be shown with: every secret column
+    (``SECRET_FIELDS``). An access token made from them belongs here too."""
+    found = (getattr(settings, name) for name in sorted(SECRET_FIELDS))
+    return tuple(s for s in found if isinstance(s, str) and s)
 
 
 def _words(code: int, message: bytes | str) -> str:
@@ -144,7 +156,7 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
     elif isinstance(exc, ssl.SSLError):
         reason = f"TLS failed with {where} ({exc.reason or exc}); check smtp_security and port"
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
-        said = _words(exc.smtp_code, exc.smtp_error)
+        said = redact.auth_reply(_words(exc.smtp_code, exc.smtp_error), secrets_of(settings))
         advice = sign_in_words.words_for(said, settings, "smtp")
         reason = f"{advice or 'wrong user name or password'} (the server said: {said})"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -227,6 +239,13 @@ def open_connection(
             sign_in(connection, settings, tokens)
         elif settings.smtp_username and settings.smtp_auth == "password":
             connection.login(settings.smtp_username, settings.smtp_password)
+    except UnicodeEncodeError:
+        # smtplib sends AUTH in ASCII; its error would quote a letter of the password.
+        connection.close()
+        raise _SetupError(
+            "the user name or password has a letter beyond ASCII, which SMTP log-in "
+            "(AUTH PLAIN/LOGIN) cannot send; use a password of ASCII letters, digits and signs"
+        ) from None
     except BaseException:
         connection.close()
         raise
@@ -262,7 +281,9 @@ def sign_in(connection: smtplib.SMTP, settings: EmailSettings, tokens: TokenSour
         except smtplib.SMTPAuthenticationError as exc:
             tokens.refused(token)
             if attempt == 1:
-                said = _words(exc.smtp_code, exc.smtp_error)
+                said = redact.auth_reply(
+                    _words(exc.smtp_code, exc.smtp_error), (*secrets_of(settings), token)
+                )
                 raise _SetupError(
                     f"the mail server at {where} refused the sign-in of {tokens.user} "
                     f"(the server said: {said})"

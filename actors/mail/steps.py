@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from actors.checkin_writer import CheckInWriter
 from actors.mail.work import MailWork
-from actors.selftest import SelfTestResult
+from actors.selftest import SelfTestResult, faults
 from events.projections.health import DbHealth, HealthStatus
 from events.types import Diagnostic
 
@@ -45,18 +45,17 @@ class CheckInStep:
         self._incarnation = incarnation
 
     def report(self, result: SelfTestResult) -> tuple[Diagnostic, ...]:
-        if any(d.component == "database" for d in result.diagnostics):
+        failed = faults(result.diagnostics)
+        if any(d.component == "database" for d in failed):
             self._writer.unreachable()
             return ()
-        failed = any(d.level == "error" for d in result.diagnostics)
         health = (
             DbHealth(HealthStatus.FAILING, last_failure=result.diagnostics)
             if failed
             else DbHealth(HealthStatus.RUNNING)
         )
-        # Warnings alone (a sign-in that expires soon): an ok check-in that carries them.
-        notes = () if failed else result.diagnostics
-        if self._writer.write(health, incarnation=self._incarnation, notes=notes):
+        warnings = () if failed else result.diagnostics  # a failure's lines hold them
+        if self._writer.write(health, incarnation=self._incarnation, warnings=warnings):
             return ()
         message = f"the practice database does not answer: {self._writer.last_error}"
         if self._writer.server_full:  # the server's slots, not this database: say only that

@@ -43,7 +43,9 @@ from actors.mail.oauth import (
     save_refresh_token,
 )
 from actors.mail.outbox import Outbox
+from actors.mail.outbox_row import RowProblem
 from actors.mail.probe_policy import ProbeState, after_check, decide_probe
+from actors.mail.refused_rows import parked_lines, refused_lines
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
 from actors.mail.sign_in_expiry import expiry_diagnostic
@@ -56,9 +58,11 @@ from actors.mail.sms import (
     sms_sender_for,
 )
 from actors.mail.smtp_transport import SmtpSender
+from actors.mail.stored_secrets import NO_KEYS, Secrets, SecretUnreadable
 from actors.practice_schema import email_messages
 from actors.statements import constant, statement
 from config import MailSettings
+from config.secret_box import SecretError
 from config.settings import OAuthSettings
 from events.clock import Clock
 from events.types import (
@@ -66,6 +70,7 @@ from events.types import (
     Event,
     InboxConnectionLost,
     MessageDeliveryUncertain,
+    MessageParked,
     MessageReceived,
 )
 
@@ -180,6 +185,8 @@ class MailDeps:
     local_zone: tzinfo
     report_depth: Callable[[str, int], None] = lambda _db, _n: None
     tokens: TokenSources | None = None  # OAuth 2.0 access tokens, shared by the process
+    secrets: Secrets = NO_KEYS
+    """Decrypts the secret columns with the host's key file (``service.key_file``)."""
 
 
 class MailWork:
@@ -209,6 +216,7 @@ class MailWork:
         self._deps = deps
         self._settings: EmailSettings | None = None
         self._settings_error = ""
+        self._secret_error: SecretUnreadable | None = None
         self._outbox: Outbox | None = None
         self._senders: dict[str, Sender] = {}
         self._sms_error = ""
@@ -221,6 +229,8 @@ class MailWork:
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
         self._last_depth = 0
+        self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
+        self._parked: list[MessageParked] = []  # imports parked since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
         self._tokens = deps.tokens or TokenSources(
             OAuthEndpoints(OAuthSettings(), deps.mail.io_timeout_seconds), clock
@@ -233,20 +243,30 @@ class MailWork:
         """Read ``email_settings`` again; rebuild the senders and the inbox if it changed.
 
         A database that does not answer keeps the settings as they were (the database's
-        own self-test reports it); a row that cannot be used is a diagnostic.
+        own self-test reports it); a row that cannot be used is a diagnostic. So is a
+        secret that cannot be decrypted (no key, another host's key, altered): the
+        database is not set up until it is entered again or the key file restored.
         """
         try:
             # Twice a minute: compiling it again costs less than keeping it compiled in
             # each of a thousand engines' SQL caches. One row: no transaction around it.
             with practice_db.one_read(self._engine()) as conn:
                 settings = read_settings_plain(conn)
+            if settings is not None:
+                settings = self._deps.secrets.open(settings, self._db)
         except EmailSettingsError as exc:
             self._settings_error = str(exc)
+            self._secret_error = None
+            settings = None
+        except SecretUnreadable as exc:
+            self._settings_error = ""
+            self._secret_error = exc
             settings = None
         except SQLAlchemyError:
             return
         else:
             self._settings_error = ""
+            self._secret_error = None
         if settings == self._settings:
             return
         if self._own_rotation(settings):
@@ -267,10 +287,17 @@ class MailWork:
         )
 
     def _save_refresh_token(self, token: str) -> None:
-        """Save a refresh token the provider replaced (the old one stops working)."""
+        """Save a refresh token the provider replaced (the old one stops working),
+        encrypted; as plain text only when this host has no usable key (the replaced token
+        was read, so it was plain too, and losing the new one would end the sign-in)."""
+        try:
+            stored = self._deps.secrets.encrypt_for_storage("oauth_refresh_token", token)
+        except SecretError as exc:
+            log.warning("%s: the new OAuth refresh token is saved unencrypted: %s", self._db, exc)
+            stored = token
         try:
             with self._engine().begin() as conn:
-                save_refresh_token(conn, token)
+                save_refresh_token(conn, stored)
         except SQLAlchemyError as exc:
             # The source keeps the new token and saves again at its next rotation.
             log.warning(
@@ -372,6 +399,7 @@ class MailWork:
             self._recovered = True
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
+        self._refused += self._outbox.take_refused()
         full = handled >= batch or self._outbox.yielded  # more is due: again at once
         if handled or self._outbox.held or self._last_depth:
             self._report_depth()  # else nothing was waiting and nothing is: still 0
@@ -455,6 +483,8 @@ class MailWork:
         for event in events:
             if isinstance(event, MessageReceived):
                 self._traffic("imap", ok=True)
+            elif isinstance(event, MessageParked):
+                self._parked.append(event)
 
     def _sent(self, component: str, outcome: SendOutcome) -> None:
         """What one attempt said about its server (``_Watched``): the server answered
@@ -480,7 +510,18 @@ class MailWork:
 
     def check(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         """Check each enabled component now if the probe policy says so; return what was
-        checked and what is wrong (the last known outcome for those not probed now)."""
+        checked and what is wrong (the last known outcome for those not probed now), then
+        a warning line for each outbox row refused as written since the last check
+        (``actors.mail.refused_rows``: named, not a fault)."""
+        components, diagnostics = self._check_components()
+        warnings, self._refused = refused_lines(self._refused), []
+        if self._parked:
+            parked, self._parked = self._parked, []
+            subjects = self._subjects([e.row_id for e in parked if e.row_id is not None])
+            warnings += parked_lines([(e, subjects.get(e.row_id or 0, "")) for e in parked])
+        return components, diagnostics + warnings
+
+    def _check_components(self) -> tuple[tuple[str, ...], tuple[Diagnostic, ...]]:
         now = self._clock.monotonic()
         if self._settings_read_at is None or now - self._settings_read_at >= SETTINGS_EVERY:
             self._settings_read_at = now
@@ -489,6 +530,9 @@ class MailWork:
         diagnostics: list[Diagnostic] = []
         if self._settings_error:
             diagnostics.append(Diagnostic("service", "error", self._settings_error))
+        if self._secret_error is not None:
+            unreadable = self._secret_error
+            diagnostics.append(Diagnostic(unreadable.component, "error", str(unreadable)))
         if settings is None:
             return (), tuple(diagnostics)
         components: list[str] = []
@@ -533,6 +577,18 @@ class MailWork:
         if expiry is not None:
             diagnostics.append(expiry)
         return tuple(components), tuple(diagnostics)
+
+    def _subjects(self, row_ids: list[int]) -> dict[int, str]:
+        """The subjects of these rows, for the parked imports' warning lines ({} when the
+        database does not answer: its own self-test says so)."""
+        if not row_ids:
+            return {}
+        try:
+            with self._engine().connect() as conn:
+                found = conn.execute(_subjects_of(row_ids))
+                return {int(i): str(s or "") for i, s in found}
+        except SQLAlchemyError:
+            return {}
 
     def _waiting_without_a_sender(self) -> int:
         """Queued outbox rows of channels nothing can send (0 when the database does not
@@ -623,3 +679,10 @@ def _without_a_sender(channels: list[str]) -> Select[int]:
     m = email_messages
     query = select(func.count()).where(m.c.folder == "outbox", m.c.status == "queued")
     return query.where(m.c.channel.not_in(channels)) if channels else query
+
+
+@statement("work.subjects", [41, 42])
+def _subjects_of(row_ids: list[int]) -> Select[int, str]:
+    """The id and subject of these rows (the parked imports' warning lines)."""
+    m = email_messages
+    return select(m.c.id, m.c.subject).where(m.c.id.in_(row_ids))

@@ -88,16 +88,17 @@ def checkin_of(
     health: DbHealth,
     memory: CheckInMemory,
     now: datetime,
-    notes: tuple[Diagnostic, ...] = (),
+    warnings: tuple[Diagnostic, ...] = (),
 ) -> tuple[CheckInContent, CheckInMemory]:
     """Return the check-in to write at ``now`` and the memory for the next one. Pure.
 
-    ``notes``: warning lines of a passing self-test (a sign-in that expires soon); a running
-    database's check-in carries them and stays ok.
-    """
+    ``warnings``: a passed self-test's warning lines (``SelfTestPassed.warnings``), said in
+    a running database's check-in without failing it: its ``summary`` stays empty (the
+    tooltip is the contract's "operating normally") and its lines name them."""
     if health.status is HealthStatus.RUNNING:
+        said = _lines(warnings)
         if memory.unavailable_since is None:
-            return CheckInContent(True, "", _lines(notes)), memory
+            return CheckInContent(True, "", said), memory
         since = memory.unavailable_since
         line = (
             "info",
@@ -105,7 +106,7 @@ def checkin_of(
             f"Email was not available for {describe_duration(now - since)}, "
             f"from {since:%Y-%m-%d %H:%M:%S} to {now:%Y-%m-%d %H:%M:%S} UTC",
         )
-        return CheckInContent(True, "", (line, *_lines(notes))), CheckInMemory()
+        return CheckInContent(True, "", (line, *said)), CheckInMemory()
     content = _failed(health)
     since = memory.unavailable_since if memory.unavailable_since is not None else now
     return content, CheckInMemory(unavailable_since=since)

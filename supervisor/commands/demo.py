@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Update, update
 
 from actors import practice_db
+from actors.mail.stored_secrets import Secrets
 from actors.practice_schema import (
     SINGLE_ROW_ID,
     email_settings,
@@ -45,6 +46,7 @@ from actors.practice_schema import (
 )
 from actors.statements import statement
 from config import Settings
+from config.key_file import KeyFileError
 from config.settings import HttpSettings
 from supervisor.commands.common import CliError
 from supervisor.commands.serve import configure_logging, prepare_process
@@ -188,11 +190,14 @@ def _configure(values: dict[str, Any]) -> Update:
     return update(email_settings).where(email_settings.c.id == SINGLE_ROW_ID).values(**values)
 
 
-def create_practices(folder: Path, servers: Servers, state: DemoState) -> list[str]:
+def create_practices(
+    folder: Path, servers: Servers, state: DemoState, secrets: Secrets
+) -> list[str]:
     """Create the demo's practice databases (once) and point them at the local servers.
 
     Every start writes the servers' hosts and ports; user names and passwords only the
-    first time, so a password fixed with ``email-service setup`` stays fixed.
+    first time, so a password fixed with ``email-service setup`` stays fixed. Passwords
+    are written encrypted with the demo's key file, as the wizard writes them.
     """
     (folder / "practices").mkdir(parents=True, exist_ok=True)
     for name in PRACTICES:
@@ -223,12 +228,25 @@ def create_practices(folder: Path, servers: Servers, state: DemoState) -> list[s
         engine = practice_db.make_engine(url)
         try:
             with engine.begin() as conn:
-                conn.execute(_configure(values))
+                conn.execute(_configure(secrets.seal_row(values)))
         finally:
             engine.dispose()
         if name not in state.configured:
             state.configured.append(name)
     return list(PRACTICES)
+
+
+def key_file(folder: Path) -> Path:
+    """The demo's key file: in its folder, beside its event log."""
+    return folder / "secret.key"
+
+
+def demo_secrets(folder: Path) -> Secrets:
+    """The demo's ``Secrets`` (its key file is made on the first start)."""
+    try:
+        return Secrets.for_writing(key_file(folder))
+    except KeyFileError as exc:
+        raise CliError(f"cannot create the demo in {folder}: {exc}") from None
 
 
 def queue_samples(folder: Path, names: list[str], state: DemoState, today: date) -> int:
@@ -355,7 +373,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     started: list[Any] = []
     try:
         try:
-            create_practices(folder, servers, state)
+            create_practices(folder, servers, state, demo_secrets(folder))
             queue_samples(folder, names, state, date.today())
             if imap is not None:
                 append_replies(folder, imap, names, state)
@@ -370,13 +388,16 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         config = folder / "service.toml"
         config.write_text(
             "# Written by `email-service demo`: the demo's settings, for the other commands.\n"
-            f'[service]\nevent_store = "{event_store}"\n\n'
+            f'[service]\nevent_store = "{event_store}"\n'
+            f"key_file = {json.dumps(str(key_file(folder)))}\n\n"
             f'[databases]\nserver_url = "{server_url}"\n'
         )
         http, page_note = page_settings(settings, args.listen)
         demo_settings = replace(
             settings,
-            service=replace(settings.service, event_store=event_store),
+            service=replace(
+                settings.service, event_store=event_store, key_file=str(key_file(folder))
+            ),
             databases=replace(settings.databases, server_url=server_url),
             http=http,
         )

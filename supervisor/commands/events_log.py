@@ -43,6 +43,7 @@ from supervisor.commands.common import (
     parse_time,
     print_json,
     print_table,
+    printable,
 )
 
 PROGRESS_FROM = 50_000
@@ -319,15 +320,15 @@ def _print_replay(
 ) -> None:
     scope = f" of database {args.db!r}" if args.db else ""
     until = f" up to {_when(args.until)}" if args.until else ""
-    print(f"Replayed {events:,} events{scope}{until} from {source}")
-    print(f"State after seq {view.last_seq} ({_when(view.last_at)})")
+    say(f"Replayed {events:,} events{scope}{until} from {source}")
+    say(f"State after seq {view.last_seq} ({_when(view.last_at)})")
     if skipped:
         seqs = ", ".join(str(e.seq) for e in skipped)
-        print(f"Skipped {len(skipped)} corrupt record(s): seq {seqs}")
+        say(f"Skipped {len(skipped)} corrupt record(s): seq {seqs}")
     s = view.service
     if s.starts:
         state = "running" if s.running else f"stopping/stopped ({s.stop_reason})"
-        print(
+        say(
             f"Service: {state}; server {s.server_id!r}, version {s.service_version}, "
             f"pid {s.pid}, started {_when(s.started_at)}; {s.starts} start(s) in the log"
         )
@@ -368,17 +369,19 @@ def _print_replay(
             rows,
         )
     else:
-        print("No databases in the log.")
+        say("No databases in the log.")
     for name in _names(view):
         h = view.health.get(name)
         if h is not None and h.last_failure:
-            print(f"\nLast failure of {name} at {_when(h.last_failure_at)}:")
+            print()
+            say(f"Last failure of {name} at {_when(h.last_failure_at)}:")
             for d in h.last_failure:
-                print(f"  [{d.component}] {d.level}: {d.message}")
+                say(f"  [{d.component}] {d.level}: {d.message}")
     if timeline:
-        print(f"\nTimeline (last {len(timeline)} events{scope}):")
+        print()
+        say(f"Timeline (last {len(timeline)} events{scope}):")
         for r in timeline:
-            print("  " + describe(r))
+            say("  " + describe(r))
 
 
 # --- tail ----------------------------------------------------------------------------
@@ -388,7 +391,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
     store = open_event_log(settings)
     stream = stream_for(args.db) if args.db else None
     show: Callable[[Recorded], None] = (
-        (lambda r: print_json_line(as_json(r))) if args.json else (lambda r: print(describe(r)))
+        (lambda r: print_json_line(as_json(r))) if args.json else (lambda r: say(describe(r)))
     )
     try:
         last = store.last_seq()
@@ -414,6 +417,13 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
             return exit_codes.OK
     finally:
         store.close()
+
+
+def say(line: str) -> None:
+    """Print one line for people, control characters (line breaks too) escaped
+    (``printable``): an event's text (a subject, a server's reply, a database's name) never
+    reaches the terminal raw, nor starts a line of its own."""
+    print(printable(line))
 
 
 def print_json_line(value: dict[str, Any]) -> None:

@@ -22,9 +22,21 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Update, func, inspect, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Update,
+    func,
+    inspect,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.sqltypes import NullType
 
+from actors.mail.outbox_row import parse_time
 from actors.practice_db import make_engine
 from actors.practice_schema import email_messages, patients, utcnow
 from actors.statements import constant, statement
@@ -46,6 +58,12 @@ DEFAULT_LIMIT = 50
 MAX_NAME = 200  # email_messages.actioned_by holds 200 characters
 
 _m = email_messages.c
+
+TIME_COLUMNS = frozenset(
+    {"actioned_at", "next_attempt_at", "created_at", "sent_at", "received_at", "wire_at"}
+)
+"""The ``email_messages`` times: practice software may write any text in them (SQLite keeps
+it), so they are read as stored and made sense of by ``_time``."""
 
 LIST_COLUMNS = (
     "id",
@@ -267,10 +285,48 @@ def practice_engine(settings: Settings, name: str, timeout: float) -> Iterator[E
         engine.dispose()
 
 
+def _column(name: str) -> ColumnElement[Any]:
+    """The column to select: a time as the driver returns it (no SQLAlchemy conversion,
+    which raises on text it does not expect), anything else as it is."""
+    column = _m[name]
+    return type_coerce(column, NullType()).label(name) if name in TIME_COLUMNS else column
+
+
+def _read(row: Any) -> dict[str, Any]:
+    """A result row as a dict, each time read leniently (``_time``)."""
+    values = dict(row._mapping)
+    for name in TIME_COLUMNS.intersection(values):
+        values[name] = _time(values[name])
+    return values
+
+
+def _time(value: Any) -> datetime | str | None:
+    """A stored time: a datetime (naive UTC) when it reads as one, the way the outbox reads
+    it (``actors.mail.outbox_row.parse_time``: ISO 8601, day-first dates, RFC 2822, Unix
+    seconds); else its text as stored, so that nothing is hidden and nothing crashes."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_time(value)
+    if parsed is not None:
+        return parsed
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _raw_bytes(value: Any) -> bytes | None:
+    """``raw`` as bytes: text written by practice software is taken as UTF-8."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 def _row(engine: Engine, message_id: int, columns: Sequence[str]) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(_one_row(message_id, tuple(columns))).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else _read(row)
 
 
 def _existing(engine: Engine, db: str, message_id: int, columns: Sequence[str]) -> dict[str, Any]:
@@ -284,8 +340,10 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _when(value: datetime | None) -> str:
-    return local_text(value)
+def _when(value: datetime | str | None) -> str:
+    """A time for people: local time, or the stored text that is not one (escaped by the
+    table)."""
+    return local_text(value) if isinstance(value, datetime) or value is None else value
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -300,7 +358,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     query = _listing(args.folder, args.status or None, args.limit or None)
     counts_query = _status_counts(args.folder)
     with practice_engine(settings, args.db, args.timeout) as engine, engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows = [_read(r) for r in conn.execute(query)]
         counts = {str(status): int(n) for status, n in conn.execute(counts_query)}
     if args.json:
         print_json([_jsonable(r) for r in rows])
@@ -345,7 +403,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with practice_engine(settings, args.db, args.timeout) as engine:
         row = _existing(engine, args.db, args.id, SHOW_COLUMNS)
         with engine.connect() as conn:
-            raw = conn.execute(_raw(args.id)).scalar()
+            raw = _raw_bytes(conn.execute(_raw(args.id)).scalar())
     if args.raw:
         if raw is None:
             raise CliError(
@@ -354,7 +412,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
                 exit_codes.NO_INPUT,
             )
         sys.stdout.flush()
-        sys.stdout.buffer.write(bytes(raw))
+        sys.stdout.buffer.write(raw)
         sys.stdout.buffer.flush()
         return exit_codes.OK
     row["raw_size"] = None if raw is None else len(raw)
@@ -427,7 +485,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
         args,
         after,
         f"Message {args.id} linked to patient {args.patient} by {args.by} at "
-        f"{local_text(after['actioned_at'])}.",
+        f"{_when(after['actioned_at'])}.",
     )
 
 
@@ -505,13 +563,13 @@ def _report(args: argparse.Namespace, row: dict[str, Any], sentence: str) -> int
 
 @statement("mail.row", 41, ("id", "folder", "status"))
 def _one_row(message_id: int, columns: tuple[str, ...]) -> Select[Any]:
-    return select(*(_m[c] for c in columns)).where(_m.id == message_id)
+    return select(*(_column(c) for c in columns)).where(_m.id == message_id)
 
 
 @statement("mail.list", "outbox", "failed", 50)
 def _listing(folder: str, status: str | None, limit: int | None) -> Select[Any]:
     """A folder's messages (of one status), newest first."""
-    query = select(*(_m[c] for c in LIST_COLUMNS)).where(_m.folder == folder)
+    query = select(*(_column(c) for c in LIST_COLUMNS)).where(_m.folder == folder)
     if status is not None:
         query = query.where(_m.status == status)
     query = query.order_by(_m.id.desc())
@@ -530,7 +588,8 @@ def _status_counts(folder: str) -> Select[Any]:
 
 @statement("mail.raw", 41)
 def _raw(message_id: int) -> Select[Any]:
-    return select(_m.raw).where(_m.id == message_id)
+    """``raw`` as stored (text, when the practice software wrote text: ``_raw_bytes``)."""
+    return select(type_coerce(_m.raw, NullType())).where(_m.id == message_id)
 
 
 @statement("mail.move", 41, "outbox", "failed")

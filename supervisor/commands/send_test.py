@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from supervisor import exit_codes
-from supervisor.commands.common import CliError, print_json
+from supervisor.commands.common import CliError, print_json, printable
 from supervisor.commands.databases import add_timeout, practice_database
 from supervisor.discovery import error_line
 from supervisor.setup.answers import AnswerError, check_address
@@ -110,7 +110,8 @@ def run_send_test(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json([_json(outcome)])
     else:
-        print("\n".join(describe(outcome, f"{host}:{row.get('smtp_port')}", args.db)))
+        for line in describe(outcome, f"{host}:{row.get('smtp_port')}", args.db):
+            print(printable(line))  # the server's words and the address, escaped
     return OUTCOME_CODES.get(outcome.state, SEND_FAILED)
 
 

@@ -38,9 +38,11 @@ from actors.mail.settings import (
     SMTP_AUTH_CHOICES,
 )
 from config import Settings
+from config.secret_box import SecretError
 from supervisor import exit_codes
 from supervisor.commands.common import CliError, print_json
 from supervisor.commands.databases import add_timeout, discover_or_fail, practice_database
+from supervisor.commands.key import writing_secrets
 from supervisor.discovery import DatabaseInfo, error_line
 from supervisor.setup.answers import AnswerError, parse_expiry
 from supervisor.setup.checks import CheckResult, ProbeChecker
@@ -49,7 +51,7 @@ from supervisor.setup.overview import first_screen
 from supervisor.setup.prompt import TerminalPrompt, WizardAborted
 from supervisor.setup.providers import provider_keys
 from supervisor.setup.sign_in_flow import ProviderSignIns
-from supervisor.setup.store import read_row, save_settings
+from supervisor.setup.store import read_row, read_saved, save_settings
 from supervisor.setup.wizard import Outcome, Wizard, result_lines, run_unattended
 from supervisor.test_message import (
     describe,
@@ -306,7 +308,10 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
         infos=infos,
         hint="; email-service db init creates it",
     )
-    saved, problems = lenient_settings(read_row(info.url) or {})
+    secrets = writing_secrets(settings)  # the key file is made here when it is missing
+    row, unreadable = read_saved(info.url, secrets)
+    saved, problems = lenient_settings(row or {})
+    problems = unreadable + problems
     flags = flag_values(args)
     try:
         draft = build_draft(saved, flags, args.provider)
@@ -315,7 +320,10 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
     checker = ProbeChecker(settings.mail, oauth=settings.oauth)
 
     def save(new: Any) -> None:
-        save_settings(info.url, new)
+        try:
+            save_settings(info.url, new, secrets)
+        except SecretError as exc:
+            raise CliError(f"{exc}; nothing was saved", exit_codes.CONFIG) from None
 
     screen = first_screen(settings.service, settings.databases.server_url, infos, info)
     if not args.no_input and sys.stdin.isatty():

@@ -5,19 +5,27 @@ tooltip, read from its own check-in tables (so it tells the truth when the servi
 process is down); exit 0 when all are running, 1 otherwise. ``diagnostics`` prints the
 diagnostic log a workstation shows when its indicator is clicked. Times are shown in this
 server's time zone (``supervisor.human_time``); ``--json`` keeps UTC.
+
+``status --db NAME`` on a folder of SQLite practices reads with Python's own ``sqlite3``
+(``supervisor.sqlite_status``: the same rows, the same status function) and never
+imports SQLAlchemy, which would be most of a workstation's wait; any other case, and any
+case that reader does not answer, takes the regular path (discovery, SQLAlchemy).
 """
 
 from __future__ import annotations
 
 import argparse
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Settings
-from supervisor import discovery, exit_codes
+from supervisor import exit_codes, sqlite_status
 from supervisor.commands.common import CliError, print_json, print_table
-from supervisor.discovery import DatabaseInfo
 from supervisor.human_time import local_sentence, local_text
+from supervisor.status_rule import DatabaseStatus
+
+if TYPE_CHECKING:
+    from supervisor.discovery import DatabaseInfo
 
 
 def register(subparsers: Any) -> None:
@@ -45,6 +53,8 @@ def register(subparsers: Any) -> None:
 
 
 def _targets(settings: Settings, name: str | None) -> list[DatabaseInfo]:
+    from supervisor import discovery
+
     try:
         infos = discovery.discover(
             settings.databases.server_url,
@@ -66,11 +76,21 @@ def _targets(settings: Settings, name: str | None) -> list[DatabaseInfo]:
     return eligible
 
 
-def run_status(args: argparse.Namespace, settings: Settings) -> int:
+def read_statuses(settings: Settings, name: str | None) -> list[DatabaseStatus]:
+    """Return the status of each eligible database, or of ``name`` alone."""
+    grace = timedelta(seconds=settings.health.grace_seconds)
+    folder = sqlite_status.sqlite_folder(settings.databases.server_url)
+    if name is not None and folder is not None:
+        view = sqlite_status.read_status(folder, name, grace)
+        if view is not None:
+            return [view]
     from supervisor.workstation_view import read_status
 
-    grace = timedelta(seconds=settings.health.grace_seconds)
-    views = [read_status(i.name, i.url, grace) for i in _targets(settings, args.db)]
+    return [read_status(i.name, i.url, grace) for i in _targets(settings, name)]
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    views = read_statuses(settings, args.db)
     if args.json:
         print_json([v.as_json() for v in views])
     else:

@@ -6,28 +6,48 @@ Routes (CONTRACT.md): ``GET /`` the page, ``GET /api/status``,
 files are served from this package (no CDN: it works offline). A restart request from
 another site is refused (403): browsers send ``Sec-Fetch-Site`` and ``Origin`` with a
 cross-site POST, and a workstation's own page is same-origin.
+
+Before any route runs, a request whose ``Host`` is not one of ``allowed_hosts`` is refused
+(421; ``supervisor.http.hosts``: the defence against DNS rebinding), and so is a POST whose
+``Origin`` names another host (403). Every answer, refusals included, carries
+``SECURITY_HEADERS``: no framing by any page, a content security policy that lets the page
+load only its own files, no MIME sniffing and no referrer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import mask_url
+from supervisor.http import hosts
 from supervisor.http.source import StatusSource, UnknownDatabaseError
 
 T = TypeVar("T")
 
 STATIC = resources.files("supervisor.http").joinpath("static")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The page's own script, style sheet and API only; no inline code; never in a frame."""
+
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class DatabaseStatusOut(BaseModel):
@@ -77,8 +97,15 @@ def _cross_site(request: Request) -> str | None:
     return None
 
 
-def create_app(source: StatusSource) -> FastAPI:
-    """Return the application reading from and acting through ``source``."""
+def create_app(source: StatusSource, allowed_hosts: Iterable[str] | None = None) -> FastAPI:
+    """Return the application reading from and acting through ``source``, answering
+    requests whose ``Host`` is in ``allowed_hosts`` (None: ``hosts.allowed_hosts`` for a
+    loopback listener, that is this machine's names and the loopback names)."""
+    allowed = (
+        hosts.allowed_hosts("127.0.0.1", ())
+        if allowed_hosts is None
+        else frozenset({*(hosts.normalise(name) for name in allowed_hosts), *hosts.LOOPBACK_NAMES})
+    )
     app = FastAPI(
         title="Practice Email Service",
         version="1",
@@ -86,7 +113,27 @@ def create_app(source: StatusSource) -> FastAPI:
         "database. Anyone on the practice network may view and restart; no login.",
         docs_url=None,  # the interactive docs load from a CDN; the page must work offline
         redoc_url=None,
+        responses={
+            421: {
+                "description": "the Host header is not a name of this server (http.allowed_hosts)"
+            }
+        },
     )
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        refused = hosts.refusal(
+            request.method, request.headers.get("host"), request.headers.get("origin"), allowed
+        )
+        if refused is None:
+            response = await call_next(request)
+        else:
+            status, reason = refused
+            response = JSONResponse({"detail": reason}, status_code=status)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:

@@ -1,5 +1,5 @@
 """Writing a replaced refresh token back to the practice database: the one place that
-does (the encryption of secret columns is applied here when it lands)."""
+does. The caller encrypts it first (``Secrets.encrypt_for_storage``, as ``MailWork`` does)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,6 @@ def _save(token: str) -> Update:
 
 
 def save_refresh_token(conn: Connection, token: str) -> None:
-    """Store ``token`` as ``email_settings.oauth_refresh_token`` (row id 1), in the
-    caller's transaction. Plain text for now."""
+    """Store ``token`` (in the form to store: ``enc:v1:...``) as
+    ``email_settings.oauth_refresh_token`` (row id 1), in the caller's transaction."""
     conn.execute(_save(token))
