@@ -52,6 +52,7 @@ from supervisor.setup.sign_in import admin_steps, provider_of, recommended_flow
 from supervisor.setup.sign_in_flow import GoogleBrowserSignIn
 from supervisor.setup.store import read_row
 from supervisor.setup.wizard import Wizard, read_key_file
+from tests.conftest import host_secrets
 from tests.dovecot import Dovecot
 from tests.mail_helpers import mail_settings
 from tests.oauth_servers import GOOGLE_MAIL_SCOPE, TENANT, OAuthAuthority, oauth_endpoints
@@ -260,9 +261,13 @@ def _servers_and_test(
     term.answer("Send a test message to another address (empty: none):", "")
 
 
-def _stored(value: object, plain: str) -> bool:
-    """The secret column holds ``plain``: as it is, or encrypted (``enc:v1:``)."""
-    return value == plain or (isinstance(value, str) and value.startswith("enc:v1:"))
+def _stored(row: Mapping[str, Any], column: str, plain: str) -> bool:
+    """``column`` holds ``plain`` in the encrypted form (``enc:v1:``, the host's key)."""
+    value = row[column]
+    if not (isinstance(value, str) and value.startswith("enc:v1:")):
+        return False
+    opened, problems = host_secrets().open_row({column: value})
+    return not problems and opened[column] == plain
 
 
 # --- in a terminal ----------------------------------------------------------------------------
@@ -306,7 +311,7 @@ def test_a_microsoft_app_only_set_up_in_a_terminal_passes_and_is_saved(
         APP_ID,
         ADDRESS,
     )
-    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert _stored(row, "oauth_client_secret", APP_SECRET)
     assert str(row["oauth_expires_at"]).startswith("2027-06-30 23:59")
     assert APP_SECRET not in transcript
 
@@ -353,7 +358,7 @@ def test_a_refused_client_secret_is_explained_and_corrected_in_the_sign_in_part(
     row = read_row(url)
     assert status == 0, transcript
     assert row is not None
-    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert _stored(row, "oauth_client_secret", APP_SECRET)
     assert wrong not in transcript
     assert APP_SECRET not in transcript
 
@@ -388,7 +393,7 @@ def test_a_delegated_device_code_sign_in_in_a_terminal_saves_the_live_refresh_to
         ADDRESS,
     )
     [live] = authority.live_refresh_tokens(ADDRESS)
-    assert _stored(row["oauth_refresh_token"], live)
+    assert _stored(row, "oauth_refresh_token", live)
     assert live not in transcript
 
 
@@ -438,8 +443,8 @@ def test_a_google_browser_sign_in_finished_by_pasting_the_address_over_ssh(
         GOOGLE_ID,
     )
     [live] = authority.live_refresh_tokens(ADDRESS)[-1:]
-    assert _stored(row["oauth_refresh_token"], live)
-    assert _stored(row["oauth_client_secret"], GOOGLE_SECRET)
+    assert _stored(row, "oauth_refresh_token", live)
+    assert _stored(row, "oauth_client_secret", GOOGLE_SECRET)
     assert GOOGLE_SECRET not in transcript
     assert live not in transcript
 
@@ -481,7 +486,7 @@ def test_the_flags_set_up_microsoft_app_only_with_the_secret_from_the_environmen
     assert done.returncode == 0, done.stdout + done.stderr
     assert row is not None
     assert (row["oauth_flow"], row["smtp_auth"], row["oauth_account"]) == ("app", "oauth2", "")
-    assert _stored(row["oauth_client_secret"], APP_SECRET)
+    assert _stored(row, "oauth_client_secret", APP_SECRET)
     assert str(row["oauth_expires_at"]).startswith("2027-01-31")
     assert APP_SECRET not in done.stdout + done.stderr
 
