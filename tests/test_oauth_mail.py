@@ -132,9 +132,9 @@ def test_an_smtp_token_for_another_mailbox_is_refused_in_the_servers_words(
 ) -> None:
     settings = smtp_oauth(smtp, authority, "microsoft-app", oauth_account="front-desk")
     result = smtp_probe(settings, certs, source(settings, authority))
-    assert result.reason == (
+    assert result.reason.casefold().endswith(  # after what to do (sign_in_words)
         f"the mail server at localhost:{smtp.port} refused the sign-in of front-desk "
-        "(the server said: 535 5.7.3 Authentication unsuccessful)"
+        "(the server said: 535 5.7.3 authentication unsuccessful)"
     )
 
 
@@ -239,9 +239,9 @@ def test_a_revoked_imap_sign_in_says_what_google_said(
     tokens.token()
     authority.revoke()
     result = imap_session.probe(settings, mail_settings(), tokens)
-    assert result.reason == (
-        "sign-in for incoming mail failed: Google sign-in failed: invalid_grant: "
-        "Token has been expired or revoked."
+    assert result.reason.casefold().endswith(  # after what to do (sign_in_words)
+        "sign-in for incoming mail failed: google sign-in failed: invalid_grant: "
+        "token has been expired or revoked."
     )
 
 

@@ -45,7 +45,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from actors import progress
-from actors.mail import redact
+from actors.mail import redact, sign_in_words
 from actors.mail.oauth import OAuthError, TokenSource
 from actors.mail.settings import SECRET_FIELDS, EmailSettings
 from config.settings import MailSettings
@@ -102,7 +102,15 @@ def plain_reason(
     if isinstance(exc, LoginError):
         reason = f"wrong user name or password for {settings.imap_username!r} on {where}"
         said = login_reply(exc, settings)
+        advice = sign_in_words.words_for(said, settings, "imap") if said else ""
+        if advice:  # a sign-in failure the server named: plain words, its words kept
+            return f"{advice} (the server said: {said})"
         return f"{reason} (the server said: {said})" if said else reason
+    if isinstance(exc, imaplib.IMAP4.error):  # after log-in: no secret in the exchange
+        said = sign_in_words.one_line(_first_line(exc))
+        advice = sign_in_words.words_for(said, settings, "imap")
+        if advice:
+            return f"{advice} (the server said: {said})"
     if isinstance(exc, CapabilityError):
         return f"the IMAP server at {where} does not offer {_first_line(exc)}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -684,8 +692,8 @@ def probe(
         return ProbeResult(False, "no IMAP server is set (imap_host is empty)")
     try:
         session = ImapSession.open(settings, mail, readonly=True, tokens=tokens)
-    except ImapError as exc:
-        return ProbeResult(False, str(exc))
+    except ImapError as exc:  # a sign-in's failure says what to do first
+        return ProbeResult(False, sign_in_words.advised(str(exc), settings, "imap"))
     try:
         with session._io():
             session._client.noop()

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors import progress
-from actors.mail import compose, redact
+from actors.mail import compose, redact, sign_in_words
 from actors.mail.oauth import OAuthError, TokenSource, smtp_authobject
 from actors.mail.sender import (
     OutcomeKind,
@@ -149,19 +149,26 @@ def describe_failure(exc: BaseException, settings: EmailSettings, timeout: float
     """Return a one-line, secret-free reason in plain words for a connection failure."""
     where = f"{settings.smtp_host}:{settings.smtp_port}"
     reason: str
-    if isinstance(exc, _SetupError):
-        reason = str(exc)
+    if isinstance(exc, _SetupError):  # a sign-in's failure says what to do first
+        reason = sign_in_words.advised(str(exc), settings, "smtp")
     elif isinstance(exc, ssl.SSLCertVerificationError):
         reason = f"certificate not trusted for {where} ({exc.verify_message or exc.reason})"
     elif isinstance(exc, ssl.SSLError):
         reason = f"TLS failed with {where} ({exc.reason or exc}); check smtp_security and port"
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
         said = redact.auth_reply(_words(exc.smtp_code, exc.smtp_error), secrets_of(settings))
-        reason = f"wrong user name or password (the server said: {said})"
+        advice = sign_in_words.words_for(said, settings, "smtp")
+        reason = f"{advice or 'wrong user name or password'} (the server said: {said})"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         reason = f"the mail server at {where} does not offer AUTH (log-in); check smtp_security"
     elif isinstance(exc, smtplib.SMTPResponseException):
-        reason = f"the mail server at {where} refused: {_words(exc.smtp_code, exc.smtp_error)}"
+        said = _words(exc.smtp_code, exc.smtp_error)
+        advice = sign_in_words.words_for(said, settings, "smtp")
+        reason = (
+            f"{advice} (the server said: {said})"
+            if advice
+            else f"the mail server at {where} refused: {said}"
+        )
     elif isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
         exc.__context__, TimeoutError
     ):

@@ -48,6 +48,7 @@ from actors.mail.probe_policy import ProbeState, after_check, decide_probe
 from actors.mail.refused_rows import parked_lines, refused_lines
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome
 from actors.mail.settings import EmailSettings, EmailSettingsError, read_settings_plain
+from actors.mail.sign_in_expiry import expiry_diagnostic
 from actors.mail.sms import (
     HttpGateway,
     HttpSmsSender,
@@ -572,6 +573,9 @@ class MailWork:
                 )
                 if reason:
                     diagnostics.append(Diagnostic("sms", "error", reason))
+        expiry = expiry_diagnostic(settings, self._clock.now())  # a known sign-in expiry
+        if expiry is not None:
+            diagnostics.append(expiry)
         return tuple(components), tuple(diagnostics)
 
     def _subjects(self, row_ids: list[int]) -> dict[int, str]:

@@ -5,7 +5,12 @@ passwords are typed without being shown. Without a terminal on standard input, o
 ``--no-input``, it is driven by flags named after the ``email_settings`` columns; a
 password comes only from the environment variable named by ``--smtp-password-env``,
 ``--imap-password-env`` or ``--sms-password-env`` (never from a flag's value: a
-``--smtp-password`` flag is refused without repeating what followed it). Either way every
+``--smtp-password`` flag is refused without repeating what followed it). Sign-in with
+Microsoft 365 or Google has flags named after its columns (``--smtp-auth``,
+``--imap-auth``, ``--oauth-provider``, ``--oauth-flow``, ``--oauth-tenant``,
+``--oauth-client-id``, ``--oauth-account``, ``--oauth-expires-at``); its secrets come from
+``--oauth-client-secret-env`` and ``--oauth-refresh-token-env``. The connection test signs
+in first, as the service does. Either way every
 enabled connection is tested with the self-test's probes before anything is saved;
 ``--save`` saves when every test passed, ``--save --force`` even when one failed.
 
@@ -24,7 +29,14 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors.mail.settings import SECURITY_CHOICES
+from actors.mail.oauth import OAuthEndpoints
+from actors.mail.settings import (
+    IMAP_AUTH_CHOICES,
+    OAUTH_FLOWS,
+    OAUTH_PROVIDERS,
+    SECURITY_CHOICES,
+    SMTP_AUTH_CHOICES,
+)
 from config import Settings
 from config.secret_box import SecretError
 from supervisor import exit_codes
@@ -32,12 +44,13 @@ from supervisor.commands.common import CliError, print_json
 from supervisor.commands.databases import add_timeout, discover_or_fail, practice_database
 from supervisor.commands.key import writing_secrets
 from supervisor.discovery import DatabaseInfo, error_line
-from supervisor.setup.answers import AnswerError
+from supervisor.setup.answers import AnswerError, parse_expiry
 from supervisor.setup.checks import CheckResult, ProbeChecker
 from supervisor.setup.draft import build_draft, lenient_settings
 from supervisor.setup.overview import first_screen
 from supervisor.setup.prompt import TerminalPrompt, WizardAborted
 from supervisor.setup.providers import provider_keys
+from supervisor.setup.sign_in_flow import ProviderSignIns
 from supervisor.setup.store import read_row, read_saved, save_settings
 from supervisor.setup.wizard import Outcome, Wizard, result_lines, run_unattended
 from supervisor.test_message import (
@@ -68,12 +81,22 @@ _TEXT_FLAGS = (
     "sms_username",
     "sms_from",
     "sms_region",
+    "smtp_auth",
+    "imap_auth",
+    "oauth_provider",
+    "oauth_flow",
+    "oauth_tenant",
+    "oauth_client_id",
+    "oauth_account",
+    "oauth_expires_at",
 )
 # flag dest -> (the column it fills, the flag's spelling)
 _PASSWORD_ENV_FLAGS = {
     "smtp_password_env": ("smtp_password", "--smtp-password-env"),
     "imap_password_env": ("imap_password", "--imap-password-env"),
     "sms_password_env": ("sms_password", "--sms-password-env"),
+    "oauth_client_secret_env": ("oauth_client_secret", "--oauth-client-secret-env"),
+    "oauth_refresh_token_env": ("oauth_refresh_token", "--oauth-refresh-token-env"),
 }
 
 
@@ -89,7 +112,7 @@ class _RefusePassword(argparse.Action):
     ) -> None:
         env_flag = f"{option_string}-env"
         parser.error(
-            f"{option_string} is not accepted: a password on the command line is visible "
+            f"{option_string} is not accepted: a secret on the command line is visible "
             f"to other users of this computer; put it in an environment variable and name "
             f"that with {env_flag} VARIABLE, or run the wizard in a terminal to type it"
         )
@@ -113,7 +136,12 @@ def register(subparsers: Any) -> None:
         "test passed and --save --force even when one failed; the exit status is 1 when "
         "a test failed and nothing was saved. Passwords come from a prompt or from the "
         "environment variable named by --smtp-password-env/--imap-password-env/"
-        "--sms-password-env, never from a flag's value. See docs/setup.md.",
+        "--sms-password-env, never from a flag's value; so do the sign-in secrets "
+        "(--oauth-client-secret-env, --oauth-refresh-token-env). Microsoft 365 and Google "
+        "are signed in to with OAuth 2.0: in a terminal the wizard says which way is "
+        "recommended, prints what an administrator does once, and runs a person's sign-in "
+        "(a device code for Microsoft, a browser for Google; both work over SSH). "
+        "See docs/setup.md.",
         allow_abbrev=False,
     )
     parser.add_argument("--db", metavar="NAME", required=True, help="the practice database")
@@ -188,6 +216,58 @@ def register(subparsers: Any) -> None:
     sms.add_argument(
         "--sms-region", metavar="CC", help="country of numbers without a code, e.g. GB"
     )
+
+    sign_in = parser.add_argument_group(
+        "signing in with Microsoft 365 or Google (OAuth 2.0; see docs/setup.md)"
+    )
+    sign_in.add_argument(
+        "--smtp-auth", choices=SMTP_AUTH_CHOICES, help="how sending logs in (default password)"
+    )
+    sign_in.add_argument(
+        "--imap-auth", choices=IMAP_AUTH_CHOICES, help="how receiving logs in (default password)"
+    )
+    sign_in.add_argument("--oauth-provider", choices=OAUTH_PROVIDERS)
+    sign_in.add_argument(
+        "--oauth-flow",
+        choices=OAUTH_FLOWS,
+        help="app: the service signs in as itself (Microsoft client credentials, Google "
+        "service account; recommended for Microsoft 365 and Google Workspace); delegated: a "
+        "person signed in once and the refresh token is kept",
+    )
+    sign_in.add_argument(
+        "--oauth-tenant", metavar="TENANT", help="Microsoft: the Directory (tenant) ID or domain"
+    )
+    sign_in.add_argument(
+        "--oauth-client-id", metavar="ID", help="the app registration's or OAuth client's ID"
+    )
+    sign_in.add_argument(
+        "--oauth-account",
+        metavar="ADDRESS",
+        help="the mailbox signed in to (default: from address)",
+    )
+    sign_in.add_argument(
+        "--oauth-expires-at",
+        metavar="DATE",
+        help="when the client secret (or the sign-in) is known to expire, YYYY-MM-DD; the "
+        "status page warns 14 days ahead",
+    )
+    sign_in.add_argument(
+        "--oauth-client-secret-env",
+        metavar="VARIABLE",
+        help="environment variable holding the client secret (Google service account: the "
+        "key file's JSON)",
+    )
+    sign_in.add_argument(
+        "--oauth-client-secret", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS
+    )
+    sign_in.add_argument(
+        "--oauth-refresh-token-env",
+        metavar="VARIABLE",
+        help="environment variable holding a delegated sign-in's refresh token",
+    )
+    sign_in.add_argument(
+        "--oauth-refresh-token", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS
+    )
     parser.set_defaults(handler=run_setup)
 
 
@@ -201,6 +281,11 @@ def flag_values(args: argparse.Namespace, environ: dict[str, str] | None = None)
         value = getattr(args, dest)
         if value is not None:
             values[dest] = value
+    if "oauth_expires_at" in values:
+        try:
+            values["oauth_expires_at"] = parse_expiry(values["oauth_expires_at"])
+        except AnswerError as exc:
+            raise CliError(f"--oauth-expires-at: {exc}") from None
     for dest in ("imap_enabled", "sms_enabled"):
         if getattr(args, dest) is not None:
             values[dest] = getattr(args, dest)
@@ -232,7 +317,7 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
         draft = build_draft(saved, flags, args.provider)
     except AnswerError as exc:
         raise CliError(f"cannot set up {info.name!r}: {exc}") from None
-    checker = ProbeChecker(settings.mail)
+    checker = ProbeChecker(settings.mail, oauth=settings.oauth)
 
     def save(new: Any) -> None:
         try:
@@ -259,6 +344,9 @@ def run_setup(args: argparse.Namespace, settings: Settings) -> int:
                 force=args.force,
                 timeout_hint=settings.mail.io_timeout_seconds,
                 send_test=_test_sender(info) if info.eligibility.eligible else None,
+                sign_ins=ProviderSignIns(
+                    OAuthEndpoints(settings.oauth, settings.mail.io_timeout_seconds)
+                ),
             )
             outcome = wizard.run(draft.settings, draft.provider)
         except WizardAborted as exc:

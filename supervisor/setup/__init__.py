@@ -5,6 +5,10 @@
 - ``draft``: which value wins: the saved row, a provider, the flags (pure).
 - ``checks``: testing each enabled connection with the self-test's probes.
 - ``overview``: the first screen: service-wide settings, which databases are served (pure).
+- ``sign_in``: Microsoft 365 and Google sign-in: which way is recommended, and the
+  administrator's one-time steps with the practice's values (pure).
+- ``sign_in_flow``: a person's sign-in: Microsoft's device code, Google's browser sign-in
+  (loopback answer, or the address pasted over SSH).
 - ``prompt``: the ``Prompt`` interface and the terminal's version.
 - ``wizard``: the flow: ask, test, correct, save when asked.
 - ``store``: reading and saving the ``email_settings`` row.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import date, datetime, time
 
 from actors.mail.phone import PhoneNumberError
 from actors.mail.phone import check_region as _check_region
@@ -181,3 +182,50 @@ def check_region(text: str) -> str:
         return _check_region(text)
     except PhoneNumberError as exc:
         raise AnswerError(str(exc)) from None
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def check_tenant(text: str) -> str:
+    """Return a Microsoft tenant: its Directory (tenant) ID, a GUID, or one of its domains
+    (``smiledental.onmicrosoft.com``), or ``consumers`` for a personal Outlook.com account.
+    Raises ``AnswerError`` otherwise (``common`` too: the service's own app is registered
+    in one organisation)."""
+    value = text.strip()
+    if _GUID.match(value) or _DOMAIN.match(value) or value.lower() == "consumers":
+        return value
+    raise AnswerError(
+        f"{_shown(value)} is not a tenant: write the Directory (tenant) ID shown on the app "
+        "registration's Overview page (like 0b7d3c1e-5a8f-4e2b-9c6d-2f1a8e4b7c90), or the "
+        "organisation's domain (like smiledental.onmicrosoft.com); consumers for a personal "
+        "Outlook.com account."
+    )
+
+
+def check_client_id(text: str) -> str:
+    """Return an app's client ID trimmed; raises ``AnswerError`` when it is empty or holds
+    a space (a Microsoft one is a GUID; a Google one ends in .apps.googleusercontent.com)."""
+    value = text.strip()
+    if not value or any(c.isspace() for c in value):
+        raise AnswerError(
+            "The app's client ID is needed: the Application (client) ID of the Microsoft app "
+            "registration, or the Google OAuth client's ID."
+        )
+    return value
+
+
+def parse_expiry(text: str) -> datetime | None:
+    """Return the date ``YYYY-MM-DD`` as the end of that day UTC (naive), None when empty;
+    raises ``AnswerError`` otherwise."""
+    value = text.strip()
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        raise AnswerError(
+            f"{_shown(value)} is not a date: write it as YYYY-MM-DD (for example 2027-06-30), "
+            "or leave it empty when it is not known."
+        ) from None
+    return datetime.combine(day, time(23, 59))

@@ -14,14 +14,16 @@ does not answer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from actors.mail import imap_session, smtp_transport
+from actors.mail import imap_session, sign_in_words, smtp_transport
+from actors.mail.oauth import OAuthEndpoints, OAuthError, TokenSource, token_source
 from actors.mail.settings import EmailSettings
 from actors.mail.sms import EmailGateway
-from config.settings import MailSettings
+from config.settings import MailSettings, OAuthSettings
 from supervisor.setup.answers import AnswerError, check_gateway, check_region
 
 COMPONENT_NAMES = {"smtp": "SMTP (sending)", "imap": "IMAP (receiving)", "sms": "SMS"}
@@ -116,42 +118,82 @@ def advice_for(reason: str) -> str:
 
 
 def failed(component: str, reason: str, settings: EmailSettings) -> CheckResult:
-    """Return a failed result with ``reason`` scrubbed of passwords and advice added."""
+    """Return a failed result with ``reason`` on one line (the probes' reasons hold no
+    secret: what a server said to a log-in went through ``actors.mail.redact``) and advice
+    added."""
     line = smtp_transport.scrub(reason, settings)
     return CheckResult(component, False, line, advice_for(line))
 
 
 class ProbeChecker:
     """The real checker: the self-test's probes, with the service's ``[mail]`` settings
-    (timeout, extra certificate authorities)."""
+    (timeout, extra certificate authorities) and, for OAuth 2.0 sign-in, its ``[oauth]``
+    providers (``oauth``): one token source per check, shared by SMTP and IMAP as the
+    service shares it. A refresh token the provider replaced during the check (Microsoft
+    does at every use) is kept: ``latest`` puts it into the settings to save."""
 
-    def __init__(self, mail: MailSettings, *, local_hostname: str = "") -> None:
+    def __init__(
+        self,
+        mail: MailSettings,
+        *,
+        local_hostname: str = "",
+        oauth: OAuthSettings | None = None,
+    ) -> None:
         self._mail = mail
         self._local_hostname = local_hostname
+        self._endpoints = OAuthEndpoints(oauth or OAuthSettings(), mail.io_timeout_seconds)
+        self._rotated: tuple[str, str] | None = None  # (given, replaced by)
 
     def check(self, settings: EmailSettings) -> tuple[CheckResult, ...]:
+        settings = self.latest(settings)
+        tokens: TokenSource | None = None
+        sign_in_failure = ""
+        if settings.uses_oauth:
+            given = settings.oauth_refresh_token
+
+            def keep(new: str) -> None:
+                self._rotated = (given, new)
+
+            try:
+                tokens = token_source(settings, self._endpoints, save_refresh_token=keep)
+            except OAuthError as exc:
+                sign_in_failure = str(exc)
         results: list[CheckResult] = []
         for component in enabled_components(settings):
-            if component == "smtp":
-                results.append(self._smtp(settings))
+            if component in ("smtp", "imap") and sign_in_failure and _signs_in(settings, component):
+                reason = sign_in_words.advised(sign_in_failure, settings, "token")
+                results.append(failed(component, reason, settings))
+            elif component == "smtp":
+                results.append(self._smtp(settings, tokens))
             elif component == "imap":
-                results.append(self._imap(settings))
+                results.append(self._imap(settings, tokens))
             else:
                 results.append(sms_result(settings, results))
         return tuple(results)
 
-    def _smtp(self, settings: EmailSettings) -> CheckResult:
+    def latest(self, settings: EmailSettings) -> EmailSettings:
+        """``settings`` with the refresh token that replaced theirs during a check."""
+        if self._rotated is not None and self._rotated[0] == settings.oauth_refresh_token:
+            return dataclasses.replace(settings, oauth_refresh_token=self._rotated[1])
+        return settings
+
+    def _smtp(self, settings: EmailSettings, tokens: TokenSource | None) -> CheckResult:
         result = smtp_transport.probe(
             settings,
             timeout=self._mail.io_timeout_seconds,
             ca_file=self._mail.ca_file,
             local_hostname=self._local_hostname,
+            tokens=tokens,
         )
         return CheckResult("smtp", True) if result.ok else failed("smtp", result.reason, settings)
 
-    def _imap(self, settings: EmailSettings) -> CheckResult:
-        result = imap_session.probe(settings, self._mail)
+    def _imap(self, settings: EmailSettings, tokens: TokenSource | None) -> CheckResult:
+        result = imap_session.probe(settings, self._mail, tokens)
         return CheckResult("imap", True) if result.ok else failed("imap", result.reason, settings)
+
+
+def _signs_in(settings: EmailSettings, component: str) -> bool:
+    return (settings.smtp_auth if component == "smtp" else settings.imap_auth) == "oauth2"
 
 
 def sms_result(settings: EmailSettings, earlier: Sequence[CheckResult]) -> CheckResult:
