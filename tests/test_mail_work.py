@@ -16,17 +16,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, select, update
 
 from actors.mail.settings import EmailSettings
-from actors.mail.steps import NEVER, InboxStep
+from actors.mail.steps import InboxStep
 from actors.mail.work import SETTINGS_EVERY, MailDeps, MailWork, ProbeLimiter
-from actors.practice_schema import SINGLE_ROW_ID, email_settings
+from actors.practice_schema import SINGLE_ROW_ID, email_messages, email_settings
 from events.clock import FakeClock
 from events.types import Event, InboxConnectionLost
 from supervisor import local_zone as local_zone_module
 from supervisor.local_zone import local_zone
-from tests.dovecot import Dovecot, imap_settings_for
+from tests.dovecot import Dovecot, imap_settings_for, make_message
 from tests.fault_proxy import FaultProxy
 from tests.mail_helpers import claimed_engine, mail_settings, queue_row, read_row, settings_for
 from tests.smtp_servers import RecordingSmtpServer, free_port
@@ -220,7 +220,31 @@ def test_imap_off_means_no_inbox_work(works: Works, work_engine: Engine) -> None
     configure(work_engine, EmailSettings(imap_enabled=False))
     work = works.make(work_engine)
     work.refresh_settings()
-    assert (work.run_inbox(1.0), InboxStep(work).run()) == (None, NEVER)
+    assert (work.run_inbox(1.0), InboxStep(work).run()) == (None, SETTINGS_EVERY)
+
+
+def test_incoming_mail_turned_on_later_is_imported_with_the_next_settings(
+    works: Works, work_engine: Engine, dovecot: Dovecot, imap_user: str
+) -> None:
+    # A new incarnation whose first round came before its settings could be read (the
+    # database locked) is in the same place: the inbox step must come back to it.
+    configure(work_engine, EmailSettings(imap_enabled=False))
+    work = works.make(work_engine)
+    step = InboxStep(work)
+    work.refresh_settings()
+    again = step.run()
+    configure(work_engine, imap_settings_for(dovecot, imap_user))
+    dovecot.append(imap_user, make_message("later-on"))
+    works.clock.advance(again)
+    work.refresh_settings()
+    step.run()
+    with work_engine.connect() as conn:
+        inbox = conn.execute(
+            select(func.count())
+            .select_from(email_messages)
+            .where(email_messages.c.folder == "inbox")
+        ).scalar_one()
+    assert (again, inbox) == (SETTINGS_EVERY, 1)
 
 
 def test_imap_on_is_checked_against_the_server(

@@ -9,7 +9,7 @@ and never past the outbox's next turn, so check-ins stay on time.
 from __future__ import annotations
 
 from actors.checkin_writer import CheckInWriter
-from actors.mail.work import MailWork
+from actors.mail.work import SETTINGS_EVERY, MailWork
 from actors.selftest import SelfTestResult, faults
 from events.projections.health import DbHealth, HealthStatus
 from events.types import Diagnostic
@@ -91,7 +91,11 @@ class InboxStep:
     def run(self) -> float:
         wait = min(IDLE_SLICE_SECONDS, self._mail.outbox_due_in())
         again = self._mail.run_inbox(wait)
-        return NEVER if again is None else again
+        # Incoming mail off, or its settings not read yet (a new incarnation whose database
+        # was locked at its first round): look again with the settings. Sleeping until
+        # NEVER here left a restarted mailbox importing nothing for an hour (the soak saw
+        # it after a 20 s lock).
+        return SETTINGS_EVERY if again is None else again
 
     def close(self) -> None:
         pass
