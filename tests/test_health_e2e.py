@@ -13,14 +13,10 @@ probe never delays the other's, and a person's Restart after a fix probes at onc
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -33,6 +29,7 @@ from actors.practice_schema import email_settings, init_practice_database
 from supervisor.status_rule import RUNNING_TOOLTIP
 from tests.http_fixtures import ARTIFACTS
 from tests.mail_helpers import wait_until
+from tests.serve_process import serving
 from tests.smtp_servers import RecordingSmtpServer
 
 SCREENSHOT = ARTIFACTS / "health-e2e.png"
@@ -55,10 +52,8 @@ the fix that waited out the minute would fail the last test."""
 class Service:
     """The running ``serve`` process, its practice databases and its page."""
 
-    process: subprocess.Popen[str]
     folder: Path
     url: str = ""
-    stderr: list[str] = field(default_factory=list)
     engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine(self, name: str) -> Engine:
@@ -85,14 +80,6 @@ class Service:
                 .order_by(checkins.c.id)
             ).all()
         return [(bool(r.ok), r.summary or "") for r in rows]
-
-
-def _read_lines(stream: IO[str], into: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        into.append(line)
-        if "status page at " in line:
-            ready.set()
-    ready.set()  # the process ended: stop waiting
 
 
 def _configure(url: str, user: str, password: str, smtp: RecordingSmtpServer) -> None:
@@ -141,37 +128,13 @@ def service(
         "[mail]\nio_timeout_seconds = 2.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    running = Service(process, folder)
-    ready = threading.Event()
-    assert process.stderr is not None
-    reader = threading.Thread(
-        target=_read_lines, args=(process.stderr, running.stderr, ready), daemon=True
-    )
-    reader.start()
-    try:
-        ready.wait(START_SECONDS)
-        lines = "".join(running.stderr)
-        assert "status page at " in lines, f"serve did not start:\n{lines}"
-        running.url = lines.split("status page at ", 1)[1].split()[0].rstrip("/")
-        yield running
-    finally:
-        process.terminate()
+    with serving(config, START_SECONDS) as served:
+        running = Service(folder, served.url)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(timeout=5)
-        process.stderr.close()
-        for engine in running.engines.values():
-            engine.dispose()
-    assert "Traceback" not in "".join(running.stderr)
+            yield running
+        finally:
+            for engine in running.engines.values():
+                engine.dispose()
 
 
 @pytest.fixture

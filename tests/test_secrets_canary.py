@@ -15,11 +15,10 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from sqlalchemy import update
 
 from actors import practice_db
 from actors.practice_schema import email_settings, init_practice_database
+from tests.serve_process import START_SECONDS, Served, serving
 from tests.smtp_servers import RecordingSmtpServer, free_port
 
 DB = "Canary Dental"
@@ -36,7 +36,6 @@ SMS_PASSWORD = "Cnry-sms-8Kd5"
 CLIENT_SECRET = "Cnry-client-secret-3Jv6"
 REFRESH_TOKEN = "Cnry-refresh-1Hb0"
 SECRETS = (SMTP_PASSWORD, IMAP_PASSWORD, SMS_PASSWORD, CLIENT_SECRET, REFRESH_TOKEN)
-START_SECONDS = 60.0
 
 
 def _needles() -> list[bytes]:
@@ -58,8 +57,11 @@ def _leaks(what: str, data: bytes) -> list[str]:
 class Running:
     root: Path
     config: Path
-    url: str = ""
-    stderr: list[str] = field(default_factory=list)
+    served: Served
+
+    @property
+    def stderr(self) -> list[str]:
+        return self.served.stderr
 
     def cli(self, *args: str) -> bytes:
         done = subprocess.run(
@@ -71,17 +73,9 @@ class Running:
         return done.stdout + done.stderr
 
     def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=30) as answer:
+        with urllib.request.urlopen(self.served.url + path, timeout=30) as answer:
             body: bytes = answer.read()
             return body
-
-
-def _read(stream: Iterator[str], into: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        into.append(line)
-        if "status page at " in line:
-            ready.set()
-    ready.set()
 
 
 @pytest.fixture(scope="module")
@@ -123,24 +117,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             "[mail]\noutbox_poll_seconds = 0.5\nio_timeout_seconds = 2.0\n"
             '[http]\nlisten = "127.0.0.1:0"\n'
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        state = Running(root, config)
-        ready = threading.Event()
-        assert process.stderr is not None
-        reader = threading.Thread(
-            target=_read, args=(process.stderr, state.stderr, ready), daemon=True
-        )
-        reader.start()
-        try:
-            ready.wait(START_SECONDS)
-            line = next((s for s in state.stderr if "status page at " in s), "")
-            assert line, "".join(state.stderr)
-            state.url = line.split("status page at ", 1)[1].strip()
+        with serving(config) as served:
+            state = Running(root, config, served)
             state.cli("mail", "send-test", "--db", DB, "--to", "x@canary.example", "--wait", "3")
             deadline = time.monotonic() + START_SECONDS
             while time.monotonic() < deadline:  # until the refused password is on show
@@ -149,11 +127,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                     break
                 time.sleep(0.5)
             yield state
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            reader.join(timeout=10)
-            process.stderr.close()
 
 
 def test_the_refused_password_reached_every_place_searched(running: Running) -> None:

@@ -12,9 +12,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from sqlalchemy import update
 from actors import practice_db
 from actors.practice_schema import email_settings, init_practice_database
 from supervisor.commands.send_test import SEND_FAILED, STILL_QUEUED
+from tests.serve_process import serving
 from tests.smtp_servers import RecordingSmtpServer
 
 DB = "Smile Dental"
@@ -35,8 +35,6 @@ START_SECONDS = 60.0
 @dataclass
 class Service:
     config: Path
-    process: subprocess.Popen[str]
-    stderr: list[str] = field(default_factory=list)
 
     def send_test(self, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -71,14 +69,6 @@ def smtp() -> Iterator[RecordingSmtpServer]:
         yield server
 
 
-def _read(stream: Iterator[str], into: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        into.append(line)
-        if "status page at " in line:
-            ready.set()
-    ready.set()
-
-
 @pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory, smtp: RecordingSmtpServer
@@ -108,29 +98,8 @@ def service(
         "[mail]\noutbox_poll_seconds = 0.5\nio_timeout_seconds = 2.0\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    running = Service(config, process)
-    ready = threading.Event()
-    assert process.stderr is not None
-    reader = threading.Thread(
-        target=_read, args=(process.stderr, running.stderr, ready), daemon=True
-    )
-    reader.start()
-    try:
-        ready.wait(START_SECONDS)
-        assert "status page at " in "".join(running.stderr), "".join(running.stderr)
-        yield running
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        reader.join(timeout=10)
-        process.stderr.close()
-    assert "Traceback" not in "".join(running.stderr)
+    with serving(config, START_SECONDS):
+        yield Service(config)
 
 
 def test_an_accepted_test_message_exits_0_and_names_its_message_id(
