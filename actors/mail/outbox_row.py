@@ -276,8 +276,8 @@ def looks_like_message(text: str) -> bool:
 
 def _time(row: Mapping[str, Any], column: str, notes: list[str]) -> datetime | None:
     value = row.get(column)
-    if value is None or isinstance(value, datetime):
-        return _naive_utc(value) if value is not None else None
+    if value is None:
+        return None
     parsed = parse_time(value)
     if parsed is None:
         notes.append(f"{column} {_shown(value)} is not a time; ignored")
@@ -297,8 +297,10 @@ def parse_time(value: Any) -> datetime | None:
     ``DD/MM/YYYY`` with an optional ``HH:MM[:SS]`` (day first, as in the practices'
     countries; a first number over 12 settles it either way), RFC 2822 dates; a number
     (or its text) is Unix seconds. A time without a zone is taken as UTC, as the contract
-    stores times.
+    stores times. A ``datetime`` (what a typed driver returns) is only made naive UTC.
     """
+    if isinstance(value, datetime):
+        return _naive_utc(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
             value = bytes(value).decode("ascii")

@@ -7,7 +7,7 @@ its ``repr`` masks them, and nothing may put them in an event, a log line or a d
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, text
@@ -116,13 +116,7 @@ def settings_from_row(row: dict[str, Any]) -> EmailSettings:
         if f.name == "oauth_expires_at":
             # SQLite hands the driver's text back; the practice software may write any
             # common format. An unreadable expiry is a warning's loss, not a reason to stop.
-            value = (
-                value.astimezone(UTC).replace(tzinfo=None)
-                if isinstance(value, datetime) and value.tzinfo is not None
-                else value
-                if isinstance(value, datetime)
-                else parse_time(value)
-            )
+            value = parse_time(value)
         elif f.name in _WORD_CHOICES:
             value = str(value).strip().lower()
             if not value and f.name in ("smtp_auth", "imap_auth"):
