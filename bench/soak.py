@@ -263,6 +263,7 @@ class Service:
         self, root: Path, name: str, server_url: str, server_id: str, args: argparse.Namespace
     ) -> None:
         self.name = name
+        self.diagnose: bool = args.diagnose
         self.root = root / f"service-{name}"
         self.root.mkdir()
         self.log = self.root / "events.sqlite3"
@@ -296,9 +297,17 @@ class Service:
         self.generation += 1
         self.started = time.monotonic()
         self._offset = self._err.tell()
+        env = dict(os.environ)
+        if self.diagnose:
+            site = self.root / "diagnose-site"
+            site.mkdir(exist_ok=True)
+            (site / "sitecustomize.py").write_text(DIAGNOSE_SITE)
+            env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
+            env["SOAK_DIAG_FILE"] = str(self.root / f"diagnose-{self.name}.jsonl")
         self.process = subprocess.Popen(
             self.command("serve"),
             cwd=_ROOT,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=self._err,
             start_new_session=True,
@@ -421,6 +430,7 @@ class Sample:
     log_used_mb: float | None  # SQLite's pages in use (the file keeps freed pages for reuse)
     lag_s: float | None
     fd_kinds: dict[str, int]  # what the descriptors are: sockets, SQLite files, ...
+    fd_targets: dict[str, int]  # the same by target path (for finding which file grows)
 
 
 def sample(service: Service, practices: Sequence[Practice], t: float, interval: float) -> Sample:
@@ -440,7 +450,88 @@ def sample(service: Service, practices: Sequence[Practice], t: float, interval: 
         log_used_mb(service.log),
         checkin_lag(practices, interval),
         kinds,
+        fd_targets(pid, str(service.root.parent)),
     )
+
+
+DIAGNOSE_SITE = r"""
+# Written by bench/soak.py --diagnose: loaded by every ``serve`` it starts (PYTHONPATH).
+import ctypes, gc, json, os, threading, time, tracemalloc
+
+tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo() -> dict:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        m = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {"malloc_in_use_mb": (m.uordblks + m.hblkhd) / 1e6,
+            "malloc_free_mb": m.fordblks / 1e6, "malloc_arena_mb": m.arena / 1e6}
+
+
+def _types() -> dict:
+    counts: dict = {}
+    for o in gc.get_objects():
+        name = type(o).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _loop() -> None:
+    path = os.environ["SOAK_DIAG_FILE"]
+    every = float(os.environ.get("SOAK_DIAG_SECONDS", "300"))
+    base_at = time.monotonic() + float(os.environ.get("SOAK_DIAG_WARMUP", "600"))
+    base = None
+    base_types = None
+    while True:
+        time.sleep(every)
+        cur, peak = tracemalloc.get_traced_memory()
+        row = {"up": time.monotonic(), "traced_mb": cur / 1e6, "traced_peak_mb": peak / 1e6,
+               "threads": threading.active_count()}
+        row.update(_mallinfo())
+        snap = tracemalloc.take_snapshot()
+        types = _types()
+        if base is None and time.monotonic() >= base_at:
+            base, base_types = snap, types
+        if base is not None:
+            row["top"] = [str(d) for d in snap.compare_to(base, "lineno")[:25]]
+            grew = {k: v - base_types.get(k, 0) for k, v in types.items()}
+            row["types_grew"] = sorted(grew.items(), key=lambda kv: -kv[1])[:25]
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+threading.Thread(target=_loop, name="soak-diagnose", daemon=True).start()
+"""
+"""With ``--diagnose``: tracemalloc, glibc's malloc figures and object counts by type,
+written every few minutes by each serve to ``diagnose-<name>.jsonl`` in the run folder."""
+
+
+def fd_targets(pid: int, root: str) -> dict[str, int]:
+    """The process's open descriptors by target, the run folder's path cut off."""
+    out: dict[str, int] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(("socket:", "pipe:", "anon_inode:")):
+            target = target.split(":")[0]
+        out[target.replace(root, "")] = out.get(target.replace(root, ""), 0) + 1
+    return out
 
 
 RESTART_SECONDS = 2.0
@@ -963,7 +1054,14 @@ def soak(
     lost["queue_errors"] = len(mail.errors)
     for checker in checkers:
         checker.join(timeout=600)
+    diagnose: dict[str, list[dict[str, Any]]] = {}
+    for name, s in services.items():
+        path = s.root / f"diagnose-{name}.jsonl"
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            diagnose[name] = [json.loads(line) for line in lines if line.strip()]
     return {
+        "diagnose": diagnose,
         "samples": {k: [asdict(s) for s in v] for k, v in samples.items()},
         "faults": [asdict(f) for f in done_faults],
         "mail": lost,
@@ -1130,6 +1228,30 @@ def print_report(report: dict[str, Any]) -> None:
                 f"serve ({name}) descriptors: {kinds(first)} at {first['t'] / 60:.1f} min;"
                 f" {kinds(last)} at {last['t'] / 60:.1f} min"
             )
+    for name, every in report["samples"].items():
+        last_gen = max((x["generation"] for x in every), default=0)
+        warm = c["warmup_minutes"] * 60
+        after = [x for x in every if x["generation"] == last_gen and x["up"] >= warm]
+        if len(after) >= 2:
+            a, b = after[0]["fd_targets"], after[-1]["fd_targets"]
+            grew = {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b)}
+            moved = ", ".join(f"{k} {v:+d}" for k, v in sorted(grew.items()) if v)
+            print(f"serve ({name}) descriptors by target after warm-up: {moved or 'no change'}")
+    for name, rows in report.get("diagnose", {}).items():
+        for row in rows:
+            print(
+                f"serve ({name}) memory: traced {row['traced_mb']:.1f} MB (Python objects),"
+                f" malloc in use {row.get('malloc_in_use_mb', 0):.1f} MB,"
+                f" malloc free {row.get('malloc_free_mb', 0):.1f} MB, threads {row['threads']}"
+            )
+        if rows and "top" in rows[-1]:
+            print(f"serve ({name}) Python allocations grown since warm-up (tracemalloc):")
+            for line in rows[-1]["top"][:15]:
+                print(f"    {line}")
+            print(
+                "    objects by type grown: "
+                + ", ".join(f"{k} {v:+d}" for k, v in rows[-1]["types_grew"][:15])
+            )
     m = report["mail"]
     print(
         f"mail: {m['queued']} rows queued, SMTP server got {m['smtp_messages']} messages"
@@ -1167,6 +1289,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeline", type=int, default=100_000, help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help="temp files here (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="each serve runs tracemalloc and writes memory figures to the run folder",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.warmup_minutes is None:
