@@ -27,10 +27,11 @@ def event_fields(event: Event) -> dict[str, Any]:
 
 
 def describe_event(event: Event) -> str:
-    """Return ``Type field=value …`` on one line (long fields left out)."""
+    """Return ``Type field=value …`` on one line (long fields and empty lists left out:
+    a passed self-test with no warnings is not ``warnings=[]`` on every line)."""
     parts = [type(event).__name__]
     for name, value in event_fields(event).items():
-        if name in _LONG_FIELDS:
+        if name in _LONG_FIELDS or (isinstance(value, list | tuple) and not value):
             continue
         text = repr(value) if isinstance(value, str) else str(value)
         parts.append(f"{name}={text}")
