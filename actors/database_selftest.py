@@ -95,6 +95,14 @@ class DatabaseSelfTest:
             raise StaleIncarnationError(exc.incarnation, exc.stored, self._db) from None
         except ServerFullError as exc:  # the server's slots, not this database: say so
             return SelfTestResult(("database",), (Diagnostic("database", "error", str(exc)),))
+        except schema_upgrade.SchemaUpgradeError as exc:  # it answers, but refuses the change
+            cause = error_line(exc.__cause__ or exc, self._url)
+            message = (
+                f"the service cannot add the columns it needs ({', '.join(exc.columns)}):"
+                f" {cause}; run `email-service db init --db {self._db}` as a database user"
+                " allowed to change the tables (the owner)"
+            )
+            return SelfTestResult(("database",), (Diagnostic("database", "error", message),))
         except (SQLAlchemyError, practice_db.PracticeDbError, OSError) as exc:
             message = f"the practice database does not answer: {error_line(exc, self._url)}"
             return SelfTestResult(("database",), (Diagnostic("database", "error", message),))

@@ -37,6 +37,17 @@ _PROBES = tuple(
     constant(f"upgrade.probe.{t.name}", select(*t.columns).where(false())) for t in _PROBED_TABLES
 )
 
+
+class SchemaUpgradeError(Exception):
+    """Raised when the database refuses to add a column the service needs (a database user
+    without the right to change the tables): ``columns`` are what it still lacks, and
+    ``__cause__`` is the database's own error."""
+
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__(f"cannot add the columns {', '.join(columns)}")
+        self.columns = columns
+
+
 _done: set[str] = set()
 _done_lock = threading.Lock()
 
@@ -72,9 +83,10 @@ def add_missing_columns(engine: Engine) -> list[str]:
         try:
             with engine.begin() as conn:
                 conn.exec_driver_sql(sql)
-        except SQLAlchemyError:
-            if (table, column) in missing_columns(engine):
-                raise
+        except SQLAlchemyError as exc:
+            still = missing_columns(engine)
+            if (table, column) in still:
+                raise SchemaUpgradeError([f"{t.name}.{c.name}" for t, c in still]) from exc
             continue  # another process added it meanwhile
         added.append(name)
         for index in _indexes_on(table, column):
@@ -104,8 +116,8 @@ def _indexes_on(table: Table, column: Column[object]) -> list[Index]:
 def upgrade_once(engine: Engine, key: str) -> None:
     """Add what ``engine``'s database lacks, the first time ``key`` is seen in this process.
 
-    Raises SQLAlchemy's errors (the database does not answer, or refuses the change); the
-    next call tries again.
+    Raises SQLAlchemy's errors when the database does not answer, and
+    ``SchemaUpgradeError`` when it refuses the change; the next call tries again.
     """
     with _done_lock:
         if key in _done:

@@ -7,12 +7,13 @@ which is what a database made before they existed looks like.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, inspect, select
+from sqlalchemy import Engine, create_engine, insert, inspect, make_url, select
 
 from actors import schema_upgrade
 from actors.database_selftest import DatabaseSelfTest
@@ -88,3 +89,36 @@ def test_an_up_to_date_database_is_left_alone(tmp_path: Path) -> None:
         assert schema_upgrade.add_missing_columns(engine) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_user_who_may_not_alter_the_tables_is_told_what_to_run(tmp_path: Path) -> None:
+    """The service's database user may read and write but not change the tables (not
+    their owner): the self-test names the missing columns, the server's refusal and the
+    command to run, instead of "does not answer"."""
+    with fresh_database("postgresql", tmp_path) as url:
+        init_practice_database(url, practice_name="Old Practice")
+        role = f"clerk_{uuid.uuid4().hex[:8]}"
+        owner = create_engine(url)
+        with owner.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE email_messages DROP COLUMN wire_at")
+            conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+            conn.exec_driver_sql(
+                f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}"
+            )
+            conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        clerk_url = make_url(url).set(username=role).render_as_string(hide_password=False)
+        clerk = create_engine(clerk_url)
+        clock = FakeClock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
+        try:
+            result = DatabaseSelfTest("old", clerk_url, 1, "SRV", clock, lambda: clerk).run()
+        finally:
+            clerk.dispose()
+            with owner.begin() as conn:
+                conn.exec_driver_sql(f"DROP OWNED BY {role}")
+                conn.exec_driver_sql(f"DROP ROLE {role}")
+            owner.dispose()
+    [diagnostic] = result.diagnostics
+    assert "email_messages.wire_at" in diagnostic.message
+    assert "owner" in diagnostic.message  # the server's words: "must be owner of table"
+    assert "email-service db init --db old" in diagnostic.message
