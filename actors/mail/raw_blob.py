@@ -9,14 +9,21 @@ into its output buffer (2.1 times). So a ``raw`` of at least ``STREAM_FROM`` byt
 inserted as NULL and written afterwards, in the same transaction (nobody sees the NULL:
 the row becomes visible with its ``raw`` at the commit), in ``CHUNK`` pieces:
 
-- SQLite: ``raw`` is made a ``zeroblob`` of its size, then written through SQLite's
-  incremental blob I/O (``sqlite3.Connection.blobopen``, Python 3.11+). Where ``raw`` is
-  the table's last column (tables made by ``db init`` since this version) SQLite builds
-  the record without the zeroblob's bytes (``OP_MakeRecord`` leaves a zeroblob unexpanded
-  only when no later column holds data bytes): no whole copy besides the fetched bytes.
-  In a table made before (``raw`` in the middle, data after it) the zeroblob is expanded
-  and the record built from it: two whole copies inside SQLite while the ``UPDATE`` runs,
-  as many as the bound INSERT made, see ``docs/databases.md``.
+- SQLite, where ``raw`` is the table's last column (tables made by ``db init`` since
+  this version): ``raw`` is made a ``zeroblob`` of its size, then written through SQLite's
+  incremental blob I/O (``sqlite3.Connection.blobopen``, Python 3.11+). SQLite builds the
+  record without the zeroblob's bytes (``OP_MakeRecord`` leaves a zeroblob unexpanded only
+  when no later column holds data bytes: NULL and the integers 0 and 1 hold none): no
+  whole copy besides the fetched bytes.
+- SQLite, a table made before (``raw`` after ``body_html``; ``created_at``, the IMAP UID
+  and the digest after it hold data): bound whole, as before. Any statement that puts the
+  bytes in that row builds its record whole from a whole value: the bound copy, a
+  zeroblob ``OP_MakeRecord`` expands, or the column read back for an ``UPDATE`` of another
+  column. So SQLite holds two whole copies at its peak however ``raw`` gets there (its
+  ``UPDATE ... SET raw = zeroblob(size)`` alone: 1.99 times the size above idle), and with
+  the fetched bytes a third: 3.03 times (``bench/mail.py --only big``). Writing it in
+  pieces there would only add a row rewrite; only ``raw`` last (a rebuilt table) or the
+  fetched bytes gone before SQLite's part (not done) bring it to twice the size.
 - PostgreSQL: the pieces go into a large object (``lo_create``/``lo_put``), the server
   copies it into ``raw`` (``lo_get``) and drops it (``lo_unlink``): the client holds one
   piece at a time besides the fetched bytes. The large object lives in the transaction:
@@ -123,8 +130,11 @@ def _blob_connection(conn: Connection) -> Any | None:
 
 
 def streams(conn: Connection) -> bool:
-    """Whether a large ``raw`` is written in pieces on ``conn``'s database."""
-    return conn.dialect.name == "postgresql" or _blob_connection(conn) is not None
+    """Whether a large ``raw`` is written in pieces on ``conn``'s database: PostgreSQL, and
+    SQLite where ``raw`` is the table's last column."""
+    if conn.dialect.name == "postgresql":
+        return True
+    return _blob_connection(conn) is not None and raw_is_last(conn)
 
 
 def held_back(
