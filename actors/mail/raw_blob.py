@@ -5,7 +5,7 @@ Bound as a parameter of the INSERT, a message's bytes are copied whole beside th
 bytes before they reach the database: on SQLite the driver binds a copy
 (``SQLITE_TRANSIENT``) and SQLite builds the row's record, another (a 25 MB message: 3
 times its size above idle); psycopg hands the parameter to libpq, which copies it whole
-into its output buffer (2.1 times). So a ``raw`` of at least ``STREAM_FROM`` bytes is
+into its output buffer (2.07 times). So a ``raw`` of at least ``STREAM_FROM`` bytes is
 inserted as NULL and written afterwards, in the same transaction (nobody sees the NULL:
 the row becomes visible with its ``raw`` at the commit), in ``CHUNK`` pieces:
 
