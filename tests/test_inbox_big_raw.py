@@ -1,7 +1,7 @@
-"""A large message is stored byte for byte through SQLite's incremental blob I/O, in a table
-made by ``db init`` (``raw`` its last column), and as before in a table made by an older
-version (``raw`` in the middle) and on PostgreSQL (issue 13, item 8; the memory figure is
-``bench/mail.py``'s). Real Dovecot, real databases."""
+"""A large message is stored byte for byte in pieces (SQLite's incremental blob I/O in a
+table made by ``db init``, ``raw`` its last column; a PostgreSQL large object), and bound
+whole as before in a SQLite table laid out by an older version (``raw`` in the middle);
+issue 13, item 8, the memory figure is ``bench/mail.py``'s. Real Dovecot, real databases."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from actors.mail import raw_blob
 from actors.practice_schema import email_messages
 from config.settings import MailSettings
 from events.types import Event, MessageReceived
 from tests.dovecot import Dovecot, new_practice_engine
+from tests.old_layout import lay_out_as_before
 from tests.servers import fresh_database
 from tests.test_inbox_limits import _big_message, _inbox
 
@@ -75,20 +76,51 @@ def test_db_init_makes_raw_the_last_column_so_it_is_written_in_pieces(tmp_path: 
     assert (rows, list(held)) == ([{"raw": None}, {"raw": b"small"}], [0])
 
 
-def test_a_table_with_raw_in_the_middle_stores_a_large_message_as_before(
+def _largest_bound(engine: Engine, run: Any) -> int:
+    """The largest value (bytes) bound to any statement ``engine`` runs during ``run()``."""
+    largest = 0
+
+    def record(_conn: Any, _cursor: Any, _sql: str, params: Any, *_rest: Any) -> None:
+        nonlocal largest
+        sets = params if isinstance(params, list) else [params]
+        for values in sets:
+            items = values.values() if isinstance(values, dict) else values or ()
+            for bound in items:
+                value = getattr(bound, "obj", bound)  # psycopg wraps bytes in Binary
+                if isinstance(value, bytes | bytearray | memoryview):
+                    largest = max(largest, len(value))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return largest
+
+
+def test_a_large_message_is_never_bound_whole(
+    practice: Engine, dovecot: Dovecot, imap_user: str, mail_settings: MailSettings
+) -> None:
+    message = _big_message(SIZE)
+    dovecot.append(imap_user, message)
+    largest = _largest_bound(practice, lambda: _import(practice, dovecot, imap_user, mail_settings))
+    raw, _ = _stored(practice)
+    assert bytes(raw) == message
+    assert largest <= raw_blob.CHUNK
+
+
+def test_a_table_with_raw_in_the_middle_binds_a_large_message_whole(
     tmp_path: Path, dovecot: Dovecot, imap_user: str, mail_settings: MailSettings
 ) -> None:
     engine = new_practice_engine(f"sqlite:///{tmp_path / 'practice.sqlite3'}")
     try:
-        with engine.begin() as conn:  # the layout of tables made before: raw after body_html
-            conn.exec_driver_sql("ALTER TABLE email_messages RENAME COLUMN raw TO raw_old")
-            conn.exec_driver_sql("ALTER TABLE email_messages ADD COLUMN raw BLOB")
-            conn.exec_driver_sql("ALTER TABLE email_messages ADD COLUMN later TEXT DEFAULT 'x'")
-            assert not raw_blob.raw_is_last(conn)
+        lay_out_as_before(engine)
         message = _big_message(SIZE)
         dovecot.append(imap_user, message)
-        _import(engine, dovecot, imap_user, mail_settings)
-        raw, _ = _stored(engine)
+        largest = _largest_bound(engine, lambda: _import(engine, dovecot, imap_user, mail_settings))
+        raw, digest = _stored(engine)
     finally:
         engine.dispose()
     assert bytes(raw) == message
+    assert digest == hashlib.sha256(message).hexdigest()
+    assert largest == len(message)
