@@ -13,6 +13,7 @@ from config import Settings, mask_url
 from supervisor import exit_codes
 from supervisor.commands.common import CliError
 from supervisor.log_lines import LocalIsoFormatter
+from supervisor.open_files import raise_open_file_limit
 from supervisor.service import serve_until_stopped
 
 
@@ -50,9 +51,13 @@ def configure_logging(level: str) -> None:
 
 def prepare_process() -> None:
     """What the serving process sets before it opens a database or starts a thread."""
+    log = logging.getLogger(__name__)
     not_done = disable_page_cache_preallocation()
     if not_done is not None:
-        logging.getLogger(__name__).info("SQLite keeps its page-cache preallocation: %s", not_done)
+        log.info("SQLite keeps its page-cache preallocation: %s", not_done)
+    raised = raise_open_file_limit()
+    if raised is not None:
+        log.info("open-file limit raised from %d to %d", *raised)
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
