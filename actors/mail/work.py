@@ -35,6 +35,15 @@ from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError, ImapSession
 from actors.mail.inbox import Inbox
+from actors.mail.inbox_progress import (
+    InboxWatch,
+    looked,
+    passed,
+    said,
+    stall_after,
+    stall_words,
+    stalled_for,
+)
 from actors.mail.oauth import (
     DelegatedSource,
     OAuthEndpoints,
@@ -187,6 +196,9 @@ class MailDeps:
     tokens: TokenSources | None = None  # OAuth 2.0 access tokens, shared by the process
     secrets: Secrets = NO_KEYS
     """Decrypts the secret columns with the host's key file (``service.key_file``)."""
+    checkin_seconds: float = 15.0
+    """``health.checkin_seconds``: part of the bound on an inbox's passes
+    (``actors.mail.inbox_progress``)."""
 
 
 class MailWork:
@@ -225,6 +237,10 @@ class MailWork:
         self._inbox: Inbox | None = None
         self._inbox_error = ""
         self._inbox_retry_at = 0.0
+        self._inbox_watch: InboxWatch | None = None  # its passes, while there is an inbox
+        self._stall_after = stall_after(
+            deps.mail.inbox_poll_seconds, deps.checkin_seconds, SETTINGS_EVERY
+        )
         self._next_outbox = 0.0
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
@@ -316,6 +332,7 @@ class MailWork:
         if self._inbox is not None:
             self._inbox.close()
             self._inbox = None
+            self._inbox_watch = None
         settings = self._settings
         self._senders = {}
         self._sms_error = ""
@@ -375,6 +392,7 @@ class MailWork:
                     s, m, c, readonly=readonly, tokens=tokens
                 ),
             )
+            self._inbox_watch = passed(self._clock.monotonic())  # its first turn is due
         self._next_outbox = 0.0  # look at the outbox at once with the new settings
 
     def _close_senders(self) -> None:
@@ -433,6 +451,7 @@ class MailWork:
         try:
             self._inbox.poll(wait_seconds=wait_seconds)
         except ImapError as exc:
+            self._inbox_watch = passed(self._clock.monotonic())  # it asked: its own fault
             if was_connected:  # a working connection broke: a change worth a record
                 self._observe([InboxConnectionLost(self._incarnation, str(exc))])
             self._inbox_error = str(exc)
@@ -440,6 +459,7 @@ class MailWork:
             self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds
             return self._deps.mail.inbox_poll_seconds
         self._inbox_error = ""
+        self._inbox_watch = passed(self._clock.monotonic())
         self._traffic("imap", ok=True)
         if self._inbox.waits_in_idle:
             return 0.0  # back into IDLE at the next tick
@@ -560,6 +580,9 @@ class MailWork:
             )
             if reason:
                 diagnostics.append(Diagnostic("imap", "error", reason))
+            stalled = self._inbox_stalled()
+            if stalled and not reason:
+                diagnostics.append(Diagnostic("imap", "error", stalled))
         if settings.sms_enabled:
             components.append("sms")
             if self._sms_error:
@@ -577,6 +600,21 @@ class MailWork:
         if expiry is not None:
             diagnostics.append(expiry)
         return tuple(components), tuple(diagnostics)
+
+    def _inbox_stalled(self) -> str:
+        """The diagnostic when the inbox has stopped ending passes (``inbox_progress``);
+        "" while it makes progress, or when there is no inbox (incoming mail off, or its
+        settings not usable: those say so themselves)."""
+        if self._inbox is None or self._inbox_watch is None:
+            return ""
+        self._inbox_watch = looked(self._inbox_watch)
+        quiet = stalled_for(self._inbox_watch, self._clock.monotonic(), self._stall_after)
+        if quiet is None:
+            return ""
+        if not self._inbox_watch.said:
+            self._inbox_watch = said(self._inbox_watch)
+            log.warning("%s: the inbox has not run for %.0f s", self._db, quiet)
+        return stall_words(quiet)
 
     def _subjects(self, row_ids: list[int]) -> dict[int, str]:
         """The subjects of these rows, for the parked imports' warning lines ({} when the
