@@ -81,6 +81,7 @@ from events.types import (
     MessageDeliveryUncertain,
     MessageParked,
     MessageReceived,
+    OutboxBackoffCleared,
 )
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,10 @@ class ProbeLimiter:
 
     def grant(self, db: str) -> None:
         """A person asked to restart ``db`` (after fixing its settings, typically): its next
-        incarnation may probe once at once, even within the minute. Bounded by people's
-        requests, which coalesce; a crash loop gets no such grant."""
+        incarnation may probe once at once, even within the minute, and sends at once the
+        outbox rows that wait only because the server could not be used
+        (``Outbox.retry_now``). Bounded by people's requests, which coalesce; a crash loop
+        gets no such grant."""
         with self._lock:
             self._granted.add(db)
 
@@ -248,6 +251,8 @@ class MailWork:
         self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
         self._parked: list[MessageParked] = []  # imports parked since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
+        # ... and the rows that wait only because the server could not be used go at once
+        self._retry_now = self._granted
         self._tokens = deps.tokens or TokenSources(
             OAuthEndpoints(OAuthSettings(), deps.mail.io_timeout_seconds), clock
         )
@@ -415,6 +420,14 @@ class MailWork:
             # Uncertain rows' events are durable before the rows are requeued (recover).
             self._outbox.recover()
             self._recovered = True
+        if self._retry_now:
+            self._retry_now = False
+            cleared = self._outbox.retry_now()
+            if cleared:
+                log.info(
+                    "%s: restart asked for: %d waiting message(s) tried at once", self._db, cleared
+                )
+                self._append([OutboxBackoffCleared(self._incarnation, cleared)])
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
         self._refused += self._outbox.take_refused()
