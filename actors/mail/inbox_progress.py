@@ -16,13 +16,13 @@ re-issues it each time, so a working inbox with IDLE ends a pass every few secon
 without IDLE every ``mail.inbox_poll_seconds``.
 
 ``stall_after`` is twice the longest a working inbox goes between passes; the inbox has
-stopped when that much time passed since its last pass (or since it was set up, when it
-has not had one) *and* at least ``STALL_SELFTESTS`` self-tests have looked at it
-meanwhile. The second condition keeps a pause of the whole process (a suspended virtual
-machine) from being read as a stall: after a pause the self-test runs first in the
-mailbox's tick and the inbox right after it. It also gives the inbox a few check-ins of its
-own after any stretch in which the self-test did not look (the database did not answer:
-that failure is its own diagnostic). A slow IMAP server makes a pass long, never missing:
+stopped when ``STALL_SELFTESTS`` self-tests in a row found that much time passed since its
+last pass (or since it was set up, when it has not had one). One such self-test is not
+enough: after a pause of the whole process (a suspended virtual machine, SIGSTOP) every
+clock reading jumps, the self-test runs first in the mailbox's tick and the inbox right
+after it. Likewise after a stretch in which the self-test did not look at the mail at all
+(the database did not answer: that failure is its own diagnostic), the inbox has its turns
+before it is judged. A slow IMAP server makes a pass long, never missing:
 the self-test runs in the mailbox's thread, between steps, so it looks only once the pass
 has ended. All times are the mailbox clock's monotonic seconds.
 """
@@ -35,7 +35,8 @@ from datetime import timedelta
 from events.describe import describe_duration
 
 STALL_SELFTESTS = 3
-"""Self-tests that must find the inbox without a pass before it is said to have stopped."""
+"""Self-tests in a row that must find the inbox past the bound before it is said to have
+stopped."""
 
 TURN_DELAY_CHECKINS = 4.0
 """Check-in intervals the inbox's turn may wait behind the other steps of a tick: one
@@ -49,8 +50,8 @@ class InboxWatch:
 
     since: float
     """When the inbox was set up or its last pass ended (monotonic seconds)."""
-    looks: int = 0
-    """Self-tests that looked at it since then."""
+    overdue: int = 0
+    """Self-tests in a row that found it without a pass for longer than the bound."""
     said: bool = False
     """Whether the service's log has said it stopped (once per stop, not per check-in)."""
 
@@ -72,22 +73,24 @@ def passed(now: float) -> InboxWatch:
     return InboxWatch(now)
 
 
-def looked(watch: InboxWatch) -> InboxWatch:
-    """The watch after one more self-test looked at it."""
-    return InboxWatch(watch.since, watch.looks + 1, watch.said)
+def looked(watch: InboxWatch, now: float, limit: float) -> InboxWatch:
+    """The watch after a self-test looked at it at ``now``."""
+    overdue = watch.overdue + 1 if now - watch.since > limit else 0
+    return InboxWatch(watch.since, overdue, watch.said)
 
 
 def said(watch: InboxWatch) -> InboxWatch:
     """The watch once the log has said the inbox stopped."""
-    return InboxWatch(watch.since, watch.looks, True)
+    return InboxWatch(watch.since, watch.overdue, True)
 
 
 def stalled_for(
     watch: InboxWatch, now: float, limit: float, looks: int = STALL_SELFTESTS
 ) -> float | None:
-    """Seconds the inbox has gone without a pass when that means it stopped, else None."""
+    """Seconds the inbox has gone without a pass when that means it stopped (``looks``
+    self-tests in a row found it past ``limit``), else None."""
     quiet = now - watch.since
-    if quiet > limit and watch.looks >= looks:
+    if quiet > limit and watch.overdue >= looks:
         return quiet
     return None
 

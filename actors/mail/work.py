@@ -620,8 +620,9 @@ class MailWork:
         settings not usable: those say so themselves)."""
         if self._inbox is None or self._inbox_watch is None:
             return ""
-        self._inbox_watch = looked(self._inbox_watch)
-        quiet = stalled_for(self._inbox_watch, self._clock.monotonic(), self._stall_after)
+        now = self._clock.monotonic()
+        self._inbox_watch = looked(self._inbox_watch, now, self._stall_after)
+        quiet = stalled_for(self._inbox_watch, now, self._stall_after)
         if quiet is None:
             return ""
         if not self._inbox_watch.said:
