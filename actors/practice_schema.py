@@ -313,6 +313,12 @@ email_messages = Table(
     # and what became of each recipient (JSON, docs/mail.md): accepted, deferred (4xx:
     # tried again, the others are not sent to twice) or refused for good.
     Column("recipient_status", _Text),
+    # Why a queued row waits for its next_attempt_at: "server" when its last attempt
+    # failed because the server could not be used (no connection, log-in refused, the
+    # connection lost: the whole service's fault), "message" when the server answered
+    # for this message (a 4xx); NULL otherwise. A person's Restart makes the "server"
+    # ones due at once (actors/mail/outbox.py, retry_now).
+    Column("retry_cause", _Word),
     # The message as received or to be sent, last: a SQLite row whose last column is a
     # zeroblob is built without the blob in memory, so a large message is written in
     # pieces (actors/mail/raw_blob.py). Tables made before keep it where it was.

@@ -329,6 +329,17 @@ class InboxConnectionLost(Event):
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxBackoffCleared(Event):
+    """A restart a person asked for made ``rows`` queued outbox rows due at once: their last
+    attempt failed because the server could not be used (``retry_cause`` ``server``), so
+    they no longer wait out their back-off. Rows the server put off for their own sake
+    keep theirs. Appended by the new incarnation, once, when it cleared any."""
+
+    incarnation: int
+    rows: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceStarted,
     ServiceStopping,
@@ -356,4 +367,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChildRestartScheduled,
     MessageSkipped,
     InboxConnectionLost,
+    OutboxBackoffCleared,
 )

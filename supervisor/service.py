@@ -257,6 +257,7 @@ def start_tree(
         report_depth=lambda db, depth: gauges.set("outbox_depth", db, depth),
         tokens=TokenSources(OAuthEndpoints.for_service(settings), clock),
         secrets=Secrets.for_service(Path(settings.service.key_file)),
+        checkin_seconds=settings.health.checkin_seconds,
     )
     _say_key_file(mail.secrets, Path(settings.service.key_file))
 

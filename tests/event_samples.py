@@ -34,6 +34,7 @@ from events.types import (
     MessageSendFailed,
     MessageSent,
     MessageSkipped,
+    OutboxBackoffCleared,
     RestartRequested,
     RestartScheduled,
     SelfTestFailed,
@@ -69,6 +70,7 @@ SAMPLES: list[Event] = [
     ChildRestartScheduled("http", 2.0, 2),
     MessageSkipped(3, 1700000001, 4, "<x@gmail.example>", 55, "the same bytes are row 55"),
     InboxConnectionLost(3, "imap.example:993: connection closed by the server"),
+    OutboxBackoffCleared(4, 12),
 ]
 assert {type(e) for e in SAMPLES} == set(EVENT_TYPES), "every event type needs a sample"
 

@@ -109,6 +109,11 @@ UNCERTAIN_HELD = (
     "after it was sent); not sent again automatically, check before retrying"
 )
 _MESSAGE_ID_MAX = 255  # email_messages.message_id is String(255)
+SERVER_FAULT = "server"
+"""``retry_cause`` of a row whose last attempt failed because the server could not be used
+(``SendOutcome.server == "fault"``): the service's problem, not the message's."""
+MESSAGE_FAULT = "message"
+"""``retry_cause`` of a row the server put off for its own sake (a 4xx for it)."""
 _ROW_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, MessageError)
 _ERROR_MAX = 2000  # last_error is long text; a line this long is read by no one
 
@@ -194,6 +199,7 @@ _SENT = constant(
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
+        retry_cause=None,
     ),
     params=_OUTCOME_SAMPLE,
 )
@@ -210,8 +216,9 @@ _RETRY = constant(
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
+        retry_cause=bindparam("b_cause"),
     ),
-    params={**_OUTCOME_SAMPLE, "b_next": datetime(2026, 1, 5, 8, 30)},
+    params={**_OUTCOME_SAMPLE, "b_next": datetime(2026, 1, 5, 8, 30), "b_cause": SERVER_FAULT},
 )
 _FAILED = constant(
     "outbox.failed",
@@ -225,6 +232,7 @@ _FAILED = constant(
         event_pending=True,  # until its event is durable (outcome_events)
         refused_recipients=bindparam("b_refused"),
         recipient_status=bindparam("b_recipients"),
+        retry_cause=None,
     ),
     params=_OUTCOME_SAMPLE,
 )
@@ -241,6 +249,17 @@ _SET_MESSAGE_ID = constant(
     params=[{"b_id": 41, "b_message_id": "<a1@practice.example>"}],
 )
 _NOW = constant("outbox.server_now", select(utcnow()), target=SERVER)
+_RETRY_NOW = constant(
+    "outbox.retry_now",
+    update(_m)
+    .where(
+        _m.c.folder == "outbox",
+        _m.c.status == "queued",
+        _m.c.retry_cause == SERVER_FAULT,
+        _m.c.next_attempt_at > utcnow(),
+    )
+    .values(next_attempt_at=None),
+)
 
 
 @statement("outbox.stuck", 7)
@@ -449,6 +468,17 @@ class Outbox:
         if failed:
             self._emit(failed)
         return len(rows)
+
+    def retry_now(self) -> int:
+        """Make due at once every queued row that waits only because the server could not
+        be used (``retry_cause`` ``server``); return how many. For a restart a person asked
+        for, typically after mending the server or its settings: those rows would otherwise
+        wait out a back-off of up to an hour. A row the server put off for its own sake
+        (a 4xx for it) keeps its wait. One statement under the fence.
+        """
+        with self._engine.begin() as conn:
+            check_incarnation(conn, self._incarnation)
+            return int(conn.execute(_RETRY_NOW).rowcount)
 
     # --- sending ----------------------------------------------------------------------
 
@@ -829,7 +859,10 @@ class Outbox:
         if kind == "retry":
             now = conn.execute(_NOW).scalar_one()
             delay = self._retry_delay(attempts, self._random.random())
-            conn.execute(_RETRY, {**values, "b_next": now + timedelta(seconds=delay)})
+            cause = SERVER_FAULT if outcome.server == "fault" else MESSAGE_FAULT
+            conn.execute(
+                _RETRY, {**values, "b_next": now + timedelta(seconds=delay), "b_cause": cause}
+            )
         else:
             conn.execute(_SENT if kind == "sent" else _FAILED, values)
         delivered = settled.newly_sent

@@ -35,6 +35,15 @@ from actors.fence import StaleIncarnationError
 from actors.mail import imap_session, outcome_events, smtp_transport
 from actors.mail.imap_session import ImapError, ImapSession
 from actors.mail.inbox import Inbox
+from actors.mail.inbox_progress import (
+    InboxWatch,
+    looked,
+    passed,
+    said,
+    stall_after,
+    stall_words,
+    stalled_for,
+)
 from actors.mail.oauth import (
     DelegatedSource,
     OAuthEndpoints,
@@ -72,6 +81,7 @@ from events.types import (
     MessageDeliveryUncertain,
     MessageParked,
     MessageReceived,
+    OutboxBackoffCleared,
 )
 
 log = logging.getLogger(__name__)
@@ -132,8 +142,10 @@ class ProbeLimiter:
 
     def grant(self, db: str) -> None:
         """A person asked to restart ``db`` (after fixing its settings, typically): its next
-        incarnation may probe once at once, even within the minute. Bounded by people's
-        requests, which coalesce; a crash loop gets no such grant."""
+        incarnation may probe once at once, even within the minute, and sends at once the
+        outbox rows that wait only because the server could not be used
+        (``Outbox.retry_now``). Bounded by people's requests, which coalesce; a crash loop
+        gets no such grant."""
         with self._lock:
             self._granted.add(db)
 
@@ -187,6 +199,9 @@ class MailDeps:
     tokens: TokenSources | None = None  # OAuth 2.0 access tokens, shared by the process
     secrets: Secrets = NO_KEYS
     """Decrypts the secret columns with the host's key file (``service.key_file``)."""
+    checkin_seconds: float = 15.0
+    """``health.checkin_seconds``: part of the bound on an inbox's passes
+    (``actors.mail.inbox_progress``)."""
 
 
 class MailWork:
@@ -225,6 +240,10 @@ class MailWork:
         self._inbox: Inbox | None = None
         self._inbox_error = ""
         self._inbox_retry_at = 0.0
+        self._inbox_watch: InboxWatch | None = None  # its passes, while there is an inbox
+        self._stall_after = stall_after(
+            deps.mail.inbox_poll_seconds, deps.checkin_seconds, SETTINGS_EVERY
+        )
         self._next_outbox = 0.0
         self._components: dict[str, _Component] = {}
         self._settings_read_at: float | None = None
@@ -232,6 +251,8 @@ class MailWork:
         self._refused: list[tuple[RowProblem, str]] = []  # rows refused since the self-test
         self._parked: list[MessageParked] = []  # imports parked since the self-test
         self._granted = deps.limiter.take_grant(db)  # one immediate probe per component
+        # ... and the rows that wait only because the server could not be used go at once
+        self._retry_now = self._granted
         self._tokens = deps.tokens or TokenSources(
             OAuthEndpoints(OAuthSettings(), deps.mail.io_timeout_seconds), clock
         )
@@ -316,6 +337,7 @@ class MailWork:
         if self._inbox is not None:
             self._inbox.close()
             self._inbox = None
+            self._inbox_watch = None
         settings = self._settings
         self._senders = {}
         self._sms_error = ""
@@ -375,6 +397,7 @@ class MailWork:
                     s, m, c, readonly=readonly, tokens=tokens
                 ),
             )
+            self._inbox_watch = passed(self._clock.monotonic())  # its first turn is due
         self._next_outbox = 0.0  # look at the outbox at once with the new settings
 
     def _close_senders(self) -> None:
@@ -397,6 +420,14 @@ class MailWork:
             # Uncertain rows' events are durable before the rows are requeued (recover).
             self._outbox.recover()
             self._recovered = True
+        if self._retry_now:
+            self._retry_now = False
+            cleared = self._outbox.retry_now()
+            if cleared:
+                log.info(
+                    "%s: restart asked for: %d waiting message(s) tried at once", self._db, cleared
+                )
+                self._append([OutboxBackoffCleared(self._incarnation, cleared)])
         batch = self._deps.mail.outbox_batch
         handled = self._outbox.send_due()
         self._refused += self._outbox.take_refused()
@@ -433,6 +464,7 @@ class MailWork:
         try:
             self._inbox.poll(wait_seconds=wait_seconds)
         except ImapError as exc:
+            self._inbox_watch = passed(self._clock.monotonic())  # it asked: its own fault
             if was_connected:  # a working connection broke: a change worth a record
                 self._observe([InboxConnectionLost(self._incarnation, str(exc))])
             self._inbox_error = str(exc)
@@ -440,6 +472,7 @@ class MailWork:
             self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds
             return self._deps.mail.inbox_poll_seconds
         self._inbox_error = ""
+        self._inbox_watch = passed(self._clock.monotonic())
         self._traffic("imap", ok=True)
         if self._inbox.waits_in_idle:
             return 0.0  # back into IDLE at the next tick
@@ -560,6 +593,9 @@ class MailWork:
             )
             if reason:
                 diagnostics.append(Diagnostic("imap", "error", reason))
+            stalled = self._inbox_stalled()
+            if stalled and not reason:
+                diagnostics.append(Diagnostic("imap", "error", stalled))
         if settings.sms_enabled:
             components.append("sms")
             if self._sms_error:
@@ -577,6 +613,22 @@ class MailWork:
         if expiry is not None:
             diagnostics.append(expiry)
         return tuple(components), tuple(diagnostics)
+
+    def _inbox_stalled(self) -> str:
+        """The diagnostic when the inbox has stopped ending passes (``inbox_progress``);
+        "" while it makes progress, or when there is no inbox (incoming mail off, or its
+        settings not usable: those say so themselves)."""
+        if self._inbox is None or self._inbox_watch is None:
+            return ""
+        now = self._clock.monotonic()
+        self._inbox_watch = looked(self._inbox_watch, now, self._stall_after)
+        quiet = stalled_for(self._inbox_watch, now, self._stall_after)
+        if quiet is None:
+            return ""
+        if not self._inbox_watch.said:
+            self._inbox_watch = said(self._inbox_watch)
+            log.warning("%s: the inbox has not run for %.0f s", self._db, quiet)
+        return stall_words(quiet)
 
     def _subjects(self, row_ids: list[int]) -> dict[int, str]:
         """The subjects of these rows, for the parked imports' warning lines ({} when the
