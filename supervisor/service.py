@@ -53,7 +53,7 @@ from config import Settings, mask_url
 from events.clock import SystemClock
 from events.retention import Retention
 from events.sql_store import SqlEventStore, sqlite_file_of
-from supervisor import discovery, exit_codes, instance_lock, stop_signals
+from supervisor import discovery, exit_codes, instance_lock, process_memory, stop_signals
 from supervisor.http.app import create_app
 from supervisor.http.hosts import allowed_hosts
 from supervisor.http.metrics import MetricsView, ProcessGauges
@@ -631,12 +631,16 @@ def _serve(
     outcome = Outcome(exit_codes.OK)
     reason = ""
     next_ping = time.monotonic()
+    next_trim = time.monotonic() + process_memory.TRIM_SECONDS
     while not stop.is_set():
         # Short waits, so a signal is acted on within a second.
         if tree.fatal_event.wait(timeout=1.0):
             reason = tree.fatal[0] if tree.fatal else "the tree failed"
             outcome = Outcome(exit_codes.TREE_FAILED, reason)
             break
+        if time.monotonic() >= next_trim:
+            next_trim = time.monotonic() + process_memory.TRIM_SECONDS
+            process_memory.release_free_memory()
         if stop.is_set() or time.monotonic() < next_ping:
             continue
         next_ping = time.monotonic() + interval
