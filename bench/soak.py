@@ -284,6 +284,7 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
         self._err: Any = None
         self.generation = 0  # processes started: a dead one is started again, as systemd would
+        self.retired = False  # stopped by the run's end (or an interrupt): not started again
         self.started = 0.0
         self.exits: list[str] = []
         self._offset = 0
@@ -317,6 +318,7 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> int | None:
+        self.retired = True
         code = None
         if self.process is not None:
             if self.process.poll() is None:
@@ -543,7 +545,7 @@ def restart_dead(services: dict[str, Service], stop: threading.Event) -> None:
     exited again, and remember why it exited."""
     while not stop.wait(1.0):
         for name, s in services.items():
-            if s.process is None or s.alive():
+            if s.retired or s.process is None or s.alive():
                 continue
             up = time.monotonic() - s.started
             s.exits.append(f"exit {s.process.returncode} after {up:.0f} s: {s.last_stderr()}")
