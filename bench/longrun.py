@@ -621,6 +621,7 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
             ):
                 got_c = time_command(config, cmd, args.command_timeout)
                 commands.setdefault(f"{which}_{key}", []).append(got_c)
+                progress(f"  {' '.join(cmd[:2])} on the {which} log: {_s(got_c.seconds)}")
     for key, results in commands.items():
         out[key] = asdict(median_command(results))
         out[f"{key}_all"] = [r.seconds for r in results]
