@@ -404,8 +404,11 @@ class StartResult:
     last_stderr: str = ""
 
 
-def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartResult:
-    """Spawn ``serve``, wait for READY=1 on our notify socket, read VmHWM, stop it."""
+def start_serve(
+    config: Path, root: Path, timeout: float, label: str, code: Path = _ROOT
+) -> StartResult:
+    """Spawn ``serve`` (of the code in ``code``: this checkout's), wait for READY=1 on our
+    notify socket, read VmHWM, stop it."""
     sock_path = root / f"notify-{config.stem}-{label}.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
@@ -418,7 +421,7 @@ def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartRe
         began = time.perf_counter()
         process = subprocess.Popen(
             cli(config, "serve"),
-            cwd=_ROOT,
+            cwd=code,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
