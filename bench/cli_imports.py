@@ -16,11 +16,14 @@ run and interleaved (the machine's load hits every figure alike):
 3. ``serve``: from spawn to its systemd ``READY=1`` (``bench/longrun.py``'s ``start_serve``:
    the script binds the ``NOTIFY_SOCKET``), then SIGTERM.
 
-For each: the median wall time over ``--runs`` runs; and, from one more run of each under
-``python -X importtime``, the sum of every imported module's own time (for ``serve``, the
-modules imported before ``READY=1``) and how many modules that is. ``-X importtime`` slows
-what it measures, so its sum is for comparing commands, not for adding to the wall time.
-Each wall time is printed as a ratio to both baselines.
+For each, the median over ``--runs`` runs of: the wall time; the process's CPU time (user +
+system, from ``getrusage``; for ``serve`` up to READY=1, from ``/proc/PID/stat``), which a
+busy machine changes much less than the wall time; and, from the same command run once
+more under ``python -X importtime``, the sum of every imported module's own time (for
+``serve``, the modules imported before ``READY=1``) and how many modules that is.
+``-X importtime`` slows what it measures, so its sum is for comparing commands, not for
+adding to the wall time; the module count does not depend on the machine at all.
+Each wall and CPU time is printed as a ratio to both baselines.
 
 ``--compare REF`` also runs every command from the code at git revision REF (``git archive``
 into the temporary folder; the same interpreter and packages), interleaved with this
@@ -43,6 +46,7 @@ sys.path.insert(0, str(_ROOT))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -68,8 +72,9 @@ class Figures:
     """One command's runs."""
 
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    imports: list[float] = field(default_factory=list)
     exit_codes: list[int | None] = field(default_factory=list)
-    import_seconds: float | None = None
     modules: int | None = None
 
 
@@ -85,11 +90,16 @@ def import_total(stderr: str) -> tuple[float, int]:
     return total_us / 1e6, modules
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, int | None, str]:
-    """Run ``argv`` to its end; return its wall time, exit code and standard error."""
+def run_once(argv: list[str], cwd: Path) -> tuple[float, float, int | None, str]:
+    """Run ``argv`` to its end; return its wall time, its CPU time (user + system: what the
+    machine's load changes least), exit code and standard error."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-    return time.perf_counter() - began, done.returncode, done.stderr
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, done.returncode, done.stderr
 
 
 def serve_imports(config: Path, root: Path, cwd: Path) -> tuple[float, int]:
@@ -176,22 +186,23 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             for name, argv in argvs.items():
                 if name in (BARE, SQLA) and tree != "this code":
                     continue
-                wall, code, _err = run_once([sys.executable, *argv], cwd)
-                figures[tree][name].walls.append(wall)
-                figures[tree][name].exit_codes.append(code)
-            started = _start_serve(config, root, cwd, f"{i}")
-            figures[tree]["serve -> READY"].walls.append(started)
-            figures[tree]["serve -> READY"].exit_codes.append(0)
-    for tree, cwd in trees.items():
-        for name, argv in argvs.items():
-            if name in (BARE, SQLA) and tree != "this code":
-                continue
-            _wall, _code, err = run_once([sys.executable, "-X", "importtime", *argv], cwd)
-            seconds, modules = import_total(err)
-            figures[tree][name].import_seconds, figures[tree][name].modules = seconds, modules
-        seconds, modules = serve_imports(config, root, cwd)
-        figures[tree]["serve -> READY"].import_seconds = seconds
-        figures[tree]["serve -> READY"].modules = modules
+                f = figures[tree][name]
+                wall, cpu, code, _err = run_once([sys.executable, *argv], cwd)
+                f.walls.append(wall)
+                f.cpus.append(cpu)
+                f.exit_codes.append(code)
+                _w, _c, _code, err = run_once([sys.executable, "-X", "importtime", *argv], cwd)
+                seconds, f.modules = import_total(err)
+                f.imports.append(seconds)
+            f = figures[tree]["serve -> READY"]
+            started = longrun.start_serve(config, root, READY_TIMEOUT, f"i{i}", code=cwd)
+            if started.ready_seconds is None or started.cpu_seconds is None:
+                raise SystemExit(f"serve from {cwd}: {started.outcome}: {started.last_stderr}")
+            f.walls.append(started.ready_seconds)
+            f.cpus.append(started.cpu_seconds)
+            f.exit_codes.append(0)
+            seconds, f.modules = serve_imports(config, root, cwd)
+            f.imports.append(seconds)
     return {
         "machine": machine_info(root),
         "runs": args.runs,
@@ -203,23 +214,17 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     }
 
 
-def _start_serve(config: Path, root: Path, cwd: Path, label: str) -> float:
-    """``serve``'s seconds to READY=1 from the code in ``cwd`` (``longrun.start_serve``)."""
-    got = longrun.start_serve(config, root, READY_TIMEOUT, f"imports-{label}", code=cwd)
-    if got.ready_seconds is None:
-        raise SystemExit(f"serve from {cwd}: {got.outcome}: {got.last_stderr}")
-    return got.ready_seconds
-
-
 def print_report(report: dict[str, Any]) -> None:
     loads = "/".join(f"{x:.1f}" for x in report["load"])
     print_machine(report["machine"], f"; runs: {report['runs']} of each, interleaved; load {loads}")
     ours = report["figures"]["this code"]
     bare = statistics.median(ours[BARE]["walls"])
     sqla = statistics.median(ours[SQLA]["walls"])
+    bare_cpu = statistics.median(ours[BARE]["cpus"])
+    sqla_cpu = statistics.median(ours[SQLA]["cpus"])
     head = (
-        f"{'command':<28} {'code':<14} {'wall (median)':>13} {'/ pass':>7} {'/ sqlalchemy':>12}"
-        f" {'imports':>8} {'modules':>7}  exit"
+        f"{'command':<28} {'code':<10} {'wall':>8} {'/ pass':>7} {'/ sqla':>6}"
+        f" {'CPU':>8} {'/ pass':>7} {'/ sqla':>6} {'imports':>8} {'modules':>7}  exit"
     )
     print(head)
     print("-" * len(head))
@@ -229,15 +234,19 @@ def print_report(report: dict[str, Any]) -> None:
             if f is None:
                 continue
             wall = statistics.median(f["walls"])
-            imports = "-" if f["import_seconds"] is None else f"{f['import_seconds']:.3f} s"
+            cpu = statistics.median(f["cpus"])
+            imports = statistics.median(f["imports"])
             codes = ",".join(sorted({str(c) for c in f["exit_codes"]}))
             print(
-                f"{name:<28} {tree:<14} {wall:>11.3f} s {wall / bare:>6.2f}x {wall / sqla:>11.2f}x"
-                f" {imports:>8} {f['modules'] or '-':>7}  {codes}"
+                f"{name:<28} {tree:<10} {wall:>6.3f} s {wall / bare:>6.2f}x {wall / sqla:>5.2f}x"
+                f" {cpu:>6.3f} s {cpu / bare_cpu:>6.2f}x {cpu / sqla_cpu:>5.2f}x"
+                f" {imports:>6.3f} s {f['modules'] or '-':>7}  {codes}"
             )
     print(
-        "\nwall: spawn to exit (serve: to READY=1), median of the runs; imports: the sum of"
-        " -X importtime's own times in one more run (serve: before READY=1)."
+        "\nwall: spawn to exit (serve: to READY=1); CPU: the process's user + system time (serve:"
+        " up to READY=1); imports: the sum of -X importtime's own times, each run once more"
+        " under it (serve: before READY=1), and how many modules; each the median of the runs;"
+        " sqla: python -c 'import sqlalchemy'."
     )
 
 

@@ -392,12 +392,25 @@ def vm_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """The user + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command's name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class StartResult:
     """What one ``serve`` start showed."""
 
     ready_seconds: float | None = None
     peak_rss_mb: float | None = None
+    cpu_seconds: float | None = None
+    """The process's CPU time (user + system) up to READY=1 (``/proc/PID/stat``)."""
     outcome: str = ""
     exit_code: int | None = None
     messages: list[str] = field(default_factory=list)
@@ -443,6 +456,7 @@ def start_serve(
                     )
                     if "READY=1" in data.split("\n"):
                         result.ready_seconds = time.perf_counter() - began
+                        result.cpu_seconds = cpu_seconds(process.pid)
                         hwm = vm_kb(process.pid, "VmHWM")
                         peak = max(peak, hwm or 0)
                         result.outcome = "ready"
