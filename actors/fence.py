@@ -8,7 +8,9 @@ happen under one lock, and the store commits in enqueue order, so an event eithe
 precedes the supervisor's change of incarnation in the log or is refused.
 
 The practice-database side of the fence is ``actors.practice_db.claim_incarnation``
-and ``check_incarnation``; both sides raise the one ``StaleIncarnationError`` below.
+and ``check_incarnation``; both sides raise the one ``StaleIncarnationError``
+(``actors.stale_incarnation``, its own module so that the practice-database side, which
+``status`` imports, does not import the event log's).
 """
 
 from __future__ import annotations
@@ -16,25 +18,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from actors.stale_incarnation import StaleIncarnationError
 from events.store import ANY, EventStore, PendingAppend
 from events.types import Event, stream_for
 
-
-class StaleIncarnationError(Exception):
-    """Raised when an abandoned incarnation tries to write: a newer one (or none) is live.
-
-    ``incarnation`` is the writer's number; ``stored`` the live one (in the registry or
-    in the practice database's ``email_service_mailbox`` row), None when no incarnation
-    is live; ``db`` the database's name when the raiser knows it.
-    """
-
-    def __init__(self, incarnation: int, stored: int | None, db: str | None = None) -> None:
-        now = "none is live" if stored is None else f"the live one is {stored}"
-        of = "" if db is None else f" of {db!r}"
-        super().__init__(f"incarnation {incarnation}{of} was abandoned ({now})")
-        self.db = db
-        self.incarnation = incarnation
-        self.stored = stored
+__all__ = ["IncarnationRegistry", "StaleIncarnationError"]
 
 
 class IncarnationRegistry:

@@ -9,7 +9,7 @@ The fence (``docs/databases.md``, DESIGN decision 3): each start of a database's
 gets a higher incarnation number. ``claim_incarnation`` records it in the service-owned
 ``email_service_mailbox`` row; every later write transaction calls ``check_incarnation``
 first, so a hung thread of an older incarnation, waking up, is refused
-(``actors.fence.StaleIncarnationError``, the one error of both sides of the fence)
+(``actors.stale_incarnation.StaleIncarnationError``, the one error of both sides of the fence)
 instead of writing over its successor's work.
 
 Every function runs on the calling thread and blocks on the database; none keeps a
@@ -43,9 +43,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
 from actors.budget_pool import BudgetPool
-from actors.fence import StaleIncarnationError
 from actors.practice_schema import SINGLE_ROW_ID, email_service_mailbox, practice
 from actors.server_budget import ServerBudget
+from actors.stale_incarnation import StaleIncarnationError
 from actors.statements import constant, driver_form, statement
 
 __all__ = [

@@ -392,20 +392,36 @@ def vm_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """The user + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command's name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class StartResult:
     """What one ``serve`` start showed."""
 
     ready_seconds: float | None = None
     peak_rss_mb: float | None = None
+    cpu_seconds: float | None = None
+    """The process's CPU time (user + system) up to READY=1 (``/proc/PID/stat``)."""
     outcome: str = ""
     exit_code: int | None = None
     messages: list[str] = field(default_factory=list)
     last_stderr: str = ""
 
 
-def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartResult:
-    """Spawn ``serve``, wait for READY=1 on our notify socket, read VmHWM, stop it."""
+def start_serve(
+    config: Path, root: Path, timeout: float, label: str, code: Path = _ROOT
+) -> StartResult:
+    """Spawn ``serve`` (of the code in ``code``: this checkout's), wait for READY=1 on our
+    notify socket, read VmHWM, stop it."""
     sock_path = root / f"notify-{config.stem}-{label}.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
@@ -418,7 +434,7 @@ def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartRe
         began = time.perf_counter()
         process = subprocess.Popen(
             cli(config, "serve"),
-            cwd=_ROOT,
+            cwd=code,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -440,6 +456,7 @@ def start_serve(config: Path, root: Path, timeout: float, label: str) -> StartRe
                     )
                     if "READY=1" in data.split("\n"):
                         result.ready_seconds = time.perf_counter() - began
+                        result.cpu_seconds = cpu_seconds(process.pid)
                         hwm = vm_kb(process.pid, "VmHWM")
                         peak = max(peak, hwm or 0)
                         result.outcome = "ready"
@@ -621,6 +638,7 @@ def scenario(root: Path, databases: int, events: int, args: argparse.Namespace) 
             ):
                 got_c = time_command(config, cmd, args.command_timeout)
                 commands.setdefault(f"{which}_{key}", []).append(got_c)
+                progress(f"  {' '.join(cmd[:2])} on the {which} log: {_s(got_c.seconds)}")
     for key, results in commands.items():
         out[key] = asdict(median_command(results))
         out[f"{key}_all"] = [r.seconds for r in results]

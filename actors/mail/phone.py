@@ -7,11 +7,13 @@ code belongs to the practice's region (``email_settings.sms_region``, ISO 3166 a
 such as ``GB``); with no region set, every number must start with ``+`` or the
 international prefix and carry its country code. A number the metadata does not know as
 valid for its country is refused rather than sent somewhere unexpected.
+
+``phonenumbers`` (about 60 modules of metadata) is imported by the function that reads a
+number or a region, not with this module: a service whose practices send no SMS never
+loads it (issue 11, the start cost of ``serve``).
 """
 
 from __future__ import annotations
-
-import phonenumbers
 
 MAX_INPUT_LENGTH = 50
 """Longer text is not a phone number (the ``patients.mobile_phone`` column holds 50)."""
@@ -25,7 +27,11 @@ def check_region(region: str) -> str:
     """Return ``region`` upper-cased ("" stays ""), or raise ``PhoneNumberError`` when it
     is not a region ``phonenumbers`` knows (ISO 3166 alpha-2, e.g. ``GB``, ``US``)."""
     code = region.strip().upper()
-    if code and code not in phonenumbers.SUPPORTED_REGIONS:
+    if not code:
+        return code
+    import phonenumbers  # on first use (the docstring)
+
+    if code not in phonenumbers.SUPPORTED_REGIONS:
         raise PhoneNumberError(
             f"email_settings.sms_region {_shown(region)} is not a country code such as GB or US"
         )
@@ -40,6 +46,8 @@ def to_e164(number: str, region: str = "") -> str:
     country code when there is no region, text that is not a number, or a number that is
     not valid for its country.
     """
+    import phonenumbers  # on first use (the docstring)
+
     code = check_region(region)
     text = number.strip()
     if not text:

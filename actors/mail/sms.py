@@ -47,8 +47,6 @@ from email.utils import format_datetime
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
-import phonenumbers
-
 from actors.mail import redact
 from actors.mail.phone import PhoneNumberError, check_region, to_e164
 from actors.mail.sender import OutgoingMessage, Sender, SendOutcome, ServerHealth
@@ -95,6 +93,8 @@ class EmailGateway:
 
     def address_for(self, e164: str) -> str:
         """Return the email address for the E.164 number ``e164`` (checked by ``to_e164``)."""
+        import phonenumbers  # on first use, as in actors.mail.phone (its docstring says why)
+
         parsed = phonenumbers.parse(e164, None)
         national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         return self.template.format(

@@ -3,6 +3,11 @@
 Every read goes through an index or the stored counts (``tail`` and the timeline read
 backwards from the newest event; ``replay --db`` reads one stream through ``(stream,
 version)``; ``stats`` reads ``event_counts``), so none walks the whole log.
+
+Each subcommand imports what only it uses (the progress bar, the projections and their
+snapshots, the archive, retention, compaction) in its own function, not here: ``stats``
+and ``tail`` then start without them (issue 11: each read command within 1 s;
+``bench/cli_imports.py`` measures it, ``tests/test_cli_imports.py`` keeps it).
 """
 
 from __future__ import annotations
@@ -16,24 +21,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import make_url
-
-from config import Settings
-from events.archive import ArchiveLog, write_archive_file
-from events.compact import compact_sqlite
 from events.describe import as_json, describe, plain, where
-from events.projections.health import DbHealth
-from events.projections.service_view import ServiceInfo, ServiceView
-from events.projections.tree import TreeEntry
 from events.recorded import Recorded, from_micros
-from events.replay import replay_store
-from events.retention import Retention, run_retention
-from events.snapshot import load_checkpoint
-from events.sql_store import SqlEventStore
-from events.stream_snapshots import start_before
 from events.types import db_of, stream_for
 from supervisor import exit_codes
 from supervisor.commands.common import (
@@ -45,6 +36,13 @@ from supervisor.commands.common import (
     print_table,
     printable,
 )
+
+if TYPE_CHECKING:
+    from config import Settings
+    from events.projections.health import DbHealth
+    from events.projections.service_view import ServiceView
+    from events.projections.tree import TreeEntry
+    from events.sql_store import SqlEventStore
 
 PROGRESS_FROM = 50_000
 """Logs at least this long show a progress bar (on a terminal) while replaying."""
@@ -175,6 +173,15 @@ def _progress(total: int | None, enabled: bool) -> Iterator[Callable[[int], None
     if not enabled:
         yield None
         return
+    # rich only for a bar on a terminal: a piped or short replay never loads it.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, transient=True) as progress:  # rich draws on stderr's console
         task = progress.add_task("replay", total=total)
@@ -182,8 +189,15 @@ def _progress(total: int | None, enabled: bool) -> Iterator[Callable[[int], None
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    # The projections and their snapshots: only replay folds events (see the docstring).
+    from events.replay import replay_store
+    from events.sql_store import SqlEventStore
+    from events.stream_snapshots import start_before
+
     store: Any
     if args.from_archive is not None:
+        from events.archive import ArchiveLog  # only replay --from-archive reads one
+
         if not args.from_archive.is_file():
             raise CliError(f"no archive at {args.from_archive}", exit_codes.NO_INPUT)
         store = ArchiveLog(args.from_archive)
@@ -248,6 +262,9 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 def _stored_start(store: SqlEventStore, stream: str | None) -> tuple[ServiceView, int] | None:
     """The replay's start from the stored start-up state: its view (of ``stream``'s
     database only, with ``stream``) and how many events of that scope it covers."""
+    from events.projections.service_view import ServiceInfo  # replay only (the docstring)
+    from events.snapshot import load_checkpoint
+
     memory = load_checkpoint(store)
     if memory is None:
         return None
@@ -475,6 +492,8 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from events.archive import write_archive_file  # only archive writes one (the docstring)
+
     store = open_event_log(settings)
     if not args.to.parent.is_dir():
         raise CliError(
@@ -497,6 +516,10 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
             "(PostgreSQL: VACUUM FULL events; MariaDB: OPTIMIZE TABLE events)",
             exit_codes.USAGE,
         )
+    # Retention and compaction: only prune (the docstring).
+    from events.compact import compact_sqlite
+    from events.retention import Retention, run_retention
+    from events.sql_store import SqlEventStore
     from supervisor.instance_lock import AlreadyRunningError, acquire_log
 
     try:
@@ -540,6 +563,8 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
 
 def _sqlite_file(url: str) -> Path | None:
     """The file of a SQLite log URL, or None for any other log."""
+    from sqlalchemy.engine import make_url  # prune only, after opening the log loaded it
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None

@@ -9,6 +9,10 @@ is taken up (``DelegatedSource.adopt``).
 
 ``token_source(settings, ...)`` builds one source without keeping it (the wizard's
 connection test).
+
+The provider modules (and msal, google-auth) are imported where a source or an endpoint
+is made, not here: a service with no practice signed in with OAuth never loads them
+(``actors.mail.oauth``'s docstring).
 """
 
 from __future__ import annotations
@@ -17,22 +21,17 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from actors.mail.oauth.errors import OAuthError
-from actors.mail.oauth.google import (
-    GoogleDelegatedSource,
-    GoogleEndpoint,
-    GoogleServiceAccountSource,
-)
-from actors.mail.oauth.microsoft import (
-    MicrosoftAppSource,
-    MicrosoftDelegatedSource,
-    MicrosoftEndpoint,
-)
 from actors.mail.oauth.source import DelegatedSource, Fetched, TokenSource
 from actors.mail.settings import EmailSettings
 from config.settings import OAuthSettings, Settings
 from events.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from actors.mail.oauth.google import GoogleEndpoint
+    from actors.mail.oauth.microsoft import MicrosoftEndpoint
 
 SaveRefreshToken = Callable[[str], None]
 
@@ -51,10 +50,14 @@ class OAuthEndpoints:
 
     @property
     def microsoft(self) -> MicrosoftEndpoint:
+        from actors.mail.oauth.microsoft import MicrosoftEndpoint  # msal: on first use
+
         return MicrosoftEndpoint(self.oauth.microsoft_authority, self.oauth.ca_file, self.timeout)
 
     @property
     def google(self) -> GoogleEndpoint:
+        from actors.mail.oauth.google import GoogleEndpoint  # google-auth: on first use
+
         return GoogleEndpoint(self.oauth.google_token_uri, self.oauth.ca_file, self.timeout)
 
 
@@ -73,6 +76,10 @@ def token_source(
 ) -> TokenSource:
     """A new token source for ``settings``' provider and flow. Raises ``OAuthError``
     (one line, naming the column) when the sign-in settings are incomplete."""
+    # The provider's library only once a practice is signed in with it (the docstring).
+    from actors.mail.oauth.google import GoogleDelegatedSource, GoogleServiceAccountSource
+    from actors.mail.oauth.microsoft import MicrosoftAppSource, MicrosoftDelegatedSource
+
     clock = clock or SystemClock()
     margin = endpoints.oauth.refresh_margin_seconds
     mailbox = sign_in_user(settings)
