@@ -22,7 +22,7 @@ For each log, as the service does it: the first start folds the whole log
 (``events.snapshot.read_memory``, with the supervisor's restart window where the code takes
 one) and stores the checkpoint (``save_memory``, what the log keeper does); one check-in per
 database is then appended after it. Figures, each phase in its own subprocess of this
-interpreter (so its peak RSS, ``ru_maxrss``, is its own):
+interpreter (so its peak RSS, ``VmHWM``, is its own):
 
 - the checkpoint row's bytes;
 - read+decode: ``events.snapshot.load_checkpoint`` (the row read and decoded), median of 3;
@@ -48,7 +48,6 @@ import heapq  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -261,8 +260,18 @@ def phase(kind: str, url: str) -> dict[str, Any]:
             out["rows"] = rows[0]
     finally:
         store.close()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``: its own, whereas ``ru_maxrss`` of a
+    child started by ``fork`` counts its parent's peak too)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_phase(kind: str, url: str) -> dict[str, Any]:
