@@ -6,6 +6,11 @@ under ``MEMORY_CHECKPOINT`` (a msgpack record, ``FORMAT`` below) plus the events
 first start) the whole log once. ``save_memory`` stores it again. The state is versioned:
 a checkpoint of another format, or one that does not decode, is ignored (with a warning)
 and the log is folded from the start instead, so a bad checkpoint costs time, never truth.
+
+The supervisor reads it with its restart window (``window_seconds``), by which the
+histories are bounded (``events.projections.memory.bound_history``). A checkpoint bounded
+by a narrower window (``within_seconds`` was raised since) lacks restarts the wider one
+counts: its histories are folded again from the log's lifecycle rows.
 """
 
 from __future__ import annotations
@@ -18,20 +23,29 @@ from typing import Any
 import msgpack
 
 from events.projections.health import DbHealth, HealthStatus
-from events.projections.memory import MEMORY_TYPES, ServiceMemory, fold_memory, moved_to
+from events.projections.memory import (
+    HISTORY_TYPES,
+    MEMORY_TYPES,
+    ServiceMemory,
+    bound_history,
+    fold_memory,
+    moved_to,
+    narrowed,
+)
 from events.projections.service_view import ServiceInfo, ServiceView
 from events.projections.tree import TreeEntry
 from events.recorded import RawRecord, Recorded, from_micros, to_micros
 from events.store import EventStore
-from events.types import Diagnostic
+from events.types import Diagnostic, db_of
 
 log = logging.getLogger(__name__)
 
 MEMORY_CHECKPOINT = "memory"
 """The checkpoint's name in the store."""
 
-FORMAT = 1
-"""The layout of the stored state; another number is not read."""
+FORMAT = 2
+"""The layout of the stored state: 2 adds the histories' window to 1 (still read, as
+bounded by no window); another number is not read."""
 
 
 def _time(t: datetime | None) -> int | None:
@@ -91,6 +105,7 @@ def encode_memory(memory: ServiceMemory, encode_event: Callable[[Any], bytes]) -
         },
         [[metric, db, n] for (metric, db), n in memory.counts.items()],
         dict(memory.heads),
+        memory.window_seconds,
     ]
     packed: bytes = msgpack.packb(state, use_bin_type=True)
     return packed
@@ -99,9 +114,11 @@ def encode_memory(memory: ServiceMemory, encode_event: Callable[[Any], bytes]) -
 def decode_memory(data: bytes, decode_event: Callable[[bytes], Any]) -> ServiceMemory:
     """Return the memory ``encode_memory`` stored; raises ValueError for another format."""
     state = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    if not isinstance(state, list) or not state or state[0] != FORMAT:
-        raise ValueError("not a start-up memory of format 1")
-    _, last_seq, last_at, health, tree, service, histories, counts, heads = state
+    if not isinstance(state, list) or not state or state[0] not in (1, FORMAT):
+        raise ValueError(f"not a start-up memory of format 1 or {FORMAT}")
+    if state[0] == 1:
+        state = [*state, None]  # histories trimmed by count, not by a window
+    _, last_seq, last_at, health, tree, service, histories, counts, heads, window = state
     view = ServiceView(
         {db: health_from_state(v) for db, v in health.items()},
         {db: TreeEntry(*v) for db, v in tree.items()},
@@ -117,6 +134,7 @@ def decode_memory(data: bytes, decode_event: Callable[[bytes], Any]) -> ServiceM
         },
         {(metric, db): n for metric, db, n in counts},
         dict(heads),
+        window,
     )
 
 
@@ -164,16 +182,51 @@ def follow(
     return memory
 
 
+def refold_histories(
+    store: EventStore, memory: ServiceMemory, window_seconds: float
+) -> ServiceMemory:
+    """Return ``memory`` with its histories folded again, bounded by ``window_seconds``, from
+    the log's lifecycle rows up to its ``last_seq`` (for a window wider than its own)."""
+    kept: dict[str, list[Recorded]] = {}
+    for chunk in store.read_chunks(0):
+        wanted = [row for row in chunk if row[0] <= memory.last_seq and row[3] in HISTORY_TYPES]
+        for r in store.codec.decode_chunks([wanted]):
+            db = db_of(r.stream)
+            if db is not None:
+                kept.setdefault(db, []).append(r)
+        if chunk[-1][0] >= memory.last_seq:
+            break
+    histories = {db: bound_history(h, window_seconds) for db, h in kept.items()}
+    return ServiceMemory(memory.view, histories, memory.counts, memory.heads, window_seconds)
+
+
 def read_memory(
     store: EventStore,
     *,
+    window_seconds: float | None = None,
     on_rows: Callable[[int], None] | None = None,
     on_chunk: Callable[[Sequence[RawRecord], ServiceMemory], None] | None = None,
 ) -> ServiceMemory:
-    """The stored memory (if any) plus every event after it: what start-up knows of the past."""
-    return follow(
-        store, load_checkpoint(store) or ServiceMemory(), on_rows=on_rows, on_chunk=on_chunk
-    )
+    """The stored memory (if any) plus every event after it: what start-up knows of the past.
+
+    ``window_seconds``: the restart window the histories must serve (the supervisor's
+    ``within_seconds``); None takes the stored memory's own (no bound without one).
+    """
+    memory = load_checkpoint(store)
+    if memory is None:
+        memory = ServiceMemory(window_seconds=window_seconds)
+    elif window_seconds is not None:
+        stored = memory.window_seconds
+        if stored is None or window_seconds <= stored:
+            memory = narrowed(memory, window_seconds)
+        else:
+            log.info(
+                "the restart window grew from %g s to %g s: reading the log's restarts again",
+                stored,
+                window_seconds,
+            )
+            memory = refold_histories(store, memory, window_seconds)
+    return follow(store, memory, on_rows=on_rows, on_chunk=on_chunk)
 
 
 def save_memory(store: EventStore, memory: ServiceMemory) -> None:

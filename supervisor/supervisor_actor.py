@@ -231,7 +231,9 @@ class SupervisorActor(pykka.ThreadingActor):
         d.progress("reading the stored start-up state and the events after it")
         # Stream snapshots as it goes: on a long log without them (an older version's),
         # this first read is the one that makes them (``events.stream_snapshots``).
-        memory = read_memory(d.store, on_chunk=SnapshotTaker(d.store))
+        memory = read_memory(
+            d.store, window_seconds=d.policy.within_seconds, on_chunk=SnapshotTaker(d.store)
+        )
         self._learn(memory)
         d.on_memory(memory)
         position = memory.last_seq

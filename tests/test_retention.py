@@ -15,7 +15,7 @@ from events.clock import FakeClock
 from events.memory_store import InMemoryEventStore
 from events.projections.memory import ServiceMemory
 from events.retention import Retention, begin_run, go_on, run_retention
-from events.snapshot import follow, read_memory
+from events.snapshot import follow, read_memory, save_memory
 from events.store import ANY, EventStore, read_all
 from events.types import (
     DatabaseDiscovered,
@@ -37,6 +37,7 @@ from events.types import (
 from supervisor.restart_policy import RestartPolicy, decide, give_up_in_force
 
 POLICY = RestartPolicy(3, 600.0, 1.0, 60.0)
+WINDOW = POLICY.within_seconds
 DBS = ("a", "b", "c")
 DAY = 86_400.0
 
@@ -119,21 +120,23 @@ def test_pruning_changes_no_decision_incarnation_or_outage(
     whole, pruned = InMemoryEventStore(clock), InMemoryEventStore(clock)
     for step in before:
         _append([whole, pruned], clock, step)
+    # The supervisor's memory: histories bounded by its window (what retention protects).
+    save_memory(pruned, read_memory(pruned, window_seconds=WINDOW))
     run, _ = begin_run(pruned, retention.cutoffs(clock.now()))
     go_on(pruned, run, batch_rows=batch_rows, max_batches=crash_after)  # then the "crash"
     event(f"deleted: {'some' if run.deleted else 'none'}")
     for step in after:
         _append([whole, pruned], clock, step)
     now = clock.now()
-    expected = read_memory(whole)
-    got = read_memory(pruned)
+    expected = read_memory(whole)  # no window: every restart kept
+    got = read_memory(pruned, window_seconds=WINDOW)
     assert (got.view.health, got.view.tree, got.counts) == (
         expected.view.health,
         expected.view.tree,
         expected.counts,
     )
     assert _decisions(got, now) == _decisions(expected, now)
-    alone = follow(pruned, ServiceMemory())  # the stored state lost: the pruned log only
+    alone = follow(pruned, ServiceMemory(window_seconds=WINDOW))  # the pruned log only
     assert _decisions(alone, now) == _decisions(expected, now)
 
 
