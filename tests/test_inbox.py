@@ -549,3 +549,27 @@ def test_it_says_whether_it_is_connected_and_waits_in_idle(
         (True, True),
         (False, False),
     )
+
+
+def test_a_due_self_test_ends_the_round_after_a_batch_and_the_next_poll_goes_on(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    """A long backlog (a weekend's mail, a re-import) must not hold the check-in back: when
+    the mailbox's self-test is due the import stops after the batch it is storing."""
+    uids = [dovecot.append(imap_user, make_message(f"y{i}")) for i in range(5)]
+    inbox = harness.inbox(batch_size=2, must_yield=lambda: True)
+    counts = []
+    for _ in range(3):
+        counts.append((inbox.poll(), inbox.yielded))
+    assert counts == [(2, True), (2, True), (1, False)]
+    assert [r.subject for r in harness.rows()] == ["y0", "y1", "y2", "y3", "y4"]
+    assert harness.mark()[1] == uids[-1]
+
+
+def test_a_round_that_ends_early_still_deletes_what_it_stored(
+    harness: Harness, dovecot: Dovecot, imap_user: str
+) -> None:
+    harness.settings = replace(harness.settings, imap_after_import="delete")
+    uids = [dovecot.append(imap_user, make_message(f"z{i}")) for i in range(5)]
+    harness.inbox(batch_size=2, must_yield=lambda: True).poll()
+    assert dovecot.uids(imap_user) == uids[2:]

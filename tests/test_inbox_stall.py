@@ -324,3 +324,34 @@ def _columns(settings: EmailSettings) -> dict[str, Any]:
             "imap_password",
         )
     }
+
+
+def test_the_mailboxs_due_self_test_ends_an_inbox_round_after_a_batch(
+    works: Works, work_engine: Engine, dovecot: Dovecot, imap_user: str
+) -> None:
+    """A backlog bigger than a batch (100) is imported over several rounds when the
+    self-test falls due, so the check-in is written between them (not after all of it)."""
+    configure(work_engine, imap_settings_for(dovecot, imap_user))
+    with dovecot.client(imap_user) as imap:
+        for i in range(130):
+            imap.append("INBOX", make_message(f"b{i}"))
+    work = MailWork(
+        "Smile",
+        INCARNATION,
+        lambda: work_engine,
+        works.events.extend,
+        works.clock,
+        works.deps,
+        must_yield=lambda: True,
+    )
+    works.made.append(work)
+
+    def stored() -> int:
+        with work_engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(email_messages)).scalar_one())
+
+    work.check()  # the self-test reads the settings and sets the inbox up
+    assert work.run_inbox(0.0) == 0.0  # more waits: again right after the self-test
+    first = stored()
+    work.run_inbox(0.0)
+    assert (first, stored()) == (100, 130)

@@ -263,6 +263,7 @@ class Inbox:
         batch_size: int = FETCH_BATCH,
         parse: Callable[[bytes], ParsedMessage] = parse_message,
         open_session: OpenSession = _open_session,
+        must_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -280,6 +281,10 @@ class Inbox:
         self._has_patients: bool | None = None
         self._limits: StorageLimits | None = None  # read at the first store
         self._folder = settings.imap_folder
+        self._must_yield = must_yield
+        self.yielded = False
+        """Whether the last ``poll`` stopped between two batches because the mailbox's
+        self-test fell due (``must_yield``): more is waiting, poll again at once."""
 
     # --- public -------------------------------------------------------------------------
 
@@ -287,10 +292,11 @@ class Inbox:
         """Import everything new; return how many rows were stored. When nothing was new,
         wait in IDLE up to ``wait_seconds`` for news (without IDLE: one NOOP) and import
         what came. Connects first when there is no session."""
+        self.yielded = False
         try:
             session = self._session or self._connect()
             count = self._import_new(session)
-            if count == 0 and wait_seconds > 0 and session.wait(wait_seconds):
+            if count == 0 and not self.yielded and wait_seconds > 0 and session.wait(wait_seconds):
                 count = self._import_new(session)
             return count
         except BaseException:
@@ -384,6 +390,12 @@ class Inbox:
                 ("try", 1) if noted else self._record_pending(validity, last, batch[0])
             )
             following = batches[index + 1] if index + 1 < len(batches) else None
+            if following is not None and self._must_yield():
+                # The self-test (and the check-in) is due: this batch is the last of this
+                # round, the rest waits for the next (a weekend's mail, or a re-import
+                # after UIDVALIDITY changed, must not hold the check-in back for minutes).
+                following = None
+                self.yielded = True
             noted = False
             if decision == "park":
                 imported += self._park_batch(session, validity, last, batch, fetched, attempts)
@@ -394,9 +406,11 @@ class Inbox:
                 pending = following[0] if following is not None else None
                 count, done = self._store_batch(validity, last, batch, fetched, pending)
                 imported += count
+            last = batch[-1]
+            if self.yielded:
+                break
             if ahead is None and index + 1 < len(batches):
                 ahead = session.fetch_begin(batches[index + 1])
-            last = batch[-1]
         session.apply_after_import(done, action)
         return imported
 

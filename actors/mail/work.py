@@ -396,6 +396,7 @@ class MailWork:
                 open_session=lambda s, m, c, readonly: ImapSession.open(
                     s, m, c, readonly=readonly, tokens=tokens
                 ),
+                must_yield=self._must_yield,
             )
             self._inbox_watch = passed(self._clock.monotonic())  # its first turn is due
         self._next_outbox = 0.0  # look at the outbox at once with the new settings
@@ -474,6 +475,8 @@ class MailWork:
         self._inbox_error = ""
         self._inbox_watch = passed(self._clock.monotonic())
         self._traffic("imap", ok=True)
+        if self._inbox.yielded:
+            return 0.0  # more waits on the server: again right after the self-test
         if self._inbox.waits_in_idle:
             return 0.0  # back into IDLE at the next tick
         self._inbox_retry_at = now + self._deps.mail.inbox_poll_seconds
