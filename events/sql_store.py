@@ -318,6 +318,26 @@ def _read_last(n: int, stream: str | None, up_to_seq: int | None) -> Any:
     return stmt.limit(n)
 
 
+@statement("events.version_at", 900, "db:x", target=EVENTS)
+def _version_at(seq: int, stream: str) -> Any:
+    """The version of the event ``seq`` when it is one of ``stream``'s (the primary key)."""
+    c = events_table.c
+    return select(c.version).where(c.seq == seq, c.stream == stream)
+
+
+@statement("events.read_last_to_version", 50, "db:x", 40, target=EVENTS)
+def _read_last_to_version(n: int, stream: str, version: int) -> Any:
+    """The newest ``n`` events of ``stream`` at or before ``version``, newest first: one
+    range of the (stream, version) index."""
+    c = events_table.c
+    return (
+        select(c.seq, c.stream, c.version, c.type, c.recorded_at, c.data)
+        .where(c.stream == stream, c.version <= version)
+        .order_by(c.version.desc())
+        .limit(n)
+    )
+
+
 @statement("events.next_stream", "db:x", target=EVENTS)
 def _next_stream(after: str | None) -> Any:
     """The first stream name after ``after`` (the first of all: None)."""
@@ -658,7 +678,17 @@ class SqlEventStore:
         if n <= 0:
             return []
         with self._read_engine.connect() as conn:
-            rows = conn.execute(_read_last(n, stream, up_to_seq)).all()
+            version = None
+            if stream is not None and up_to_seq is not None:
+                # A replay's end is the stream's own event (``replay --db --until``): its
+                # version bounds the index range, where ``seq <= up_to_seq`` would walk
+                # back over every later event of the stream first (half a million rows in
+                # the middle of a year's log). Within a stream seq and version rise together.
+                version = conn.scalar(_version_at(up_to_seq, stream))
+            if version is not None:
+                rows = conn.execute(_read_last_to_version(n, stream or "", version)).all()
+            else:
+                rows = conn.execute(_read_last(n, stream, up_to_seq)).all()
         return [RawRecord(s, st, v, t, a, bytes(d)) for s, st, v, t, a, d in reversed(rows)]
 
     def streams(self) -> list[str]:

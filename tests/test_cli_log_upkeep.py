@@ -184,7 +184,12 @@ BY_SEQ_UP = "USING INTEGER PRIMARY KEY (rowid>?)"
             {"stream": "db:a", "after_version": 40},
             "USING INDEX sqlite_autoindex_events_1 (stream=? AND version>?)",
         ),
-        ("read_last", (10,), {"stream": "db:a", "up_to_seq": 100}, BY_STREAM),  # tail --db
+        (  # tail --db; replay --db's timeline (by version when seq 100 is the stream's)
+            "read_last",
+            (10,),
+            {"stream": "db:a", "up_to_seq": 100},
+            "USING INDEX sqlite_autoindex_events_1 (stream=?",
+        ),
         ("read_last", (10,), {"up_to_seq": 100}, BY_SEQ_DOWN),  # tail, the timeline
         ("read_chunks", (100,), {"limit": 1}, BY_SEQ_UP),  # stats' first event, a peek
         ("read_chunks", (400,), {}, BY_SEQ_UP),  # start-up: what came after the memory
@@ -208,6 +213,29 @@ def test_log_reads_go_through_an_index(
     # a sort of what was read; each read the way it is meant to go.
     bad = [p for p in plans if "SCAN events" in p or "TEMP B-TREE" in p]
     assert (bad, way in plans[-1]) == ([], True), plans
+
+
+def test_a_replays_timeline_reads_the_streams_last_events_before_its_end(
+    year: tuple[Path, Path, FakeClock],
+) -> None:
+    """``replay --db --until T`` shows the stream's newest events up to T's position: one
+    range of the (stream, version) index ending at that event, not a walk back over every
+    later event of the stream (0.26 s in the middle of a 10-million-event log)."""
+    _, db_file, _ = year
+    conn = sqlite3.connect(db_file)
+    try:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events WHERE stream = 'db:a'")]
+    finally:
+        conn.close()
+    middle = seqs[len(seqs) // 2]
+    store = SqlEventStore(f"sqlite:///{db_file}", create=False)
+    try:
+        got = [r[0] for r in store.read_last(5, stream="db:a", up_to_seq=middle)]
+    finally:
+        store.close()
+    plans = _plans(db_file, _statements(db_file, "read_last", 5, stream="db:a", up_to_seq=middle))
+    assert got == [s for s in seqs if s <= middle][-5:]
+    assert "(stream=? AND version<?)" in plans[-1], plans
 
 
 def test_a_read_by_stream_in_seq_order_would_be_caught(year: tuple[Path, Path, FakeClock]) -> None:
