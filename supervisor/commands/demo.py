@@ -490,9 +490,9 @@ def hints(
         "--no-input --smtp-password-env DEMO_SMTP_PASSWORD --save",
         "then press Restart Email Service on the status page (or run "
         f"`{cli} restart --db {shlex.quote(FAILING)} --wait 30`). The light turns steady; "
-        "its queued reminders go out at their next attempt (after a refused log-in the "
-        "outbox waits a few minutes before trying again: `mail list --folder outbox` shows "
-        f"when) and land in {folder / 'sink-login'}.",
+        "its queued reminders go out right after the restart (a Restart a person asks for "
+        "tries at once the mail that waited because the server refused or could not be "
+        f"reached) and land in {folder / 'sink-login'}.",
     ]
     lines += ["", "Ctrl-C stops the demo and its mail servers."]
     return "\n".join(lines)
