@@ -678,17 +678,16 @@ class SqlEventStore:
         if n <= 0:
             return []
         with self._read_engine.connect() as conn:
-            version = None
+            statement = _read_last(n, stream, up_to_seq)
             if stream is not None and up_to_seq is not None:
                 # A replay's end is the stream's own event (``replay --db --until``): its
                 # version bounds the index range, where ``seq <= up_to_seq`` would walk
                 # back over every later event of the stream first (half a million rows in
                 # the middle of a year's log). Within a stream seq and version rise together.
                 version = conn.scalar(_version_at(up_to_seq, stream))
-            if version is not None:
-                rows = conn.execute(_read_last_to_version(n, stream or "", version)).all()
-            else:
-                rows = conn.execute(_read_last(n, stream, up_to_seq)).all()
+                if version is not None:
+                    statement = _read_last_to_version(n, stream, version)
+            rows = conn.execute(statement).all()
         return [RawRecord(s, st, v, t, a, bytes(d)) for s, st, v, t, a, d in reversed(rows)]
 
     def streams(self) -> list[str]:
