@@ -151,7 +151,20 @@ def test_a_database_failing_for_weeks_keeps_a_few_lifecycle_events() -> None:
     store = InMemoryEventStore(clock)
     _crash_loop(store, clock, 2_000)  # a crash every two minutes for almost three days
     memory = read_memory(store, window_seconds=60.0)
-    assert [type(r.event).__name__ for r in memory.histories["a"]] == ["RestartScheduled"]
+    kept = [type(r.event).__name__ for r in memory.histories["a"]]
+    assert kept == ["MailboxStarted", "RestartScheduled"]
+
+
+def test_the_newest_start_is_kept_however_old_it_is() -> None:
+    """The incarnation comes from the newest start alone; a pruned log must still hold it."""
+    clock = FakeClock()
+    store = InMemoryEventStore(clock)
+    _crash_loop(store, clock, 3)
+    clock.advance(30 * 86_400.0)
+    store.append("db:a", ANY, [RestartScheduled(0.0, "crashed", 1)])
+    memory = read_memory(store, window_seconds=60.0)
+    starts = [r.event for r in memory.histories["a"] if isinstance(r.event, MailboxStarted)]
+    assert starts == [MailboxStarted(3)]
 
 
 def test_the_newest_restart_commands_are_kept_however_long_the_loop() -> None:

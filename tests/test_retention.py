@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from actors.log_keeper import LatestMemory, LogKeeperActor, LogKeeperDeps
@@ -104,6 +104,13 @@ def _decisions(memory: ServiceMemory, now: datetime) -> dict[str, Any]:
 
 
 @given(steps, steps, retentions, st.integers(1, 12), st.integers(0, 40))
+@example(  # found by CI: a start older than kept_days, before the newest decision
+    before=[("a", "start", 1, 0.0), ("a", "pass", 1, 2 * DAY), ("a", "restart", 1, 1.0)],
+    after=[("a", "pass", 1, 0.0)],
+    retention=Retention(0.5, 1.0, 2.0),
+    batch_rows=1,
+    crash_after=3,
+)
 @settings(max_examples=150, deadline=None)
 def test_pruning_changes_no_decision_incarnation_or_outage(
     before: list[tuple[str, str, int, float]],

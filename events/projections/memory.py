@@ -8,7 +8,8 @@
   projector's health, ``events replay`` without ``--until``;
 - ``histories``: of each database's lifecycle events, only those the supervisor's
   decisions read (``bound_history``): the restarts within the restart window, the newest
-  decision and the first start after it (a give-up in force), the newest restart commands;
+  decision and the first start after it (a give-up in force), the newest restart commands,
+  the newest start (the incarnation);
   a few events per database however long it has been failing (``window_seconds``: the
   window they are bounded by, None: every restart kept);
 - ``counts``: the ``/metrics`` counters (``events.projections.counts``), which must
@@ -101,7 +102,10 @@ def bound_history(
       recorded: ``give_up_in_force`` returns that give-up unless a start since it is
       older than the window, which the earliest one answers;
     - the newest ``COMMANDS_KEPT`` restart commands (their ids, so a command row read
-      again is not restarted twice).
+      again is not restarted twice);
+    - the newest start (``MailboxStarted``): the incarnation the replay view reports and
+      the next start numbers from, which a fold of a pruned log alone must still find,
+      however long ago the mailbox started.
 
     Pure, and a projection: ``bound_history(bound_history(a) + b) == bound_history(a + b)``
     (each kept event is kept by the same rule in the longer history), so a fold in parts,
@@ -122,6 +126,10 @@ def bound_history(
             first_start = i
     if first_start is not None:
         keep.add(first_start)
+    for i in range(len(history) - 1, -1, -1):
+        if isinstance(history[i].event, MailboxStarted):
+            keep.add(i)
+            break
     restarts = [i for i, r in enumerate(history) if isinstance(r.event, RestartScheduled)]
     if restarts and window_seconds is not None:
         newest = max(history[i].recorded_at for i in restarts)
