@@ -89,17 +89,19 @@ def test_a_console_control_event_stops_the_service_cleanly_like_sigterm(
         },
     )
     request = StopRequest()
-    outcome: list[Outcome] = []
-    service = threading.Thread(
-        target=lambda: outcome.append(
-            serve_until_stopped(settings, install_signals=False, request=request)
-        ),
-        daemon=True,
-    )
+    outcome: list[Outcome | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(serve_until_stopped(settings, install_signals=False, request=request))
+        except BaseException as exc:  # reported by wait_for, and by the outcome check
+            outcome.append(exc)
+
+    service = threading.Thread(target=run, daemon=True)
     service.start()
     store = SqlEventStore(events)
     try:
-        wait_for(store, lambda: count(store, SelfTestPassed) >= 2)
+        wait_for(store, lambda: count(store, SelfTestPassed) >= 2, outcome)
         handled = console_control_handler(request, wait_seconds=GIVE_UP)(ctrl_type)
         if ctrl_type == CTRL_CLOSE_EVENT:
             assert request.stopped.is_set(), "the close handler returned before the stop"
@@ -119,11 +121,13 @@ def count(store: SqlEventStore, kind: type) -> int:
     return sum(isinstance(r.event, kind) for r in read_all(store))
 
 
-def wait_for(store: SqlEventStore, done: object) -> None:
-    """Block on the log's appends until ``done()`` (no sleeping)."""
+def wait_for(store: SqlEventStore, done: object, outcome: object = ()) -> None:
+    """Block on the log's appends until ``done()`` (no sleeping); fail at once, saying how,
+    when the service has ended (``outcome``: what its thread returned or raised)."""
     deadline = time.monotonic() + GIVE_UP
     while not done():  # type: ignore[operator]
         remaining = deadline - time.monotonic()
+        assert not outcome, f"the service ended first: {outcome!r}"
         assert remaining > 0, "the service did not get there"
         store.wait_for_append(store.last_seq(), min(remaining, 1.0))
 
