@@ -10,15 +10,11 @@ SQLite practice databases (``tests.http_fixtures``), and a real ``serve`` proces
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -30,9 +26,9 @@ from config import ConfigError, load_settings
 from supervisor.http import hosts
 from supervisor.http.app import CONTENT_SECURITY_POLICY
 from tests.http_fixtures import CHROMIUM, Site
+from tests.serve_process import serving
 
 RESTART = "/api/databases/Smile%20Dental/restart"
-START_SECONDS = 60.0
 
 
 def _port(site: Site) -> int:
@@ -191,7 +187,6 @@ def test_a_name_with_a_port_is_refused_in_one_line_naming_the_key() -> None:
 class Served:
     url: str
     folder: Path
-    stderr: list[str] = field(default_factory=list)
 
     def request(self, method: str, path: str, headers: dict[str, str]) -> int:
         req = urllib.request.Request(self.url + path, method=method, headers=headers)
@@ -213,14 +208,6 @@ class Served:
         return int(count)
 
 
-def _read_lines(stream: IO[str], into: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        into.append(line)
-        if "status page at " in line:
-            ready.set()
-    ready.set()
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("hosts")
@@ -236,33 +223,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         f'[databases]\nserver_url = "sqlite:///{folder}"\n'
         '[http]\nlisten = "127.0.0.1:0"\nallowed_hosts = ["mail-server.practice.lan"]\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.cli", "--config", str(config), "serve"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stderr is not None
-    lines: list[str] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=_read_lines, args=(process.stderr, lines, ready), daemon=True)
-    reader.start()
-    try:
-        ready.wait(START_SECONDS)
-        text = "".join(lines)
-        assert "status page at " in text, f"serve did not start:\n{text}"
-        url = text.split("status page at ", 1)[1].split()[0].rstrip("/")
-        yield Served(url, folder, lines)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(timeout=5)
-        process.stderr.close()
-    assert "Traceback" not in "".join(lines)
+    with serving(config) as process:
+        yield Served(process.url, folder)
 
 
 def test_serve_refuses_a_rebound_restart_and_queues_nothing(served: Served) -> None:
