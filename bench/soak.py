@@ -263,7 +263,7 @@ class Service:
         self, root: Path, name: str, server_url: str, server_id: str, args: argparse.Namespace
     ) -> None:
         self.name = name
-        self.diagnose: bool = args.diagnose
+        self.diagnose: str | None = args.diagnose
         self.root = root / f"service-{name}"
         self.root.mkdir()
         self.log = self.root / "events.sqlite3"
@@ -305,6 +305,7 @@ class Service:
             (site / "sitecustomize.py").write_text(DIAGNOSE_SITE)
             env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
             env["SOAK_DIAG_FILE"] = str(self.root / f"diagnose-{self.name}.jsonl")
+            env["SOAK_DIAG_MODE"] = self.diagnose
         self.process = subprocess.Popen(
             self.command("serve"),
             cwd=_ROOT,
@@ -460,7 +461,9 @@ DIAGNOSE_SITE = r"""
 # Written by bench/soak.py --diagnose: loaded by every ``serve`` it starts (PYTHONPATH).
 import ctypes, gc, json, os, threading, time, tracemalloc
 
-tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))
+TRACE = os.environ.get("SOAK_DIAG_MODE", "full") == "full"
+if TRACE:
+    tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))
 
 
 class _MallInfo2(ctypes.Structure):
@@ -496,10 +499,14 @@ def _loop() -> None:
     base_types = None
     while True:
         time.sleep(every)
-        cur, peak = tracemalloc.get_traced_memory()
-        row = {"up": time.monotonic(), "traced_mb": cur / 1e6, "traced_peak_mb": peak / 1e6,
-               "threads": threading.active_count()}
+        row = {"up": time.monotonic(), "threads": threading.active_count()}
         row.update(_mallinfo())
+        if not TRACE:  # glibc's figures only: nothing here holds memory between rows
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(row) + "\n")
+            continue
+        cur, peak = tracemalloc.get_traced_memory()
+        row.update(traced_mb=cur / 1e6, traced_peak_mb=peak / 1e6)
         snap = tracemalloc.take_snapshot()
         types = _types()
         if base is None and time.monotonic() >= base_at:
@@ -515,7 +522,10 @@ def _loop() -> None:
 threading.Thread(target=_loop, name="soak-diagnose", daemon=True).start()
 """
 """With ``--diagnose``: tracemalloc, glibc's malloc figures and object counts by type,
-written every few minutes by each serve to ``diagnose-<name>.jsonl`` in the run folder."""
+written every few minutes by each serve to ``diagnose-<name>.jsonl`` in the run folder.
+``--diagnose malloc``: glibc's figures only. Tracemalloc's traces and the snapshot kept as
+the baseline take tens of MB and move the RSS itself, so a run that judges the RSS slope
+uses this mode."""
 
 
 def fd_targets(pid: int, root: str) -> dict[str, int]:
@@ -1241,9 +1251,11 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"serve ({name}) descriptors by target after warm-up: {moved or 'no change'}")
     for name, rows in report.get("diagnose", {}).items():
         for row in rows:
+            traced = row.get("traced_mb")
             print(
-                f"serve ({name}) memory: traced {row['traced_mb']:.1f} MB (Python objects),"
-                f" malloc in use {row.get('malloc_in_use_mb', 0):.1f} MB,"
+                f"serve ({name}) memory, {(row['up'] - rows[0]['up']) / 60 + 5:.0f} min:"
+                + ("" if traced is None else f" traced {traced:.1f} MB (Python objects),")
+                + f" malloc in use {row.get('malloc_in_use_mb', 0):.1f} MB,"
                 f" malloc free {row.get('malloc_free_mb', 0):.1f} MB, threads {row['threads']}"
             )
         if rows and "top" in rows[-1]:
@@ -1293,8 +1305,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument(
         "--diagnose",
-        action="store_true",
-        help="each serve runs tracemalloc and writes memory figures to the run folder",
+        nargs="?",
+        const="full",
+        choices=("full", "malloc"),
+        help="each serve writes memory figures to the run folder: 'full' (the default) with"
+        " tracemalloc and object counts, 'malloc' glibc's figures only (the RSS unmoved)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
