@@ -11,6 +11,13 @@ that: over the last 30 minutes of a 50-minute run, memory in use (Python's objec
 97 MB. ``malloc_trim(0)`` hands every whole free page of every arena back
 (``madvise``), keeping the memory for reuse; ``serve`` calls it every
 ``TRIM_SECONDS``. Elsewhere (another C library, Windows, macOS) it does nothing.
+
+Fewer arenas hold less: ``limit_arenas`` (called by ``serve`` before any thread starts)
+caps them at ``ARENAS`` (glibc's own cap is eight per core, one per thread up to it),
+unless the operator set ``MALLOC_ARENA_MAX`` (or ``GLIBC_TUNABLES``) themselves. The
+mailbox threads spend most of their time waiting on the network or a database with
+Python's lock released, and allocate under that lock, so they seldom contend for an
+arena.
 """
 
 from __future__ import annotations
@@ -18,20 +25,36 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 
 TRIM_SECONDS = 300.0
 """How often ``serve`` gives freed memory back (each call takes a few milliseconds)."""
 
 
+ARENAS = 2
+"""The most arenas ``serve`` lets glibc make (``limit_arenas``)."""
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = _libc()
+    try:
+        trim: Callable[[int], int] = libc.malloc_trim  # type: ignore[union-attr]
+    except AttributeError:  # no C library found, or not glibc
         return None
     return trim
 
@@ -44,3 +67,18 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def limit_arenas(count: int = ARENAS, environ: Mapping[str, str] | None = None) -> str | None:
+    """Cap glibc's arenas at ``count`` for the threads started from now on; return None
+    when done, else why not (the operator set the cap, or this is not glibc)."""
+    env = os.environ if environ is None else environ
+    if "MALLOC_ARENA_MAX" in env or "arena_max" in env.get("GLIBC_TUNABLES", ""):
+        return "the environment sets it"
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None or getattr(libc, "malloc_trim", None) is None:
+        return "not glibc"
+    if mallopt(_M_ARENA_MAX, count) != 1:
+        return "mallopt refused it"
+    return None
