@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from supervisor.process_memory import limit_arenas
+from supervisor.process_memory import tune_allocator
 
 CHILD = """
 import json, threading
@@ -52,10 +52,10 @@ def test_freed_memory_held_by_a_threads_arena_goes_back_to_the_system() -> None:
 
 ARENAS_CHILD = """
 import ctypes, sys, threading
-from supervisor.process_memory import limit_arenas
+from supervisor.process_memory import tune_allocator
 
 if sys.argv[1] == "limit":
-    assert limit_arenas(2, environ={}) is None
+    assert tune_allocator(environ={}) == []
 barrier = threading.Barrier(8)
 
 def allocate():
@@ -71,7 +71,7 @@ ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" paragraph per arena, o
 
 
 def _arenas(mode: str) -> int:
-    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
     done = subprocess.run(
         [sys.executable, "-c", ARENAS_CHILD, mode],
         capture_output=True,
@@ -95,7 +95,58 @@ def test_eight_threads_make_more_arenas_when_glibc_decides() -> None:
     assert _arenas("free") > 2
 
 
-def test_an_arena_cap_the_operator_set_is_left_alone() -> None:
-    assert limit_arenas(2, environ={"MALLOC_ARENA_MAX": "4"}) == "the environment sets it"
+MMAP_CHILD = """
+import ctypes, sys
+from supervisor.process_memory import tune_allocator
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "tuned":
+    assert tune_allocator(environ={}) == []
+libc.free(libc.malloc(4 << 20))  # freeing a mapped 4 MB block raises glibc's threshold
+before = libc.mallinfo2().hblks
+block = libc.malloc(256 << 10)
+print(libc.mallinfo2().hblks - before)  # 1: the 256 KB block has its own mapping
+libc.free(block)
+"""
+
+
+def _mapped(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", MMAP_CHILD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=env,
+    )
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mmap threshold")
+def test_a_big_block_gets_its_own_mapping_whatever_was_freed_before() -> None:
+    assert _mapped("tuned") == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mmap threshold")
+def test_glibc_alone_carves_a_big_block_from_the_arena_after_a_bigger_one_was_freed() -> None:
+    """The baseline the test above is judged against."""
+    assert _mapped("default") == 0
+
+
+def test_allocator_settings_the_operator_made_are_left_alone() -> None:
+    left = tune_allocator(environ={"MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "1"})
+    assert left == [
+        "the allocator's arena cap: set by the environment",
+        "the allocator's mapping threshold: set by the environment",
+    ]
     tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}
-    assert limit_arenas(2, environ=tunables) == "the environment sets it"
+    assert tune_allocator(environ=tunables) == ["the allocator's arena cap: set by the environment"]

@@ -14,6 +14,7 @@ from supervisor import exit_codes
 from supervisor.commands.common import CliError
 from supervisor.log_lines import LocalIsoFormatter
 from supervisor.open_files import raise_open_file_limit
+from supervisor.process_memory import tune_allocator
 from supervisor.service import serve_until_stopped
 
 
@@ -58,6 +59,8 @@ def prepare_process() -> None:
     raised = raise_open_file_limit()
     if raised is not None:
         log.info("open-file limit raised from %d to %d", *raised)
+    for left in tune_allocator():
+        log.info("left as it is: %s", left)
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
