@@ -70,16 +70,22 @@ ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" paragraph per arena, o
 """
 
 
-def _arenas(mode: str) -> int:
+def _child(script: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter with glibc's own allocator settings (none
+    from the environment), ``mode`` as its argument."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", ARENAS_CHILD, mode],
+    return subprocess.run(
+        [sys.executable, "-c", script, mode],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
         env=env,
     )
+
+
+def _arenas(mode: str) -> int:
+    done = _child(ARENAS_CHILD, mode)
     return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
 
 
@@ -119,16 +125,7 @@ libc.free(block)
 
 
 def _mapped(mode: str) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", MMAP_CHILD, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env=env,
-    )
-    return int(done.stdout)
+    return int(_child(MMAP_CHILD, mode).stdout)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mmap threshold")
