@@ -97,9 +97,11 @@ def test_a_console_control_event_stops_the_service_cleanly_like_sigterm(
         except BaseException as exc:  # reported by wait_for, and by the outcome check
             outcome.append(exc)
 
+    # The log is made before the service starts: two connections making a new SQLite
+    # log at once race on its switch to WAL ("database is locked", seen once in CI).
+    store = SqlEventStore(events)
     service = threading.Thread(target=run, daemon=True)
     service.start()
-    store = SqlEventStore(events)
     try:
         wait_for(store, lambda: count(store, SelfTestPassed) >= 2, outcome)
         handled = console_control_handler(request, wait_seconds=GIVE_UP)(ctrl_type)
